@@ -1,0 +1,492 @@
+"""Python AST of a kernel -> tile IR.
+
+Names hold either IR tiles (`sl.tensor`) or plain Python values (constexprs,
+dtypes, tuples): arithmetic on Python values folds at compile time, as in
+Triton.  `if` on a constexpr picks a branch statically; `if` on a runtime
+scalar becomes an IR `if` whose results are the names either branch assigns;
+`range` loops become IR `for` with the names the body reassigns carried.
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import operator
+import types as pytypes
+from typing import Any
+
+from ..ir import types as T
+from ..ir.core import Block, Builder
+from ..language import builtins as lang_builtins
+from ..language.core import constexpr, tensor
+from .errors import CompilationError, SemanticError
+from .semantic import is_number, unwrap
+from .source import FunctionSource
+
+_BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "truediv",
+           ast.FloorDiv: "floordiv", ast.Mod: "mod", ast.Pow: "pow", ast.BitAnd: "and",
+           ast.BitOr: "or", ast.BitXor: "xor", ast.LShift: "shl", ast.RShift: "shr"}
+_PYOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+          ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
+          ast.Pow: operator.pow, ast.BitAnd: operator.and_, ast.BitOr: operator.or_,
+          ast.BitXor: operator.xor, ast.LShift: operator.lshift, ast.RShift: operator.rshift}
+_CMPOPS = {ast.Lt: "lt", ast.LtE: "le", ast.Gt: "gt", ast.GtE: "ge", ast.Eq: "eq", ast.NotEq: "ne"}
+_PYCMP = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
+          ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Is: operator.is_, ast.IsNot: operator.is_not}
+_PY_BUILTINS = {"range": lang_builtins.range, "min": builtins.min, "max": builtins.max,
+                "float": float, "int": int, "bool": bool, "len": len, "abs": builtins.abs,
+                "tuple": tuple, "isinstance": isinstance, "print": None}
+_UNSUPPORTED = {ast.While: "`while` loops (use `for ... in range(...)`)", ast.Try: "`try`",
+                ast.With: "`with`", ast.Raise: "`raise`", ast.Global: "`global`",
+                ast.Nonlocal: "`nonlocal`", ast.Delete: "`del`", ast.Import: "`import`",
+                ast.ImportFrom: "`import`", ast.ClassDef: "class definitions",
+                ast.FunctionDef: "nested functions", ast.Break: "`break`", ast.Continue: "`continue`",
+                ast.AsyncFor: "`async for`", ast.AsyncWith: "`async with`", ast.Match: "`match`"}
+_UNSUPPORTED_EXPR = {ast.ListComp: "list comprehensions", ast.SetComp: "set comprehensions",
+                     ast.DictComp: "dict comprehensions", ast.GeneratorExp: "generator expressions",
+                     ast.Lambda: "lambda", ast.Dict: "dict literals", ast.Set: "set literals",
+                     ast.JoinedStr: "f-strings", ast.Await: "await", ast.Yield: "yield",
+                     ast.NamedExpr: "`:=`", ast.Starred: "`*` unpacking"}
+
+
+class _Returned(Exception):
+    """Unwinds statement lists after a `return` (the rest of the block is dead)."""
+
+
+def assigned_names(stmts) -> list[str]:
+    """Names a statement list may (re)bind, in first-seen order."""
+    out: list[str] = []
+    for node in stmts:
+        for sub in ast.walk(node):
+            targets = []
+            if isinstance(sub, ast.Assign):
+                targets = sub.targets
+            elif isinstance(sub, (ast.AugAssign, ast.AnnAssign)):
+                targets = [sub.target]
+            elif isinstance(sub, ast.For):
+                targets = [sub.target]
+            for t in targets:
+                for n in ast.walk(t):
+                    if isinstance(n, ast.Name) and n.id not in out:
+                        out.append(n.id)
+    return out
+
+
+class KernelCodegen(ast.NodeVisitor):
+    def __init__(self, src: FunctionSource, sem, args: dict[str, Any], helper: bool = False):
+        self.src = src
+        self.sem = sem
+        self.symbols: dict[str, Any] = dict(args)
+        self.globals = getattr(src.fn, "__globals__", {})
+        self.helper = helper
+        self.return_value = None
+
+    @property
+    def b(self) -> Builder:
+        return self.sem.b
+
+    def err(self, msg: str, node) -> CompilationError:
+        return self.src.error(msg, node)
+
+    # ---- statements -----------------------------------------------------------
+    def run(self):
+        body = self.src.tree.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            body = body[1:]          # docstring
+        try:
+            self.visit_stmts(body)
+        except _Returned:
+            pass
+        return self.return_value
+
+    def visit_stmts(self, stmts):
+        for s in stmts:
+            self.b.loc = self.src.loc(s)
+            self.visit(s)
+
+    def generic_visit(self, node):
+        kind = _UNSUPPORTED.get(type(node)) or _UNSUPPORTED_EXPR.get(type(node))
+        what = kind or f"`{type(node).__name__}`"
+        raise self.err(f"{what} is not supported in kernels", node)
+
+    def visit_Pass(self, node):
+        pass
+
+    def visit_Expr(self, node):
+        if isinstance(node.value, ast.Constant):
+            return
+        self.eval(node.value)
+
+    def visit_Assign(self, node):
+        value = self.eval(node.value)
+        for target in node.targets:
+            self.assign(target, value, node)
+
+    def visit_AnnAssign(self, node):
+        if node.value is None:
+            raise self.err("an annotation without a value declares nothing", node)
+        self.assign(node.target, self.eval(node.value), node)
+
+    def visit_AugAssign(self, node):
+        if not isinstance(node.target, ast.Name):
+            raise self.err("augmented assignment needs a plain name on the left", node)
+        cur = self.lookup(node.target.id, node.target)
+        self.assign(node.target, self.binop(type(node.op), cur, self.eval(node.value), node), node)
+
+    def assign(self, target, value, node):
+        if isinstance(target, ast.Name):
+            self.symbols[target.id] = value
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            if not isinstance(value, tuple) or len(value) != len(target.elts):
+                raise self.err(f"cannot unpack {value!r} into {len(target.elts)} names", node)
+            for t, v in zip(target.elts, value):
+                self.assign(t, v, node)
+        else:
+            raise self.err("only assignments to names (and tuples of names) are supported", target)
+
+    def visit_Assert(self, node):
+        cond = self.eval(node.test)
+        if isinstance(cond, tensor):
+            raise self.err("runtime assertions are not supported; use sl.static_assert on constexprs", node)
+        if not cond:
+            msg = self.eval(node.msg) if node.msg is not None else "assertion failed"
+            raise self.err(f"static assertion failed: {msg}", node)
+
+    def visit_Return(self, node):
+        value = None if node.value is None else self.eval(node.value)
+        if self.helper:
+            if self.b.block is not self.root_block:
+                raise self.err("a helper kernel may return only at its top level", node)
+            self.return_value = value
+            raise _Returned()
+        if value is not None:
+            raise self.err("a kernel launched from the host cannot return a value; store it", node)
+        self.b.create("return", [], [])
+        raise _Returned()
+
+    # ---- if -----------------------------------------------------------------
+    def visit_If(self, node):
+        cond = self.eval(node.test)
+        if not isinstance(cond, tensor):
+            self.visit_stmts(node.body if cond else node.orelse)
+            return
+        if self.helper and self._has_return(node):
+            raise self.err("a helper kernel may return only at its top level", node)
+        try:
+            cond = self.sem.to_cond(cond)
+        except SemanticError as e:
+            raise self.err(f"`if` on a tensor: {e}; use sl.where for element-wise choice", node.test)
+        before = dict(self.symbols)
+        branches = []
+        for stmts in (node.body, node.orelse):
+            block = Block()
+            self.symbols = dict(before)
+            terminated = self._lower_region(block, stmts)
+            branches.append((block, dict(self.symbols), terminated))
+        live = [br for br in branches if not br[2]]
+        names = self._merged_names(before, live)
+        result_types = []
+        for name in names:
+            result_types.append(self._merged_type(name, live, node))
+        for block, syms, terminated in branches:
+            if not terminated:
+                self._yield(block, [self._coerce(syms[n], t, node) for n, t in zip(names, result_types)], node)
+        op = self.b.create("if", [cond.handle], result_types, regions=[b for b, _, _ in branches],
+                           hints=list(names))
+        self.symbols = dict(before)
+        if not live:
+            raise _Returned()
+        if len(live) == 1:
+            # names only one live branch set are still defined after the `if`
+            self.symbols.update({k: v for k, v in live[0][1].items() if k not in names})
+        for name, res in zip(names, op.results):
+            self.symbols[name] = tensor(res)
+
+    def _has_return(self, node) -> bool:
+        return any(isinstance(n, ast.Return) for n in ast.walk(node))
+
+    def _lower_region(self, block: Block, stmts) -> bool:
+        """Lower statements into `block`; True if they ended in `return`."""
+        saved = self.b.block
+        self.b.block = block
+        try:
+            self.visit_stmts(stmts)
+            return False
+        except _Returned:
+            return True
+        finally:
+            self.b.block = saved
+
+    def _merged_names(self, before, live) -> list[str]:
+        names = []
+        if not live:
+            return names
+        keys = set.intersection(*(set(s) for _, s, _ in live))
+        for name in sorted(keys):
+            vals = [s[name] for _, s, _ in live]
+            changed = any(v is not before.get(name, _MISSING) for v in vals)
+            if changed and (any(isinstance(v, tensor) for v in vals) or len(live) == 1 and name in before):
+                names.append(name)
+            elif changed and not all(v == vals[0] for v in vals):
+                if all(is_number(v) for v in vals):
+                    names.append(name)
+        return names
+
+    def _merged_type(self, name, live, node) -> T.TileType:
+        types_ = [v.type for _, s, _ in live for v in [s[name]] if isinstance(v, tensor)]
+        if not types_:
+            vals = [s[name] for _, s, _ in live]
+            return T.TileType((), self.sem.literal_dtype(vals[0]))
+        if any(t != types_[0] for t in types_):
+            raise self.err(f"'{name}' is {types_[0]} in one branch and {types_[1]} in the other", node)
+        return types_[0]
+
+    def _coerce(self, value, ty: T.TileType, node):
+        value = unwrap(value)
+        if isinstance(value, tensor):
+            return value
+        if is_number(value) and ty.is_scalar and not ty.is_pointer:
+            return self.sem.constant(value, ty.elem)
+        raise self.err(f"cannot merge the compile-time value {value!r} with a runtime {ty}", node)
+
+    def _yield(self, block: Block, values, node):
+        saved = self.b.block
+        self.b.block = block
+        try:
+            vals = [self._coerce(v, None, node) if not isinstance(v, tensor) else v for v in values]
+            self.b.create("yield", [v.handle for v in vals], [])
+        finally:
+            self.b.block = saved
+
+    # ---- for ------------------------------------------------------------------
+    def visit_For(self, node):
+        if node.orelse:
+            raise self.err("`for ... else` is not supported", node)
+        it = node.iter
+        if not isinstance(it, ast.Call):
+            raise self.err("kernels loop only over range(...), sl.range(...) or sl.static_range(...)", it)
+        fn = self.eval(it.func)
+        args = [self.eval(a) for a in it.args]
+        if fn is lang_builtins.static_range:
+            bounds = [unwrap(a) for a in args]
+            if not all(isinstance(a, int) for a in bounds):
+                raise self.err("sl.static_range needs constexpr integer bounds", it)
+            for i in builtins.range(*bounds):
+                self.assign(node.target, i, node)
+                self.visit_stmts(node.body)
+            return
+        if fn is not lang_builtins.range:
+            raise self.err("kernels loop only over range(...), sl.range(...) or sl.static_range(...)", it)
+        if not isinstance(node.target, ast.Name):
+            raise self.err("the loop variable must be a plain name", node.target)
+        if not 1 <= len(args) <= 3:
+            raise self.err("range takes 1 to 3 arguments", it)
+        lo, hi, step = (0, args[0], 1) if len(args) == 1 else (args[0], args[1], args[2] if len(args) == 3 else 1)
+        if is_number(unwrap(step)) and unwrap(step) == 0:
+            raise self.err("range step must not be zero", it)
+        try:
+            bounds = [self.sem.cast(self.sem.to_tensor(v, T.i32), T.i32) for v in (lo, hi, step)]
+        except SemanticError as e:
+            raise self.err(str(e), it)
+        if any(b.shape != () for b in bounds):
+            raise self.err("range bounds must be scalars", it)
+        carried = [n for n in assigned_names(node.body) if n in self.symbols and n != node.target.id]
+        inits = []
+        for n in carried:
+            v = unwrap(self.symbols[n])
+            if is_number(v):
+                v = self.sem.to_tensor(v)
+            if not isinstance(v, tensor):
+                raise self.err(f"'{n}' holds the compile-time value {v!r} and is reassigned in a runtime loop", node)
+            inits.append(v)
+        body = Block()
+        iv = body.add_arg(T.TileType((), T.i32), node.target.id)
+        args_v = [body.add_arg(v.type, n) for n, v in zip(carried, inits)]
+        before = dict(self.symbols)
+        self.symbols[node.target.id] = tensor(iv)
+        for n, a in zip(carried, args_v):
+            self.symbols[n] = tensor(a)
+        if self.helper and self._has_return(node):
+            raise self.err("a helper kernel may return only at its top level", node)
+        terminated = self._lower_region(body, node.body)
+        if not terminated:
+            outs = []
+            saved, self.b.block = self.b.block, body
+            for n, init in zip(carried, inits):
+                v = unwrap(self.symbols[n])
+                if is_number(v) and init.shape == ():
+                    v = self.sem.constant(v, init.dtype)   # `acc = 0` inside the loop keeps acc's type
+                if not isinstance(v, tensor) or v.type != init.type:
+                    got = v.type if isinstance(v, tensor) else repr(v)
+                    raise self.err(f"loop-carried value '{n}' changes type from {init.type} to {got} "
+                                   f"inside the loop; convert it with .to() so both agree", node)
+                outs.append(v)
+            self.b.block = saved
+            self._yield(body, outs, node)
+        op = self.b.create("for", [b.handle for b in bounds] + [v.handle for v in inits],
+                           [v.type for v in inits], regions=[body], hints=list(carried))
+        self.symbols = before
+        for n, r in zip(carried, op.results):
+            self.symbols[n] = tensor(r)
+
+    # ---- expressions ------------------------------------------------------------
+    def eval(self, node):
+        self.b.loc = self.src.loc(node) if hasattr(node, "lineno") else self.b.loc
+        method = getattr(self, "eval_" + type(node).__name__, None)
+        if method is None:
+            return self.generic_visit(node)
+        try:
+            return method(node)
+        except CompilationError:
+            raise
+        except SemanticError as e:
+            raise self.err(str(e), node) from None
+        except (TypeError, ValueError, ZeroDivisionError, IndexError, AttributeError) as e:
+            raise self.err(str(e), node) from None
+
+    def eval_Constant(self, node):
+        return node.value
+
+    def eval_Name(self, node):
+        return self.lookup(node.id, node)
+
+    def lookup(self, name, node):
+        if name in self.symbols:
+            return self.symbols[name]
+        if name in self.globals:
+            return self.check_global(name, self.globals[name], node)
+        if name in _PY_BUILTINS:
+            if _PY_BUILTINS[name] is None:
+                raise self.err(f"`{name}` is not supported in kernels", node)
+            return _PY_BUILTINS[name]
+        raise self.err(f"name '{name}' is not defined", node)
+
+    def check_global(self, name, value, node):
+        from ..jit import JITFunction
+        if isinstance(value, constexpr):
+            return value.value
+        if isinstance(value, (pytypes.ModuleType, JITFunction, T.DType, type)) or value is None:
+            return value
+        if callable(value) and getattr(value, "__module__", "").startswith("spvjit.language"):
+            return value
+        raise self.err(f"cannot read global '{name}' ({type(value).__name__}) inside a kernel: only "
+                       f"sl.constexpr globals, modules and kernels are visible; write "
+                       f"`{name} = sl.constexpr(...)` or pass it as an argument", node)
+
+    def eval_Attribute(self, node):
+        base = self.eval(node.value)
+        if isinstance(base, pytypes.ModuleType):
+            attr = getattr(base, node.attr, _MISSING)
+            if attr is _MISSING:
+                raise self.err(f"module '{base.__name__}' has no attribute '{node.attr}'", node)
+            return self.check_global(f"{base.__name__}.{node.attr}", attr, node) \
+                if not is_number(attr) else attr
+        if isinstance(base, tensor) and node.attr not in ("to", "T", "shape", "dtype", "numel"):
+            raise self.err(f"tensors have no attribute '{node.attr}'", node)
+        return getattr(base, node.attr)
+
+    def eval_Tuple(self, node):
+        return tuple(self.eval(e) for e in node.elts)
+
+    eval_List = eval_Tuple
+
+    def eval_Slice(self, node):
+        parts = [None if p is None else self.eval(p) for p in (node.lower, node.upper, node.step)]
+        return slice(*parts)
+
+    def eval_Subscript(self, node):
+        base = self.eval(node.value)
+        index = self.eval(node.slice)
+        if isinstance(base, tensor):
+            return self.sem.subscript(base, index)
+        return base[unwrap(index)]
+
+    def eval_BinOp(self, node):
+        return self.binop(type(node.op), self.eval(node.left), self.eval(node.right), node)
+
+    def binop(self, op, a, b, node):
+        if op not in _BINOPS:
+            raise self.err(f"operator {op.__name__} is not supported", node)
+        ua, ub = unwrap(a), unwrap(b)
+        if not isinstance(ua, tensor) and not isinstance(ub, tensor):
+            return _PYOPS[op](ua, ub)
+        return self.sem.binary(_BINOPS[op], ua, ub)
+
+    def eval_UnaryOp(self, node):
+        v = unwrap(self.eval(node.operand))
+        op = type(node.op)
+        if not isinstance(v, tensor):
+            return {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_,
+                    ast.Invert: operator.invert}[op](v)
+        if op is ast.USub:
+            return self.sem.unary("neg", v)
+        if op is ast.UAdd:
+            return v
+        if op is ast.Invert:
+            return self.sem.unary("not", v)
+        return self.sem.compare("eq", self.sem.to_cond(v) if v.shape == () else v, 0) \
+            if not v.dtype.is_bool else self.sem.unary("not", v)
+
+    def eval_Compare(self, node):
+        if len(node.ops) != 1:
+            raise self.err("chained comparisons are not supported; combine with & or `and`", node)
+        a, b = unwrap(self.eval(node.left)), unwrap(self.eval(node.comparators[0]))
+        op = type(node.ops[0])
+        if not isinstance(a, tensor) and not isinstance(b, tensor):
+            if op not in _PYCMP:
+                raise self.err(f"operator {op.__name__} is not supported", node)
+            return _PYCMP[op](a, b)
+        if op not in _CMPOPS:
+            raise self.err(f"operator {op.__name__} is not supported on tensors", node)
+        return self.sem.compare(_CMPOPS[op], a, b)
+
+    def eval_BoolOp(self, node):
+        vals = [unwrap(self.eval(v)) for v in node.values]
+        if not any(isinstance(v, tensor) for v in vals):
+            out = vals[0]
+            for v in vals[1:]:
+                out = (out and v) if isinstance(node.op, ast.And) else (out or v)
+            return out
+        conds = [self.sem.to_cond(v) if isinstance(v, tensor) else bool(v) for v in vals]
+        out = conds[0]
+        for c in conds[1:]:
+            out = self.sem.binary("and" if isinstance(node.op, ast.And) else "or", out, c)
+        return out
+
+    def eval_IfExp(self, node):
+        cond = unwrap(self.eval(node.test))
+        if not isinstance(cond, tensor):
+            return self.eval(node.body if cond else node.orelse)
+        return self.sem.where(cond, self.eval(node.body), self.eval(node.orelse))
+
+    def eval_Call(self, node):
+        from ..jit import JITFunction
+        fn = self.eval(node.func)
+        args = [self.eval(a) for a in node.args]
+        kwargs = {k.arg: self.eval(k.value) for k in node.keywords}
+        if isinstance(fn, JITFunction):
+            return self.inline(fn, args, kwargs, node)
+        if isinstance(fn, type) and issubclass(fn, (lang_builtins.range, lang_builtins.static_range)):
+            raise self.err("range(...) can only be used as a `for` loop's iterable", node)
+        if fn in (float, int, bool) and args and isinstance(unwrap(args[0]), tensor):
+            raise self.err(f"{fn.__name__}() of a tensor; use .to(sl.{'float32' if fn is float else 'int32'})", node)
+        if fn in (builtins.min, builtins.max) and any(isinstance(unwrap(a), tensor) for a in args):
+            raise self.err(f"Python's {fn.__name__}() on tensors; use sl.{fn.__name__}imum or sl.{fn.__name__}", node)
+        return fn(*args, **kwargs)
+
+    def inline(self, fn, args, kwargs, node):
+        import inspect
+        try:
+            bound = fn.signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise self.err(f"calling {fn.__name__}: {e}", node)
+        bound.apply_defaults()
+        callee = KernelCodegen(fn.source, self.sem, dict(bound.arguments), helper=True)
+        callee.root_block = self.b.block
+        saved_loc = self.b.loc
+        result = callee.run()
+        self.b.loc = saved_loc
+        return result
+
+
+_MISSING = object()

@@ -1,0 +1,286 @@
+"""Triton's typing rules, applied while building tile IR.
+
+Promotion: float beats int, the wider type wins, f16 with bf16 gives f32,
+signed with unsigned of one width gives unsigned; a Python number adopts the
+tile's type (an int literal next to a float tile becomes that float).
+Broadcasting follows numpy: shapes align at the right, size-1 dims stretch.
+Integer `//` and `%` truncate toward zero like C (and Triton), so
+`-7 // 2 == -3` and `-7 % 2 == -1` inside kernels, unlike Python.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+
+from ..ir import types as T
+from ..ir.core import Builder, Value
+from ..language.core import constexpr, tensor
+from .errors import SemanticError
+
+_STACK: list["Semantic"] = []
+
+
+def current() -> "Semantic":
+    if not _STACK:
+        raise RuntimeError("spvjit.language functions can only be called inside a @spvjit.kernel")
+    return _STACK[-1]
+
+
+@contextmanager
+def active(sem: "Semantic"):
+    _STACK.append(sem)
+    try:
+        yield sem
+    finally:
+        _STACK.pop()
+
+
+def is_number(x) -> bool:
+    return isinstance(x, (bool, int, float)) and not isinstance(x, tensor)
+
+
+def unwrap(x):
+    return x.value if isinstance(x, constexpr) else x
+
+
+def _int_fits(v: int, dt: T.DType) -> bool:
+    if dt.kind == "uint":
+        return 0 <= v < (1 << dt.bits)
+    return -(1 << (dt.bits - 1)) <= v < (1 << (dt.bits - 1))
+
+
+def promote(a: T.DType, b: T.DType) -> T.DType:
+    if a == b:
+        return a
+    if a.is_float or b.is_float:
+        if a.is_float and b.is_float:
+            if {a.name, b.name} == {"f16", "bf16"}:
+                return T.f32
+            return a if a.bits >= b.bits else b
+        return a if a.is_float else b
+    if a.is_bool:
+        return b
+    if b.is_bool:
+        return a
+    if a.bits != b.bits:
+        return a if a.bits > b.bits else b
+    return a if a.kind == "uint" else b
+
+
+class Semantic:
+    def __init__(self, builder: Builder):
+        self.b = builder
+
+    # ---- values -------------------------------------------------------------
+    def constant(self, value, dtype: T.DType, shape=()) -> tensor:
+        if dtype.is_bool:
+            value = bool(value)
+        elif dtype.is_float:
+            value = float(value)
+        else:
+            if isinstance(value, float) and not value.is_integer():
+                raise SemanticError(f"{value} is not an integer, cannot be a {dtype} constant")
+            value = int(value)
+            if not _int_fits(value, dtype):
+                raise SemanticError(f"{value} does not fit in {dtype}")
+        return tensor(self.b.op1("constant", [], T.TileType(tuple(shape), dtype), value=value))
+
+    def literal_dtype(self, x) -> T.DType:
+        if isinstance(x, bool):
+            return T.i1
+        if isinstance(x, int):
+            if not _int_fits(x, T.i32):
+                if _int_fits(x, T.u32):
+                    return T.u32
+                raise SemanticError(f"integer {x} does not fit in 32 bits")
+            return T.i32
+        if isinstance(x, float):
+            return T.f32
+        raise SemanticError(f"cannot use {type(x).__name__} value {x!r} in a kernel expression")
+
+    def to_tensor(self, x, dtype: T.DType | None = None) -> tensor:
+        x = unwrap(x)
+        if isinstance(x, tensor):
+            return x
+        return self.constant(x, dtype or self.literal_dtype(x))
+
+    # ---- shapes -------------------------------------------------------------
+    def broadcast_shapes(self, a, b) -> tuple[int, ...]:
+        ra, rb = len(a), len(b)
+        a = (1,) * (rb - ra) + tuple(a)
+        b = (1,) * (ra - rb) + tuple(b)
+        out = []
+        for x, y in zip(a, b):
+            if x != y and 1 not in (x, y):
+                raise SemanticError(f"shapes {list(a)} and {list(b)} cannot be broadcast together")
+            out.append(max(x, y))
+        return tuple(out)
+
+    def broadcast_to(self, x: tensor, shape) -> tensor:
+        shape = tuple(shape)
+        if x.shape == shape:
+            return x
+        if x.shape == ():
+            return tensor(self.b.op1("splat", [x.handle], T.TileType(shape, x.dtype)))
+        if len(x.shape) > len(shape):
+            raise SemanticError(f"cannot broadcast shape {list(x.shape)} to {list(shape)}")
+        while len(x.shape) < len(shape):
+            x = self.expand_dims(x, 0)
+        for s, d in zip(x.shape, shape):
+            if s not in (1, d):
+                raise SemanticError(f"cannot broadcast shape {list(x.shape)} to {list(shape)}")
+        return tensor(self.b.op1("broadcast", [x.handle], T.TileType(shape, x.dtype)))
+
+    def expand_dims(self, x: tensor, axis: int) -> tensor:
+        x = self.to_tensor(x)
+        if x.shape == ():
+            x = self.broadcast_to(x, (1,))
+            return x if axis in (0, -1) else self.expand_dims(x, axis)
+        rank = len(x.shape)
+        if axis < 0:
+            axis += rank + 1
+        if not 0 <= axis <= rank:
+            raise SemanticError(f"axis {axis} out of range for a rank-{rank} tensor")
+        shape = x.shape[:axis] + (1,) + x.shape[axis:]
+        return tensor(self.b.op1("expand_dims", [x.handle], T.TileType(shape, x.dtype), axis=axis))
+
+    def subscript(self, x: tensor, index) -> tensor:
+        if not isinstance(index, tuple):
+            index = (index,)
+        dim = 0
+        for item in index:
+            if item is None:
+                x = self.expand_dims(x, dim)
+                dim += 1
+            elif isinstance(item, slice) and item == slice(None):
+                dim += 1
+            else:
+                raise SemanticError("tensor indexing supports only `:` and `None` (e.g. x[:, None])")
+        if dim > max(len(x.shape), 0) and len(index) and x.shape != ():
+            raise SemanticError(f"too many indices for a tensor of shape {list(x.shape)}")
+        return x
+
+    def reshape(self, x: tensor, shape) -> tensor:
+        shape = tuple(int(unwrap(s)) for s in shape)
+        if math.prod(shape) != x.numel:
+            raise SemanticError(f"cannot reshape {list(x.shape)} ({x.numel} elements) to {list(shape)}")
+        return tensor(self.b.op1("reshape", [x.handle], T.TileType(shape, x.dtype)))
+
+    def trans(self, x: tensor) -> tensor:
+        if len(x.shape) != 2:
+            raise SemanticError(f"trans needs a 2-D tensor, got shape {list(x.shape)}")
+        return tensor(self.b.op1("trans", [x.handle], T.TileType(x.shape[::-1], x.dtype)))
+
+    # ---- casts --------------------------------------------------------------
+    def cast(self, x, dtype, bitcast: bool = False) -> tensor:
+        dtype = unwrap(dtype)
+        if not isinstance(dtype, T.DType):
+            raise SemanticError(f"expected a dtype such as sl.float32, got {dtype!r}")
+        x = self.to_tensor(x)
+        if x.type.is_pointer:
+            raise SemanticError("cannot cast a pointer")
+        if x.dtype == dtype:
+            return x
+        if bitcast:
+            if x.dtype.bits != dtype.bits:
+                raise SemanticError(f"bitcast from {x.dtype} to {dtype} changes the bit width")
+            return tensor(self.b.op1("bitcast", [x.handle], x.type.with_elem(dtype)))
+        return tensor(self.b.op1("cast", [x.handle], x.type.with_elem(dtype)))
+
+    # ---- arithmetic ---------------------------------------------------------
+    def _binary_operands(self, a, b) -> tuple[tensor, tensor]:
+        a, b = unwrap(a), unwrap(b)
+        if isinstance(a, tensor) and isinstance(b, tensor):
+            dt = promote(a.dtype, b.dtype)
+        elif isinstance(a, tensor):
+            dt = self._with_literal(a.dtype, b)
+        elif isinstance(b, tensor):
+            dt = self._with_literal(b.dtype, a)
+        else:
+            dt = promote(self.literal_dtype(a), self.literal_dtype(b))
+        a = self.cast(self.to_tensor(a, dt), dt)
+        b = self.cast(self.to_tensor(b, dt), dt)
+        shape = self.broadcast_shapes(a.shape, b.shape)
+        return self.broadcast_to(a, shape), self.broadcast_to(b, shape)
+
+    def _with_literal(self, dt: T.DType, lit) -> T.DType:
+        if not is_number(lit):
+            raise SemanticError(f"cannot combine a tensor with {type(lit).__name__} value {lit!r}")
+        if isinstance(lit, float) and not dt.is_float:
+            return T.f32
+        if dt.is_bool and not isinstance(lit, bool):
+            return T.i32
+        return dt
+
+    def binary(self, op: str, a, b) -> tensor:
+        a, b = unwrap(a), unwrap(b)
+        pa = isinstance(a, tensor) and a.type.is_pointer
+        pb = isinstance(b, tensor) and b.type.is_pointer
+        if pa or pb:
+            return self._pointer_arith(op, a, b, pa, pb)
+        a, b = self._binary_operands(a, b)
+        dt = a.dtype
+        if op == "truediv" and not dt.is_float:
+            a, b, dt = self.cast(a, T.f32), self.cast(b, T.f32), T.f32
+        if op == "floordiv" and dt.is_float:
+            return self.unary("floor", self.binary("truediv", a, b))
+        if op == "pow" and not dt.is_float:
+            a, b, dt = self.cast(a, T.f32), self.cast(b, T.f32), T.f32
+        if op in ("and", "or", "xor", "shl", "shr") and dt.is_float:
+            raise SemanticError(f"bitwise operator on {dt} values; they need integers or booleans")
+        if op in ("shl", "shr") and dt.is_bool:
+            raise SemanticError("shift of boolean values")
+        if op in ("add", "sub", "mul", "floordiv", "mod") and dt.is_bool:
+            a, b, dt = self.cast(a, T.i32), self.cast(b, T.i32), T.i32
+        return tensor(self.b.op1(op, [a.handle, b.handle], a.type))
+
+    def _pointer_arith(self, op, a, b, pa, pb) -> tensor:
+        if op not in ("add", "sub") or (pa and pb) or (pb and op == "sub"):
+            raise SemanticError(f"pointers support only `pointer + int` and `pointer - int`, not {op}")
+        ptr, off = (a, b) if pa else (b, a)
+        off = self.to_tensor(off)
+        if not off.dtype.is_int:
+            raise SemanticError(f"pointer offsets must be integers, got {off.dtype}")
+        if off.dtype != T.i32:
+            off = self.cast(off, T.i32)
+        if op == "sub":
+            off = self.unary("neg", off)
+        shape = self.broadcast_shapes(ptr.shape, off.shape)
+        ptr, off = self.broadcast_to(ptr, shape), self.broadcast_to(off, shape)
+        return tensor(self.b.op1("addptr", [ptr.handle, off.handle], ptr.type))
+
+    def compare(self, pred: str, a, b) -> tensor:
+        a, b = self._binary_operands(a, b)
+        if a.type.is_pointer:
+            raise SemanticError("comparing pointers is not supported")
+        return tensor(self.b.op1("cmp", [a.handle, b.handle], a.type.with_elem(T.i1), pred=pred))
+
+    def unary(self, op: str, x) -> tensor:
+        x = self.to_tensor(x)
+        if x.type.is_pointer:
+            raise SemanticError(f"'{op}' on a pointer")
+        float_only = {"exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "sigmoid",
+                      "floor", "ceil", "tanh"}
+        if op in float_only and not x.dtype.is_float:
+            x = self.cast(x, T.f32)
+        if op == "neg" and x.dtype.is_bool:
+            x = self.cast(x, T.i32)
+        if op in ("floor", "ceil") and not x.dtype.is_float:
+            return x
+        return tensor(self.b.op1(op, [x.handle], x.type))
+
+    def where(self, cond, a, b) -> tensor:
+        cond = self.to_tensor(cond)
+        if not cond.dtype.is_bool:
+            cond = self.compare("ne", cond, 0)
+        a, b = self._binary_operands(a, b)
+        shape = self.broadcast_shapes(cond.shape, a.shape)
+        cond, a, b = (self.broadcast_to(t, shape) for t in (cond, a, b))
+        return tensor(self.b.op1("select", [cond.handle, a.handle, b.handle], a.type))
+
+    def to_cond(self, x) -> tensor:
+        """A scalar i1 for `if`/`where` from a scalar of any type."""
+        x = self.to_tensor(x)
+        if x.shape != ():
+            raise SemanticError(f"a condition must be a scalar, got a tensor of shape {list(x.shape)}")
+        return x if x.dtype.is_bool else self.compare("ne", x, 0)

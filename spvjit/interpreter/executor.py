@@ -1,0 +1,186 @@
+"""Runs tile IR on numpy, one program at a time (SPVJIT_INTERPRET=1).
+
+It executes the IR the frontend built, not the Python source, so interpreter
+results check the frontend too; and it is the reference the lowering is
+tested against.
+"""
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+
+from ..ir.core import Block, KernelIR
+from . import ops as O
+
+
+class _Return(Exception):
+    pass
+
+
+class Pointer:
+    """A tile of addresses: which buffer, and element offsets into it."""
+    __slots__ = ("buf", "off")
+
+    def __init__(self, buf: int, off):
+        self.buf, self.off = buf, np.asarray(off, np.int64)
+
+
+class ProgramRunner:
+    def __init__(self, kernel: KernelIR, buffers: list[np.ndarray], scalars: dict[int, object], grid):
+        self.kernel = kernel
+        self.buffers = buffers       # flat views; bf16 buffers are uint16
+        self.base_env = scalars      # id(param value) -> Pointer or numpy scalar
+        self.grid = grid
+        self.pid = (0, 0, 0)
+
+    def run_all(self):
+        gx, gy, gz = self.grid
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            for z, y, x in itertools.product(range(gz), range(gy), range(gx)):
+                self.pid = (x, y, z)
+                env = dict(self.base_env)
+                try:
+                    self.run_block(self.kernel.body, env)
+                except _Return:
+                    pass
+
+    def run_block(self, block: Block, env: dict):
+        for op in block.ops:
+            name = op.name
+            if name == "yield":
+                return [env[id(v)] for v in op.operands]
+            if name == "return":
+                raise _Return()
+            outs = self.run_op(op, env)
+            for r, v in zip(op.results, outs):
+                env[id(r)] = v
+        return []
+
+    def run_op(self, op, env):
+        a = [env[id(v)] for v in op.operands]
+        name = op.name
+        rt = op.results[0].type if op.results else None
+        dt = rt.elem if rt is not None else None
+        if name in ("add", "sub") and isinstance(a[0], Pointer):
+            raise AssertionError("pointer arithmetic goes through addptr")
+        if name == "constant":
+            return [O.finish(np.full(rt.shape, op.attrs["value"]), dt)]
+        if name == "program_id":
+            return [np.int32(self.pid[op.attrs["axis"]])]
+        if name == "num_programs":
+            return [np.int32(self.grid[op.attrs["axis"]])]
+        if name == "arange":
+            return [np.arange(op.attrs["start"], op.attrs["end"], dtype=np.int32)]
+        if name == "cmp":
+            return [np.asarray(O.compare(op.attrs["pred"], a[0], a[1]))]
+        if name == "select":
+            if isinstance(a[1], Pointer):
+                raise NotImplementedError("select on pointers")
+            return [O.finish(np.where(a[0], a[1], a[2]), dt)]
+        if name == "cast":
+            return [O.cast(a[0], op.operands[0].type.elem, dt)]
+        if name == "bitcast":
+            return [O.bitcast(a[0], op.operands[0].type.elem, dt)]
+        if name in ("splat", "broadcast", "expand_dims", "reshape", "trans"):
+            return [self.shape_op(name, a[0], rt.shape, op)]
+        if name == "addptr":
+            return [Pointer(a[0].buf, a[0].off + np.asarray(a[1], np.int64))]
+        if name == "load":
+            return [self.load(op, a, dt)]
+        if name == "store":
+            self.store(a)
+            return []
+        if name == "atomic_rmw":
+            return [self.atomic(op.attrs["kind"], a, dt)]
+        if name == "reduce":
+            return [O.finish(O.reduce(op.attrs["kind"], a[0], op.attrs["axis"]), dt)]
+        if name == "dot":
+            return [O.finish(O.dot(a[0], a[1], a[2], dt), dt)]
+        if name == "for":
+            return self.run_for(op, a, env)
+        if name == "if":
+            region = op.regions[0] if bool(a[0]) else op.regions[1]
+            return self.run_block(region, dict(env))
+        if len(a) == 2:
+            return [O.finish(O.binary(name, a[0], a[1], dt), dt)]
+        if len(a) == 1:
+            return [O.finish(O.unary(name, a[0], dt), dt)]
+        raise NotImplementedError(f"interpreter has no rule for '{name}'")
+
+    def shape_op(self, name, x, shape, op):
+        if isinstance(x, Pointer):
+            return Pointer(x.buf, self.shape_op(name, x.off, shape, op))
+        if name in ("splat", "broadcast"):
+            return np.broadcast_to(x, shape).copy()
+        if name == "expand_dims":
+            return np.expand_dims(x, op.attrs["axis"])
+        if name == "reshape":
+            return np.reshape(x, shape)
+        return np.ascontiguousarray(np.transpose(x))
+
+    def _elem_ok(self, p: Pointer, mask):
+        n = self.buffers[p.buf].size
+        inside = (p.off >= 0) & (p.off < n)
+        if mask is not None:
+            bad = mask & ~inside
+        else:
+            bad = ~inside
+        if np.any(bad):
+            first = int(np.asarray(p.off)[bad].flat[0])
+            raise IndexError(f"out-of-bounds access at element {first} of a buffer of {n} elements "
+                             f"(argument {self.kernel.params[p.buf].name})")
+        return inside
+
+    def load(self, op, a, dt):
+        p = a[0]
+        mask = np.asarray(a[1]) if len(a) > 1 else None
+        self._elem_ok(p, mask)
+        buf = self.buffers[p.buf]
+        idx = np.where(mask, p.off, 0) if mask is not None else p.off
+        vals = buf[idx]
+        vals = O.bf16_from_bits(vals) if dt.name == "bf16" else vals.astype(O.value_dtype(dt))
+        if mask is not None:
+            other = a[2] if len(a) > 2 else np.zeros((), O.value_dtype(dt))
+            vals = np.where(mask, vals, other)
+        return O.finish(vals, dt)
+
+    def store(self, a):
+        p, val = a[0], a[1]
+        mask = np.asarray(a[2]) if len(a) > 2 else np.ones(np.shape(p.off), bool)
+        self._elem_ok(p, mask)
+        buf = self.buffers[p.buf]
+        val = np.broadcast_to(val, np.shape(p.off))
+        if buf.dtype == np.uint16 and val.dtype == np.float32:
+            val = O.bf16_to_bits(val)
+        buf[p.off[mask]] = val[mask].astype(buf.dtype)
+
+    def atomic(self, kind, a, dt):
+        p, val = a[0], np.broadcast_to(a[1], np.shape(a[0].off))
+        mask = np.asarray(a[2]) if len(a) > 2 else np.ones(np.shape(p.off), bool)
+        self._elem_ok(p, mask)
+        buf = self.buffers[p.buf]
+        old = np.zeros(np.shape(p.off), buf.dtype)
+        for i in zip(*np.nonzero(mask)) if np.ndim(mask) else [()]:
+            if np.ndim(mask) == 0 and not mask:
+                break
+            j = int(p.off[i])
+            old[i] = buf[j]
+            v = val[i]
+            buf[j] = {"add": lambda o: o + v, "max": lambda o: max(o, v), "min": lambda o: min(o, v),
+                      "xchg": lambda o: v}[kind](buf[j])
+        return old
+
+    def run_for(self, op, a, env):
+        lb, ub, step = int(a[0]), int(a[1]), int(a[2])
+        carried = list(a[3:])
+        body = op.regions[0]
+        for i in range(lb, ub, step):
+            inner = dict(env)
+            inner[id(body.args[0])] = np.int32(i)
+            for arg, v in zip(body.args[1:], carried):
+                inner[id(arg)] = v
+            carried = self.run_block(body, inner)
+        return carried

@@ -1,0 +1,132 @@
+"""numpy meaning of each tile-IR op: the executable specification the device must match.
+
+Values are numpy arrays (0-d for scalars).  bf16 values are held as float32
+rounded to bf16 after every op, since numpy has no bf16.  Integer `floordiv`
+and `mod` truncate toward zero (C semantics, as in Triton).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.types import DType
+
+
+def round_bf16(x: np.ndarray) -> np.ndarray:
+    """Round float32 values to the nearest bf16 (ties to even), kept as float32."""
+    bits = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    nan = np.isnan(np.asarray(x, np.float32))
+    out = rounded.astype(np.uint32).view(np.float32)
+    return np.where(nan, np.float32(np.nan), out)
+
+
+def bf16_from_bits(u16: np.ndarray) -> np.ndarray:
+    return (u16.astype(np.uint32) << 16).view(np.float32)
+
+
+def bf16_to_bits(x: np.ndarray) -> np.ndarray:
+    return (round_bf16(x).view(np.uint32) >> 16).astype(np.uint16)
+
+
+def value_dtype(dt: DType) -> np.dtype:
+    """numpy dtype of values held in the interpreter (bf16 computes as rounded f32)."""
+    return np.dtype(np.float32) if dt.name == "bf16" else dt.numpy
+
+
+def finish(x, dt: DType) -> np.ndarray:
+    x = np.asarray(x).astype(value_dtype(dt), copy=False)
+    return round_bf16(x) if dt.name == "bf16" else x
+
+
+def trunc_div(a, b):
+    r = np.fmod(a, b)
+    return (a - r) // b
+
+
+def binary(name: str, a, b, dt: DType):
+    if name == "add":
+        return a + b
+    if name == "sub":
+        return a - b
+    if name == "mul":
+        return a * b
+    if name == "truediv":
+        return a / b
+    if name == "floordiv":
+        return trunc_div(a, b)
+    if name == "mod":
+        return np.fmod(a, b)
+    if name == "pow":
+        return np.power(a, b)
+    if name == "and":
+        return a & b
+    if name == "or":
+        return a | b
+    if name == "xor":
+        return a ^ b
+    if name == "shl":
+        return np.left_shift(a, b)
+    if name == "shr":
+        return np.right_shift(a, b)
+    if name == "maximum":
+        return np.maximum(a, b)
+    if name == "minimum":
+        return np.minimum(a, b)
+    raise NotImplementedError(name)
+
+
+def unary(name: str, x, dt: DType):
+    if name == "neg":
+        return -x
+    if name == "not":
+        return np.logical_not(x) if dt.is_bool else np.invert(x)
+    if name == "abs":
+        return np.abs(x)
+    if name == "rsqrt":
+        return 1.0 / np.sqrt(x)
+    if name == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-x))
+    fn = {"exp": np.exp, "exp2": np.exp2, "log": np.log, "log2": np.log2, "sqrt": np.sqrt,
+          "sin": np.sin, "cos": np.cos, "floor": np.floor, "ceil": np.ceil, "tanh": np.tanh}[name]
+    return fn(x)
+
+
+def compare(pred: str, a, b):
+    return {"lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal,
+            "eq": np.equal, "ne": np.not_equal}[pred](a, b)
+
+
+def cast(x, src: DType, dst: DType):
+    if dst.is_bool:
+        return np.asarray(x != 0)
+    if src.is_float and dst.is_int:
+        x = np.trunc(x)
+        info = np.iinfo(dst.numpy)
+        x = np.clip(np.nan_to_num(x), info.min, info.max)   # out of range is undefined on devices
+    return finish(np.asarray(x).astype(value_dtype(dst)), dst)
+
+
+def bitcast(x, src: DType, dst: DType):
+    raw = bf16_to_bits(x) if src.name == "bf16" else np.ascontiguousarray(x)
+    view = raw.view(np.uint16 if dst.name == "bf16" else dst.numpy)
+    return bf16_from_bits(view) if dst.name == "bf16" else view
+
+
+def reduce(kind: str, x, axis: int):
+    if kind == "sum":
+        return np.sum(x, axis=axis, dtype=x.dtype)
+    if kind == "max":
+        return np.max(x, axis=axis)
+    if kind == "min":
+        return np.min(x, axis=axis)
+    if kind == "argmax":
+        return np.argmax(x, axis=axis).astype(np.int32)   # first index on ties
+    if kind == "argmin":
+        return np.argmin(x, axis=axis).astype(np.int32)
+    raise NotImplementedError(kind)
+
+
+def dot(a, b, acc, out: DType):
+    if out.is_float:
+        return (a.astype(np.float32) @ b.astype(np.float32) + acc.astype(np.float32))
+    return a.astype(np.int64) @ b.astype(np.int64) + acc

@@ -1,0 +1,217 @@
+"""The op set of the tile IR and the type rule of each op.
+
+`check_op(op)` returns an error string or None; the verifier and the parser
+use it, so an op's rule lives in exactly one place.
+"""
+from __future__ import annotations
+
+from .types import DType, PointerType, TileType, i1, i32
+
+BINARY = {"add", "sub", "mul", "truediv", "floordiv", "mod", "and", "or", "xor",
+          "shl", "shr", "maximum", "minimum", "pow"}
+UNARY = {"neg", "not", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos",
+         "abs", "sigmoid", "floor", "ceil", "tanh"}
+FLOAT_ONLY = {"truediv", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos",
+              "sigmoid", "floor", "ceil", "tanh", "pow"}
+INT_ONLY = {"and", "or", "xor", "shl", "shr", "floordiv"}
+CMP_PREDICATES = {"lt", "le", "gt", "ge", "eq", "ne"}
+REDUCE_KINDS = {"sum", "max", "min", "argmax", "argmin"}
+ATOMIC_KINDS = {"add", "max", "min", "xchg"}
+
+# name -> (number of operands or None for variable, attrs required, number of regions)
+OPS = {
+    **{n: (2, (), 0) for n in BINARY},
+    **{n: (1, (), 0) for n in UNARY},
+    "cmp": (2, ("pred",), 0),
+    "select": (3, (), 0),
+    "cast": (1, (), 0),
+    "bitcast": (1, (), 0),
+    "constant": (0, ("value",), 0),
+    "program_id": (0, ("axis",), 0),
+    "num_programs": (0, ("axis",), 0),
+    "arange": (0, ("start", "end"), 0),
+    "splat": (1, (), 0),
+    "broadcast": (1, (), 0),
+    "expand_dims": (1, ("axis",), 0),
+    "reshape": (1, (), 0),
+    "trans": (1, (), 0),
+    "addptr": (2, (), 0),
+    "load": (None, (), 0),
+    "store": (None, (), 0),
+    "atomic_rmw": (None, ("kind",), 0),
+    "reduce": (1, ("kind", "axis"), 0),
+    "dot": (3, (), 0),
+    "for": (None, (), 1),
+    "if": (1, (), 2),
+    "yield": (None, (), 0),
+    "return": (0, (), 0),
+}
+
+
+def _same(a: TileType, b: TileType) -> bool:
+    return a.shape == b.shape and a.elem == b.elem
+
+
+def check_op(op) -> str | None:
+    """Type-check one op (not its regions' contents). Returns a message or None."""
+    if op.name not in OPS:
+        return f"unknown op '{op.name}'"
+    n_operands, attrs, n_regions = OPS[op.name]
+    if n_operands is not None and len(op.operands) != n_operands:
+        return f"'{op.name}' takes {n_operands} operands, got {len(op.operands)}"
+    for a in attrs:
+        if a not in op.attrs:
+            return f"'{op.name}' needs attribute '{a}'"
+    if len(op.regions) != n_regions:
+        return f"'{op.name}' needs {n_regions} regions, got {len(op.regions)}"
+    t = [v.type for v in op.operands]
+    r = [v.type for v in op.results]
+    name = op.name
+    if name in BINARY:
+        if not _same(t[0], t[1]) or not _same(t[0], r[0]):
+            return f"'{name}' operands and result must have one type, got {t[0]}, {t[1]} -> {r[0]}"
+        if t[0].is_pointer:
+            return f"'{name}' on pointers; use addptr"
+        if name in FLOAT_ONLY and not t[0].elem.is_float:
+            return f"'{name}' needs float operands, got {t[0]}"
+        if name in INT_ONLY and t[0].elem.is_float:
+            return f"'{name}' needs integer operands, got {t[0]}"
+        return None
+    if name in UNARY:
+        if not _same(t[0], r[0]):
+            return f"'{name}' result type {r[0]} differs from operand {t[0]}"
+        if name in FLOAT_ONLY and not t[0].elem.is_float:
+            return f"'{name}' needs a float operand, got {t[0]}"
+        return None
+    if name == "cmp":
+        if op.attrs["pred"] not in CMP_PREDICATES:
+            return f"unknown predicate {op.attrs['pred']!r}"
+        if not _same(t[0], t[1]) or r[0] != TileType(t[0].shape, i1):
+            return f"'cmp' needs equal operand types and an i1 result, got {t[0]}, {t[1]} -> {r[0]}"
+        return None
+    if name == "select":
+        if t[0] != TileType(t[1].shape, i1) or not _same(t[1], t[2]) or not _same(t[1], r[0]):
+            return f"'select' needs an i1 condition and equal value types, got {t[0]}, {t[1]}, {t[2]}"
+        return None
+    if name in ("cast", "bitcast"):
+        if t[0].shape != r[0].shape or t[0].is_pointer or r[0].is_pointer:
+            return f"'{name}' changes only the element type of non-pointers, got {t[0]} -> {r[0]}"
+        if name == "bitcast" and t[0].elem.bits != r[0].elem.bits:
+            return f"'bitcast' needs equal bit widths, got {t[0]} -> {r[0]}"
+        return None
+    if name == "constant":
+        return None if not r[0].is_pointer else "pointer constants are not allowed"
+    if name in ("program_id", "num_programs"):
+        if op.attrs["axis"] not in (0, 1, 2) or r[0] != TileType((), i32):
+            return f"'{name}' needs axis 0, 1 or 2 and an i32 result"
+        return None
+    if name == "arange":
+        n = op.attrs["end"] - op.attrs["start"]
+        if r[0] != TileType((n,), i32):
+            return f"'arange' result must be tensor<{n}xi32>, got {r[0]}"
+        return None
+    if name == "splat":
+        if not t[0].is_scalar or r[0].elem != t[0].elem:
+            return f"'splat' takes a scalar to a tensor of its type, got {t[0]} -> {r[0]}"
+        return None
+    if name == "broadcast":
+        s, d = t[0].shape, r[0].shape
+        if len(s) != len(d) or any(a not in (1, b) for a, b in zip(s, d)) or t[0].elem != r[0].elem:
+            return f"cannot broadcast {t[0]} to {r[0]}"
+        return None
+    if name == "expand_dims":
+        ax = op.attrs["axis"]
+        want = t[0].shape[:ax] + (1,) + t[0].shape[ax:]
+        if r[0] != TileType(want, t[0].elem):
+            return f"'expand_dims' axis {ax} of {t[0]} gives {TileType(want, t[0].elem)}, not {r[0]}"
+        return None
+    if name == "reshape":
+        if t[0].numel != r[0].numel or t[0].elem != r[0].elem:
+            return f"cannot reshape {t[0]} to {r[0]}"
+        return None
+    if name == "trans":
+        if len(t[0].shape) != 2 or r[0] != TileType(t[0].shape[::-1], t[0].elem):
+            return f"'trans' takes a 2-D tile to its transpose, got {t[0]} -> {r[0]}"
+        return None
+    if name == "addptr":
+        if not t[0].is_pointer or t[1].is_pointer or not t[1].elem.is_int:
+            return f"'addptr' takes pointers and integer offsets, got {t[0]}, {t[1]}"
+        if t[0].shape != t[1].shape or not _same(t[0], r[0]):
+            return f"'addptr' shapes differ: {t[0]}, {t[1]} -> {r[0]}"
+        return None
+    if name == "load":
+        if not 1 <= len(t) <= 3 or not t[0].is_pointer:
+            return "'load' takes a pointer, an optional mask and an optional other value"
+        if r[0] != TileType(t[0].shape, t[0].elem.pointee):
+            return f"'load' of {t[0]} gives {TileType(t[0].shape, t[0].elem.pointee)}, not {r[0]}"
+        if len(t) >= 2 and t[1] != TileType(t[0].shape, i1):
+            return f"'load' mask must be {TileType(t[0].shape, i1)}, got {t[1]}"
+        if len(t) == 3 and not _same(t[2], r[0]):
+            return f"'load' other must be {r[0]}, got {t[2]}"
+        return None
+    if name == "store":
+        if not 2 <= len(t) <= 3 or not t[0].is_pointer or r:
+            return "'store' takes a pointer, a value and an optional mask, and has no result"
+        if t[1] != TileType(t[0].shape, t[0].elem.pointee):
+            return f"'store' of {t[1]} through {t[0]}: value must be {TileType(t[0].shape, t[0].elem.pointee)}"
+        if len(t) == 3 and t[2] != TileType(t[0].shape, i1):
+            return f"'store' mask must be {TileType(t[0].shape, i1)}, got {t[2]}"
+        return None
+    if name == "atomic_rmw":
+        if op.attrs["kind"] not in ATOMIC_KINDS or not 2 <= len(t) <= 3 or not t[0].is_pointer:
+            return "'atomic_rmw' takes a kind, a pointer, a value and an optional mask"
+        if t[1] != TileType(t[0].shape, t[0].elem.pointee) or not _same(t[1], r[0]):
+            return f"'atomic_rmw' value must be {TileType(t[0].shape, t[0].elem.pointee)}, got {t[1]}"
+        if t[1].elem.name not in ("f32", "i32", "u32"):
+            return f"atomics support f32, i32 and u32, got {t[1].elem}"
+        return None
+    if name == "reduce":
+        kind, ax = op.attrs["kind"], op.attrs["axis"]
+        if kind not in REDUCE_KINDS or not 0 <= ax < len(t[0].shape):
+            return f"'reduce' kind {kind!r} axis {ax} invalid for {t[0]}"
+        shape = t[0].shape[:ax] + t[0].shape[ax + 1:]
+        elem = i32 if kind in ("argmax", "argmin") else t[0].elem
+        if r[0] != TileType(shape, elem):
+            return f"'reduce' of {t[0]} along {ax} gives {TileType(shape, elem)}, not {r[0]}"
+        return None
+    if name == "dot":
+        a, b, c = t
+        if len(a.shape) != 2 or len(b.shape) != 2 or a.shape[1] != b.shape[0]:
+            return f"'dot' needs [M,K] x [K,N], got {a} and {b}"
+        if c.shape != (a.shape[0], b.shape[1]) or not _same(c, r[0]) or a.elem != b.elem:
+            return f"'dot' accumulator must be [M,N] like the result, got {a}, {b}, {c} -> {r[0]}"
+        return None
+    if name == "for":
+        if len(t) < 3 or any(x != TileType((), i32) for x in t[:3]):
+            return "'for' takes i32 scalars lower bound, upper bound and step first"
+        body = op.regions[0]
+        inits = t[3:]
+        if [a.type for a in body.args] != [TileType((), i32)] + inits or r != inits:
+            return "'for' region arguments and results must match the induction variable and inits"
+        return _check_yield(body, r, "for")
+    if name == "if":
+        if t[0] != TileType((), i1):
+            return f"'if' condition must be an i1 scalar, got {t[0]}"
+        for region in op.regions:
+            err = _check_yield(region, r, "if")
+            if err:
+                return err
+        return None
+    if name in ("yield", "return"):
+        return None
+    return None
+
+
+def _check_yield(block, result_types, owner: str) -> str | None:
+    term = block.terminator
+    if term is None:
+        return f"'{owner}' region must end in yield or return"
+    if term.name == "yield" and [v.type for v in term.operands] != list(result_types):
+        got = ", ".join(str(v.type) for v in term.operands)
+        want = ", ".join(map(str, result_types))
+        return f"'{owner}' yields ({got}) but its results are ({want})"
+    return None
+
+
+def pointer_type(elem: DType) -> PointerType:
+    return PointerType(elem)

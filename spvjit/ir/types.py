@@ -1,0 +1,122 @@
+"""Types of the tile IR.
+
+Every IR value has a `TileType`: a shape (``()`` for a scalar, which is uniform
+across the program) and an element type, either a `DType` or a `PointerType`
+to a `DType`.  Shapes are static: tile sizes come from constexprs, as in Triton.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DType:
+    name: str          # IR spelling: f32, f16, bf16, i32, u32, i16, u16, i8, u8, i1, i64
+    kind: str          # "float", "int" (signed), "uint", "bool"
+    bits: int
+
+    @property
+    def is_float(self) -> bool:
+        return self.kind == "float"
+
+    @property
+    def is_int(self) -> bool:
+        return self.kind in ("int", "uint")
+
+    @property
+    def is_signed(self) -> bool:
+        return self.kind == "int"
+
+    @property
+    def is_bool(self) -> bool:
+        return self.kind == "bool"
+
+    @property
+    def nbytes(self) -> int:
+        return max(1, self.bits // 8)
+
+    @property
+    def numpy(self) -> np.dtype:
+        """The numpy dtype that holds this type's values (bf16 lives in uint16 storage)."""
+        return np.dtype(_NUMPY[self.name])
+
+    def __str__(self) -> str:
+        return self.name
+
+
+f32 = DType("f32", "float", 32)
+f16 = DType("f16", "float", 16)
+bf16 = DType("bf16", "float", 16)
+f64 = DType("f64", "float", 64)
+i64 = DType("i64", "int", 64)
+i32 = DType("i32", "int", 32)
+u32 = DType("u32", "uint", 32)
+i16 = DType("i16", "int", 16)
+u16 = DType("u16", "uint", 16)
+i8 = DType("i8", "int", 8)
+u8 = DType("u8", "uint", 8)
+i1 = DType("i1", "bool", 1)
+
+DTYPES = {t.name: t for t in (f32, f16, bf16, f64, i64, i32, u32, i16, u16, i8, u8, i1)}
+_NUMPY = {"f32": "float32", "f16": "float16", "bf16": "uint16", "f64": "float64",
+          "i64": "int64", "i32": "int32", "u32": "uint32", "i16": "int16", "u16": "uint16",
+          "i8": "int8", "u8": "uint8", "i1": "bool"}
+
+
+def dtype_from_numpy(dt) -> DType:
+    dt = np.dtype(dt)
+    for t in DTYPES.values():
+        if t.name != "bf16" and np.dtype(_NUMPY[t.name]) == dt:
+            return t
+    raise TypeError(f"numpy dtype {dt} has no spvjit equivalent")
+
+
+@dataclass(frozen=True)
+class PointerType:
+    pointee: DType
+
+    @property
+    def name(self) -> str:
+        return f"ptr<{self.pointee.name}>"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+ElemType = DType | PointerType
+
+
+@dataclass(frozen=True)
+class TileType:
+    shape: tuple[int, ...]
+    elem: ElemType
+
+    @property
+    def is_scalar(self) -> bool:
+        return self.shape == ()
+
+    @property
+    def numel(self) -> int:
+        return prod(self.shape)
+
+    @property
+    def is_pointer(self) -> bool:
+        return isinstance(self.elem, PointerType)
+
+    def with_shape(self, shape) -> "TileType":
+        return TileType(tuple(shape), self.elem)
+
+    def with_elem(self, elem) -> "TileType":
+        return TileType(self.shape, elem)
+
+    def __str__(self) -> str:
+        if not self.shape:
+            return str(self.elem)
+        return "tensor<" + "x".join(map(str, self.shape)) + "x" + str(self.elem) + ">"
+
+
+def scalar(elem: ElemType) -> TileType:
+    return TileType((), elem)

@@ -1,0 +1,204 @@
+"""`@spvjit.kernel`: specialization, compilation cache and launch.
+
+A kernel compiles once per specialization: the dtypes of its tensor
+arguments, the kinds of its scalar arguments, its constexpr values,
+num_warps and the device.  `kernel[grid](*args)` launches it.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import time
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from .frontend import build_ir
+from .frontend.source import FunctionSource
+from .ir import types as T
+from .language.core import constexpr
+
+
+class LaunchError(TypeError):
+    """Bad launch arguments: wrong count, unsupported type, a value that does not fit."""
+
+
+def _is_tensor(x) -> bool:
+    return hasattr(x, "view_host") and hasattr(x, "dtype") and hasattr(x, "shape")
+
+
+def _is_constexpr_annotation(ann) -> bool:
+    if ann is constexpr:
+        return True
+    return isinstance(ann, str) and ann.split(".")[-1] == "constexpr"
+
+
+def interpret_enabled() -> bool:
+    return os.environ.get("SPVJIT_INTERPRET", "0") not in ("", "0", "false", "False")
+
+
+def dump_flags() -> set[str]:
+    return {f.strip() for f in os.environ.get("SPVJIT_DUMP", "").split(",") if f.strip()}
+
+
+@dataclass
+class Specialization:
+    kinds: dict[str, tuple]         # name -> ("ptr"|"scalar"|"constexpr", dtype or value)
+    runtime: list[tuple[str, object]]   # (name, value) of non-constexpr args, in order
+    num_warps: int
+
+    def key(self, extra=()) -> tuple:
+        items = []
+        for name, (kind, what) in self.kinds.items():
+            try:
+                hash(what)
+                items.append((name, kind, what))
+            except TypeError:
+                items.append((name, kind, repr(what)))
+        return (tuple(items), self.num_warps) + tuple(extra)
+
+
+class JITFunction:
+    def __init__(self, fn, interpret: bool = False):
+        self.fn = fn
+        self.__name__ = fn.__name__
+        self.__doc__ = fn.__doc__
+        self.__module__ = fn.__module__
+        self.__wrapped__ = fn
+        self.signature = inspect.signature(fn)
+        self.constexpr_names = {n for n, p in self.signature.parameters.items()
+                                if _is_constexpr_annotation(p.annotation)}
+        self.force_interpret = interpret
+        self._compiled: dict[tuple, object] = {}
+        self.compile_seconds: list[float] = []
+
+    @cached_property
+    def source(self) -> FunctionSource:
+        return FunctionSource.of(self.fn)
+
+    def __repr__(self) -> str:
+        return f"<spvjit.kernel {self.__name__}>"
+
+    def __call__(self, *args, **kwargs):
+        raise LaunchError(f"kernel {self.__name__} must be launched with a grid: {self.__name__}[grid](...)")
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: self.run(*args, grid=grid, **kwargs)
+
+    # ---- specialization -------------------------------------------------------
+    def specialize(self, args, kwargs) -> tuple[Specialization, dict]:
+        num_warps = kwargs.pop("num_warps", 4)
+        kwargs.pop("num_stages", None)   # accepted for Triton compatibility; no meaning here
+        if not isinstance(num_warps, int) or num_warps <= 0 or num_warps & (num_warps - 1):
+            raise LaunchError(f"num_warps must be a positive power of two, got {num_warps!r}")
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as e:
+            params = ", ".join(self.signature.parameters)
+            raise LaunchError(f"{self.__name__}({params}): {e}") from None
+        bound.apply_defaults()
+        kinds, runtime = {}, []
+        for name, value in bound.arguments.items():
+            if name in self.constexpr_names:
+                kinds[name] = ("constexpr", value.value if isinstance(value, constexpr) else value)
+                continue
+            kinds[name] = self._arg_kind(name, value)
+            if kinds[name][0] != "constexpr":
+                runtime.append((name, value))
+        return Specialization(kinds, runtime, num_warps), dict(bound.arguments)
+
+    def _arg_kind(self, name, value) -> tuple:
+        if _is_tensor(value):
+            dt = getattr(value, "spvjit_dtype", None)
+            try:
+                dt = dt or T.dtype_from_numpy(value.dtype)
+            except TypeError:
+                raise LaunchError(f"argument '{name}' of {self.__name__}: tensors of dtype {value.dtype} are not supported") from None
+            if dt.name in ("f64", "i64"):
+                raise LaunchError(f"argument '{name}' of {self.__name__}: {value.dtype} tensors are not "
+                                  "supported; use float32/int32")
+            return ("ptr", dt)
+        if isinstance(value, np.ndarray):
+            raise LaunchError(f"argument '{name}' of {self.__name__} is a numpy array; "
+                              "wrap it with spvjit.tensor(...) to put it on the device")
+        if isinstance(value, (bool, np.bool_)) or value is None:
+            return ("constexpr", None if value is None else bool(value))
+        if isinstance(value, (int, np.integer)):
+            if not -(1 << 31) <= int(value) < (1 << 31):
+                raise LaunchError(f"argument '{name}' of {self.__name__} = {value} does not fit in int32")
+            return ("scalar", T.i32)
+        if isinstance(value, (float, np.floating)):
+            return ("scalar", T.f32)
+        raise LaunchError(f"argument '{name}' of {self.__name__} has unsupported type "
+                          f"{type(value).__name__}; pass tensors, ints, floats or constexprs")
+
+    def ir_module(self, *args, **kwargs):
+        spec, _ = self.specialize(list(args), dict(kwargs))
+        return build_ir(self, spec.kinds)
+
+    def ir(self, *args, **kwargs) -> str:
+        """The tile IR (text) of this kernel for the given arguments."""
+        from .ir.printer import print_kernel
+        return print_kernel(self.ir_module(*args, **kwargs))
+
+    # ---- launch -----------------------------------------------------------------
+    def run(self, *args, grid, **kwargs):
+        spec, bound = self.specialize(list(args), dict(kwargs))
+        grid = self._grid(grid, bound)
+        if self.force_interpret or interpret_enabled():
+            return self._interpret(spec, grid)
+        from .launch import launch_on_device
+        launch_on_device(self, spec, grid)
+
+    def _grid(self, grid, bound) -> tuple[int, int, int]:
+        if callable(grid):
+            grid = grid(dict(bound))
+        if isinstance(grid, int):
+            grid = (grid,)
+        try:
+            g = tuple(int(x) for x in grid)
+        except TypeError:
+            raise LaunchError(f"grid must be a tuple of up to 3 ints or a callable, got {grid!r}") from None
+        if not 1 <= len(g) <= 3 or any(x < 0 for x in g):
+            raise LaunchError(f"grid must have 1 to 3 non-negative sizes, got {g}")
+        return g + (1,) * (3 - len(g))
+
+    def _interpret(self, spec: Specialization, grid):
+        from .interpreter import ProgramRunner
+        key = spec.key(("interpret",))
+        kernel = self._compiled.get(key)
+        if kernel is None:
+            kernel = build_ir(self, spec.kinds)
+            from .ir.verifier import verify
+            verify(kernel)
+            if "ir" in dump_flags():
+                from .ir.printer import print_kernel
+                print(print_kernel(kernel), file=sys.stderr)
+            self._compiled[key] = kernel
+        buffers, env = [], {}
+        values = dict(spec.runtime)
+        for param in kernel.params:
+            v = values[param.name]
+            if param.value.type.is_pointer:
+                from .interpreter import Pointer
+                env[id(param.value)] = Pointer(len(buffers), 0)
+                buffers.append(v.view_host().reshape(-1))
+            else:
+                env[id(param.value)] = np.asarray(v, param.value.type.elem.numpy)[()]
+        if 0 in grid:
+            return
+        ProgramRunner(kernel, buffers, env, grid).run_all()
+
+
+def kernel(fn=None, *, interpret: bool = False):
+    """Decorator: `@spvjit.kernel` (alias `spvjit.jit`)."""
+    if fn is None:
+        return lambda f: JITFunction(f, interpret=interpret)
+    return JITFunction(fn, interpret=interpret)
+
+
+def interpret(k: JITFunction) -> JITFunction:
+    """A copy of kernel `k` that always runs in the numpy interpreter."""
+    return JITFunction(k.fn, interpret=True)

@@ -1,0 +1,103 @@
+"""`sl.*` functions usable inside kernels, with Triton's names and meaning.
+
+Each forwards to the semantic context of the kernel being compiled; outside a
+kernel they raise, since they only mean something while IR is being built.
+"""
+from __future__ import annotations
+
+from ..ir import types as T
+from .core import _sem, constexpr, tensor
+
+
+def _unwrap(x):
+    return x.value if isinstance(x, constexpr) else x
+
+
+def program_id(axis=0): return _sem().program_id(axis)
+def num_programs(axis=0): return _sem().num_programs(axis)
+def arange(start, end): return _sem().arange(start, end)
+def zeros(shape, dtype=T.f32): return _sem().full(shape, 0, dtype)
+def full(shape, value, dtype): return _sem().full(shape, value, dtype)
+def zeros_like(x): return _sem().full(x.shape, 0, x.dtype)
+def load(pointer, mask=None, other=None, **_hints): return _sem().load(pointer, mask, other)
+def store(pointer, value, mask=None, **_hints): return _sem().store(pointer, value, mask)
+def atomic_add(pointer, val, mask=None, **_kw): return _sem().atomic("add", pointer, val, mask)
+def atomic_max(pointer, val, mask=None, **_kw): return _sem().atomic("max", pointer, val, mask)
+def atomic_min(pointer, val, mask=None, **_kw): return _sem().atomic("min", pointer, val, mask)
+def atomic_xchg(pointer, val, mask=None, **_kw): return _sem().atomic("xchg", pointer, val, mask)
+def dot(a, b, acc=None, out_dtype=None, **_kw): return _sem().dot(a, b, acc, out_dtype)
+def where(condition, x, y): return _sem().where(condition, x, y)
+def maximum(x, y): return _sem().binary("maximum", x, y)
+def minimum(x, y): return _sem().binary("minimum", x, y)
+def exp(x): return _sem().unary("exp", x)
+def exp2(x): return _sem().unary("exp2", x)
+def log(x): return _sem().unary("log", x)
+def log2(x): return _sem().unary("log2", x)
+def sqrt(x): return _sem().unary("sqrt", x)
+def rsqrt(x): return _sem().unary("rsqrt", x)
+def sin(x): return _sem().unary("sin", x)
+def cos(x): return _sem().unary("cos", x)
+def abs(x): return _sem().unary("abs", x)
+def floor(x): return _sem().unary("floor", x)
+def ceil(x): return _sem().unary("ceil", x)
+def sigmoid(x): return _sem().unary("sigmoid", x)
+def expand_dims(x, axis): return _sem().expand_dims(x, _unwrap(axis))
+def broadcast_to(x, shape): return _sem().broadcast_to(_sem().to_tensor(x), tuple(map(_unwrap, shape)))
+def reshape(x, shape, **_kw): return _sem().reshape(x, shape)
+def trans(x): return _sem().trans(x)
+def cast(x, dtype, bitcast=False): return _sem().cast(x, dtype, bitcast)
+
+
+def sum(input, axis=None, keep_dims=False): return _sem().reduce("sum", input, axis, keep_dims)
+def argmax(input, axis, keep_dims=False, **_kw): return _sem().reduce("argmax", input, axis, keep_dims)
+def argmin(input, axis, keep_dims=False, **_kw): return _sem().reduce("argmin", input, axis, keep_dims)
+
+
+def max(input, axis=None, return_indices=False, keep_dims=False):
+    if return_indices:
+        return (_sem().reduce("max", input, axis, keep_dims), _sem().reduce("argmax", input, axis, keep_dims))
+    return _sem().reduce("max", input, axis, keep_dims)
+
+
+def min(input, axis=None, return_indices=False, keep_dims=False):
+    if return_indices:
+        return (_sem().reduce("min", input, axis, keep_dims), _sem().reduce("argmin", input, axis, keep_dims))
+    return _sem().reduce("min", input, axis, keep_dims)
+
+
+def cdiv(x, div):
+    """Ceiling division; plain Python on constexprs, IR on tensors."""
+    x, div = _unwrap(x), _unwrap(div)
+    if isinstance(x, int) and isinstance(div, int):
+        return -(-x // div)
+    return (x + div - 1) // div
+
+
+def multiple_of(x, values):
+    """Alignment hint (Triton compatible); the value itself is unchanged."""
+    return x
+
+
+def max_contiguous(x, values):
+    """Contiguity hint (Triton compatible); the value itself is unchanged."""
+    return x
+
+
+def static_assert(cond, msg=""):
+    from ..frontend.errors import SemanticError
+    if not _unwrap(cond):
+        raise SemanticError(f"static_assert failed: {msg}" if msg else "static_assert failed")
+
+
+class static_range:
+    """`for i in sl.static_range(n)`: unrolled at compile time; `i` is a constexpr."""
+
+    def __init__(self, *args):
+        self.args = args
+
+
+class range:
+    """`for i in sl.range(lo, hi, step)`: a runtime loop (same as Python's `range` in kernels)."""
+
+    def __init__(self, *args, **_hints):
+        self.args = args
