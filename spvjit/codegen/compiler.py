@@ -1,0 +1,102 @@
+"""Tile IR + device capabilities -> a SPIR-V compute module and its launch layout."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ir import types as T
+from ..ir.core import KernelIR
+from .emitter import Emitter
+from .layout import choose_workgroup, regs
+from .lower import LoweringError, Lowerer, LV
+from .memory import PUSH_HEADER_WORDS, Binding, Memory, PushMember
+from .spirv.builder import ModuleBuilder
+
+# ops whose lowering stages a tile in shared memory: how many words per lane-register
+_STAGING = {"broadcast", "reshape", "trans", "reduce", "dot", "atomic_rmw"}
+
+
+@dataclass
+class CompiledKernel:
+    name: str
+    spirv: bytes
+    workgroup_size: int
+    bindings: list[Binding]          # one storage buffer per pointer parameter, in order
+    push_members: list[PushMember]   # runtime scalars after the 6-word launch header
+    push_size: int
+    scratch_bytes: int
+    capabilities: frozenset[str]
+
+
+def _max_numel(kernel: KernelIR) -> int:
+    best = 1
+    for op in kernel.walk():
+        for v in list(op.results) + list(op.operands):
+            best = max(best, v.type.numel if v.type.shape else 1)
+    return best
+
+
+def _scratch_words(kernel: KernelIR, w: int) -> int:
+    need = 0
+    for op in kernel.walk():
+        if op.name not in _STAGING:
+            continue
+        if op.name == "dot":
+            a, b = op.operands[0].type, op.operands[1].type
+            need = max(need, (regs(a.numel, w) + regs(b.numel, w)) * w)
+        elif op.name == "atomic_rmw":
+            need = max(need, w)
+        else:
+            t = op.operands[0].type
+            need = max(need, (regs(t.numel, w) if t.shape else 1) * w, 2 * w)
+    return need
+
+
+def _float_atomic_bindings(kernel: KernelIR, bindings) -> set[int]:
+    """Float atomics run as compare-exchange on 32-bit words, so with any float atomic in the
+    kernel every f32 buffer is declared as u32 (loads and stores bitcast, which is free)."""
+    if not any(op.name == "atomic_rmw" and op.result.type.elem.is_float for op in kernel.walk()):
+        return set()
+    return {bd.index for bd in bindings if bd.dtype.name == "f32"}
+
+
+def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4) -> CompiledKernel:
+    w = choose_workgroup(_max_numel(kernel), num_warps, getattr(caps, "max_workgroup_invocations", 1024))
+    b = ModuleBuilder(version=(1, 3))
+    b.capability("Shader")
+    b.memory_model("Logical", "GLSL450")
+    em = Emitter(b)
+    ptr_params = [p for p in kernel.params if p.value.type.is_pointer]
+    scalar_params = [p for p in kernel.params if not p.value.type.is_pointer]
+    bindings = [Binding(i, p.name, p.value.type.elem.pointee, p.value.type.elem.pointee)
+                for i, p in enumerate(ptr_params)]
+    push = [PushMember(p.name, p.value.type.elem, 4 * (PUSH_HEADER_WORDS + i))
+            for i, p in enumerate(scalar_params)]
+    for m in push:
+        if m.dtype.bits != 32:
+            raise LoweringError(f"scalar argument '{m.name}' must be 32-bit, got {m.dtype}")
+    mem = Memory(em, bindings, push)
+    mem.declare(_float_atomic_bindings(kernel, bindings))
+    scratch = _scratch_words(kernel, w)
+    max_shared = getattr(caps, "max_shared_memory", 32768)
+    if scratch * 4 > max_shared:
+        raise LoweringError(f"kernel {kernel.name} needs {scratch * 4} bytes of shared memory for its "
+                            f"tiles with {w} invocations; the device has {max_shared}; use smaller blocks")
+    mem.declare_scratch(scratch)
+
+    fn = b.begin_function(b.type_void(), b.type_function(b.type_void(), []))
+    b.label()
+    lane = mem.load_entry_values()
+    lw = Lowerer(em, kernel, w, mem, lane)
+    for p in ptr_params:
+        lw.env[id(p.value)] = LV([em.ci(0)], True, ptr_params.index(p))
+    for i, p in enumerate(scalar_params):
+        lw.env[id(p.value)] = LV([mem.scalar_arg(i)], True)
+    lw.lower_block(kernel.body)
+    if not em.terminated:
+        b.emit("OpReturn", None)
+    b.end_function()
+    b.entry_point("GLCompute", fn, "main")
+    b.execution_mode(fn, "LocalSize", w, 1, 1)
+    b.name(fn, kernel.name)
+    return CompiledKernel(kernel.name, b.assemble(), w, bindings, push,
+                          4 * (PUSH_HEADER_WORDS + len(push)), scratch * 4, frozenset(em.caps_used))

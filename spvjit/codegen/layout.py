@@ -1,0 +1,84 @@
+"""How a tile's elements are spread over the W invocations of a workgroup.
+
+The blocked layout: flat (row-major) element f lives in lane f % W, register
+f // W, so consecutive lanes touch consecutive addresses (coalesced) and
+elementwise ops never move data.  Scalars are uniform: every lane holds them.
+
+Ops that move elements (broadcast, trans, reshape, reductions) are described
+by an `IndexMap`: the source flat index for each destination flat index.
+Since W and shapes are compile-time constants, the lowering evaluates the map
+for every lane at compile time and moves data through shared memory only for
+registers where the element really lives in another lane.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+import numpy as np
+
+
+def strides(shape) -> list[int]:
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= d
+    return out[::-1]
+
+
+@dataclass(frozen=True)
+class IndexMap:
+    """s(f) = sum(((f // div) % mod) * mul for each term) + offset; mod 0 means no modulo."""
+    terms: tuple[tuple[int, int, int], ...]
+    offset: int = 0
+
+    def eval(self, f: np.ndarray) -> np.ndarray:
+        s = np.full_like(f, self.offset)
+        for div, mod, mul in self.terms:
+            q = f // div
+            if mod:
+                q = q % mod
+            s = s + q * mul
+        return s
+
+
+def identity_map() -> IndexMap:
+    return IndexMap(((1, 0, 1),))
+
+
+def broadcast_map(src_shape, dst_shape) -> IndexMap:
+    ds, ss = strides(dst_shape), strides(src_shape)
+    terms = tuple((ds[d], dst_shape[d], ss[d]) for d in range(len(dst_shape))
+                  if src_shape[d] == dst_shape[d] and dst_shape[d] > 1)
+    return IndexMap(terms)
+
+
+def trans_map(src_shape) -> IndexMap:
+    m, n = src_shape            # destination is [n, m]; dest flat f = j*m + i -> src i*n + j
+    return IndexMap(((1, m, n), (m, 0, 1)))
+
+
+def reduce_base_map(src_shape, axis: int) -> tuple[IndexMap, int, int]:
+    """For reducing `axis`: (map dest flat -> src flat of k=0, stride of k, K)."""
+    dst_shape = src_shape[:axis] + src_shape[axis + 1:]
+    ds, ss = strides(dst_shape), strides(src_shape)
+    src_dims = [d for d in range(len(src_shape)) if d != axis]
+    terms = tuple((ds[i], dst_shape[i], ss[d]) for i, d in enumerate(src_dims) if dst_shape[i] > 1)
+    return IndexMap(terms), ss[axis], src_shape[axis]
+
+
+def regs(numel: int, w: int) -> int:
+    return max(1, -(-numel // w))
+
+
+def choose_workgroup(max_numel: int, num_warps: int, max_invocations: int) -> int:
+    """W: num_warps * 32 lanes as in Triton, but no more lanes than the largest tile has."""
+    want = num_warps * 32
+    biggest = 1
+    while biggest < max_numel:
+        biggest *= 2
+    return max(1, min(want, biggest, max_invocations))
+
+
+def tile_numel(shape) -> int:
+    return prod(shape) if shape else 1

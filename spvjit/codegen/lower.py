@@ -1,0 +1,400 @@
+"""Tile IR -> SPIR-V instructions, one op at a time, in the blocked layout.
+
+Each tile value becomes a list of registers (SPIR-V ids) per invocation;
+scalars are one uniform id.  See layout.py for where elements live and
+memory.py / reduce.py for the ops that touch buffers or move data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ir import types as T
+from ..ir.core import Block, KernelIR, Operation
+from .emitter import Emitter
+from .layout import IndexMap, broadcast_map, identity_map, regs, trans_map
+
+
+class LoweringError(Exception):
+    """The IR is valid but this lowering cannot express it (message names the source line)."""
+
+
+@dataclass
+class LV:
+    """A lowered value: uniform (scalar) or blocked registers; pointers carry their binding."""
+    regs: list[int]
+    uniform: bool
+    binding: int | None = None
+
+
+_FBIN = {"add": "OpFAdd", "sub": "OpFSub", "mul": "OpFMul", "truediv": "OpFDiv", "mod": "OpFRem"}
+_IBIN = {"add": "OpIAdd", "sub": "OpISub", "mul": "OpIMul", "and": "OpBitwiseAnd",
+         "or": "OpBitwiseOr", "xor": "OpBitwiseXor", "shl": "OpShiftLeftLogical"}
+_BBIN = {"and": "OpLogicalAnd", "or": "OpLogicalOr", "xor": "OpLogicalNotEqual",
+         "maximum": "OpLogicalOr", "minimum": "OpLogicalAnd"}
+_FCMP = {"lt": "OpFOrdLessThan", "le": "OpFOrdLessThanEqual", "gt": "OpFOrdGreaterThan",
+         "ge": "OpFOrdGreaterThanEqual", "eq": "OpFOrdEqual", "ne": "OpFUnordNotEqual"}
+_SCMP = {"lt": "OpSLessThan", "le": "OpSLessThanEqual", "gt": "OpSGreaterThan",
+         "ge": "OpSGreaterThanEqual", "eq": "OpIEqual", "ne": "OpINotEqual"}
+_UCMP = {"lt": "OpULessThan", "le": "OpULessThanEqual", "gt": "OpUGreaterThan",
+         "ge": "OpUGreaterThanEqual", "eq": "OpIEqual", "ne": "OpINotEqual"}
+_FUN = {"exp": "Exp", "exp2": "Exp2", "log": "Log", "log2": "Log2", "sqrt": "Sqrt",
+        "rsqrt": "InverseSqrt", "sin": "Sin", "cos": "Cos", "floor": "Floor", "ceil": "Ceil",
+        "tanh": "Tanh"}
+
+
+class Lowerer:
+    def __init__(self, em: Emitter, kernel: KernelIR, w: int, memory, lane: int):
+        self.em = em
+        self.kernel = kernel
+        self.W = w
+        self.mem = memory          # memory.Memory: buffers, push constants, scratch
+        self.lane = lane           # i32 id of LocalInvocationIndex
+        self.env: dict[int, LV] = {}
+        self._valid: dict[tuple[int, int], int | None] = {}
+        self.loc = None
+
+    # ---- helpers ---------------------------------------------------------------------
+    def error(self, msg: str) -> LoweringError:
+        where = f"{self.loc}: " if self.loc else ""
+        return LoweringError(where + msg)
+
+    def get(self, v) -> LV:
+        return self.env[id(v)]
+
+    def nregs(self, ty: T.TileType) -> int:
+        return 1 if ty.is_scalar else regs(ty.numel, self.W)
+
+    def valid(self, numel: int, r: int) -> int | None:
+        """bool id: does this lane's register r hold a real element? None means always."""
+        key = (numel, r)
+        if key not in self._valid:
+            if (r + 1) * self.W <= numel:
+                self._valid[key] = None
+            else:
+                self._valid[key] = self.em.ilt(self.lane, self.em.ci(numel - r * self.W))
+        return self._valid[key]
+
+    def flat(self, r: int) -> int:
+        return self.lane if r == 0 else self.em.iadd(self.lane, self.em.ci(r * self.W))
+
+    def emit_index(self, m: IndexMap, f: int) -> int:
+        em = self.em
+        s = em.ci(m.offset) if m.offset else None
+        for div, mod, mul in m.terms:
+            q = f if div == 1 else em.op("OpSDiv", em.i32, f, em.ci(div))
+            if mod:
+                q = em.op("OpSMod", em.i32, q, em.ci(mod))
+            if mul != 1:
+                q = em.imul(q, em.ci(mul))
+            s = q if s is None else em.iadd(s, q)
+        return s if s is not None else em.ci(0)
+
+    # ---- blocks ------------------------------------------------------------------------
+    def lower_block(self, block: Block):
+        for op in block.ops:
+            if self.em.terminated:
+                return
+            self.loc = op.loc
+            handler = getattr(self, "op_" + op.name, None)
+            if handler is None:
+                handler = self.op_elementwise
+            handler(op)
+
+    def bind(self, op: Operation, *lvs: LV):
+        for r, lv in zip(op.results, lvs):
+            self.env[id(r)] = lv
+
+    # ---- simple values -------------------------------------------------------------------
+    def op_constant(self, op):
+        ty = op.result.type
+        c = self.em.const(ty.elem, op.attrs["value"])
+        self.bind(op, LV([c] * self.nregs(ty), ty.is_scalar))
+
+    def op_program_id(self, op):
+        self.bind(op, LV([self.mem.program_id(op.attrs["axis"])], True))
+
+    def op_num_programs(self, op):
+        self.bind(op, LV([self.mem.num_programs(op.attrs["axis"])], True))
+
+    def op_arange(self, op):
+        n = op.result.type.numel
+        start = op.attrs["start"]
+        out = []
+        for r in range(self.nregs(op.result.type)):
+            f = self.flat(r)
+            out.append(self.em.iadd(f, self.em.ci(start)) if start else f)
+        self.bind(op, LV(out, False))
+
+    def op_splat(self, op):
+        src = self.get(op.operands[0])
+        self.bind(op, LV(src.regs * self.nregs(op.result.type), False, src.binding))
+
+    def op_expand_dims(self, op):
+        src = self.get(op.operands[0])
+        self.bind(op, LV(list(src.regs), src.uniform, src.binding))
+
+    def op_reshape(self, op):
+        self.move(op, identity_map())
+
+    def op_broadcast(self, op):
+        self.move(op, broadcast_map(op.operands[0].type.shape, op.result.type.shape))
+
+    def op_trans(self, op):
+        self.move(op, trans_map(op.operands[0].type.shape))
+
+    def move(self, op, m: IndexMap):
+        src_t, dst_t = op.operands[0].type, op.result.type
+        src = self.get(op.operands[0])
+        if src.uniform:
+            self.bind(op, LV(src.regs * self.nregs(dst_t), dst_t.is_scalar, src.binding))
+            return
+        elem = T.i32 if dst_t.is_pointer else dst_t.elem
+        out = self.mem.exchange(self, src.regs, src_t.numel, dst_t.numel, m, elem)
+        self.bind(op, LV(out, False, src.binding))
+
+    # ---- elementwise -------------------------------------------------------------------------
+    def op_elementwise(self, op):
+        srcs = [self.get(v) for v in op.operands]
+        ty = op.result.type
+        in_dt = op.operands[0].type.elem
+        out = [self.scalar_op(op, in_dt, ty.elem, *regs_) for regs_ in zip(*(s.regs for s in srcs))]
+        self.bind(op, LV(out, srcs[0].uniform, None))
+
+    def scalar_op(self, op, dt: T.DType, out_dt: T.DType, *a) -> int:
+        em, name = self.em, op.name
+        rt = em.type_of(out_dt)
+        if name == "cmp":
+            pred = op.attrs["pred"]
+            if dt.is_float:
+                return em.op(_FCMP[pred], em.bool, *a)
+            if dt.is_bool:
+                if pred in ("eq", "ne"):
+                    return em.op("OpLogicalEqual" if pred == "eq" else "OpLogicalNotEqual", em.bool, *a)
+                a = [em.select(em.i32, x, em.ci(1), em.ci(0)) for x in a]
+                return em.op(_SCMP[pred], em.bool, *a)
+            return em.op((_SCMP if dt.is_signed else _UCMP)[pred], em.bool, *a)
+        if name == "select":
+            return em.select(rt, *a)
+        if name == "cast":
+            return self.convert(a[0], dt, out_dt)
+        if name == "bitcast":
+            return self.bitcast(a[0], dt, out_dt)
+        v = self._arith(name, dt, rt, a)
+        return em.round_bf16(v) if dt.name == "bf16" else v
+
+    def _arith(self, name, dt, rt, a):
+        em = self.em
+        if dt.is_bool:
+            if name == "not":
+                return em.op("OpLogicalNot", rt, a[0])
+            if name in _BBIN:
+                return em.op(_BBIN[name], rt, *a)
+            raise self.error(f"'{name}' on booleans")
+        if dt.is_float:
+            if name in _FBIN:
+                return em.op(_FBIN[name], rt, *a)
+            if name == "neg":
+                return em.op("OpFNegate", rt, a[0])
+            if name == "abs":
+                return em.ext(rt, "FAbs", a[0])
+            if name == "maximum":
+                return em.ext(rt, "FMax", *a)
+            if name == "minimum":
+                return em.ext(rt, "FMin", *a)
+            if name == "pow":
+                return em.ext(rt, "Pow", *a)
+            if name == "sigmoid":
+                one = em.b.const(rt, 1.0)
+                e = em.ext(rt, "Exp", em.op("OpFNegate", rt, a[0]))
+                return em.op("OpFDiv", rt, one, em.op("OpFAdd", rt, one, e))
+            if name in _FUN:
+                return em.ext(rt, _FUN[name], a[0])
+            raise self.error(f"'{name}' on {dt}")
+        signed = dt.is_signed
+        if name in _IBIN:
+            return em.op(_IBIN[name], rt, *a)
+        if name == "floordiv":
+            return em.op("OpSDiv" if signed else "OpUDiv", rt, *a)
+        if name == "mod":
+            return em.op("OpSRem" if signed else "OpUMod", rt, *a)
+        if name == "shr":
+            return em.op("OpShiftRightArithmetic" if signed else "OpShiftRightLogical", rt, *a)
+        if name == "neg":
+            return em.op("OpSNegate", rt, a[0])
+        if name == "not":
+            return em.op("OpNot", rt, a[0])
+        if name == "abs":
+            return em.ext(rt, "SAbs", a[0]) if signed else a[0]
+        if name in ("maximum", "minimum"):
+            inst = ("S" if signed else "U") + ("Max" if name == "maximum" else "Min")
+            return em.ext(rt, inst, *a)
+        raise self.error(f"'{name}' on {dt}")
+
+    def convert(self, x: int, src: T.DType, dst: T.DType) -> int:
+        em = self.em
+        rt = em.type_of(dst)
+        if dst.is_bool:
+            if src.is_float:
+                return em.op("OpFUnordNotEqual", em.bool, x, em.const(src, 0.0))
+            return em.op("OpINotEqual", em.bool, x, em.const(src, 0))
+        if src.is_bool:
+            return em.select(rt, x, em.const(dst, 1), em.const(dst, 0))
+        if src.is_float and dst.is_float:
+            if dst.name == "bf16":
+                if src.name != "f32":
+                    x = em.op("OpFConvert", em.f32, x)
+                return em.round_bf16(x)
+            return x if em.type_of(src) == rt else em.op("OpFConvert", rt, x)
+        if src.is_float:
+            return em.op("OpConvertFToS" if dst.is_signed else "OpConvertFToU", rt, x)
+        if dst.is_float:
+            v = em.op("OpConvertSToF" if src.is_signed else "OpConvertUToF", rt, x)
+            return em.round_bf16(v) if dst.name == "bf16" else v
+        if src.bits == dst.bits:
+            return em.op("OpBitcast", rt, x)
+        if src.is_signed:
+            v = em.op("OpSConvert", em.b.type_int(dst.bits, True), x)
+            return v if dst.is_signed else em.op("OpBitcast", rt, v)
+        v = em.op("OpUConvert", em.b.type_int(dst.bits, False), x)
+        return v if not dst.is_signed else em.op("OpBitcast", rt, v)
+
+    def bitcast(self, x: int, src: T.DType, dst: T.DType) -> int:
+        em = self.em
+        if src.name == "bf16" or dst.name == "bf16":
+            raise self.error("bitcast to or from bfloat16 is not supported; use .to()")
+        if src.is_bool or dst.is_bool:
+            raise self.error("bitcast of booleans is not supported")
+        return em.op("OpBitcast", em.type_of(dst), x)
+
+    def op_addptr(self, op):
+        p, o = self.get(op.operands[0]), self.get(op.operands[1])
+        out = [self.em.iadd(a, b) for a, b in zip(p.regs, o.regs)]
+        self.bind(op, LV(out, p.uniform, p.binding))
+
+    # ---- memory, reductions, dot: see memory.py and reduce.py --------------------------
+    def op_load(self, op):
+        self.mem.lower_load(self, op)
+
+    def op_store(self, op):
+        self.mem.lower_store(self, op)
+
+    def op_atomic_rmw(self, op):
+        self.mem.lower_atomic(self, op)
+
+    def op_reduce(self, op):
+        from .reduce import lower_reduce
+        lower_reduce(self, op)
+
+    def op_dot(self, op):
+        from .reduce import lower_dot
+        lower_dot(self, op)
+
+    # ---- control flow --------------------------------------------------------------------
+    def value_types(self, ty: T.TileType) -> int:
+        return self.em.i32 if ty.is_pointer else self.em.type_of(ty.elem)
+
+    def make_vars(self, values) -> list[list[int]]:
+        out = []
+        for v in values:
+            t = self.value_types(v.type)
+            out.append([self.em.local_var(t) for _ in range(self.nregs(v.type))])
+        return out
+
+    def store_vars(self, vars_, lvs):
+        for vs, lv in zip(vars_, lvs):
+            for var, reg in zip(vs, lv.regs):
+                self.em.store_var(var, reg)
+
+    def load_vars(self, vars_, values, templates) -> list[LV]:
+        out = []
+        for vs, v, tpl in zip(vars_, values, templates):
+            t = self.value_types(v.type)
+            out.append(LV([self.em.load_var(t, var) for var in vs], v.type.is_scalar, tpl.binding))
+        return out
+
+    def _check_pointer_bindings(self, a: list[LV], b: list[LV]):
+        for x, y in zip(a, b):
+            if x.binding != y.binding:
+                raise self.error("a loop-carried or if-merged pointer must keep pointing into the same tensor")
+
+    def op_for(self, op):
+        em = self.em
+        lb, ub, step = (self.get(v).regs[0] for v in op.operands[:3])
+        inits = [self.get(v) for v in op.operands[3:]]
+        body = op.regions[0]
+        carried_vars = self.make_vars(op.results)
+        self.store_vars(carried_vars, inits)
+        ivar = em.local_var(em.i32, lb)
+        header, body_l, cont, merge = (em.b.new_id() for _ in range(4))
+        em.op("OpBranch", None, header)
+        em.b.label(header)
+        iv = em.load_var(em.i32, ivar)
+        up = em.op("OpSGreaterThan", em.bool, step, em.ci(0))
+        cond = em.select(em.bool, up, em.ilt(iv, ub), em.op("OpSGreaterThan", em.bool, iv, ub))
+        em.op("OpLoopMerge", None, merge, cont, 0)
+        em.op("OpBranchConditional", None, cond, body_l, merge)
+        em.b.label(body_l)
+        self.env[id(body.args[0])] = LV([iv], True)
+        for arg, lv in zip(body.args[1:], self.load_vars(carried_vars, body.args[1:], inits)):
+            self.env[id(arg)] = lv
+        self._valid_scope_push()
+        self.lower_block(body)
+        if not em.terminated:
+            yielded = [self.get(v) for v in body.terminator.operands]
+            self._check_pointer_bindings(yielded, inits)
+            self.store_vars(carried_vars, yielded)
+            em.op("OpBranch", None, cont)
+        self._valid_scope_pop()
+        em.b.label(cont)
+        em.terminated = False
+        em.store_var(ivar, em.iadd(em.load_var(em.i32, ivar), step))
+        em.op("OpBranch", None, header)
+        em.b.label(merge)
+        self.bind(op, *self.load_vars(carried_vars, op.results, inits))
+
+    def op_if(self, op):
+        em = self.em
+        cond = self.get(op.operands[0]).regs[0]
+        res_vars = self.make_vars(op.results)
+        then_l, else_l, merge = (em.b.new_id() for _ in range(3))
+        em.op("OpSelectionMerge", None, merge, 0)
+        em.op("OpBranchConditional", None, cond, then_l, else_l)
+        live, templates = 0, None
+        for label, region in zip((then_l, else_l), op.regions):
+            em.b.label(label)
+            em.terminated = False
+            self._valid_scope_push()
+            self.lower_block(region)
+            if not em.terminated:
+                yielded = [self.get(v) for v in region.terminator.operands]
+                if templates is not None:
+                    self._check_pointer_bindings(yielded, templates)
+                templates = yielded
+                self.store_vars(res_vars, yielded)
+                em.op("OpBranch", None, merge)
+                live += 1
+            self._valid_scope_pop()
+        em.b.label(merge)
+        em.terminated = False
+        if live == 0:
+            em.op("OpUnreachable", None)
+            em.terminated = True
+            return
+        self.bind(op, *self.load_vars(res_vars, op.results, templates))
+
+    def op_return(self, op):
+        self.em.op("OpReturn", None)
+        self.em.terminated = True
+
+    def op_yield(self, op):
+        pass   # handled by the owning for/if
+
+    # ids computed inside a branch do not dominate code after it: cache validity per region
+    def _valid_scope_push(self):
+        self._saved_valid = getattr(self, "_saved_valid", []) + [self._valid]
+        self._valid = dict(self._valid)
+
+    def _valid_scope_pop(self):
+        self._valid = self._saved_valid.pop()

@@ -1,0 +1,360 @@
+"""Buffers, push constants and the shared-memory scratch of one kernel.
+
+Tensor arguments are storage buffers (set 0, binding = pointer parameter
+order); runtime scalars and the grid live in one push-constant block:
+    u32 pid_offset[3], u32 grid[3], then one 4-byte member per scalar arg.
+The pid offset lets the launcher split grids larger than the device's
+maxComputeWorkGroupCount into several dispatches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..ir import types as T
+from .emitter import SCOPE_DEVICE, Emitter
+from .layout import IndexMap
+
+PUSH_HEADER_WORDS = 6
+
+
+@dataclass
+class Binding:
+    index: int
+    name: str
+    dtype: T.DType           # the IR pointee type
+    storage: T.DType         # what the buffer holds per element as declared in SPIR-V
+    var: int = 0
+    ptr_type: int = 0
+    atomic: bool = False
+
+
+@dataclass
+class PushMember:
+    name: str
+    dtype: T.DType
+    offset: int
+
+
+@dataclass
+class Memory:
+    em: Emitter
+    bindings: list[Binding]
+    push: list[PushMember]
+    scratch_words: int = 0
+    _cache: dict = field(default_factory=dict)
+
+    # ---- declarations (called once, before the function body) -----------------------------
+    def declare(self, float_atomic_bindings: set[int]):
+        em, b = self.em, self.em.b
+        for bd in self.bindings:
+            if bd.index in float_atomic_bindings:
+                bd.storage, bd.atomic = T.u32, True
+            st = self._storage_type(bd.storage)
+            arr = b.type_runtime_array(st, stride=max(1, bd.storage.bits // 8))
+            struct = b.type_struct([arr], name=f"{bd.name}_buffer")
+            b.decorate(struct, "Block")
+            b.member_decorate(struct, 0, "Offset", 0)
+            var = b.variable(b.type_pointer("StorageBuffer", struct), "StorageBuffer")
+            b.decorate(var, "DescriptorSet", 0)
+            b.decorate(var, "Binding", bd.index)
+            b.name(var, bd.name)
+            bd.var, bd.ptr_type = var, b.type_pointer("StorageBuffer", st)
+        members = [em.u32] * PUSH_HEADER_WORDS + [em.type_of(m.dtype) for m in self.push]
+        self.push_struct = b.type_struct(members, name="launch_args")
+        b.decorate(self.push_struct, "Block")
+        for i in range(len(members)):
+            b.member_decorate(self.push_struct, i, "Offset", 4 * i)
+        self.push_var = b.variable(b.type_pointer("PushConstant", self.push_struct), "PushConstant")
+        self.builtin_wg = self._builtin("WorkgroupId", b.type_vector(em.u32, 3))
+        self.builtin_lane = self._builtin("LocalInvocationIndex", em.u32)
+
+    def _builtin(self, name: str, type_id: int) -> int:
+        b = self.em.b
+        var = b.variable(b.type_pointer("Input", type_id), "Input")
+        b.decorate(var, "BuiltIn", name)
+        return var
+
+    def _storage_type(self, dt: T.DType) -> int:
+        em, b = self.em, self.em.b
+        if dt.bits == 16:
+            em.capability("StorageBuffer16BitAccess")
+        if dt.bits in (1, 8):
+            em.capability("StorageBuffer8BitAccess")
+            em.b.extension("SPV_KHR_8bit_storage")
+        if dt.is_bool:
+            return b.type_int(8, False)
+        if dt.name == "bf16":
+            return b.type_int(16, False)
+        if dt.is_float:
+            return b.type_float(dt.bits)
+        return b.type_int(dt.bits, dt.is_signed)
+
+    def declare_scratch(self, words: int):
+        if words <= 0:
+            return
+        b = self.em.b
+        self.scratch_words = words
+        arr = b.type_array(self.em.u32, words)
+        self.scratch = b.variable(b.type_pointer("Workgroup", arr), "Workgroup")
+        b.name(self.scratch, "scratch")
+        self.scratch_ptr = b.type_pointer("Workgroup", self.em.u32)
+
+    # ---- entry-block values ----------------------------------------------------------------------
+    def load_entry_values(self):
+        em = self.em
+        lane_u = em.op("OpLoad", em.u32, self.builtin_lane)
+        self.lane = em.op("OpBitcast", em.i32, lane_u)
+        self.wg = em.op("OpLoad", em.b.type_vector(em.u32, 3), self.builtin_wg)
+        return self.lane
+
+    def _push_member(self, index: int, type_id: int) -> int:
+        key = ("push", index)
+        if key not in self._cache:
+            em = self.em
+            p = em.op("OpAccessChain", em.b.type_pointer("PushConstant", type_id), self.push_var, em.ci(index))
+            self._cache[key] = em.op("OpLoad", type_id, p)
+        return self._cache[key]
+
+    def program_id(self, axis: int) -> int:
+        key = ("pid", axis)
+        if key not in self._cache:
+            em = self.em
+            wg = em.op("OpCompositeExtract", em.u32, self.wg, axis)
+            pid = em.op("OpIAdd", em.u32, wg, self._push_member(axis, em.u32))
+            self._cache[key] = em.op("OpBitcast", em.i32, pid)
+        return self._cache[key]
+
+    def num_programs(self, axis: int) -> int:
+        key = ("nprog", axis)
+        if key not in self._cache:
+            em = self.em
+            self._cache[key] = em.op("OpBitcast", em.i32, self._push_member(3 + axis, em.u32))
+        return self._cache[key]
+
+    def scalar_arg(self, i: int) -> int:
+        m = self.push[i]
+        return self._push_member(PUSH_HEADER_WORDS + i, self.em.type_of(m.dtype))
+
+    # ---- buffer element access -------------------------------------------------------------------
+    def _elem_ptr(self, bd: Binding, idx: int) -> int:
+        return self.em.op("OpAccessChain", bd.ptr_type, bd.var, self.em.ci(0), idx)
+
+    def load_elem(self, bd: Binding, idx: int) -> int:
+        em = self.em
+        raw = em.op("OpLoad", self._storage_type(bd.storage), self._elem_ptr(bd, idx))
+        dt = bd.dtype
+        if bd.atomic:
+            return em.op("OpBitcast", em.type_of(dt), raw)
+        if dt.is_bool:
+            return em.op("OpINotEqual", em.bool, raw, em.b.const(em.b.type_int(8, False), 0))
+        if dt.name == "bf16":
+            wide = em.op("OpUConvert", em.u32, raw)
+            return em.op("OpBitcast", em.f32, em.op("OpShiftLeftLogical", em.u32, wide, em.cu(16)))
+        return raw
+
+    def store_elem(self, bd: Binding, idx: int, value: int):
+        em = self.em
+        dt = bd.dtype
+        st = self._storage_type(bd.storage)
+        if bd.atomic:
+            value = em.op("OpBitcast", st, value)
+        elif dt.is_bool:
+            value = em.select(st, value, em.b.const(st, 1), em.b.const(st, 0))
+        elif dt.name == "bf16":
+            bits = em.op("OpBitcast", em.u32, em.round_bf16(value))
+            value = em.op("OpUConvert", st, em.op("OpShiftRightLogical", em.u32, bits, em.cu(16)))
+        em.op("OpStore", None, self._elem_ptr(bd, idx), value)
+
+    # ---- load / store / atomics ------------------------------------------------------------------
+    def _guards(self, lw, op, ptr_t, mask_lv, r) -> int | None:
+        """Combined predicate for register r: lane holds an element, and the user mask."""
+        em = self.em
+        preds = []
+        if not ptr_t.is_scalar:
+            v = lw.valid(ptr_t.numel, r)
+            if v is not None:
+                preds.append(v)
+        if mask_lv is not None:
+            preds.append(mask_lv.regs[r])
+        if not preds:
+            return None
+        out = preds[0]
+        for p in preds[1:]:
+            out = em.land(out, p)
+        return out
+
+    def lower_load(self, lw, op):
+        em = self.em
+        ptr_t = op.operands[0].type
+        ptr = lw.get(op.operands[0])
+        mask = lw.get(op.operands[1]) if len(op.operands) > 1 else None
+        other = lw.get(op.operands[2]) if len(op.operands) > 2 else None
+        bd = self.bindings[ptr.binding]
+        dt = op.result.type.elem
+        rt = em.type_of(dt)
+        out = []
+        for r, off in enumerate(ptr.regs):
+            pred = self._guards(lw, op, ptr_t, mask, r)
+            idx = off if pred is None else em.select(em.i32, pred, off, em.ci(0))
+            v = self.load_elem(bd, idx)
+            if pred is not None:
+                fill = other.regs[r] if other is not None else em.const(dt, 0)
+                v = em.select(rt, pred, v, fill)
+            out.append(v)
+        from .lower import LV
+        lw.bind(op, LV(out, ptr_t.is_scalar))
+
+    def _uniform_guard(self, lw, ptr_t, pred):
+        """Scalar stores and atomics run in lane 0 only, so they happen once per program."""
+        if not ptr_t.is_scalar:
+            return pred
+        em = self.em
+        first = em.op("OpIEqual", em.bool, lw.lane, em.ci(0))
+        return first if pred is None else em.land(first, pred)
+
+    def lower_store(self, lw, op):
+        em = self.em
+        ptr_t = op.operands[0].type
+        ptr, val = lw.get(op.operands[0]), lw.get(op.operands[1])
+        mask = lw.get(op.operands[2]) if len(op.operands) > 2 else None
+        bd = self.bindings[ptr.binding]
+        for r, (off, v) in enumerate(zip(ptr.regs, val.regs)):
+            pred = self._uniform_guard(lw, ptr_t, self._guards(lw, op, ptr_t, mask, r))
+            if pred is None:
+                self.store_elem(bd, off, v)
+            else:
+                with em.if_then(pred):
+                    self.store_elem(bd, off, v)
+
+    def lower_atomic(self, lw, op):
+        em = self.em
+        kind = op.attrs["kind"]
+        ptr_t = op.operands[0].type
+        ptr, val = lw.get(op.operands[0]), lw.get(op.operands[1])
+        mask = lw.get(op.operands[2]) if len(op.operands) > 2 else None
+        bd = self.bindings[ptr.binding]
+        dt = op.result.type.elem
+        rt = em.type_of(dt)
+        out = []
+        for r, (off, v) in enumerate(zip(ptr.regs, val.regs)):
+            pred = self._uniform_guard(lw, ptr_t, self._guards(lw, op, ptr_t, mask, r))
+            result = em.local_var(rt, em.const(dt, 0))
+            if pred is None:
+                em.store_var(result, self._atomic_one(bd, dt, kind, off, v))
+            else:
+                with em.if_then(pred):
+                    em.store_var(result, self._atomic_one(bd, dt, kind, off, v))
+            out.append(em.load_var(rt, result))
+        from .lower import LV
+        if ptr_t.is_scalar:
+            # the old value lives in lane 0; every lane must see it
+            out = self.exchange(lw, out, 1, 1, IndexMap(()), dt, to_uniform=True)
+        lw.bind(op, LV(out, ptr_t.is_scalar))
+
+    def _atomic_one(self, bd: Binding, dt: T.DType, kind: str, idx: int, v: int) -> int:
+        em = self.em
+        p = self._elem_ptr(bd, idx)
+        scope, sem = em.cu(SCOPE_DEVICE), em.cu(0)
+        rt = em.type_of(dt)
+        if not dt.is_float:
+            opname = {"add": "OpAtomicIAdd", "xchg": "OpAtomicExchange",
+                      "max": "OpAtomicSMax" if dt.is_signed else "OpAtomicUMax",
+                      "min": "OpAtomicSMin" if dt.is_signed else "OpAtomicUMin"}[kind]
+            return em.op(opname, rt, p, scope, sem, v)
+        if kind == "xchg":
+            old = em.op("OpAtomicExchange", em.u32, p, scope, sem, em.op("OpBitcast", em.u32, v))
+            return em.op("OpBitcast", rt, old)
+        # float add/max/min: compare-and-swap loop on the word (portable; no float atomics needed)
+        expected = em.local_var(em.u32, em.op("OpLoad", em.u32, p))
+        header, body, cont, merge = (em.b.new_id() for _ in range(4))
+        em.op("OpBranch", None, header)
+        em.b.label(header)
+        em.op("OpLoopMerge", None, merge, cont, 0)
+        em.op("OpBranch", None, body)
+        em.b.label(body)
+        cur = em.load_var(em.u32, expected)
+        curf = em.op("OpBitcast", rt, cur)
+        new = {"add": lambda: em.op("OpFAdd", rt, curf, v), "max": lambda: em.ext(rt, "FMax", curf, v),
+               "min": lambda: em.ext(rt, "FMin", curf, v)}[kind]()
+        seen = em.op("OpAtomicCompareExchange", em.u32, p, scope, sem, sem,
+                     em.op("OpBitcast", em.u32, new), cur)
+        em.store_var(expected, seen)
+        done = em.op("OpIEqual", em.bool, seen, cur)
+        em.op("OpBranchConditional", None, done, merge, cont)
+        em.b.label(cont)
+        em.op("OpBranch", None, header)
+        em.b.label(merge)
+        return em.op("OpBitcast", rt, em.load_var(em.u32, expected))
+
+    # ---- moving elements between lanes ------------------------------------------------------
+    def to_word(self, v: int, dt: T.DType) -> int:
+        em = self.em
+        if dt.is_bool:
+            return em.select(em.u32, v, em.cu(1), em.cu(0))
+        if dt.bits > 32:
+            raise ValueError("64-bit values cannot move between lanes yet")
+        if dt.is_float:
+            f = v if dt.bits == 32 or dt.name == "bf16" else em.op("OpFConvert", em.f32, v)
+            return em.op("OpBitcast", em.u32, f)
+        if dt.bits < 32:
+            wide = em.op("OpSConvert" if dt.is_signed else "OpUConvert", em.b.type_int(32, dt.is_signed), v)
+            return wide if not dt.is_signed else em.op("OpBitcast", em.u32, wide)
+        return v if not dt.is_signed else em.op("OpBitcast", em.u32, v)
+
+    def from_word(self, w: int, dt: T.DType) -> int:
+        em = self.em
+        if dt.is_bool:
+            return em.op("OpINotEqual", em.bool, w, em.cu(0))
+        if dt.is_float:
+            f = em.op("OpBitcast", em.f32, w)
+            return f if dt.bits == 32 or dt.name == "bf16" else em.op("OpFConvert", em.type_of(dt), f)
+        if dt.bits < 32:
+            return em.op("OpSConvert" if dt.is_signed else "OpUConvert", em.type_of(dt),
+                         em.op("OpBitcast", em.b.type_int(32, dt.is_signed), w))
+        return w if not dt.is_signed else em.op("OpBitcast", em.i32, w)
+
+    def scratch_store(self, idx: int, word: int):
+        em = self.em
+        em.op("OpStore", None, em.op("OpAccessChain", self.scratch_ptr, self.scratch, idx), word)
+
+    def scratch_load(self, idx: int) -> int:
+        em = self.em
+        return em.op("OpLoad", em.u32, em.op("OpAccessChain", self.scratch_ptr, self.scratch, idx))
+
+    def exchange(self, lw, src_regs, src_numel, dst_numel, m: IndexMap, dt: T.DType,
+                 to_uniform: bool = False) -> list[int]:
+        """Registers of the destination tile, where dest flat f takes source flat m(f)."""
+        W = lw.W
+        n_dst = 1 if to_uniform else max(1, -(-dst_numel // W))
+        lanes = np.arange(W)
+        plan = []                       # per dest reg: ("reg", q) or ("shared", clamp)
+        for r in range(n_dst):
+            f = np.zeros(W, np.int64) if to_uniform else r * W + lanes
+            live = f < dst_numel
+            s = m.eval(np.where(live, f, 0))
+            if not to_uniform and np.all((s % W == lanes)[live]) and len(set((s // W)[live])) == 1:
+                plan.append(("reg", int(s[live][0] // W)))
+            else:
+                plan.append(("shared", not np.all(live)))
+        if all(p[0] == "reg" for p in plan):
+            return [src_regs[q] for _, q in plan]
+        em = self.em
+        need = len(src_regs) * W
+        if need > self.scratch_words:
+            raise ValueError(f"scratch too small: {need} > {self.scratch_words}")
+        em.barrier()
+        for q, reg in enumerate(src_regs):
+            self.scratch_store(lw.flat(q), self.to_word(reg, dt))
+        em.barrier()
+        out = []
+        for r, (kind, arg) in enumerate(plan):
+            if kind == "reg":
+                out.append(src_regs[arg])
+                continue
+            f = em.ci(0) if to_uniform else lw.flat(r)
+            if arg:   # lanes past the end read element 0 instead of running off the scratch
+                f = em.select(em.i32, lw.valid(dst_numel, r), f, em.ci(0))
+            out.append(self.from_word(self.scratch_load(lw.emit_index(m, f)), dt))
+        return out

@@ -1,0 +1,173 @@
+"""Reductions and `dot` in the blocked layout.
+
+A full reduction first folds each lane's own registers (no data movement),
+then combines the W per-lane partials through shared memory.  An axis
+reduction and `dot` stage their operands in shared memory and let each lane
+compute the outputs it owns.  Correct on every device; the performance work
+replaces these with subgroup and register-blocked forms where they win.
+"""
+from __future__ import annotations
+
+from ..ir import types as T
+from .layout import reduce_base_map
+from .lower import LV
+
+
+def _identity(em, kind: str, dt: T.DType) -> int:
+    if kind == "sum":
+        return em.const(dt, 0)
+    big = kind in ("min", "argmin")
+    if dt.is_float:
+        return em.const(dt, float("inf") if big else float("-inf"))
+    if dt.is_bool:
+        return em.const(dt, big)
+    info_max = (1 << (dt.bits - 1)) - 1 if dt.is_signed else (1 << dt.bits) - 1
+    info_min = -(1 << (dt.bits - 1)) if dt.is_signed else 0
+    return em.const(dt, info_max if big else info_min)
+
+
+class _Combiner:
+    """acc (value, index) <- combine(acc, (value, index)); argmax ties keep the smaller index."""
+
+    def __init__(self, lw, kind: str, dt: T.DType):
+        self.lw, self.kind, self.dt = lw, kind, dt
+        self.em = lw.em
+        self.rt = self.em.type_of(dt)
+
+    def better(self, a, b) -> int:
+        """bool: value a strictly beats b for max/min-like kinds."""
+        em, dt = self.em, self.dt
+        want_max = self.kind in ("max", "argmax")
+        if dt.is_float:
+            return em.op("OpFOrdGreaterThan" if want_max else "OpFOrdLessThan", em.bool, a, b)
+        if dt.is_bool:
+            a, b = (em.select(em.i32, x, em.ci(1), em.ci(0)) for x in (a, b))
+            return em.op("OpSGreaterThan" if want_max else "OpSLessThan", em.bool, a, b)
+        pre = "S" if dt.is_signed else "U"
+        return em.op(f"Op{pre}GreaterThan" if want_max else f"Op{pre}LessThan", em.bool, a, b)
+
+    def combine(self, acc, acc_i, v, v_i):
+        em, dt, kind = self.em, self.dt, self.kind
+        if kind == "sum":
+            if dt.is_float:
+                s = em.op("OpFAdd", self.rt, acc, v)
+                return (em.round_bf16(s) if dt.name == "bf16" else s), None
+            return em.op("OpIAdd", self.rt, acc, v), None
+        take = self.better(v, acc)
+        if kind in ("argmax", "argmin"):
+            eq = em.op("OpFOrdEqual" if dt.is_float else ("OpLogicalEqual" if dt.is_bool else "OpIEqual"),
+                       em.bool, v, acc)
+            take = em.op("OpLogicalOr", em.bool, take, em.land(eq, em.ilt(v_i, acc_i)))
+            return em.select(self.rt, take, v, acc), em.select(em.i32, take, v_i, acc_i)
+        return em.select(self.rt, take, v, acc), None
+
+
+def lower_reduce(lw, op):
+    src_t, dst_t = op.operands[0].type, op.result.type
+    kind, axis = op.attrs["kind"], op.attrs["axis"]
+    src = lw.get(op.operands[0])
+    in_dt = src_t.elem
+    if src.uniform:
+        raise lw.error("reduction of a scalar")
+    if len(src_t.shape) == 1:
+        _reduce_full(lw, op, src, src_t.numel, kind, in_dt)
+    else:
+        _reduce_axis(lw, op, src, src_t.shape, axis, kind, in_dt)
+
+
+def _reduce_full(lw, op, src, numel, kind, dt):
+    em, mem, W = lw.em, lw.mem, lw.W
+    c = _Combiner(lw, kind, dt)
+    want_idx = kind in ("argmax", "argmin")
+    ident = _identity(em, kind, dt)
+    acc, acc_i = ident, em.ci(numel)
+    for r, reg in enumerate(src.regs):            # each lane folds its own registers, in flat order
+        valid = lw.valid(numel, r)
+        n_acc, n_i = c.combine(acc, acc_i, reg, lw.flat(r) if want_idx else None)
+        if valid is not None:
+            n_acc = em.select(c.rt, valid, n_acc, acc)
+            if want_idx:
+                n_i = em.select(em.i32, valid, n_i, acc_i)
+        acc, acc_i = n_acc, n_i
+    if W > 1:
+        em.barrier()
+        mem.scratch_store(lw.lane, mem.to_word(acc, dt))
+        if want_idx:
+            mem.scratch_store(em.iadd(lw.lane, em.ci(W)), mem.to_word(acc_i, T.i32))
+        em.barrier()
+        acc, acc_i = ident, em.ci(numel)
+        for lane in range(min(W, numel)):         # every lane folds the partials in the same order
+            v = mem.from_word(mem.scratch_load(em.ci(lane)), dt)
+            v_i = mem.from_word(mem.scratch_load(em.ci(W + lane)), T.i32) if want_idx else None
+            acc, acc_i = c.combine(acc, acc_i, v, v_i)
+    lw.bind(op, LV([acc_i if want_idx else acc], True))
+
+
+def _reduce_axis(lw, op, src, shape, axis, kind, dt):
+    em, mem, W = lw.em, lw.mem, lw.W
+    c = _Combiner(lw, kind, dt)
+    want_idx = kind in ("argmax", "argmin")
+    base_map, kstride, K = reduce_base_map(shape, axis)
+    dst_numel = op.result.type.numel
+    em.barrier()
+    for q, reg in enumerate(src.regs):
+        mem.scratch_store(lw.flat(q), mem.to_word(reg, dt))
+    em.barrier()
+    out = []
+    for r in range(lw.nregs(op.result.type)):
+        g = lw.flat(r)
+        valid = lw.valid(dst_numel, r)
+        if valid is not None:
+            g = em.select(em.i32, valid, g, em.ci(0))
+        base = lw.emit_index(base_map, g)
+        acc, acc_i = _identity(em, kind, dt), em.ci(K)
+        for k in range(K):
+            v = mem.from_word(mem.scratch_load(em.iadd(base, em.ci(k * kstride))), dt)
+            acc, acc_i = c.combine(acc, acc_i, v, em.ci(k) if want_idx else None)
+        out.append(acc_i if want_idx else acc)
+    lw.bind(op, LV(out, False))
+
+
+def lower_dot(lw, op):
+    em, mem, W = lw.em, lw.mem, lw.W
+    a_t, b_t, c_t = (v.type for v in op.operands)
+    M, K = a_t.shape
+    N = b_t.shape[1]
+    a, b, acc = (lw.get(v) for v in op.operands)
+    in_dt, out_dt = a_t.elem, c_t.elem
+    work = T.f32 if out_dt.is_float else T.i32     # products are formed in the accumulator's width
+    em.barrier()
+    for q, reg in enumerate(a.regs):
+        mem.scratch_store(lw.flat(q), mem.to_word(lw.convert(reg, in_dt, work), work))
+    b_base = len(a.regs) * W
+    for q, reg in enumerate(b.regs):
+        mem.scratch_store(em.iadd(lw.flat(q), em.ci(b_base)), mem.to_word(lw.convert(reg, in_dt, work), work))
+    em.barrier()
+    wt = em.type_of(work)
+    out = []
+    rows, cols, accs = [], [], []
+    for r, reg in enumerate(acc.regs):
+        f = lw.flat(r)
+        valid = lw.valid(M * N, r)
+        if valid is not None:
+            f = em.select(em.i32, valid, f, em.ci(0))
+        rows.append(em.imul(em.op("OpSDiv", em.i32, f, em.ci(N)), em.ci(K)))
+        cols.append(em.iadd(em.op("OpSMod", em.i32, f, em.ci(N)), em.ci(b_base)))
+        accs.append(em.local_var(wt, lw.convert(reg, out_dt, work)))
+
+    def body(k):
+        b_row = em.imul(k, em.ci(N))
+        for row, col, var in zip(rows, cols, accs):
+            av = mem.from_word(mem.scratch_load(em.iadd(row, k)), work)
+            bv = mem.from_word(mem.scratch_load(em.iadd(col, b_row)), work)
+            cur = em.load_var(wt, var)
+            if work.is_float:
+                nxt = em.op("OpFAdd", wt, cur, em.op("OpFMul", wt, av, bv))
+            else:
+                nxt = em.op("OpIAdd", wt, cur, em.op("OpIMul", wt, av, bv))
+            em.store_var(var, nxt)
+
+    em.counted_loop(em.ci(K), body)
+    for var in accs:
+        out.append(lw.convert(em.load_var(wt, var), work, out_dt))
+    lw.bind(op, LV(out, False))
