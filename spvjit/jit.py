@@ -89,8 +89,10 @@ class JITFunction:
 
     # ---- specialization -------------------------------------------------------
     def specialize(self, args, kwargs) -> tuple[Specialization, dict]:
-        num_warps = kwargs.pop("num_warps", 4)
-        kwargs.pop("num_stages", None)   # accepted for Triton compatibility; no meaning here
+        params = self.signature.parameters
+        num_warps = kwargs.pop("num_warps", 4) if "num_warps" not in params else 4
+        if "num_stages" not in params:
+            kwargs.pop("num_stages", None)   # accepted for Triton compatibility; no meaning here
         if not isinstance(num_warps, int) or num_warps <= 0 or num_warps & (num_warps - 1):
             raise LaunchError(f"num_warps must be a positive power of two, got {num_warps!r}")
         try:

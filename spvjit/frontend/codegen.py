@@ -471,7 +471,13 @@ class KernelCodegen(ast.NodeVisitor):
         if fn in (float, int, bool) and args and isinstance(unwrap(args[0]), tensor):
             raise self.err(f"{fn.__name__}() of a tensor; use .to(sl.{'float32' if fn is float else 'int32'})", node)
         if fn in (builtins.min, builtins.max) and any(isinstance(unwrap(a), tensor) for a in args):
-            raise self.err(f"Python's {fn.__name__}() on tensors; use sl.{fn.__name__}imum or sl.{fn.__name__}", node)
+            # as in Triton: min/max of tensors mean element-wise minimum/maximum
+            if len(args) < 2 or kwargs:
+                raise self.err(f"{fn.__name__}() of tensors takes two or more positional values", node)
+            out = args[0]
+            for a in args[1:]:
+                out = self.sem.binary("minimum" if fn is builtins.min else "maximum", out, a)
+            return out
         return fn(*args, **kwargs)
 
     def inline(self, fn, args, kwargs, node):

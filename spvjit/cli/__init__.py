@@ -1,0 +1,1 @@
+"""The `spvjit` command line (see main.py for how subcommands plug in)."""

@@ -1,0 +1,42 @@
+"""`spvjit` entry point: a small argparse dispatcher.
+
+Each subcommand lives in its own module in this package and provides
+`add_parser(subparsers)` (which registers its parser) and `run(args) -> int`.
+Add a module's name to COMMANDS to expose it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ("devices",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spvjit", description="A Triton-like kernel compiler for Vulkan.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = importlib.import_module(f"spvjit.cli.{name}")
+        sub_parser = module.add_parser(sub)
+        sub_parser.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)  # bad usage exits 2 from argparse
+    from spvjit.runtime.errors import DeviceError
+    try:
+        return int(args.run(args) or 0)
+    except DeviceError as e:
+        # One line, no traceback: these are environment problems, not bugs.
+        print(f"spvjit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
