@@ -40,23 +40,15 @@ def batch(timestamps: bool = False):
 
 
 def compile_for_device(jitfn, spec, dev) -> tuple[CompiledKernel, object]:
+    from . import cache
     from .jit import dump_flags
     t0 = time.perf_counter()
-    kernel = build_ir(jitfn, spec.kinds)
-    verify(kernel)
-    try:  # TEMP until passes land
-        from .ir.passes import run_passes
-        kernel = run_passes(kernel)
-    except ImportError:
-        pass
     flags = dump_flags()
-    if "ir" in flags:
-        from .ir.printer import print_kernel
-        print(print_kernel(kernel), file=sys.stderr)
-    try:
-        ck = compile_kernel(kernel, dev.caps, spec.num_warps)
-    except LoweringError as e:
-        raise CompilationError(f"in kernel {jitfn.__name__}: {e}") from None
+    key = cache.kernel_key(jitfn, spec, dev.caps)
+    ck = None if flags else cache.load(key)
+    if ck is None:
+        ck = _compile(jitfn, spec, dev, flags)
+        cache.store(key, ck)
     for hook in list(compile_hooks):
         hook(ck)
     if "spirv" in flags:
@@ -65,6 +57,23 @@ def compile_for_device(jitfn, spec, dev) -> tuple[CompiledKernel, object]:
     pipe = dev.create_pipeline(ck.spirv, ["storage"] * len(ck.bindings), ck.push_size)
     jitfn.compile_seconds.append(time.perf_counter() - t0)
     return ck, pipe
+
+
+def _compile(jitfn, spec, dev, flags) -> CompiledKernel:
+    kernel = build_ir(jitfn, spec.kinds)
+    verify(kernel)
+    try:  # TEMP until passes land
+        from .ir.passes import run_passes
+        kernel = run_passes(kernel)
+    except ImportError:
+        pass
+    if "ir" in flags:
+        from .ir.printer import print_kernel
+        print(print_kernel(kernel), file=sys.stderr)
+    try:
+        return compile_kernel(kernel, dev.caps, spec.num_warps)
+    except LoweringError as e:
+        raise CompilationError(f"in kernel {jitfn.__name__}: {e}") from None
 
 
 def _pack(ck: CompiledKernel, spec, offset, grid) -> bytes:

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
+
+# compile from scratch in every test session (and never touch the user's cache)
+os.environ.setdefault("SPVJIT_CACHE_DIR", tempfile.mkdtemp(prefix="spvjit-test-cache-"))
 
 from spvjit.codegen import compile_hooks
 from spvjit.codegen.spirv.tools import validate

@@ -1,0 +1,102 @@
+"""The on-disk kernel cache: hits, keys, and corrupt entries."""
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+import spvjit
+from spvjit import cache, launch
+
+
+def _write_module(tmp_path, name, helper_body="return x + 1"):
+    src = textwrap.dedent(f"""
+        import spvjit, spvjit.language as sl
+
+        @spvjit.kernel
+        def helper(x):
+            {helper_body}
+
+        @spvjit.kernel
+        def k(x_ptr, n, BLOCK: sl.constexpr):
+            offs = sl.arange(0, BLOCK)
+            m = offs < n
+            sl.store(x_ptr + offs, helper(sl.load(x_ptr + offs, mask=m)), mask=m)
+    """)
+    path = tmp_path / f"{name}.py"
+    path.write_text(src)
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPVJIT_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "kernels"
+
+
+def _count_compiles(monkeypatch):
+    calls = []
+    real = launch._compile
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+    monkeypatch.setattr(launch, "_compile", counting)
+    return calls
+
+
+def _run(mod):
+    t = spvjit.tensor(np.arange(8, dtype=np.float32))
+    mod.k[(1,)](t, 8, BLOCK=8)
+    return t.numpy()
+
+
+def test_second_process_reuses_entry(tmp_path, fresh_cache, monkeypatch):
+    calls = _count_compiles(monkeypatch)
+    np.testing.assert_array_equal(_run(_write_module(tmp_path, "m1")), np.arange(8) + 1)
+    assert len(calls) == 1 and len(list(fresh_cache.glob("*.json"))) == 1
+    # a new JITFunction (as in a new process) with the same source hits the disk entry
+    np.testing.assert_array_equal(_run(_write_module(tmp_path, "m1")), np.arange(8) + 1)
+    assert len(calls) == 1
+
+
+def test_key_covers_callee_source_and_constexprs(tmp_path, fresh_cache, monkeypatch):
+    calls = _count_compiles(monkeypatch)
+    _run(_write_module(tmp_path, "m2"))
+    out = _run(_write_module(tmp_path, "m2", helper_body="return x + 2"))
+    np.testing.assert_array_equal(out, np.arange(8) + 2)      # the callee's edit is seen
+    assert len(calls) == 2
+    mod = _write_module(tmp_path, "m2", helper_body="return x + 2")
+    t = spvjit.tensor(np.zeros(16, np.float32))
+    mod.k[(1,)](t, 16, BLOCK=16)
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncate", "bad_spirv"])
+def test_corrupt_entry_is_recompiled(tmp_path, fresh_cache, monkeypatch, damage):
+    calls = _count_compiles(monkeypatch)
+    _run(_write_module(tmp_path, "m3"))
+    (entry,) = fresh_cache.glob("*.json")
+    text = entry.read_text()
+    if damage == "garbage":
+        entry.write_bytes(b"\x00\xff not json")
+    elif damage == "truncate":
+        entry.write_text(text[: len(text) // 2])
+    else:
+        d = json.loads(text)
+        d["spirv"] = "AAAA"
+        entry.write_text(json.dumps(d))
+    np.testing.assert_array_equal(_run(_write_module(tmp_path, "m3")), np.arange(8) + 1)
+    assert len(calls) == 2
+    assert cache.load(entry.stem) is not None      # rewritten whole
+
+
+def test_unwritable_cache_dir_still_runs(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("SPVJIT_CACHE_DIR", str(blocker))     # a file, so mkdir fails
+    np.testing.assert_array_equal(_run(_write_module(tmp_path, "m4")), np.arange(8) + 1)
