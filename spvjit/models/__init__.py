@@ -1,0 +1,1 @@
+"""Model runners built on spvjit's public API (see models/llama)."""
