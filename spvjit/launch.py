@@ -54,7 +54,7 @@ def compile_for_device(jitfn, spec, dev) -> tuple[CompiledKernel, object]:
     if "spirv" in flags:
         from .codegen.spirv.tools import disassemble
         print(disassemble(ck.spirv), file=sys.stderr)
-    pipe = dev.create_pipeline(ck.spirv, ["storage"] * len(ck.bindings), ck.push_size)
+    pipe = dev.create_pipeline(ck.spirv, [bd.kind for bd in ck.bindings], ck.push_size)
     jitfn.compile_seconds.append(time.perf_counter() - t0)
     return ck, pipe
 
@@ -95,6 +95,12 @@ def launch_on_device(jitfn, spec, grid):
         return
     values = dict(spec.runtime)
     tensors = [values[bd.name] for bd in ck.bindings]
+    formats = {bd.index: bd.texel_format for bd in ck.bindings if bd.texel} or None
+    limit = dev.caps.max_texel_buffer_elements
+    for bd in ck.bindings:
+        if bd.texel and tensors[bd.index].size > limit:
+            raise CompilationError(f"tensor '{bd.name}' has {tensors[bd.index].size} elements, more than "
+                                   f"the {limit} a texel buffer on {dev.caps.name} can address")
     limits = dev.caps.max_workgroup_count
     chunks = []
     for z in range(0, grid[2], limits[2]):
@@ -105,8 +111,8 @@ def launch_on_device(jitfn, spec, grid):
     current = getattr(_state, "batch", None)
     if current is not None:
         for off, size in chunks:
-            current.dispatch(pipe, tensors, _pack(ck, spec, off, grid), size)
+            current.dispatch(pipe, tensors, _pack(ck, spec, off, grid), size, formats)
         return
     with dev.batch() as b:
         for off, size in chunks:
-            b.dispatch(pipe, tensors, _pack(ck, spec, off, grid), size)
+            b.dispatch(pipe, tensors, _pack(ck, spec, off, grid), size, formats)

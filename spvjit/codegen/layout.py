@@ -71,13 +71,23 @@ def regs(numel: int, w: int) -> int:
     return max(1, -(-numel // w))
 
 
-def choose_workgroup(max_numel: int, num_warps: int, max_invocations: int) -> int:
-    """W: num_warps * 32 lanes as in Triton, but no more lanes than the largest tile has."""
-    want = num_warps * 32
+def choose_workgroup(max_numel: int, num_warps: int, caps) -> int:
+    """W, the lanes of one program.
+
+    GPUs: num_warps * 32 as in Triton.  CPU drivers (lavapipe) run a workgroup
+    as a loop over SIMD subgroups and pay dearly for barriers, so there one
+    program is one subgroup and all exchanges become subgroup ops.  Never more
+    lanes than the largest tile has elements.
+    """
+    sg = getattr(caps, "subgroup_size", 0) or 0
+    if getattr(caps, "device_type", "") == "cpu" and sg:
+        want = sg
+    else:
+        want = num_warps * 32
     biggest = 1
     while biggest < max_numel:
         biggest *= 2
-    return max(1, min(want, biggest, max_invocations))
+    return max(1, min(want, biggest, getattr(caps, "max_workgroup_invocations", 1024)))
 
 
 def tile_numel(shape) -> int:

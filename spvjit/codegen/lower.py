@@ -45,12 +45,13 @@ _FUN = {"exp": "Exp", "exp2": "Exp2", "log": "Log", "log2": "Log2", "sqrt": "Sqr
 
 
 class Lowerer:
-    def __init__(self, em: Emitter, kernel: KernelIR, w: int, memory, lane: int):
+    def __init__(self, em: Emitter, kernel: KernelIR, w: int, memory, lane: int, sg: dict | None = None):
         self.em = em
         self.kernel = kernel
         self.W = w
         self.mem = memory          # memory.Memory: buffers, push constants, scratch
         self.lane = lane           # i32 id of LocalInvocationIndex
+        self.sg = sg or {}         # subgroup.available(): which subgroup ops this program may use
         self.env: dict[int, LV] = {}
         self._valid: dict[tuple[int, int], int | None] = {}
         self.loc = None
@@ -320,39 +321,61 @@ class Lowerer:
                 raise self.error("a loop-carried or if-merged pointer must keep pointing into the same tensor")
 
     def op_for(self, op):
+        """A structured loop with OpPhi for the induction variable and carried registers.
+
+        lavapipe runs loops whose condition it can see is uniform twice as fast, so the
+        condition is a plain compare when the step's sign is known (the usual case)."""
         em = self.em
         lb, ub, step = (self.get(v).regs[0] for v in op.operands[:3])
         inits = [self.get(v) for v in op.operands[3:]]
         body = op.regions[0]
-        carried_vars = self.make_vars(op.results)
-        self.store_vars(carried_vars, inits)
-        ivar = em.local_var(em.i32, lb)
         header, body_l, cont, merge = (em.b.new_id() for _ in range(4))
+        pre = em.b.current_label
         em.op("OpBranch", None, header)
         em.b.label(header)
-        iv = em.load_var(em.i32, ivar)
-        up = em.op("OpSGreaterThan", em.bool, step, em.ci(0))
-        cond = em.select(em.bool, up, em.ilt(iv, ub), em.op("OpSGreaterThan", em.bool, iv, ub))
+        iv, iv_next = em.b.new_id(), em.b.new_id()
+        em.b.emit_with_id("OpPhi", em.i32, iv, lb, pre, iv_next, cont)
+        phis, nexts = [], []
+        for v, lv in zip(op.results, inits):
+            t = self.value_types(v.type)
+            ids = [em.b.new_id() for _ in lv.regs]
+            nxt = [em.b.new_id() for _ in lv.regs]
+            for pid_, init, n in zip(ids, lv.regs, nxt):
+                em.b.emit_with_id("OpPhi", t, pid_, init, pre, n, cont)
+            phis.append(ids)
+            nexts.append(nxt)
+        step_op = op.operands[2].owner
+        if getattr(step_op, "name", None) == "constant":
+            cond = em.ilt(iv, ub) if step_op.attrs["value"] > 0 else em.op("OpSGreaterThan", em.bool, iv, ub)
+        else:
+            up = em.op("OpSGreaterThan", em.bool, step, em.ci(0))
+            cond = em.select(em.bool, up, em.ilt(iv, ub), em.op("OpSGreaterThan", em.bool, iv, ub))
         em.op("OpLoopMerge", None, merge, cont, 0)
         em.op("OpBranchConditional", None, cond, body_l, merge)
         em.b.label(body_l)
         self.env[id(body.args[0])] = LV([iv], True)
-        for arg, lv in zip(body.args[1:], self.load_vars(carried_vars, body.args[1:], inits)):
+        carried = [LV(ids, v.type.is_scalar, lv.binding) for ids, v, lv in zip(phis, op.results, inits)]
+        for arg, lv in zip(body.args[1:], carried):
             self.env[id(arg)] = lv
         self._valid_scope_push()
         self.lower_block(body)
+        yielded = carried                      # an unreachable back edge feeds the phis themselves
         if not em.terminated:
             yielded = [self.get(v) for v in body.terminator.operands]
             self._check_pointer_bindings(yielded, inits)
-            self.store_vars(carried_vars, yielded)
             em.op("OpBranch", None, cont)
         self._valid_scope_pop()
         em.b.label(cont)
         em.terminated = False
-        em.store_var(ivar, em.iadd(em.load_var(em.i32, ivar), step))
+        # OpCopyObject gives each back-edge value the id the phis were promised
+        for v, nxt, lv in zip(op.results, nexts, yielded):
+            t = self.value_types(v.type)
+            for n, reg in zip(nxt, lv.regs):
+                em.b.emit_with_id("OpCopyObject", t, n, reg)
+        em.b.emit_with_id("OpIAdd", em.i32, iv_next, iv, step)
         em.op("OpBranch", None, header)
         em.b.label(merge)
-        self.bind(op, *self.load_vars(carried_vars, op.results, inits))
+        self.bind(op, *carried)
 
     def op_if(self, op):
         em = self.em
@@ -392,9 +415,12 @@ class Lowerer:
         pass   # handled by the owning for/if
 
     # ids computed inside a branch do not dominate code after it: cache validity per region
+    # (the same holds for Memory's cached program_id / num_programs / push-constant loads: one first
+    # emitted inside a branch must not be reused after it or in the other branch)
     def _valid_scope_push(self):
-        self._saved_valid = getattr(self, "_saved_valid", []) + [self._valid]
+        self._saved_valid = getattr(self, "_saved_valid", []) + [(self._valid, self.mem._cache)]
         self._valid = dict(self._valid)
+        self.mem._cache = dict(self.mem._cache)
 
     def _valid_scope_pop(self):
-        self._valid = self._saved_valid.pop()
+        self._valid, self.mem._cache = self._saved_valid.pop()

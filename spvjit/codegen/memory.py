@@ -28,6 +28,20 @@ class Binding:
     var: int = 0
     ptr_type: int = 0
     atomic: bool = False
+    texel: bool = False      # read-only, bound as a uniform texel buffer (faster on lavapipe)
+
+    @property
+    def kind(self) -> str:
+        return "uniform_texel" if self.texel else "storage"
+
+    @property
+    def texel_format(self) -> str | None:
+        return TEXEL_FORMATS[self.dtype.name] if self.texel else None
+
+
+# the runtime's format names for a texel view of each element type
+TEXEL_FORMATS = {"f32": "r32f", "f16": "r16f", "bf16": "r16ui", "i32": "r32i", "u32": "r32ui",
+                 "i16": "r16i", "u16": "r16ui", "i8": "r8i", "u8": "r8ui", "i1": "r8ui"}
 
 
 @dataclass
@@ -51,6 +65,9 @@ class Memory:
         for bd in self.bindings:
             if bd.index in float_atomic_bindings:
                 bd.storage, bd.atomic = T.u32, True
+            if bd.texel:
+                self._declare_texel(bd)
+                continue
             st = self._storage_type(bd.storage)
             arr = b.type_runtime_array(st, stride=max(1, bd.storage.bits // 8))
             struct = b.type_struct([arr], name=f"{bd.name}_buffer")
@@ -69,6 +86,49 @@ class Memory:
         self.push_var = b.variable(b.type_pointer("PushConstant", self.push_struct), "PushConstant")
         self.builtin_wg = self._builtin("WorkgroupId", b.type_vector(em.u32, 3))
         self.builtin_lane = self._builtin("LocalInvocationIndex", em.u32)
+
+    def _texel_sampled(self, dt: T.DType) -> T.DType:
+        """The type OpImageFetch returns for a texel view of dt (32-bit float/int/uint)."""
+        if dt.is_float and dt.name != "bf16":
+            return T.f32
+        return T.i32 if dt.is_signed else T.u32
+
+    def _declare_texel(self, bd: Binding):
+        b, em = self.em.b, self.em
+        em.capability("SampledBuffer")
+        st = em.type_of(self._texel_sampled(bd.dtype))
+        img = b.type_image(st, "Buffer", 0, 0, 0, 1, "Unknown")
+        var = b.variable(b.type_pointer("UniformConstant", img), "UniformConstant")
+        b.decorate(var, "DescriptorSet", 0)
+        b.decorate(var, "Binding", bd.index)
+        b.name(var, bd.name)
+        bd.var, bd.ptr_type = var, img
+
+    def _texel_load(self, bd: Binding, idx: int) -> int:
+        em = self.em
+        key = ("texel", bd.index)
+        if key not in self._cache:
+            self._cache[key] = em.op("OpLoad", bd.ptr_type, bd.var)   # hoisted: the entry block
+        sampled = self._texel_sampled(bd.dtype)
+        st = em.type_of(sampled)
+        v4 = em.op("OpImageFetch", em.b.type_vector(st, 4), self._cache[key], idx)
+        v = em.op("OpCompositeExtract", st, v4, 0)
+        dt = bd.dtype
+        if dt.is_bool:
+            return em.op("OpINotEqual", em.bool, v, em.cu(0))
+        if dt.name == "bf16":
+            return em.op("OpBitcast", em.f32, em.op("OpShiftLeftLogical", em.u32, v, em.cu(16)))
+        if dt.is_float:
+            return v if dt.bits == 32 else em.op("OpFConvert", em.type_of(dt), v)
+        if dt.bits < 32:
+            return em.op("OpSConvert" if dt.is_signed else "OpUConvert", em.type_of(dt), v)
+        return v
+
+    def hoist_texel_handles(self):
+        """Image handles are loaded once in the entry block, so they dominate every use."""
+        for bd in self.bindings:
+            if bd.texel:
+                self._cache[("texel", bd.index)] = self.em.op("OpLoad", bd.ptr_type, bd.var)
 
     def _builtin(self, name: str, type_id: int) -> int:
         b = self.em.b
@@ -143,12 +203,16 @@ class Memory:
 
     def load_elem(self, bd: Binding, idx: int) -> int:
         em = self.em
+        if bd.texel:
+            return self._texel_load(bd, idx)
         raw = em.op("OpLoad", self._storage_type(bd.storage), self._elem_ptr(bd, idx))
         dt = bd.dtype
         if bd.atomic:
             return em.op("OpBitcast", em.type_of(dt), raw)
         if dt.is_bool:
-            return em.op("OpINotEqual", em.bool, raw, em.b.const(em.b.type_int(8, False), 0))
+            # widen first: an 8-bit constant would need the Int8 capability, 8-bit storage alone
+            # allows only loads, stores and conversions (spirv-val: "Cannot form constants")
+            return em.op("OpINotEqual", em.bool, em.op("OpUConvert", em.u32, raw), em.cu(0))
         if dt.name == "bf16":
             wide = em.op("OpUConvert", em.u32, raw)
             return em.op("OpBitcast", em.f32, em.op("OpShiftLeftLogical", em.u32, wide, em.cu(16)))
@@ -160,8 +224,8 @@ class Memory:
         st = self._storage_type(bd.storage)
         if bd.atomic:
             value = em.op("OpBitcast", st, value)
-        elif dt.is_bool:
-            value = em.select(st, value, em.b.const(st, 1), em.b.const(st, 0))
+        elif dt.is_bool:   # select in 32 bits, then narrow (no 8-bit constants; see load_elem)
+            value = em.op("OpUConvert", st, em.select(em.u32, value, em.cu(1), em.cu(0)))
         elif dt.name == "bf16":
             bits = em.op("OpBitcast", em.u32, em.round_bf16(value))
             value = em.op("OpUConvert", st, em.op("OpShiftRightLogical", em.u32, bits, em.cu(16)))
@@ -340,6 +404,8 @@ class Memory:
                 plan.append(("shared", not np.all(live)))
         if all(p[0] == "reg" for p in plan):
             return [src_regs[q] for _, q in plan]
+        if lw.sg.get("whole") and lw.sg.get("broadcast") and lw.sg.get("shuffle"):
+            return self._exchange_subgroup(lw, src_regs, dst_numel, m, dt, plan, to_uniform)
         em = self.em
         need = len(src_regs) * W
         if need > self.scratch_words:
@@ -357,4 +423,38 @@ class Memory:
             if arg:   # lanes past the end read element 0 instead of running off the scratch
                 f = em.select(em.i32, lw.valid(dst_numel, r), f, em.ci(0))
             out.append(self.from_word(self.scratch_load(lw.emit_index(m, f)), dt))
+        return out
+
+    def _exchange_subgroup(self, lw, src_regs, dst_numel, m: IndexMap, dt, plan, to_uniform):
+        """The workgroup is one subgroup: broadcasts for elements every lane wants, shuffles else."""
+        from . import subgroup
+        em, W = self.em, lw.W
+        lanes = np.arange(W)
+        out = []
+        for r, (kind, arg) in enumerate(plan):
+            if kind == "reg":
+                out.append(src_regs[arg])
+                continue
+            f = np.zeros(W, np.int64) if to_uniform else r * W + lanes
+            live = f < dst_numel
+            s = m.eval(np.where(live, f, 0))[live]
+            if len(set(s)) == 1:                       # one element for all: broadcast
+                s0 = int(s[0])
+                out.append(subgroup.broadcast(lw, dt, src_regs[s0 // W], s0 % W))
+                continue
+            fid = lw.flat(r)
+            if arg:
+                fid = em.select(em.i32, lw.valid(dst_numel, r), fid, em.ci(0))
+            sid = lw.emit_index(m, fid)
+            src_lane = em.op("OpSMod", em.i32, sid, em.ci(W)) if W > 1 else em.ci(0)
+            qs = sorted(set(int(x) for x in s // W))
+            value = None
+            for q in qs:                               # one shuffle per source register involved
+                v = subgroup.shuffle(lw, dt, src_regs[q], src_lane)
+                if value is None:
+                    value = v
+                else:
+                    pick = em.op("OpIEqual", em.bool, em.op("OpSDiv", em.i32, sid, em.ci(W)), em.ci(q))
+                    value = em.select(em.type_of(dt), pick, v, value)
+            out.append(value)
         return out

@@ -89,7 +89,9 @@ def _reduce_full(lw, op, src, numel, kind, dt):
             if want_idx:
                 n_i = em.select(em.i32, valid, n_i, acc_i)
         acc, acc_i = n_acc, n_i
-    if W > 1:
+    if W > 1 and lw.sg.get("reduce") and lw.sg.get("whole"):
+        acc, acc_i = _subgroup_finish(lw, c, kind, dt, acc, acc_i)
+    elif W > 1:
         em.barrier()
         mem.scratch_store(lw.lane, mem.to_word(acc, dt))
         if want_idx:
@@ -103,12 +105,64 @@ def _reduce_full(lw, op, src, numel, kind, dt):
     lw.bind(op, LV([acc_i if want_idx else acc], True))
 
 
+def _subgroup_finish(lw, c, kind, dt, acc, acc_i):
+    """Per-lane partials -> one uniform result with subgroup reductions (no shared memory)."""
+    from . import subgroup
+    em = lw.em
+    if kind == "sum":
+        return subgroup.reduce(lw, "sum", dt, acc), None
+    best = subgroup.reduce(lw, "max" if kind in ("max", "argmax") else "min", dt, acc)
+    if kind in ("max", "min"):
+        return best, None
+    # argmax: the smallest index among lanes whose partial equals the best value
+    eq = em.op("OpFOrdEqual" if dt.is_float else ("OpLogicalEqual" if dt.is_bool else "OpIEqual"),
+               em.bool, acc, best)
+    cand = em.select(em.i32, eq, acc_i, em.ci(2**31 - 1))
+    return best, subgroup.reduce(lw, "min", T.i32, cand)
+
+
+def _local_plan(lw, base_map, kstride, K, dst_numel, n_dst):
+    """For each dest register: the source register of each k if every lane owns its own
+    elements (no data movement at all), else None."""
+    import numpy as np
+    W = lw.W
+    lanes = np.arange(W)
+    plans = []
+    for r in range(n_dst):
+        f = r * W + lanes
+        live = f < dst_numel
+        base = base_map.eval(np.where(live, f, 0))
+        qs = []
+        for k in range(K):
+            s = (base + k * kstride)[live]
+            if not np.all(s % W == lanes[live]) or len(set(s // W)) != 1:
+                return None
+            qs.append(int(s[0] // W))
+        plans.append(qs)
+    return plans
+
+
 def _reduce_axis(lw, op, src, shape, axis, kind, dt):
     em, mem, W = lw.em, lw.mem, lw.W
     c = _Combiner(lw, kind, dt)
     want_idx = kind in ("argmax", "argmin")
     base_map, kstride, K = reduce_base_map(shape, axis)
     dst_numel = op.result.type.numel
+    n_dst = lw.nregs(op.result.type)
+    plans = _local_plan(lw, base_map, kstride, K, dst_numel, n_dst)
+    if plans is not None:                  # e.g. axis 0 of [K, N] with N % W == 0: lanes own columns
+        out = []
+        for qs in plans:
+            acc, acc_i = _identity(em, kind, dt), em.ci(K)
+            for k, q in enumerate(qs):
+                acc, acc_i = c.combine(acc, acc_i, src.regs[q], em.ci(k) if want_idx else None)
+            out.append(acc_i if want_idx else acc)
+        lw.bind(op, LV(out, False))
+        return
+    if (kstride == 1 and K % W == 0 and lw.sg.get("whole") and lw.sg.get("reduce")
+            and dst_numel * K // W <= 4096):
+        _reduce_rows_subgroup(lw, op, src, K, kind, dt, c, dst_numel)
+        return
     em.barrier()
     for q, reg in enumerate(src.regs):
         mem.scratch_store(lw.flat(q), mem.to_word(reg, dt))
@@ -170,4 +224,31 @@ def lower_dot(lw, op):
     em.counted_loop(em.ci(K), body)
     for var in accs:
         out.append(lw.convert(em.load_var(wt, var), work, out_dt))
+    lw.bind(op, LV(out, False))
+
+
+def _reduce_rows_subgroup(lw, op, src, K, kind, dt, c, dst_numel):
+    """Reduce the last axis when each row spans whole subgroup-widths: lane-local folds,
+    one subgroup reduction per row, then each lane picks the rows it owns."""
+    em, W = lw.em, lw.W
+    want_idx = kind in ("argmax", "argmin")
+    per_lane = K // W
+    totals = []
+    for g in range(dst_numel):
+        acc, acc_i = _identity(em, kind, dt), em.ci(K)
+        for j in range(per_lane):
+            q = g * per_lane + j                 # element g*K + j*W + lane is lane-local register q
+            idx = em.iadd(em.ci(j * W), lw.lane) if want_idx else None
+            acc, acc_i = c.combine(acc, acc_i, src.regs[q], idx)
+        v, i = _subgroup_finish(lw, c, kind, dt, acc, acc_i)
+        totals.append(i if want_idx else v)
+    rt = em.i32 if want_idx else em.type_of(dt)
+    out = []
+    for r in range(lw.nregs(op.result.type)):
+        value = totals[min(r * W, dst_numel - 1)]
+        for lane in range(1, W):
+            g = r * W + lane
+            if g < dst_numel:
+                value = em.select(rt, em.op("OpIEqual", em.bool, lw.lane, em.ci(lane)), totals[g], value)
+        out.append(value)
     lw.bind(op, LV(out, False))

@@ -340,6 +340,11 @@ class ModuleBuilder:
         fn.blocks.append(_Block(label_id))
         return label_id
 
+    @property
+    def current_label(self) -> int:
+        """Label of the block instructions are appended to (for OpPhi incoming edges)."""
+        return self._function("current_label").blocks[-1].label
+
     def _append(self, opname: str, result_type: int | None, result_id: int | None, operands) -> None:
         if opname in _BUILDER_ONLY:
             raise ValueError(f"emit({opname}): use {_BUILDER_ONLY[opname]}")
