@@ -48,6 +48,7 @@ class Specialization:
     kinds: dict[str, tuple]         # name -> ("ptr"|"scalar"|"constexpr", dtype or value)
     runtime: list[tuple[str, object]]   # (name, value) of non-constexpr args, in order
     num_warps: int
+    divisibility: dict = None        # int args known divisible by 16 (lets loads vectorize)
 
     def key(self, extra=()) -> tuple:
         items = []
@@ -57,7 +58,8 @@ class Specialization:
                 items.append((name, kind, what))
             except TypeError:
                 items.append((name, kind, repr(what)))
-        return (tuple(items), self.num_warps) + tuple(extra)
+        div = tuple(sorted((self.divisibility or {}).items()))
+        return (tuple(items), self.num_warps, div) + tuple(extra)
 
 
 class JITFunction:
@@ -109,7 +111,9 @@ class JITFunction:
             kinds[name] = self._arg_kind(name, value)
             if kinds[name][0] != "constexpr":
                 runtime.append((name, value))
-        return Specialization(kinds, runtime, num_warps), dict(bound.arguments)
+        divisibility = {n: 16 for n, v in runtime
+                        if kinds[n] == ("scalar", T.i32) and int(v) % 16 == 0}
+        return Specialization(kinds, runtime, num_warps, divisibility), dict(bound.arguments)
 
     def _arg_kind(self, name, value) -> tuple:
         if _is_tensor(value):

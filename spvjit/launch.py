@@ -71,7 +71,7 @@ def _compile(jitfn, spec, dev, flags) -> CompiledKernel:
         from .ir.printer import print_kernel
         print(print_kernel(kernel), file=sys.stderr)
     try:
-        return compile_kernel(kernel, dev.caps, spec.num_warps)
+        return compile_kernel(kernel, dev.caps, spec.num_warps, spec.divisibility or {})
     except LoweringError as e:
         raise CompilationError(f"in kernel {jitfn.__name__}: {e}") from None
 
@@ -98,7 +98,7 @@ def launch_on_device(jitfn, spec, grid):
     formats = {bd.index: bd.texel_format for bd in ck.bindings if bd.texel} or None
     limit = dev.caps.max_texel_buffer_elements
     for bd in ck.bindings:
-        if bd.texel and tensors[bd.index].size > limit:
+        if bd.texel and tensors[bd.index].size // bd.vec > limit:
             raise CompilationError(f"tensor '{bd.name}' has {tensors[bd.index].size} elements, more than "
                                    f"the {limit} a texel buffer on {dev.caps.name} can address")
     limits = dev.caps.max_workgroup_count

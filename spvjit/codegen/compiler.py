@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from ..ir import types as T
 from ..ir.core import KernelIR
-from . import subgroup
+from . import axis_info, subgroup
 from .emitter import Emitter
 from .layout import choose_workgroup, regs
 from .lower import LoweringError, Lowerer, LV
@@ -101,7 +101,7 @@ def _written_params(kernel: KernelIR, ptr_params) -> set[int] | None:
     return None if unknown else written
 
 
-def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4) -> CompiledKernel:
+def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict | None = None) -> CompiledKernel:
     w = choose_workgroup(_max_numel(kernel), num_warps, caps)
     b = ModuleBuilder(version=(1, 3))
     b.capability("Shader")
@@ -116,9 +116,11 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4) -> CompiledKernel
     for m in push:
         if m.dtype.bits != 32:
             raise LoweringError(f"scalar argument '{m.name}' must be 32-bit, got {m.dtype}")
+    written = _written_params(kernel, ptr_params)
+    for bd in bindings:
+        bd.read_only = written is not None and bd.index not in written
     if getattr(caps, "device_type", "") == "cpu":
         # lavapipe reads per-lane addresses 2-3x faster through texel buffers than storage buffers
-        written = _written_params(kernel, ptr_params)
         limit = getattr(caps, "max_texel_buffer_elements", 0)
         for bd in bindings:
             if written is not None and bd.index not in written and limit:
@@ -137,6 +139,7 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4) -> CompiledKernel
     lane = mem.load_entry_values()
     mem.hoist_texel_handles()
     lw = Lowerer(em, kernel, w, mem, lane, subgroup.available(caps, w))
+    lw.axis = axis_info.analyze(kernel, param_div or {})
     for p in ptr_params:
         lw.env[id(p.value)] = LV([em.ci(0)], True, ptr_params.index(p))
     for i, p in enumerate(scalar_params):

@@ -1,8 +1,11 @@
 """How a tile's elements are spread over the W invocations of a workgroup.
 
-The blocked layout: flat (row-major) element f lives in lane f % W, register
-f // W, so consecutive lanes touch consecutive addresses (coalesced) and
-elementwise ops never move data.  Scalars are uniform: every lane holds them.
+The blocked layout: flat (row-major) element f lives in lane (f // v) % W,
+register (f // (v*W)) * v + f % v, where the vector width v is 4 when the
+tile's size is a multiple of 4W (so contiguous loads become one vec4 load per
+4 registers) and 1 otherwise (lane f % W, register f // W).  Consecutive
+lanes touch consecutive addresses and elementwise ops never move data.
+Scalars are uniform: every lane holds them.
 
 Ops that move elements (broadcast, trans, reshape, reductions) are described
 by an `IndexMap`: the source flat index for each destination flat index.
@@ -65,6 +68,26 @@ def reduce_base_map(src_shape, axis: int) -> tuple[IndexMap, int, int]:
     src_dims = [d for d in range(len(src_shape)) if d != axis]
     terms = tuple((ds[i], dst_shape[i], ss[d]) for i, d in enumerate(src_dims) if dst_shape[i] > 1)
     return IndexMap(terms), ss[axis], src_shape[axis]
+
+
+def flat_np(lanes, r: int, w: int, v: int):
+    """Flat index held by (lane, register r) in the blocked layout of vector width v.
+
+    With v > 1 each lane holds runs of v consecutive elements (lane l: v*l .. v*l+v-1,
+    then v*(l+W) ...), so one vector load fills v registers."""
+    return (r // v) * (v * w) + lanes * v + (r % v)
+
+
+def lane_np(f, w: int, v: int):
+    return (f // v) % w
+
+
+def reg_np(f, w: int, v: int):
+    return (f // (v * w)) * v + f % v
+
+
+def vec_width(numel: int, w: int, enabled: bool) -> int:
+    return 4 if enabled and numel % (4 * w) == 0 else 1
 
 
 def regs(numel: int, w: int) -> int:

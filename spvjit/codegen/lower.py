@@ -13,7 +13,7 @@ import numpy as np
 from ..ir import types as T
 from ..ir.core import Block, KernelIR, Operation
 from .emitter import Emitter
-from .layout import IndexMap, broadcast_map, identity_map, regs, trans_map
+from .layout import IndexMap, broadcast_map, identity_map, regs, trans_map, vec_width
 
 
 class LoweringError(Exception):
@@ -52,6 +52,9 @@ class Lowerer:
         self.mem = memory          # memory.Memory: buffers, push constants, scratch
         self.lane = lane           # i32 id of LocalInvocationIndex
         self.sg = sg or {}         # subgroup.available(): which subgroup ops this program may use
+        self.vectorize = True      # layouts of width 4 where tiles allow (layout.vec_width)
+        self.lane_x4 = em.imul(lane, em.ci(4))   # in the entry block: dominates every use
+        self.axis = {}             # axis_info.analyze(): contiguity facts for vector loads
         self.env: dict[int, LV] = {}
         self._valid: dict[tuple[int, int], int | None] = {}
         self.loc = None
@@ -67,8 +70,14 @@ class Lowerer:
     def nregs(self, ty: T.TileType) -> int:
         return 1 if ty.is_scalar else regs(ty.numel, self.W)
 
+    def vec(self, numel: int) -> int:
+        """Vector width of a tile's layout (see layout.py); 1 for scalars."""
+        return vec_width(numel, self.W, self.vectorize)
+
     def valid(self, numel: int, r: int) -> int | None:
         """bool id: does this lane's register r hold a real element? None means always."""
+        if self.vec(numel) > 1:
+            return None                      # the tile fills whole vectors of every lane
         key = (numel, r)
         if key not in self._valid:
             if (r + 1) * self.W <= numel:
@@ -77,8 +86,12 @@ class Lowerer:
                 self._valid[key] = self.em.ilt(self.lane, self.em.ci(numel - r * self.W))
         return self._valid[key]
 
-    def flat(self, r: int) -> int:
-        return self.lane if r == 0 else self.em.iadd(self.lane, self.em.ci(r * self.W))
+    def flat(self, r: int, numel: int = 1) -> int:
+        """i32 id: the flat index this lane's register r holds in a tile of `numel` elements."""
+        v = self.vec(numel)
+        base = self.lane if v == 1 else self.lane_x4
+        const = (r // v) * v * self.W + r % v
+        return base if const == 0 else self.em.iadd(base, self.em.ci(const))
 
     def emit_index(self, m: IndexMap, f: int) -> int:
         em = self.em
@@ -124,7 +137,7 @@ class Lowerer:
         start = op.attrs["start"]
         out = []
         for r in range(self.nregs(op.result.type)):
-            f = self.flat(r)
+            f = self.flat(r, n)
             out.append(self.em.iadd(f, self.em.ci(start)) if start else f)
         self.bind(op, LV(out, False))
 

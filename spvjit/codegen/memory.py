@@ -29,6 +29,8 @@ class Binding:
     ptr_type: int = 0
     atomic: bool = False
     texel: bool = False      # read-only, bound as a uniform texel buffer (faster on lavapipe)
+    vec: int = 1             # >1: a second view of the same tensor, read `vec` elements at a time
+    read_only: bool = False
 
     @property
     def kind(self) -> str:
@@ -36,12 +38,17 @@ class Binding:
 
     @property
     def texel_format(self) -> str | None:
-        return TEXEL_FORMATS[self.dtype.name] if self.texel else None
+        if not self.texel:
+            return None
+        return (VEC4_TEXEL_FORMATS if self.vec == 4 else TEXEL_FORMATS)[self.dtype.name]
 
 
 # the runtime's format names for a texel view of each element type
 TEXEL_FORMATS = {"f32": "r32f", "f16": "r16f", "bf16": "r16ui", "i32": "r32i", "u32": "r32ui",
                  "i16": "r16i", "u16": "r16ui", "i8": "r8i", "u8": "r8ui", "i1": "r8ui"}
+VEC4_TEXEL_FORMATS = {"f32": "rgba32f", "f16": "rgba16f", "bf16": "rgba16ui", "i32": "rgba32i",
+                      "u32": "rgba32ui", "i16": "rgba16i", "u16": "rgba16ui", "i8": "rgba8i",
+                      "u8": "rgba8ui", "i1": "rgba8ui"}
 
 
 @dataclass
@@ -249,6 +256,87 @@ class Memory:
             out = em.land(out, p)
         return out
 
+    def _vectorizable(self, lw, op, bd: Binding) -> bool:
+        ptr_t = op.operands[0].type
+        if ptr_t.is_scalar or not bd.read_only or lw.vec(ptr_t.numel) != 4 or ptr_t.shape[-1] % 4:
+            return False
+        info = lw.axis.get(id(op.operands[0]))
+        if info is None or info.contig < 4 or info.div < 4:
+            return False
+        if len(op.operands) > 1:
+            m = lw.axis.get(id(op.operands[1]))
+            if m is None or m.const < 4:
+                return False
+        return True
+
+    def vec_view(self, bd: Binding) -> Binding:
+        """A second binding of the same tensor read 4 elements at a time (made on first use)."""
+        key = ("vecview", bd.index)
+        if key not in self._cache:
+            view = Binding(len(self.bindings), bd.name, bd.dtype, bd.storage, texel=bd.texel,
+                           vec=4, read_only=True)
+            self.bindings.append(view)
+            b, em = self.em.b, self.em
+            if view.texel:
+                em.capability("SampledBuffer")
+                st = em.type_of(self._texel_sampled(bd.dtype))
+                img = b.type_image(st, "Buffer", 0, 0, 0, 1, "Unknown")
+                var = b.variable(b.type_pointer("UniformConstant", img), "UniformConstant")
+                view.ptr_type = img
+            else:
+                st = self._storage_type(bd.storage)
+                vt = b.type_vector(st, 4)
+                arr = b.type_runtime_array(vt, stride=4 * max(1, bd.storage.bits // 8))
+                struct = b.type_struct([arr], name=f"{bd.name}_vec4")
+                b.decorate(struct, "Block")
+                b.member_decorate(struct, 0, "Offset", 0)
+                b.member_decorate(struct, 0, "NonWritable")
+                var = b.variable(b.type_pointer("StorageBuffer", struct), "StorageBuffer")
+                view.ptr_type = b.type_pointer("StorageBuffer", vt)
+            b.decorate(var, "DescriptorSet", 0)
+            b.decorate(var, "Binding", view.index)
+            b.name(var, f"{bd.name}_vec4")
+            view.var = var
+            self._cache[key] = view
+        return self._cache[key]
+
+    def load_vec4(self, bd: Binding, idx4: int) -> list[int]:
+        """Four consecutive elements starting at element 4*idx4, converted to register types."""
+        em = self.em
+        view = self.vec_view(bd)
+        dt = bd.dtype
+        if view.texel:
+            sampled = self._texel_sampled(dt)
+            st = em.type_of(sampled)
+            image = em.op("OpLoad", view.ptr_type, view.var)   # at the use: dominance is trivial
+            v4 = em.op("OpImageFetch", em.b.type_vector(st, 4), image, idx4)
+            parts = [em.op("OpCompositeExtract", st, v4, i) for i in range(4)]
+            out = []
+            for v in parts:
+                if dt.is_bool:
+                    v = em.op("OpINotEqual", em.bool, v, em.cu(0))
+                elif dt.name == "bf16":
+                    v = em.op("OpBitcast", em.f32, em.op("OpShiftLeftLogical", em.u32, v, em.cu(16)))
+                elif dt.is_float and dt.bits != 32:
+                    v = em.op("OpFConvert", em.type_of(dt), v)
+                elif not dt.is_float and dt.bits < 32:
+                    v = em.op("OpSConvert" if dt.is_signed else "OpUConvert", em.type_of(dt), v)
+                out.append(v)
+            return out
+        st = self._storage_type(bd.storage)
+        v4 = em.op("OpLoad", em.b.type_vector(st, 4),
+                   em.op("OpAccessChain", view.ptr_type, view.var, em.ci(0), idx4))
+        out = []
+        for i in range(4):
+            v = em.op("OpCompositeExtract", st, v4, i)
+            if dt.is_bool:
+                v = em.op("OpINotEqual", em.bool, v, em.b.const(st, 0))
+            elif dt.name == "bf16":
+                wide = em.op("OpUConvert", em.u32, v)
+                v = em.op("OpBitcast", em.f32, em.op("OpShiftLeftLogical", em.u32, wide, em.cu(16)))
+            out.append(v)
+        return out
+
     def lower_load(self, lw, op):
         em = self.em
         ptr_t = op.operands[0].type
@@ -259,6 +347,22 @@ class Memory:
         dt = op.result.type.elem
         rt = em.type_of(dt)
         out = []
+        if self._vectorizable(lw, op, bd):
+            # registers 4j..4j+3 hold 4 consecutive, 4-aligned elements with one mask value
+            for r in range(0, len(ptr.regs), 4):
+                pred = self._guards(lw, op, ptr_t, mask, r)
+                q = em.op("OpShiftRightArithmetic", em.i32, ptr.regs[r], em.ci(2))
+                if pred is not None:
+                    q = em.select(em.i32, pred, q, em.ci(0))
+                vals = self.load_vec4(bd, q)
+                for i, v in enumerate(vals):
+                    if pred is not None:
+                        fill = other.regs[r + i] if other is not None else em.const(dt, 0)
+                        v = em.select(rt, pred, v, fill)
+                    out.append(v)
+            from .lower import LV
+            lw.bind(op, LV(out, False))
+            return
         for r, off in enumerate(ptr.regs):
             pred = self._guards(lw, op, ptr_t, mask, r)
             idx = off if pred is None else em.select(em.i32, pred, off, em.ci(0))
@@ -390,71 +494,81 @@ class Memory:
     def exchange(self, lw, src_regs, src_numel, dst_numel, m: IndexMap, dt: T.DType,
                  to_uniform: bool = False) -> list[int]:
         """Registers of the destination tile, where dest flat f takes source flat m(f)."""
+        from .layout import flat_np, lane_np, reg_np
         W = lw.W
+        v_src, v_dst = lw.vec(src_numel), lw.vec(dst_numel)
         n_dst = 1 if to_uniform else max(1, -(-dst_numel // W))
         lanes = np.arange(W)
         plan = []                       # per dest reg: ("reg", q) or ("shared", clamp)
         for r in range(n_dst):
-            f = np.zeros(W, np.int64) if to_uniform else r * W + lanes
+            f = np.zeros(W, np.int64) if to_uniform else flat_np(lanes, r, W, v_dst)
             live = f < dst_numel
             s = m.eval(np.where(live, f, 0))
-            if not to_uniform and np.all((s % W == lanes)[live]) and len(set((s // W)[live])) == 1:
-                plan.append(("reg", int(s[live][0] // W)))
+            sl, sr = lane_np(s, W, v_src), reg_np(s, W, v_src)
+            if not to_uniform and np.all((sl == lanes)[live]) and len(set(sr[live])) == 1:
+                plan.append(("reg", int(sr[live][0])))
             else:
                 plan.append(("shared", not np.all(live)))
         if all(p[0] == "reg" for p in plan):
             return [src_regs[q] for _, q in plan]
         if lw.sg.get("whole") and lw.sg.get("broadcast") and lw.sg.get("shuffle"):
-            return self._exchange_subgroup(lw, src_regs, dst_numel, m, dt, plan, to_uniform)
+            return self._exchange_subgroup(lw, src_regs, src_numel, dst_numel, m, dt, plan, to_uniform)
         em = self.em
         need = len(src_regs) * W
         if need > self.scratch_words:
             raise ValueError(f"scratch too small: {need} > {self.scratch_words}")
         em.barrier()
         for q, reg in enumerate(src_regs):
-            self.scratch_store(lw.flat(q), self.to_word(reg, dt))
+            self.scratch_store(lw.flat(q, src_numel), self.to_word(reg, dt))
         em.barrier()
         out = []
         for r, (kind, arg) in enumerate(plan):
             if kind == "reg":
                 out.append(src_regs[arg])
                 continue
-            f = em.ci(0) if to_uniform else lw.flat(r)
+            f = em.ci(0) if to_uniform else lw.flat(r, dst_numel)
             if arg:   # lanes past the end read element 0 instead of running off the scratch
                 f = em.select(em.i32, lw.valid(dst_numel, r), f, em.ci(0))
             out.append(self.from_word(self.scratch_load(lw.emit_index(m, f)), dt))
         return out
 
-    def _exchange_subgroup(self, lw, src_regs, dst_numel, m: IndexMap, dt, plan, to_uniform):
+    def _exchange_subgroup(self, lw, src_regs, src_numel, dst_numel, m: IndexMap, dt, plan, to_uniform):
         """The workgroup is one subgroup: broadcasts for elements every lane wants, shuffles else."""
         from . import subgroup
+        from .layout import flat_np, lane_np, reg_np
         em, W = self.em, lw.W
+        v_src, v_dst = lw.vec(src_numel), lw.vec(dst_numel)
         lanes = np.arange(W)
         out = []
         for r, (kind, arg) in enumerate(plan):
             if kind == "reg":
                 out.append(src_regs[arg])
                 continue
-            f = np.zeros(W, np.int64) if to_uniform else r * W + lanes
+            f = np.zeros(W, np.int64) if to_uniform else flat_np(lanes, r, W, v_dst)
             live = f < dst_numel
             s = m.eval(np.where(live, f, 0))[live]
             if len(set(s)) == 1:                       # one element for all: broadcast
                 s0 = int(s[0])
-                out.append(subgroup.broadcast(lw, dt, src_regs[s0 // W], s0 % W))
+                out.append(subgroup.broadcast(lw, dt, src_regs[int(reg_np(s0, W, v_src))],
+                                              int(lane_np(s0, W, v_src))))
                 continue
-            fid = lw.flat(r)
+            fid = em.ci(0) if to_uniform else lw.flat(r, dst_numel)
             if arg:
                 fid = em.select(em.i32, lw.valid(dst_numel, r), fid, em.ci(0))
             sid = lw.emit_index(m, fid)
-            src_lane = em.op("OpSMod", em.i32, sid, em.ci(W)) if W > 1 else em.ci(0)
-            qs = sorted(set(int(x) for x in s // W))
+            unit = sid if v_src == 1 else em.op("OpSDiv", em.i32, sid, em.ci(v_src))
+            src_lane = em.op("OpSMod", em.i32, unit, em.ci(W)) if W > 1 else em.ci(0)
+            qs = sorted(set(int(x) for x in reg_np(s, W, v_src)))
             value = None
             for q in qs:                               # one shuffle per source register involved
-                v = subgroup.shuffle(lw, dt, src_regs[q], src_lane)
+                val = subgroup.shuffle(lw, dt, src_regs[q], src_lane)
                 if value is None:
-                    value = v
-                else:
-                    pick = em.op("OpIEqual", em.bool, em.op("OpSDiv", em.i32, sid, em.ci(W)), em.ci(q))
-                    value = em.select(em.type_of(dt), pick, v, value)
+                    value = val
+                    continue
+                reg_id = em.iadd(em.imul(em.op("OpSDiv", em.i32, sid, em.ci(v_src * W)), em.ci(v_src)),
+                                 em.op("OpSMod", em.i32, sid, em.ci(v_src))) if v_src > 1 else \
+                    em.op("OpSDiv", em.i32, sid, em.ci(W))
+                pick = em.op("OpIEqual", em.bool, reg_id, em.ci(q))
+                value = em.select(em.type_of(dt), pick, val, value)
             out.append(value)
         return out

@@ -83,7 +83,7 @@ def _reduce_full(lw, op, src, numel, kind, dt):
     acc, acc_i = ident, em.ci(numel)
     for r, reg in enumerate(src.regs):            # each lane folds its own registers, in flat order
         valid = lw.valid(numel, r)
-        n_acc, n_i = c.combine(acc, acc_i, reg, lw.flat(r) if want_idx else None)
+        n_acc, n_i = c.combine(acc, acc_i, reg, lw.flat(r, numel) if want_idx else None)
         if valid is not None:
             n_acc = em.select(c.rt, valid, n_acc, acc)
             if want_idx:
@@ -125,19 +125,21 @@ def _local_plan(lw, base_map, kstride, K, dst_numel, n_dst):
     """For each dest register: the source register of each k if every lane owns its own
     elements (no data movement at all), else None."""
     import numpy as np
+    from .layout import flat_np, lane_np, reg_np
     W = lw.W
+    v_dst, v_src = lw.vec(dst_numel), lw.vec(dst_numel * K)
     lanes = np.arange(W)
     plans = []
     for r in range(n_dst):
-        f = r * W + lanes
+        f = flat_np(lanes, r, W, v_dst)
         live = f < dst_numel
         base = base_map.eval(np.where(live, f, 0))
         qs = []
         for k in range(K):
             s = (base + k * kstride)[live]
-            if not np.all(s % W == lanes[live]) or len(set(s // W)) != 1:
+            if not np.all(lane_np(s, W, v_src) == lanes[live]) or len(set(reg_np(s, W, v_src))) != 1:
                 return None
-            qs.append(int(s[0] // W))
+            qs.append(int(reg_np(s[0], W, v_src)))
         plans.append(qs)
     return plans
 
@@ -148,6 +150,7 @@ def _reduce_axis(lw, op, src, shape, axis, kind, dt):
     want_idx = kind in ("argmax", "argmin")
     base_map, kstride, K = reduce_base_map(shape, axis)
     dst_numel = op.result.type.numel
+    src_numel = dst_numel * K
     n_dst = lw.nregs(op.result.type)
     plans = _local_plan(lw, base_map, kstride, K, dst_numel, n_dst)
     if plans is not None:                  # e.g. axis 0 of [K, N] with N % W == 0: lanes own columns
@@ -159,17 +162,17 @@ def _reduce_axis(lw, op, src, shape, axis, kind, dt):
             out.append(acc_i if want_idx else acc)
         lw.bind(op, LV(out, False))
         return
-    if (kstride == 1 and K % W == 0 and lw.sg.get("whole") and lw.sg.get("reduce")
+    if (kstride == 1 and K % (W * lw.vec(src_numel)) == 0 and lw.sg.get("whole") and lw.sg.get("reduce")
             and dst_numel * K // W <= 4096):
         _reduce_rows_subgroup(lw, op, src, K, kind, dt, c, dst_numel)
         return
     em.barrier()
     for q, reg in enumerate(src.regs):
-        mem.scratch_store(lw.flat(q), mem.to_word(reg, dt))
+        mem.scratch_store(lw.flat(q, src_numel), mem.to_word(reg, dt))
     em.barrier()
     out = []
     for r in range(lw.nregs(op.result.type)):
-        g = lw.flat(r)
+        g = lw.flat(r, dst_numel)
         valid = lw.valid(dst_numel, r)
         if valid is not None:
             g = em.select(em.i32, valid, g, em.ci(0))
@@ -192,16 +195,16 @@ def lower_dot(lw, op):
     work = T.f32 if out_dt.is_float else T.i32     # products are formed in the accumulator's width
     em.barrier()
     for q, reg in enumerate(a.regs):
-        mem.scratch_store(lw.flat(q), mem.to_word(lw.convert(reg, in_dt, work), work))
+        mem.scratch_store(lw.flat(q, M * K), mem.to_word(lw.convert(reg, in_dt, work), work))
     b_base = len(a.regs) * W
     for q, reg in enumerate(b.regs):
-        mem.scratch_store(em.iadd(lw.flat(q), em.ci(b_base)), mem.to_word(lw.convert(reg, in_dt, work), work))
+        mem.scratch_store(em.iadd(lw.flat(q, K * N), em.ci(b_base)), mem.to_word(lw.convert(reg, in_dt, work), work))
     em.barrier()
     wt = em.type_of(work)
     out = []
     rows, cols, accs = [], [], []
     for r, reg in enumerate(acc.regs):
-        f = lw.flat(r)
+        f = lw.flat(r, M * N)
         valid = lw.valid(M * N, r)
         if valid is not None:
             f = em.select(em.i32, valid, f, em.ci(0))
@@ -230,24 +233,31 @@ def lower_dot(lw, op):
 def _reduce_rows_subgroup(lw, op, src, K, kind, dt, c, dst_numel):
     """Reduce the last axis when each row spans whole subgroup-widths: lane-local folds,
     one subgroup reduction per row, then each lane picks the rows it owns."""
+    import numpy as np
+    from .layout import flat_np, reg_np
     em, W = lw.em, lw.W
     want_idx = kind in ("argmax", "argmin")
-    per_lane = K // W
+    src_numel = dst_numel * K
+    v = lw.vec(src_numel)
+    lanes = np.arange(W)
     totals = []
     for g in range(dst_numel):
+        # registers of row g: the same in every lane since K is a multiple of v*W
+        row_regs = sorted(set(int(q) for q in reg_np(g * K + np.arange(K), W, v)))
         acc, acc_i = _identity(em, kind, dt), em.ci(K)
-        for j in range(per_lane):
-            q = g * per_lane + j                 # element g*K + j*W + lane is lane-local register q
-            idx = em.iadd(em.ci(j * W), lw.lane) if want_idx else None
+        for q in row_regs:
+            idx = em.iadd(lw.flat(q, src_numel), em.ci(-g * K)) if want_idx else None
             acc, acc_i = c.combine(acc, acc_i, src.regs[q], idx)
-        v, i = _subgroup_finish(lw, c, kind, dt, acc, acc_i)
-        totals.append(i if want_idx else v)
+        v_, i = _subgroup_finish(lw, c, kind, dt, acc, acc_i)
+        totals.append(i if want_idx else v_)
     rt = em.i32 if want_idx else em.type_of(dt)
+    v_dst = lw.vec(dst_numel)
     out = []
     for r in range(lw.nregs(op.result.type)):
-        value = totals[min(r * W, dst_numel - 1)]
+        owners = flat_np(lanes, r, W, v_dst)          # the row each lane's register r holds
+        value = totals[min(int(owners[0]), dst_numel - 1)]
         for lane in range(1, W):
-            g = r * W + lane
+            g = int(owners[lane])
             if g < dst_numel:
                 value = em.select(rt, em.op("OpIEqual", em.bool, lw.lane, em.ci(lane)), totals[g], value)
         out.append(value)

@@ -1,0 +1,136 @@
+"""Contiguity facts about integer tiles along their last dimension (as Triton's AxisInfo).
+
+For each i32 tile, pointer tile or mask: `contig` (values rise by one within
+aligned runs of this many elements), `div` (a power of two dividing the first
+value of every run) and `const` (values are equal within aligned runs of this
+many elements).  A load whose pointer offsets have contig >= 4 and div >= 4,
+with a mask whose const >= 4, can read 4 elements with one vector load.
+Integer kernel arguments are specialized on divisibility by 16, as in Triton.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import gcd
+
+BIG = 1 << 30
+
+
+@dataclass(frozen=True)
+class Info:
+    contig: int = 1
+    div: int = 1
+    const: int = 1
+
+
+def pow2_div(x: int) -> int:
+    if x == 0:
+        return BIG
+    return min(BIG, x & -x)
+
+
+def _last(ty) -> int:
+    return ty.shape[-1] if ty.shape else 1
+
+
+def analyze(kernel, param_div: dict[str, int]) -> dict[int, Info]:
+    info: dict[int, Info] = {}
+    for p in kernel.params:
+        d = 16 if p.value.type.is_pointer else param_div.get(p.name, 1)
+        info[id(p.value)] = Info(1, d, BIG)
+    _block(kernel.body, info)
+    return info
+
+
+def _get(info, v) -> Info:
+    return info.get(id(v), Info())
+
+
+def _block(block, info):
+    for op in block.ops:
+        _op(op, info)
+
+
+def _op(op, info):
+    name = op.name
+    a = [_get(info, v) for v in op.operands]
+    res = op.results[0] if op.results else None
+    out = Info()
+    if name == "constant":
+        val = op.attrs["value"]
+        d = pow2_div(int(val)) if isinstance(val, int) and not isinstance(val, bool) else 1
+        out = Info(1, d, BIG)
+    elif name == "arange":
+        out = Info(_last(res.type), pow2_div(op.attrs["start"]), 1)
+    elif name in ("program_id", "num_programs"):
+        out = Info(1, 1, BIG)
+    elif name == "splat":
+        out = Info(1, a[0].div, BIG)
+    elif name == "broadcast":
+        src_last = _last(op.operands[0].type)
+        if src_last == 1 and _last(res.type) > 1:
+            out = Info(1, a[0].div, BIG)
+        else:
+            out = a[0]
+    elif name == "expand_dims":
+        out = Info(1, a[0].div, BIG) if op.attrs["axis"] == len(op.operands[0].type.shape) else a[0]
+    elif name in ("add", "addptr"):
+        x, y = a
+        out = Info(max(min(x.contig, y.const), min(y.contig, x.const)), min(x.div, y.div),
+                   min(x.const, y.const))
+    elif name == "sub":
+        x, y = a
+        out = Info(min(x.contig, y.const), min(x.div, y.div), min(x.const, y.const))
+    elif name == "mul":
+        x, y = a
+        out = Info(1, min(BIG, x.div * y.div), min(x.const, y.const))
+    elif name == "cmp":
+        x, y = a
+        # x < b and x >= b flip at b itself (le/gt flip at b+1, whose divisibility is unknown)
+        if op.attrs["pred"] in ("lt", "ge") and x.contig > 1 and y.const > 1:
+            # x runs over [s, s+c) with s % div == 0: constant where no bound falls inside a run
+            g = min(x.contig, y.const, x.div, y.div)
+            out = Info(1, 1, max(g, min(x.const, y.const)))
+        else:
+            out = Info(1, 1, min(x.const, y.const))
+    elif name in ("and", "or", "xor", "select", "not") and res is not None and res.type.elem.is_bool:
+        out = Info(1, 1, min(i.const for i in a))
+    elif name in ("and", "or", "xor", "maximum", "minimum", "floordiv", "mod", "shl", "shr", "neg"):
+        out = Info(1, 1, min(i.const for i in a))
+    elif name == "for":
+        body = op.regions[0]
+        # the induction variable is lb + i*step: divisible by whatever divides both
+        info[id(body.args[0])] = Info(1, min(a[0].div, a[2].div), BIG)
+        inits = a[3:]
+        cur = list(inits)
+        for _ in range(3):                      # iterate to a fixed point (facts only shrink)
+            for arg, c in zip(body.args[1:], cur):
+                info[id(arg)] = c
+            _block(body, info)
+            term = body.terminator
+            if term is None or term.name != "yield":
+                break
+            nxt = [_meet(c, _get(info, y)) for c, y in zip(cur, term.operands)]
+            if nxt == cur:
+                break
+            cur = nxt
+        for r, c in zip(op.results, cur):
+            info[id(r)] = c
+        return
+    elif name == "if":
+        for region in op.regions:
+            _block(region, info)
+        outs = None
+        for region in op.regions:
+            term = region.terminator
+            if term is not None and term.name == "yield":
+                vals = [_get(info, y) for y in term.operands]
+                outs = vals if outs is None else [_meet(x, y) for x, y in zip(outs, vals)]
+        for r, c in zip(op.results, outs or [Info()] * len(op.results)):
+            info[id(r)] = c
+        return
+    if res is not None:
+        info[id(res)] = out
+
+
+def _meet(x: Info, y: Info) -> Info:
+    return Info(gcd(x.contig, y.contig), gcd(x.div, y.div), gcd(x.const, y.const))
