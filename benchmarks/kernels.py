@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Kernel benchmarks: spvjit on the Vulkan device vs numpy on the CPU, measured in one run.
+
+    .venv/bin/python benchmarks/kernels.py [--quick] [--only NAME] [--json FILE] [--plot FILE.png]
+
+GPU time comes from timestamps (spvjit.testing.do_bench, median); numpy from wall
+time (median).  Prints GB/s (memory-bound kernels) or GFLOP/s (matmul) and the
+ratio spvjit/numpy.  These machines are shared: trust medians and ratios only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import spvjit  # noqa: E402
+from spvjit.testing import Benchmark, do_bench, do_bench_wall, perf_report  # noqa: E402
+import bench_kernels as K  # noqa: E402
+
+RNG = np.random.default_rng(0)
+
+
+def case_add(n):
+    x, y = RNG.random(n, np.float32), RNG.random(n, np.float32)
+    tx, ty, to = spvjit.tensor(x), spvjit.tensor(y), spvjit.empty(n)
+    ms = do_bench(lambda: K.add[(spvjit.cdiv(n, 1024),)](tx, ty, to, n, BLOCK=1024))
+    np.testing.assert_allclose(to.numpy(), x + y)
+    out = np.empty_like(x)
+    ref = do_bench_wall(lambda: np.add(x, y, out=out))
+    return "GB/s", 3 * n * 4 / ms / 1e6, 3 * n * 4 / ref / 1e6
+
+
+def _softmax_np(x):
+    e = np.exp(x - x.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def case_softmax(rows, cols):
+    x = RNG.standard_normal((rows, cols)).astype(np.float32)
+    tx, to = spvjit.tensor(x), spvjit.empty((rows, cols))
+    block = 1 << (cols - 1).bit_length()
+    ms = do_bench(lambda: K.softmax_rows[(rows,)](to, tx, cols, BLOCK=block))
+    np.testing.assert_allclose(to.numpy(), _softmax_np(x), rtol=1e-4, atol=1e-6)
+    ref = do_bench_wall(lambda: _softmax_np(x))
+    return "GB/s", 2 * x.nbytes / ms / 1e6, 2 * x.nbytes / ref / 1e6
+
+
+def _ln_np(x, w, b, eps=1e-5):
+    mu = x.mean(1, keepdims=True)
+    return (x - mu) / np.sqrt(x.var(1, keepdims=True) + eps) * w + b
+
+
+def case_layer_norm(rows, cols):
+    x = RNG.standard_normal((rows, cols)).astype(np.float32)
+    w, b = RNG.random(cols, np.float32), RNG.random(cols, np.float32)
+    tx, tw, tb, ty = spvjit.tensor(x), spvjit.tensor(w), spvjit.tensor(b), spvjit.empty((rows, cols))
+    block = 1 << (cols - 1).bit_length()
+    ms = do_bench(lambda: K.layer_norm[(rows,)](tx, ty, tw, tb, cols, 1e-5, BLOCK=block))
+    np.testing.assert_allclose(ty.numpy(), _ln_np(x, w, b), rtol=1e-3, atol=1e-4)
+    ref = do_bench_wall(lambda: _ln_np(x, w, b))
+    return "GB/s", 2 * x.nbytes / ms / 1e6, 2 * x.nbytes / ref / 1e6
+
+
+def case_matvec(n, k, dtype):
+    w = RNG.standard_normal((n, k)).astype(dtype)
+    x = RNG.standard_normal(k).astype(dtype)
+    tw, tx, ty = spvjit.tensor(w), spvjit.tensor(x), spvjit.empty(n)
+    ms = do_bench(lambda: K.matvec[(n // 8,)](tw, tx, ty, n, k, BN=8, BK=64))
+    ref_y = w.astype(np.float32) @ x.astype(np.float32)
+    np.testing.assert_allclose(ty.numpy(), ref_y, rtol=2e-2, atol=2e-2 * np.sqrt(k))
+    ref = do_bench_wall(lambda: w @ x)
+    return "GB/s", w.nbytes / ms / 1e6, w.nbytes / ref / 1e6
+
+
+def case_matvec_q4_1(n, k):
+    try:
+        from spvjit.models.llama.kernels.bench import q4_1_matvec_case
+    except ImportError:
+        return None
+    return q4_1_matvec_case(n, k)
+
+
+def case_matmul(m, n, k, dtype):
+    a = RNG.standard_normal((m, k)).astype(dtype)
+    b = RNG.standard_normal((k, n)).astype(dtype)
+    ta, tb, tc = spvjit.tensor(a), spvjit.tensor(b), spvjit.empty((m, n))
+    BM, BN, BK = 32, 32, 32
+    ms = do_bench(lambda: K.matmul[(m // BM, n // BN)](ta, tb, tc, m, n, k, BM=BM, BN=BN, BK=BK), rep=5)
+    ref_c = a.astype(np.float32) @ b.astype(np.float32)
+    np.testing.assert_allclose(tc.numpy(), ref_c, rtol=1e-2, atol=1e-2 * np.sqrt(k))
+    ref = do_bench_wall(lambda: a @ b, rep=5)
+    return "GFLOP/s", 2 * m * n * k / ms / 1e6, 2 * m * n * k / ref / 1e6
+
+
+def cases(quick: bool):
+    s = 4 if quick else 1
+    return [
+        ("add", "16M f32", lambda: case_add((16 << 20) // s)),
+        ("softmax", "4096x1024", lambda: case_softmax(4096 // s, 1024)),
+        ("layer_norm", "4096x1024", lambda: case_layer_norm(4096 // s, 1024)),
+        ("matvec", "4096x4096 f32", lambda: case_matvec(4096 // s, 4096, np.float32)),
+        ("matvec", "4096x4096 f16", lambda: case_matvec(4096 // s, 4096, np.float16)),
+        ("matvec_q4_1", "49152x576", lambda: case_matvec_q4_1(49152 // s, 576)),
+        ("matmul", "1024^3 f32" if not quick else "512^3 f32",
+         lambda: case_matmul(1024 // (2 if quick else 1), 1024 // (2 if quick else 1), 1024 // (2 if quick else 1), np.float32)),
+        ("matmul", "1024^3 f16" if not quick else "512^3 f16",
+         lambda: case_matmul(1024 // (2 if quick else 1), 1024 // (2 if quick else 1), 1024 // (2 if quick else 1), np.float16)),
+    ]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller sizes (about 4x less work)")
+    ap.add_argument("--only", help="run only kernels whose name contains this text")
+    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-' for stdout)")
+    ap.add_argument("--plot", metavar="FILE.png", help="draw spvjit vs numpy as a bar-style line plot")
+    args = ap.parse_args(argv)
+    dev = spvjit.get_device()
+    print(f"device: {dev.caps.name} ({dev.caps.driver_name}), numpy {np.__version__}")
+    print(f"{'kernel':<12} {'size':<16} {'spvjit':>10} {'numpy':>10} {'unit':<8} {'ratio':>6}")
+    results = []
+    for name, size, fn in cases(args.quick):
+        if args.only and args.only not in name:
+            continue
+        r = fn()
+        if r is None:
+            print(f"{name:<12} {size:<16} {'skipped (kernel not available)':>30}")
+            continue
+        unit, ours, ref = r
+        results.append({"kernel": name, "size": size, "unit": unit, "spvjit": ours, "numpy": ref,
+                        "ratio": ours / ref})
+        print(f"{name:<12} {size:<16} {ours:>10.2f} {ref:>10.2f} {unit:<8} {ours / ref:>6.2f}", flush=True)
+    if args.json:
+        text = json.dumps({"device": dev.caps.name, "results": results}, indent=1)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w") as f:
+                f.write(text)
+    if args.plot:
+        labels = [f"{r['kernel']} {r['size']}" for r in results]
+        bench = Benchmark(x_names=["case"], x_vals=list(range(len(results))), line_arg="who",
+                          line_vals=["spvjit", "numpy"], line_names=["spvjit", "numpy"],
+                          plot_name="spvjit vs numpy (" + ", ".join(sorted({r['unit'] for r in results})) + ")",
+                          ylabel="throughput", xlabel=" | ".join(f"{i}: {l}" for i, l in enumerate(labels)),
+                          y_log=True)
+        report = perf_report(bench)(lambda case, who: results[case][who])
+        report.run(print_data=False, save_path=args.plot)
+        print(f"plot written to {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
