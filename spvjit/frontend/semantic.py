@@ -263,8 +263,8 @@ class Semantic:
                       "floor", "ceil", "tanh"}
         if op in float_only and not x.dtype.is_float:
             x = self.cast(x, T.f32)
-        if op == "neg" and x.dtype.is_bool:
-            x = self.cast(x, T.i32)
+        if op != "not" and x.dtype.is_bool:
+            x = self.cast(x, T.i32)   # arithmetic on booleans happens on 0/1 integers
         if op in ("floor", "ceil") and not x.dtype.is_float:
             return x
         return tensor(self.b.op1(op, [x.handle], x.type))

@@ -107,8 +107,10 @@ def cast(x, src: DType, dst: DType):
 
 
 def bitcast(x, src: DType, dst: DType):
-    raw = bf16_to_bits(x) if src.name == "bf16" else np.ascontiguousarray(x)
-    view = raw.view(np.uint16 if dst.name == "bf16" else dst.numpy)
+    shape = np.shape(x)
+    # ascontiguousarray would turn a scalar into shape (1,): keep the value's own shape
+    raw = (bf16_to_bits(x) if src.name == "bf16" else np.array(x, dtype=src.numpy)).reshape(-1)
+    view = raw.view(np.uint16 if dst.name == "bf16" else dst.numpy).reshape(shape)
     return bf16_from_bits(view) if dst.name == "bf16" else view
 
 

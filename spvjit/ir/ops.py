@@ -14,6 +14,7 @@ UNARY = {"neg", "not", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "co
 FLOAT_ONLY = {"truediv", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos",
               "sigmoid", "floor", "ceil", "tanh", "pow"}
 INT_ONLY = {"and", "or", "xor", "shl", "shr", "floordiv"}
+BOOL_BINARY = {"and", "or", "xor", "maximum", "minimum"}
 CMP_PREDICATES = {"lt", "le", "gt", "ge", "eq", "ne"}
 REDUCE_KINDS = {"sum", "max", "min", "argmax", "argmin"}
 ATOMIC_KINDS = {"add", "max", "min", "xchg"}
@@ -76,12 +77,18 @@ def check_op(op) -> str | None:
             return f"'{name}' needs float operands, got {t[0]}"
         if name in INT_ONLY and t[0].elem.is_float:
             return f"'{name}' needs integer operands, got {t[0]}"
+        if t[0].elem.is_bool and name not in BOOL_BINARY:
+            return f"'{name}' on booleans; convert them to an integer type first"
         return None
     if name in UNARY:
         if not _same(t[0], r[0]):
             return f"'{name}' result type {r[0]} differs from operand {t[0]}"
         if name in FLOAT_ONLY and not t[0].elem.is_float:
             return f"'{name}' needs a float operand, got {t[0]}"
+        if name == "not" and t[0].elem.is_float:
+            return f"'not' needs an integer or boolean operand, got {t[0]}"
+        if t[0].elem.is_bool and name != "not":
+            return f"'{name}' on booleans; convert them to an integer type first"
         return None
     if name == "cmp":
         if op.attrs["pred"] not in CMP_PREDICATES:
