@@ -11,6 +11,8 @@ import numpy as _np
 
 from .frontend.errors import CompilationError
 from .jit import JITFunction, LaunchError, interpret, kernel
+from .autotune import Autotuner, Config, autotune
+from .launch import batch
 from . import language
 
 jit = kernel
