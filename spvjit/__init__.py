@@ -12,7 +12,7 @@ import numpy as _np
 from .frontend.errors import CompilationError
 from .jit import JITFunction, LaunchError, interpret, kernel
 from .autotune import Autotuner, Config, autotune
-from .launch import batch
+from .launch import batch, record
 from . import language
 
 jit = kernel

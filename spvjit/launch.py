@@ -40,6 +40,24 @@ def batch(timestamps: bool = False):
             _state.batch = None
 
 
+@contextmanager
+def record(timestamps: bool = False):
+    """Record every kernel launch inside the block into a graph; `graph.replay()` reruns it.
+
+    Scalars passed to kernels are frozen into the recording: values that change
+    between replays must be read from tensors the host updates."""
+    from .runtime import get_device
+    if getattr(_state, "batch", None) is not None:
+        raise RuntimeError("spvjit.record() cannot be nested inside batch() or record()")
+    graph = get_device().record(timestamps=timestamps)
+    with graph:
+        _state.batch = graph
+        try:
+            yield graph
+        finally:
+            _state.batch = None
+
+
 def compile_for_device(jitfn, spec, dev) -> tuple[CompiledKernel, object]:
     from . import cache
     from .jit import dump_flags

@@ -153,6 +153,11 @@ class Device:
                         spec_constants=None, entry: str = "main", subgroup_size=None) -> Pipeline:
         return Pipeline(self, spirv, bindings, push_constant_size, spec_constants, entry, subgroup_size)
 
+    def record(self, timestamps: bool = False):
+        """Like batch(), but nothing runs at exit: the recorded commands run at each replay()."""
+        from .graph import RecordedGraph
+        return RecordedGraph(self, timestamps)
+
     def batch(self, timestamps: bool = False) -> CommandBatch:
         return CommandBatch(self, timestamps)
 
@@ -203,7 +208,7 @@ class Device:
         check(lib.vkCreateBufferView(self.handle, info, ffi.NULL, out), f"creating a {fmt} buffer view")
         return out[0]
 
-    def _acquire_command_buffer(self):
+    def _acquire_command_buffer(self, reusable: bool = False):
         ffi, lib, vk = self.ffi, self.lib, self.vk
         if self._free_commands:
             cmd, fence = self._free_commands.pop()
@@ -220,7 +225,7 @@ class Device:
             cmd = out[0]
         begin = ffi.new("VkCommandBufferBeginInfo*", {
             "sType": vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
-            "flags": vk.VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT})
+            "flags": 0 if reusable else vk.VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT})
         # The pool's RESET_COMMAND_BUFFER flag makes begin reset the buffer.
         result = lib.vkBeginCommandBuffer(cmd, begin)
         if result < 0:
