@@ -68,6 +68,7 @@ def compile_for_device(jitfn, spec, dev) -> tuple[CompiledKernel, object]:
     if ck is None:
         ck = _compile(jitfn, spec, dev, flags)
         cache.store(key, ck)
+    check_device_support(ck, dev.caps)
     for hook in list(compile_hooks):
         hook(ck)
     if "spirv" in flags:
@@ -89,6 +90,29 @@ def _compile(jitfn, spec, dev, flags) -> CompiledKernel:
         return compile_kernel(kernel, dev.caps, spec.num_warps, spec.divisibility or {})
     except LoweringError as e:
         raise CompilationError(f"in kernel {jitfn.__name__}: {e}") from None
+
+
+# SPIR-V capability -> (DeviceCaps field, what to call it in the error)
+_CAPABILITY_FEATURES = {
+    "Float16": ("float16", "16-bit float arithmetic (shaderFloat16)"),
+    "Float64": ("float64", "64-bit floats (shaderFloat64)"),
+    "Int8": ("int8", "8-bit integers (shaderInt8)"),
+    "Int16": ("int16", "16-bit integers (shaderInt16)"),
+    "Int64": ("int64", "64-bit integers (shaderInt64)"),
+    "StorageBuffer16BitAccess": ("storage_buffer_16bit", "16-bit storage buffers (storageBuffer16BitAccess)"),
+    "StorageBuffer8BitAccess": ("storage_buffer_8bit", "8-bit storage buffers (storageBuffer8BitAccess)"),
+    "CooperativeMatrixKHR": ("cooperative_matrix", "cooperative matrices (VK_KHR_cooperative_matrix)"),
+    "VulkanMemoryModel": ("vulkan_memory_model", "the Vulkan memory model"),
+}
+
+
+def check_device_support(ck: CompiledKernel, caps) -> None:
+    """A clear DeviceError when the kernel needs a feature the device lacks."""
+    from .runtime import DeviceError
+    for cap in sorted(ck.capabilities):
+        field, what = _CAPABILITY_FEATURES.get(cap, (None, None))
+        if field is not None and not getattr(caps, field, False):
+            raise DeviceError(f"kernel {ck.name} needs {what}, which {caps.name} does not support")
 
 
 def _pack(ck: CompiledKernel, spec, offset, grid) -> bytes:
