@@ -8,8 +8,20 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import numpy as np
+
 from ..ir import types as T
 from .spirv.builder import ModuleBuilder
+
+
+def _round_bf16(x: float) -> float:
+    """Nearest bf16 (ties to even) of a Python float, as a float; the same rule as round_bf16."""
+    with np.errstate(over="ignore"):         # beyond f32's range: inf, as on the device
+        f = np.array(x, np.float32)
+    if np.isnan(f):
+        return float(f)
+    bits = int(f.view(np.uint32))
+    return float(np.array((bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000, np.uint32).view(np.float32))
 
 SCOPE_DEVICE, SCOPE_WORKGROUP = 1, 2
 SEM_ACQ_REL_WG = 0x8 | 0x100          # AcquireRelease | WorkgroupMemory
@@ -67,6 +79,10 @@ class Emitter:
     def const(self, dt: T.DType, value) -> int:
         if dt.is_bool:
             return self.b.const(self.bool, bool(value))
+        if dt.name == "bf16":
+            # bf16 registers are f32 rounded to bf16, so constants must be rounded too (as the
+            # interpreter does): `x * 0.3` multiplies by bf16(0.3) = 0.30078125, not by 0.3
+            return self.b.const(self.f32, _round_bf16(float(value)))
         if dt.is_float:
             return self.b.const(self.type_of(dt), float(value))
         return self.b.const(self.type_of(dt), int(value))

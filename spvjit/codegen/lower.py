@@ -219,7 +219,7 @@ class Lowerer:
             if name == "minimum":
                 return em.ext(rt, "FMin", *a)
             if name == "pow":
-                return em.ext(rt, "Pow", *a)
+                return self._pow(rt, *a)
             if name == "sigmoid":
                 one = em.b.const(rt, 1.0)
                 e = em.ext(rt, "Exp", em.op("OpFNegate", rt, a[0]))
@@ -246,6 +246,22 @@ class Lowerer:
             inst = ("S" if signed else "U") + ("Max" if name == "maximum" else "Min")
             return em.ext(rt, inst, *a)
         raise self.error(f"'{name}' on {dt}")
+
+    def _pow(self, rt, x, y) -> int:
+        """C's pow (as numpy and the interpreter): GLSL.std.450 Pow is undefined for x < 0 and for
+        x == 0 with y <= 0 (lavapipe gives NaN, so `(x - m) ** 2` was NaN for x < m).  |x|^y, then
+        the sign for odd integer y, NaN for x < 0 with non-integer y, 0^y = 0 or inf, x^0 = 1.
+        (Signed zeros are not tracked: pow(-0.0, -1) gives +inf.)"""
+        em = self.em
+        c = lambda v: em.b.const(rt, v)   # noqa: E731
+        p = em.ext(rt, "Pow", em.ext(rt, "FAbs", x), y)
+        y_int = em.op("OpFOrdEqual", em.bool, em.ext(rt, "Trunc", y), y)
+        odd = em.land(y_int, em.op("OpFOrdNotEqual", em.bool, em.op("OpFRem", rt, y, c(2.0)), c(0.0)))
+        negative = em.select(rt, y_int, em.select(rt, odd, em.op("OpFNegate", rt, p), p), c(float("nan")))
+        r = em.select(rt, em.op("OpFOrdLessThan", em.bool, x, c(0.0)), negative, p)
+        zero = em.select(rt, em.op("OpFOrdLessThan", em.bool, y, c(0.0)), c(float("inf")), c(0.0))
+        r = em.select(rt, em.op("OpFOrdEqual", em.bool, x, c(0.0)), zero, r)
+        return em.select(rt, em.op("OpFOrdEqual", em.bool, y, c(0.0)), c(1.0), r)
 
     def convert(self, x: int, src: T.DType, dst: T.DType) -> int:
         em = self.em

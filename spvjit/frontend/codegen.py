@@ -19,7 +19,7 @@ from ..ir.core import Block, Builder
 from ..language import builtins as lang_builtins
 from ..language.core import constexpr, tensor
 from .errors import CompilationError, SemanticError
-from .semantic import is_number, unwrap
+from .semantic import is_number, promote, unwrap
 from .source import FunctionSource
 
 _BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "truediv",
@@ -102,12 +102,19 @@ class KernelCodegen(ast.NodeVisitor):
     def visit_stmts(self, stmts):
         for s in stmts:
             self.b.loc = self.src.loc(s)
-            self.visit(s)
+            try:
+                self.visit(s)
+            except SemanticError as e:
+                # semantic calls made by statements themselves (`x += y`, loop-carried and
+                # if-merged values) are outside eval(): give them the statement's location too
+                raise self.err(str(e), s) from None
 
     def generic_visit(self, node):
         kind = _UNSUPPORTED.get(type(node)) or _UNSUPPORTED_EXPR.get(type(node))
         what = kind or f"`{type(node).__name__}`"
-        raise self.err(f"{what} is not supported in kernels", node)
+        # plural names ("list comprehensions", "`while` loops (...)") take "are"
+        verb = "are" if what.split(" (")[0].endswith("s") else "is"
+        raise self.err(f"{what} {verb} not supported in kernels", node)
 
     def visit_Pass(self, node):
         pass
@@ -235,8 +242,16 @@ class KernelCodegen(ast.NodeVisitor):
     def _merged_type(self, name, live, node) -> T.TileType:
         types_ = [v.type for _, s, _ in live for v in [s[name]] if isinstance(v, tensor)]
         if not types_:
-            vals = [s[name] for _, s, _ in live]
-            return T.TileType((), self.sem.literal_dtype(vals[0]))
+            # Python numbers in every branch: promote them all (`s = 1` / `s = 2.5` gives f32,
+            # not an i32 that cannot hold 2.5)
+            try:
+                dts = [self.sem.literal_dtype(unwrap(s[name])) for _, s, _ in live]
+            except SemanticError as e:
+                raise self.err(f"'{name}': {e}", node) from None
+            dt = dts[0]
+            for other in dts[1:]:
+                dt = promote(dt, other)
+            return T.TileType((), dt)
         if any(t != types_[0] for t in types_):
             raise self.err(f"'{name}' is {types_[0]} in one branch and {types_[1]} in the other", node)
         return types_[0]
@@ -246,7 +261,11 @@ class KernelCodegen(ast.NodeVisitor):
         if isinstance(value, tensor):
             return value
         if is_number(value) and ty.is_scalar and not ty.is_pointer:
-            return self.sem.constant(value, ty.elem)
+            try:
+                return self.sem.constant(value, ty.elem)
+            except SemanticError as e:   # e.g. 2.5 merged with an i32: report it at the `if`
+                raise self.err(f"cannot merge the compile-time value {value!r} with a runtime {ty}: {e}",
+                               node) from None
         raise self.err(f"cannot merge the compile-time value {value!r} with a runtime {ty}", node)
 
     def _yield(self, block: Block, values, node):
@@ -315,7 +334,11 @@ class KernelCodegen(ast.NodeVisitor):
             for n, init in zip(carried, inits):
                 v = unwrap(self.symbols[n])
                 if is_number(v) and init.shape == ():
-                    v = self.sem.constant(v, init.dtype)   # `acc = 0` inside the loop keeps acc's type
+                    try:
+                        v = self.sem.constant(v, init.dtype)   # `acc = 0` inside the loop keeps acc's type
+                    except SemanticError:                      # `acc = 2.5` with an i32 acc
+                        raise self.err(f"loop-carried value '{n}' changes type from {init.type} to the "
+                                       f"constant {v!r} inside the loop; start it as {v!r}'s type", node) from None
                 if not isinstance(v, tensor) or v.type != init.type:
                     got = v.type if isinstance(v, tensor) else repr(v)
                     raise self.err(f"loop-carried value '{n}' changes type from {init.type} to {got} "

@@ -273,6 +273,10 @@ class Semantic:
         cond = self.to_tensor(cond)
         if not cond.dtype.is_bool:
             cond = self.compare("ne", cond, 0)
+        if any(isinstance(unwrap(v), tensor) and unwrap(v).type.is_pointer for v in (a, b)):
+            # (there is no pointer select in the IR; _binary_operands would report a bad dtype)
+            raise SemanticError("sl.where between pointers is not supported; "
+                                "choose the offsets instead: ptr + sl.where(cond, a, b)")
         a, b = self._binary_operands(a, b)
         shape = self.broadcast_shapes(cond.shape, a.shape)
         cond, a, b = (self.broadcast_to(t, shape) for t in (cond, a, b))

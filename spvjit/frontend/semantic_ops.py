@@ -137,6 +137,7 @@ class KernelSemantic(Semantic):
         axis = unwrap(axis)
         if x.shape == ():
             raise SemanticError(f"{kind} of a scalar; it needs a tensor")
+        rank = len(x.shape)   # before flattening: keep_dims of a full reduction keeps every dim
         if axis is None:
             if len(x.shape) > 1:
                 x = self.reshape(x, (x.numel,))
@@ -157,7 +158,7 @@ class KernelSemantic(Semantic):
         r = tensor(self.b.op1("reduce", [x.handle], T.TileType(out_shape, out_elem), kind=kind, axis=axis))
         if keep_dims:
             if full:
-                for _ in range(len(x.shape)):
+                for _ in range(rank):
                     r = self.expand_dims(r, 0)
             else:
                 r = self.expand_dims(r, axis)

@@ -140,7 +140,8 @@ class ProgramRunner:
         self._elem_ok(p, mask)
         buf = self.buffers[p.buf]
         idx = np.where(mask, p.off, 0) if mask is not None else p.off
-        vals = buf[idx]
+        # a fully masked load may come from an empty tensor (whose device buffer is never empty)
+        vals = buf[idx] if buf.size else np.zeros(np.shape(idx), buf.dtype)
         vals = O.bf16_from_bits(vals) if dt.name == "bf16" else vals.astype(O.value_dtype(dt))
         if mask is not None:
             other = a[2] if len(a) > 2 else np.zeros((), O.value_dtype(dt))
