@@ -28,37 +28,60 @@ def _interpreting() -> bool:
     return interpret_enabled()
 
 
+def _storage(dtype):
+    """(numpy storage dtype, kernel dtype or None) for a numpy or sl dtype."""
+    from .ir.types import DType
+    if isinstance(dtype, DType):
+        return (_np.dtype(_np.uint16), dtype) if dtype.name == "bf16" else (dtype.numpy, None)
+    return (None if dtype is None else _np.dtype(dtype)), None
+
+
 def tensor(data, dtype=None):
-    """A device tensor holding `data` (a host tensor under SPVJIT_INTERPRET=1)."""
+    """A device tensor holding `data` (a host tensor under SPVJIT_INTERPRET=1).
+
+    `dtype` may be a numpy dtype or an sl dtype; `sl.bfloat16` rounds the data to
+    bfloat16 (nearest even) and stores it in 16 bits."""
+    storage, kdtype = _storage(dtype)
+    if kdtype is not None:
+        from .interpreter.ops import bf16_to_bits
+        data = bf16_to_bits(_np.asarray(data, _np.float32))
     if _interpreting():
         from .interpreter import HostTensor
-        return HostTensor(_np.array(data, dtype=dtype))
+        return HostTensor(_np.array(data, dtype=storage), kdtype)
     from .runtime import tensor as _t
-    return _t(data, dtype)
+    t = _t(data, storage)
+    t.spvjit_dtype = kdtype
+    return t
 
 
 def empty(shape, dtype=_np.float32):
+    storage, kdtype = _storage(dtype)
     if _interpreting():
         from .interpreter import HostTensor
-        return HostTensor(_np.empty(shape, dtype))
+        return HostTensor(_np.empty(shape, storage), kdtype)
     from .runtime import empty as _e
-    return _e(shape, dtype)
+    t = _e(shape, storage)
+    t.spvjit_dtype = kdtype
+    return t
 
 
 def zeros(shape, dtype=_np.float32):
+    storage, kdtype = _storage(dtype)
     if _interpreting():
         from .interpreter import HostTensor
-        return HostTensor(_np.zeros(shape, dtype))
+        return HostTensor(_np.zeros(shape, storage), kdtype)
     from .runtime import zeros as _z
-    return _z(shape, dtype)
+    t = _z(shape, storage)
+    t.spvjit_dtype = kdtype
+    return t
 
 
 def empty_like(t):
-    return empty(t.shape, t.dtype)
+    return empty(t.shape, getattr(t, "spvjit_dtype", None) or t.dtype)
 
 
 def zeros_like(t):
-    return zeros(t.shape, t.dtype)
+    return zeros(t.shape, getattr(t, "spvjit_dtype", None) or t.dtype)
 
 
 def __getattr__(name):

@@ -46,7 +46,8 @@ def compiler_fingerprint() -> str:
 
 
 def source_closure(jitfn, seen=None) -> list[str]:
-    """Sources of `jitfn` and of every @spvjit.kernel it can call, by name lookup."""
+    """Sources of `jitfn` and of every @spvjit.kernel it can call (by name lookup), plus the
+    values of the sl.constexpr globals they read."""
     from .jit import JITFunction
     seen = seen if seen is not None else set()
     if id(jitfn) in seen:
@@ -54,10 +55,13 @@ def source_closure(jitfn, seen=None) -> list[str]:
     seen.add(id(jitfn))
     out = [jitfn.source.text]
     glb = getattr(jitfn.fn, "__globals__", {})
+    from .language.core import constexpr
     for node in ast.walk(jitfn.source.tree):
         target = None
         if isinstance(node, ast.Name):
             target = glb.get(node.id)
+            if isinstance(target, constexpr):      # its value is compiled in: part of the key
+                out.append(f"{node.id}={target.value!r}")
         elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             mod = glb.get(node.value.id)
             target = getattr(mod, node.attr, None) if mod is not None else None

@@ -165,7 +165,7 @@ class JITFunction:
             grid = (grid,)
         try:
             g = tuple(int(x) for x in grid)
-        except TypeError:
+        except (TypeError, ValueError):
             raise LaunchError(f"grid must be a tuple of up to 3 ints or a callable, got {grid!r}") from None
         if not 1 <= len(g) <= 3 or any(x < 0 for x in g):
             raise LaunchError(f"grid must have 1 to 3 non-negative sizes, got {g}")

@@ -337,9 +337,6 @@ def test_bad_grid(mode, buf):
         k[(-1,)](buf, 16, BLOCK=16)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="JITFunction._grid (jit.py, not changed here) turns only TypeError into "
-                          "LaunchError; int('x') raises ValueError")
 def test_grid_of_non_numbers(buf):
     with pytest.raises(spvjit.LaunchError, match="grid"):
         spvjit.interpret(simple_kernel)[("x",)](buf, 16, BLOCK=16)

@@ -786,8 +786,6 @@ def k(o_ptr):
 """
 
 
-@pytest.mark.xfail(strict=True, reason="spvjit/cache.py keys a kernel by its source text, not by the values "
-                                       "of the sl.constexpr globals it reads: editing one reuses stale SPIR-V")
 def test_editing_a_constexpr_global_recompiles(tmp_path):
     import subprocess
     import sys

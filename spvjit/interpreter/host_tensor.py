@@ -8,8 +8,9 @@ import numpy as np
 
 
 class HostTensor:
-    def __init__(self, array: np.ndarray):
+    def __init__(self, array: np.ndarray, spvjit_dtype=None):
         self._array = np.ascontiguousarray(array)
+        self.spvjit_dtype = spvjit_dtype      # bfloat16 lives in uint16 storage
 
     @property
     def shape(self):
@@ -39,6 +40,8 @@ class HostTensor:
         return self.strides[i]
 
     def numpy(self) -> np.ndarray:
+        if self.spvjit_dtype is not None and self.spvjit_dtype.name == "bf16":
+            return (self._array.astype(np.uint32) << 16).view(np.float32)
         return self._array.copy()
 
     def view_host(self) -> np.ndarray:

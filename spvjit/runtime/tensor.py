@@ -38,7 +38,8 @@ class _HostView:
 
 
 class Tensor:
-    __slots__ = ("_buf", "shape", "dtype", "strides", "device", "__weakref__")
+    # spvjit_dtype: the kernel-side element type where numpy has none (bfloat16 in uint16 storage)
+    __slots__ = ("_buf", "shape", "dtype", "strides", "device", "spvjit_dtype", "__weakref__")
 
     def __init__(self, shape, dtype=np.float32, device=None):
         self.shape = _shape(shape)
@@ -51,6 +52,7 @@ class Tensor:
             step *= s
         self.strides = tuple(reversed(strides))
         self._buf = Buffer(self.device, self.nbytes)
+        self.spvjit_dtype = None
 
     @property
     def ndim(self) -> int:
@@ -86,7 +88,13 @@ class Tensor:
         return np.asarray(_HostView(self))
 
     def numpy(self) -> np.ndarray:
-        """A host copy with this tensor's shape and dtype."""
+        """A host copy with this tensor's shape and dtype (bfloat16 tensors give float32)."""
+        raw = self._numpy_raw()
+        if self.spvjit_dtype is not None and self.spvjit_dtype.name == "bf16":
+            return (raw.astype(np.uint32) << 16).view(np.float32)
+        return raw
+
+    def _numpy_raw(self) -> np.ndarray:
         buf = self._buf
         if buf.host is not None and not buf.slow_host_reads:
             return buf.host[:self.nbytes].view(self.dtype).reshape(self.shape).copy()
