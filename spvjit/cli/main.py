@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("devices",)
+COMMANDS = ("devices", "run", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,354 @@
+"""The llama forward pass on the device: every layer an spvjit kernel.
+
+Weights are uploaded once, still quantized (see ``kernels/packing.py`` for the
+layout); Wq/Wk/Wv and Wgate/Wup are stacked into one matrix each when they share a
+type, so one launch computes all three projections. The KV cache lives on the device,
+one ``[max_ctx, n_head_kv, head_dim]`` float32 buffer per layer for keys and one for
+values.
+
+Per decoded token, replayed from a recorded command buffer (one submit; the token id
+and position are read by the kernels from small device tensors):
+    embedding row lookup (Q8_0 token_embd decoded in the kernel)
+    per layer (6): qkv matvec with the attention rms_norm fused in, rope + KV-cache
+        write, attention, Wo matvec + residual, gate/up matvec with the ffn rms_norm
+        fused in, down matvec with swiglu fused into its input + residual
+    logits matvec with the final rms_norm fused in (tied to token_embd), argmax
+    -> 6 * n_layer + 3 dispatches (183 for SmolLM2-135M).
+``fused=False`` runs rms_norm and swiglu as kernels of their own (9 * n_layer + 4).
+A prompt goes through the same sequence with matrix-matrix kernels, up to
+``max_batch`` tokens per ``spvjit.launch.batch()``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+import spvjit
+from spvjit.launch import batch
+
+from . import kernels as K
+from .errors import ModelError
+from .gguf_model import LlamaModelFile, QuantTensor, load_gguf
+from .reference import rope_inv_freq
+
+ProgressFn = Callable[[int, int], None]  # (bytes uploaded so far, total bytes)
+
+
+@dataclass
+class _Part:
+    """One stacked matrix of a projection and the output column it starts at."""
+
+    weight: K.DeviceWeight
+    offset: int
+
+
+@dataclass
+class _Layer:
+    attn_norm: object
+    qkv: list[_Part]
+    wo: K.DeviceWeight
+    ffn_norm: object
+    gate_up: list[_Part]
+    down: K.DeviceWeight
+
+
+class _Workspace:
+    """Activation buffers for up to ``rows`` tokens (kernels index them as flat arrays),
+    logits for ``logit_rows``, and the step inputs: token ids and the first position."""
+
+    def __init__(self, c, rows: int, logit_rows: int = 1):
+        self.rows = rows
+        self.logit_rows = logit_rows
+        self.qkv_dim = c.q_dim + 2 * c.kv_dim
+        self.tokens = spvjit.zeros((rows,), np.int32)
+        self.pos = spvjit.zeros((1,), np.int32)
+        self.logits = spvjit.empty((logit_rows, c.n_vocab))
+        self.x = spvjit.empty((rows, c.n_embd))
+        self.h = spvjit.empty((rows, c.n_embd))
+        self.qkv = spvjit.empty((rows, self.qkv_dim))
+        self.att = spvjit.empty((rows, c.q_dim))
+        self.gu = spvjit.empty((rows, 2 * c.n_ff))
+        self.act = spvjit.empty((rows, c.n_ff))
+        self.best = spvjit.zeros((1,), np.int32)
+
+
+class DeviceLlama:
+    """A llama GGUF on the device. ``forward(tokens, start_pos)`` works like
+    :class:`ReferenceModel`'s: it places ``tokens`` at positions start_pos.. (keeping the
+    cache below start_pos) and returns logits."""
+
+    def __init__(self, model_file: LlamaModelFile | str | os.PathLike, max_ctx: int | None = None,
+                 progress: ProgressFn | None = None, max_batch: int = 512, fused: bool = True):
+        self.file = model_file if isinstance(model_file, LlamaModelFile) else load_gguf(model_file)
+        self.config = c = self.file.config
+        self.max_ctx = min(c.n_ctx_train, max_ctx or 2048)
+        self.max_batch = max(1, int(max_batch))
+        self.fused = fused
+        self.n_cached = 0
+        self._check_types()
+        self._upload(progress)
+        self.k_cache = [spvjit.zeros((self.max_ctx, c.n_head_kv, c.head_dim)) for _ in range(c.n_layer)]
+        self.v_cache = [spvjit.zeros((self.max_ctx, c.n_head_kv, c.head_dim)) for _ in range(c.n_layer)]
+        self._ws: _Workspace | None = None      # prompts: grown as needed
+        self._decode_ws = _Workspace(c, 1)      # decoding: fixed, the graph refers to it
+        self._graph = None                      # the recorded decode step
+
+    # -- weights ---------------------------------------------------------------------
+
+    def _matrices(self) -> list[QuantTensor]:
+        f, c = self.file, self.config
+        names = ["token_embd.weight"] + ([] if c.tied_embeddings else ["output.weight"])
+        out = [f.tensor(n) for n in names]
+        for i in range(c.n_layer):
+            out += [f.layer_tensor(i, k) for k in ("attn_q", "attn_k", "attn_v", "attn_output",
+                                                   "ffn_gate", "ffn_up", "ffn_down")]
+        return out
+
+    def _check_types(self) -> None:
+        """Unsupported types and tensors too big for one device buffer, before uploading."""
+        limit = spvjit.get_device().caps.max_storage_buffer_range
+        self._buffer_limit = limit
+        for t in self._matrices():
+            if t.ggml_type not in K.SUPPORTED:
+                raise ModelError(f"{self.file.path.name}: tensor {t.name!r} has type {t.ggml_type}, "
+                                 f"which the device kernels do not support ({', '.join(K.SUPPORTED)})")
+            if t.n_bytes > limit:
+                raise ModelError(f"{self.file.path.name}: tensor {t.name!r} takes {t.n_bytes / 2**20:.0f} MiB, "
+                                 f"more than one buffer of this device can hold ({limit / 2**20:.0f} MiB)")
+
+    def _upload(self, progress: ProgressFn | None) -> None:
+        f, c = self.file, self.config
+        total = sum(t.n_bytes for t in self._matrices())
+        total += (2 * c.n_layer + 1) * c.n_embd * 4
+        done = 0
+
+        def step(nbytes: int) -> None:
+            nonlocal done
+            done += nbytes
+            if progress is not None:
+                progress(done, total)
+
+        def vector(name: str):
+            v = spvjit.tensor(f.tensor(name).dequantize().astype(np.float32).reshape(-1))
+            step(c.n_embd * 4)
+            return v
+
+        def matrix(*tensors: QuantTensor) -> list[_Part]:
+            """Upload, stacking the matrices into one when their types agree."""
+            packed = [K.pack_weight(t.data, t.ggml_type, t.shape) for t in tensors]
+            same_type = len({p.qtype for p in packed}) == 1
+            groups = [packed] if same_type else [[p] for p in packed]
+            parts, offset = [], 0
+            for g in groups:
+                w = K.DeviceWeight.upload(K.concat_rows(g) if len(g) > 1 else g[0])
+                parts.append(_Part(w, offset))
+                offset += w.rows
+            step(sum(t.n_bytes for t in tensors))
+            return parts
+
+        if progress is not None:
+            progress(0, total)
+        self.token_embd = matrix(f.tensor("token_embd.weight"))[0].weight
+        self.output = self.token_embd if c.tied_embeddings else matrix(f.tensor("output.weight"))[0].weight
+        self.output_norm = vector("output_norm.weight")
+        self.layers: list[_Layer] = []
+        for i in range(c.n_layer):
+            t = lambda kind: f.layer_tensor(i, kind)  # noqa: E731
+            self.layers.append(_Layer(
+                attn_norm=vector(f"blk.{i}.attn_norm.weight"),
+                qkv=matrix(t("attn_q"), t("attn_k"), t("attn_v")),
+                wo=matrix(t("attn_output"))[0].weight,
+                ffn_norm=vector(f"blk.{i}.ffn_norm.weight"),
+                gate_up=matrix(t("ffn_gate"), t("ffn_up")),
+                down=matrix(t("ffn_down"))[0].weight,
+            ))
+        freq_factors = f.tensor("rope_freqs.weight").dequantize() if f.has_tensor("rope_freqs.weight") else None
+        inv = np.zeros(c.head_dim // 2, np.float32)
+        try:
+            inv[: c.rope_dim // 2] = rope_inv_freq(c, freq_factors)
+        except NotImplementedError as e:  # yarn / longrope scaling
+            raise ModelError(f"{f.path.name}: {e}") from None
+        self.inv_freq = spvjit.tensor(inv)
+        self.weight_bytes = total
+
+    # -- forward ---------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget the cached positions (the next forward must start at 0)."""
+        self.n_cached = 0
+
+    def warmup(self) -> None:
+        """Compile every kernel decoding and prompts use (a one-token step, and prompts of
+        2 and 16 tokens: integer arguments are specialized on divisibility by 16), then
+        forget those positions."""
+        n = min(16, self.max_ctx)
+        self.forward([0], 0)
+        if n >= 2:
+            self.forward([0] * 2, 0)
+            self.forward([0] * n, 0)
+        self.reset()
+
+    def close(self) -> None:
+        """Release the recorded decode step (its command buffer)."""
+        if self._graph is not None:
+            self._graph.close()
+            self._graph = None
+
+    def _check(self, tokens: list[int], start_pos: int) -> None:
+        c = self.config
+        if not tokens:
+            raise ValueError("forward needs at least one token")
+        if not 0 <= start_pos <= self.n_cached:
+            raise ValueError(f"start_pos {start_pos} is outside the cached range 0..{self.n_cached}")
+        if start_pos + len(tokens) > self.max_ctx:
+            raise ValueError(f"context overflow: {start_pos + len(tokens)} positions > max_ctx {self.max_ctx}")
+        if min(tokens) < 0 or max(tokens) >= c.n_vocab:
+            raise ValueError(f"token id out of range 0..{c.n_vocab - 1}")
+
+    def forward(self, tokens, start_pos: int, all_logits: bool = False) -> np.ndarray:
+        """Logits for ``tokens`` placed at positions start_pos, start_pos+1, ...: shape
+        (n_vocab,) for the last token, or (len(tokens), n_vocab) with ``all_logits``."""
+        return self._forward(tokens, start_pos, "all" if all_logits else "last")
+
+    def forward_argmax(self, tokens, start_pos: int) -> int:
+        """The greedy next token after ``tokens``: the argmax of the last logits, picked on
+        the device (only one int comes back)."""
+        return self._forward(tokens, start_pos, "argmax")
+
+    def _forward(self, tokens, start_pos: int, out: str):
+        tokens = [int(t) for t in tokens]
+        self._check(tokens, start_pos)
+        if len(tokens) == 1 and out != "all":
+            return self._decode_step(tokens[0], start_pos, out)
+        results = []
+        step = self.max_batch
+        if out == "all":  # the logits of a batch must fit one buffer
+            step = max(1, min(step, self._buffer_limit // (4 * self.config.n_vocab)))
+        for i in range(0, len(tokens), step):
+            chunk = tokens[i : i + step]
+            last = i + len(chunk) == len(tokens)
+            ws = self._prefill_workspace(len(chunk), len(chunk) if out == "all" else 1)
+            self._set_step(ws, chunk, start_pos + i)
+            with batch():
+                logits = self._launch(ws, len(chunk), out if (last or out == "all") else None)
+            self.n_cached = start_pos + i + len(chunk)
+            if out == "all":
+                results.append(logits.numpy()[: len(chunk)])
+        if out == "all":
+            return np.concatenate(results)
+        return self._result(ws, out)
+
+    def _decode_step(self, token: int, pos: int, out: str):
+        """One token through the recorded decode graph (recorded at the first call)."""
+        ws = self._decode_ws
+        self._set_step(ws, [token], pos)
+        if self._graph is None:
+            with spvjit.record() as graph:
+                self._launch(ws, 1, "argmax")
+            self._graph = graph
+        self._graph.replay()
+        self.n_cached = pos + 1
+        return self._result(ws, out)
+
+    def _result(self, ws: _Workspace, out: str):
+        if out == "argmax":
+            return int(ws.best.numpy()[0])
+        return ws.logits.numpy()[0]
+
+    def _prefill_workspace(self, rows: int, logit_rows: int) -> _Workspace:
+        ws = self._ws
+        if ws is None or ws.rows < rows or ws.logit_rows < logit_rows:
+            if ws is not None:
+                rows, logit_rows = max(rows, ws.rows), max(logit_rows, ws.logit_rows)
+            self._ws = ws = _Workspace(self.config, rows, logit_rows)
+        return ws
+
+    @staticmethod
+    def _set_step(ws: _Workspace, tokens: list[int], start_pos: int) -> None:
+        """Token ids and the first position, read by the kernels from device tensors."""
+        ids = np.asarray(tokens, np.int32)
+        if ws.tokens.host_visible:
+            ws.tokens.view_host()[: ids.size] = ids
+            ws.pos.view_host()[0] = start_pos
+        else:
+            padded = np.zeros(ws.rows, np.int32)
+            padded[: ids.size] = ids
+            ws.tokens.copy_from(padded)
+            ws.pos.copy_from(np.array([start_pos], np.int32))
+
+    def _launch(self, ws: _Workspace, n: int, out: str | None):
+        """Every kernel of a forward pass over n tokens (recorded into the current batch or
+        graph). ``out``: "all" (logits of every row), "last", "argmax" (last logits and
+        their argmax) or None (only fill the cache)."""
+        c = self.config
+        E, F, D = c.n_embd, c.n_ff, c.head_dim
+        ld = ws.qkv_dim
+        K.dequant_rows(self.token_embd, ws.tokens, ws.x, n)
+        if not self.fused:
+            return self._launch_unfused(ws, n, out)
+        eps = c.rms_eps
+        for i, L in enumerate(self.layers):
+            for p in L.qkv:   # rms_norm fused into the projection
+                K.linear(p.weight, ws.x, ws.qkv, n, ldx=E, ldy=ld, y_off=p.offset, norm=L.attn_norm, eps=eps)
+            K.rope_kv(ws.qkv, self.k_cache[i], self.v_cache[i], self.inv_freq, n, ws.pos, ld,
+                      c.n_head, c.n_head_kv, D)
+            K.attention(ws.qkv, self.k_cache[i], self.v_cache[i], ws.att, n, ws.pos, ld,
+                        c.n_head, c.n_head_kv, D)
+            K.linear(L.wo, ws.att, ws.x, n, acc=True)
+            for p in L.gate_up:
+                K.linear(p.weight, ws.x, ws.gu, n, ldx=E, ldy=2 * F, y_off=p.offset, norm=L.ffn_norm, eps=eps)
+            K.linear(L.down, ws.gu, ws.x, n, acc=True, swiglu=True)   # swiglu fused into its input
+        if out == "all":
+            K.linear(self.output, ws.x, ws.logits, n, norm=self.output_norm, eps=eps)
+        elif out in ("last", "argmax"):
+            K.matvec(self.output, ws.x, ws.logits, x_off=(n - 1) * E, norm=self.output_norm, eps=eps)
+            if out == "argmax":
+                K.argmax(ws.logits, ws.best, c.n_vocab)
+        return ws.logits
+
+    def _launch_unfused(self, ws: _Workspace, n: int, out: str | None):
+        """The same forward pass with one kernel per layer op (rms_norm and swiglu on
+        their own): a check on the fused kernels, and a way to time what fusion saves."""
+        c = self.config
+        E, F, D = c.n_embd, c.n_ff, c.head_dim
+        ld = ws.qkv_dim
+        for i, L in enumerate(self.layers):
+            K.rms_norm(ws.x, L.attn_norm, ws.h, n, E, c.rms_eps)
+            for p in L.qkv:
+                K.linear(p.weight, ws.h, ws.qkv, n, ldy=ld, y_off=p.offset)
+            K.rope_kv(ws.qkv, self.k_cache[i], self.v_cache[i], self.inv_freq, n, ws.pos, ld,
+                      c.n_head, c.n_head_kv, D)
+            K.attention(ws.qkv, self.k_cache[i], self.v_cache[i], ws.att, n, ws.pos, ld,
+                        c.n_head, c.n_head_kv, D)
+            K.linear(L.wo, ws.att, ws.x, n, acc=True)
+            K.rms_norm(ws.x, L.ffn_norm, ws.h, n, E, c.rms_eps)
+            for p in L.gate_up:
+                K.linear(p.weight, ws.h, ws.gu, n, ldy=2 * F, y_off=p.offset)
+            K.swiglu(ws.gu, ws.act, n, F)
+            K.linear(L.down, ws.act, ws.x, n, acc=True)
+        if out == "all":
+            K.rms_norm(ws.x, self.output_norm, ws.h, n, E, c.rms_eps)
+            K.linear(self.output, ws.h, ws.logits, n)
+        elif out in ("last", "argmax"):
+            K.rms_norm(ws.x, self.output_norm, ws.h, 1, E, c.rms_eps, row0=n - 1)
+            K.matvec(self.output, ws.h, ws.logits)
+            if out == "argmax":
+                K.argmax(ws.logits, ws.best, c.n_vocab)
+        return ws.logits
+
+    def generate_greedy(self, prompt_ids: list[int], n: int, *, stop_at_eos: bool = False) -> list[int]:
+        """Like ReferenceModel.generate_greedy, with the argmax on the device."""
+        self.reset()
+        out: list[int] = []
+        tok = self.forward_argmax(list(prompt_ids), 0)
+        pos = len(prompt_ids)
+        while True:
+            out.append(tok)
+            if len(out) >= n or (stop_at_eos and tok == self.config.eos_token_id):
+                return out
+            tok = self.forward_argmax([tok], pos)
+            pos += 1

@@ -1,0 +1,127 @@
+"""DeviceLlama (every layer an spvjit kernel) against the numpy ReferenceModel.
+
+Both compute in float32 from the same decoded weights, so they differ only by rounding
+(summation order in matrix products, attention and norms; fp32 sin/cos in rope). Over
+30 layers of the default model that grows to about 1e-4 on logits of size ~30; the
+bound used, 2e-3, is 15x that and still far below the gaps that decide a greedy pick,
+which the argmax checks cover exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spvjit.models.llama import ReferenceModel
+from spvjit.models.llama.device_model import DeviceLlama
+
+# Greedy continuation of "Once upon a time, there was" by the reference model:
+# " a small town nestled in the heart of a bustling city. The town was known for ..."
+EXPECTED_32 = [253, 1165, 3102, 32047, 281, 260, 1911, 282, 253, 14055, 2240, 30, 378, 3102, 436, 1343,
+               327, 624, 8685, 6600, 284, 11908, 28, 351, 253, 16254, 11908, 24626, 3365, 3906, 4075, 617]
+
+
+@pytest.fixture(scope="module")
+def default_device(default_model):
+    model = DeviceLlama(default_model, max_ctx=128)
+    yield model
+    model.close()
+
+
+def test_default_model_logits_match_reference(default_model, default_device, default_tokenizer):
+    ids = default_tokenizer.encode("The quick brown fox jumps over the lazy dog. It was")[:8]
+    assert len(ids) == 8
+    ref = ReferenceModel(default_model, max_ctx=16).forward(ids, 0)
+    got = default_device.forward(ids, 0, all_logits=True)
+    assert got.shape == ref.shape == (8, default_model.config.n_vocab)
+    err = np.abs(got - ref).max()
+    assert err < 2e-3, f"max abs logit error {err}"
+    np.testing.assert_array_equal(got.argmax(1), ref.argmax(1))
+    # the decode path (recorded graph, one token per step) gives the same logits
+    default_device.reset()
+    steps = np.stack([default_device.forward([t], i) for i, t in enumerate(ids)])
+    assert np.abs(steps - ref).max() < 2e-3
+    assert default_device.forward_argmax([ids[-1]], 7) == int(ref[-1].argmax())
+
+
+def test_default_model_greedy_32_tokens(default_device, default_tokenizer):
+    ids = default_tokenizer.encode("Once upon a time, there was")
+    assert default_device.generate_greedy(ids, 32) == EXPECTED_32
+
+
+@pytest.fixture(params=[False, True], ids=["untied", "tied"])
+def tiny_pair(request, make_tiny_gguf):
+    from spvjit.models.llama import load_gguf
+
+    mf = load_gguf(make_tiny_gguf(f"tiny_{request.param}.gguf", tied=request.param, seed=3))
+    return mf, ReferenceModel(mf, max_ctx=64)
+
+
+def test_tiny_model_prefill_decode_and_rewind(tiny_pair):
+    # F16 and Q8_0 matrices mixed inside one projection (q: Q8_0, k: F16, v: Q8_0), so the
+    # stacked-projection path writes column ranges of one output with different types.
+    mf, ref = tiny_pair
+    dev = DeviceLlama(mf, max_ctx=64, max_batch=4)   # an 11-token prompt runs as 3 batches
+    prompt = [1, 270, 260, 271, 5, 279, 266, 40, 7, 275, 261]
+    np.testing.assert_allclose(dev.forward(prompt, 0, all_logits=True), ref.forward(prompt, 0), atol=2e-4)
+    for pos, tok in enumerate([277, 3, 268], start=len(prompt)):
+        np.testing.assert_allclose(dev.forward([tok], pos), ref.forward([tok], pos)[0], atol=2e-4)
+    # rewind: overwrite positions 5.. with other tokens, keeping 0..4 from the cache
+    np.testing.assert_allclose(dev.forward([9, 10, 11], 5), ref.forward([9, 10, 11], 5)[-1], atol=2e-4)
+    assert dev.n_cached == ref.n_cached == 8
+    assert dev.generate_greedy(prompt, 10) == ref.generate_greedy(prompt, 10)
+    dev.close()
+
+
+def test_unfused_layers_agree(tiny_model):
+    # fused=False runs rms_norm and swiglu as kernels of their own
+    ref = ReferenceModel(tiny_model, max_ctx=32)
+    dev = DeviceLlama(tiny_model, max_ctx=32, fused=False)
+    prompt = [1, 270, 260, 271, 5]
+    np.testing.assert_allclose(dev.forward(prompt, 0, all_logits=True), ref.forward(prompt, 0), atol=2e-4)
+    np.testing.assert_allclose(dev.forward([7], 5), ref.forward([7], 5)[0], atol=2e-4)
+    dev.close()
+
+
+def test_tiny_model_long_prompt(tiny_model):
+    # 128 tokens: attention in blocks of query rows (attention_prefill) instead of rows
+    from spvjit.models.llama.kernels import ATTN_BLOCKS_MIN_ROWS
+
+    n = tiny_model.config.n_ctx_train
+    assert n >= ATTN_BLOCKS_MIN_ROWS
+    prompt = [int(t) for t in np.random.default_rng(5).integers(3, tiny_model.config.n_vocab, n)]
+    dev = DeviceLlama(tiny_model, max_ctx=n)
+    ref = ReferenceModel(tiny_model, max_ctx=n)
+    np.testing.assert_allclose(dev.forward(prompt, 0, all_logits=True), ref.forward(prompt, 0), atol=2e-4)
+
+
+def test_forward_argument_checks(tiny_model):
+    dev = DeviceLlama(tiny_model, max_ctx=8)
+    with pytest.raises(ValueError, match="at least one token"):
+        dev.forward([], 0)
+    with pytest.raises(ValueError, match="cached range"):
+        dev.forward([1], 1)
+    with pytest.raises(ValueError, match="context overflow"):
+        dev.forward([1] * 9, 0)
+    with pytest.raises(ValueError, match="out of range"):
+        dev.forward([10_000], 0)
+
+
+def test_upload_progress_and_layout(tiny_model):
+    seen = []
+    dev = DeviceLlama(tiny_model, max_ctx=8, progress=lambda done, total: seen.append((done, total)))
+    total = seen[-1][1]
+    assert seen[0] == (0, total) and seen[-1] == (total, total)
+    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
+    c = tiny_model.config
+    # tiny model: q/k/v (Q8_0, F16, Q8_0) and gate/up (Q8_0, F16) cannot be stacked
+    assert [p.offset for p in dev.layers[0].qkv] == [0, c.q_dim, c.q_dim + c.kv_dim]
+    assert [p.offset for p in dev.layers[0].gate_up] == [0, c.n_ff]
+
+
+def test_same_type_projections_are_stacked(default_device, default_model):
+    c = default_model.config
+    layer = default_device.layers[0]
+    assert len(layer.qkv) == 1 and layer.qkv[0].weight.rows == c.q_dim + 2 * c.kv_dim
+    assert len(layer.gate_up) == 1 and layer.gate_up[0].weight.rows == 2 * c.n_ff
+    assert layer.qkv[0].weight.qtype == "Q4_1" and default_device.token_embd.qtype == "Q8_0"
