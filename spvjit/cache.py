@@ -76,6 +76,11 @@ def kernel_key(jitfn, spec, device_caps, extra: tuple = ()) -> str:
         h.update(text.encode())
         h.update(b"\0")
     h.update(repr(spec.key()).encode())
+    from .jit import JITFunction
+    for _, (kind, value) in sorted(spec.kinds.items()):
+        if kind == "constexpr" and isinstance(value, JITFunction):   # a kernel passed as an argument
+            for text in source_closure(value):
+                h.update(text.encode())
     caps = device_caps
     h.update(repr((caps.name, caps.driver_info, caps.api_version, caps.subgroup_size,
                    caps.max_shared_memory, tuple(extra))).encode())

@@ -100,3 +100,26 @@ def test_unwritable_cache_dir_still_runs(tmp_path, monkeypatch):
     blocker.write_text("x")
     monkeypatch.setenv("SPVJIT_CACHE_DIR", str(blocker))     # a file, so mkdir fails
     np.testing.assert_array_equal(_run(_write_module(tmp_path, "m4")), np.arange(8) + 1)
+
+
+def test_key_covers_kernels_passed_as_constexpr_arguments(tmp_path, fresh_cache, monkeypatch):
+    import importlib.util
+    calls = _count_compiles(monkeypatch)
+    main_src = textwrap.dedent("""
+        import spvjit, spvjit.language as sl
+
+        @spvjit.kernel
+        def apply(out_ptr, FN: sl.constexpr):
+            sl.store(out_ptr + sl.arange(0, 8), FN(sl.zeros((8,), sl.float32)))
+    """)
+    (tmp_path / "mainmod.py").write_text(main_src)
+    results = []
+    for body in ("return x + 1.0", "return x + 2.0"):
+        helpers = _write_module(tmp_path, "helpers_fn", helper_body=body)
+        spec = importlib.util.spec_from_file_location("mainmod", tmp_path / "mainmod.py")
+        main = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(main)
+        out = spvjit.zeros(8, np.float32)
+        main.apply[(1,)](out, FN=helpers.helper)
+        results.append(float(out.numpy()[0]))
+    assert results == [1.0, 2.0] and len(calls) == 2

@@ -22,6 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"spvjit.cli.{name}")
         sub_parser = module.add_parser(sub)
         sub_parser.set_defaults(run=module.run)
+    def error(message: str):
+        # one line, like the subcommands: `spvjit: error: ...`, exit 2
+        print(f"spvjit: error: {message} (see spvjit --help)", file=sys.stderr)
+        sys.exit(2)
+
+    parser.error = error
     return parser
 
 
