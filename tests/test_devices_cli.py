@@ -74,7 +74,8 @@ def test_unknown_flag_is_usage_error():
 
 def test_missing_subcommand_is_usage_error():
     r = spvjit()
-    assert r.returncode == 2 and "usage:" in r.stderr
+    assert r.returncode == 2 and r.stderr.startswith("spvjit: error:") and "COMMAND" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_no_driver_exits_2_with_one_line():
