@@ -62,6 +62,15 @@ class Specialization:
         return (tuple(items), self.num_warps, div) + tuple(extra)
 
 
+def _pow2_bucket(v: int) -> int:
+    """Specialize int args on divisibility, as Triton does with 16, in buckets 64 > 16 > 4 > 1:
+    K = 576 lets K >> 3 stay 8-aligned, so packed-weight rows still load as vec4."""
+    for d in (64, 16, 4):
+        if v % d == 0:
+            return d
+    return 1
+
+
 class JITFunction:
     def __init__(self, fn, interpret: bool = False):
         self.fn = fn
@@ -111,8 +120,8 @@ class JITFunction:
             kinds[name] = self._arg_kind(name, value)
             if kinds[name][0] != "constexpr":
                 runtime.append((name, value))
-        divisibility = {n: 16 for n, v in runtime
-                        if kinds[n] == ("scalar", T.i32) and int(v) % 16 == 0}
+        divisibility = {n: _pow2_bucket(int(v)) for n, v in runtime
+                        if kinds[n] == ("scalar", T.i32) and _pow2_bucket(int(v)) > 1}
         return Specialization(kinds, runtime, num_warps, divisibility), dict(bound.arguments)
 
     def _arg_kind(self, name, value) -> tuple:

@@ -82,7 +82,18 @@ def _op(op, info):
         out = Info(min(x.contig, y.const), min(x.div, y.div), min(x.const, y.const))
     elif name == "mul":
         x, y = a
-        out = Info(1, min(BIG, x.div * y.div), min(x.const, y.const))
+        cx, cy = _const_value(op.operands[0]), _const_value(op.operands[1])
+        if cy == 1 or cx == 1:                         # x * 1 keeps everything
+            out = x if cy == 1 else y
+        else:
+            out = Info(1, min(BIG, x.div * y.div), min(x.const, y.const))
+    elif name in ("shl", "shr") and _const_value(op.operands[1]) is not None:
+        x = a[0]
+        c = _const_value(op.operands[1])
+        if name == "shl":
+            out = Info(1, min(BIG, x.div << c), x.const)
+        else:                                          # x >> c: divisibility drops by 2^c
+            out = Info(1, max(1, x.div >> c), x.const)
     elif name == "cmp":
         x, y = a
         # x < b and x >= b flip at b itself (le/gt flip at b+1, whose divisibility is unknown)
@@ -134,3 +145,15 @@ def _op(op, info):
 
 def _meet(x: Info, y: Info) -> Info:
     return Info(gcd(x.contig, y.contig), gcd(x.div, y.div), gcd(x.const, y.const))
+
+
+def _const_value(v):
+    """The value of a scalar or splat integer constant, else None."""
+    op = v.owner
+    while getattr(op, "name", None) in ("splat", "broadcast", "expand_dims"):
+        op = op.operands[0].owner
+    if getattr(op, "name", None) == "constant":
+        val = op.attrs["value"]
+        if isinstance(val, int) and not isinstance(val, bool):
+            return val
+    return None
