@@ -86,10 +86,17 @@ def _compile(jitfn, spec, dev, flags) -> CompiledKernel:
     if "ir" in flags:
         from .ir.printer import print_kernel
         print(print_kernel(kernel), file=sys.stderr)
+    notes = {} if "lowered" in flags else None
     try:
-        return compile_kernel(kernel, dev.caps, spec.num_warps, spec.divisibility or {})
+        ck = compile_kernel(kernel, dev.caps, spec.num_warps, spec.divisibility or {}, notes)
     except LoweringError as e:
         raise CompilationError(f"in kernel {jitfn.__name__}: {e}") from None
+    if notes is not None:
+        from .ir.printer import print_kernel
+        print(f"// lowered for {dev.caps.name}: workgroup of {ck.workgroup_size} invocations, "
+              f"{ck.scratch_bytes} bytes of shared scratch", file=sys.stderr)
+        print(print_kernel(kernel, notes=notes), file=sys.stderr)
+    return ck
 
 
 # SPIR-V capability -> (DeviceCaps field, what to call it in the error)

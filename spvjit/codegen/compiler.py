@@ -101,7 +101,9 @@ def _written_params(kernel: KernelIR, ptr_params) -> set[int] | None:
     return None if unknown else written
 
 
-def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict | None = None) -> CompiledKernel:
+def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict | None = None,
+                   notes: dict | None = None) -> CompiledKernel:
+    """`notes`, when given a dict, collects the lowering choice of each op (SPVJIT_DUMP=lowered)."""
     w = choose_workgroup(_max_numel(kernel), num_warps, caps)
     b = ModuleBuilder(version=(1, 3))
     b.capability("Shader")
@@ -141,6 +143,7 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     lw = Lowerer(em, kernel, w, mem, lane, subgroup.available(caps, w))
     lw.axis = axis_info.analyze(kernel, param_div or {})
     lw.caps = caps
+    lw.notes = notes
     for p in ptr_params:
         lw.env[id(p.value)] = LV([em.ci(0)], True, ptr_params.index(p))
     for i, p in enumerate(scalar_params):

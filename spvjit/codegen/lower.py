@@ -56,6 +56,8 @@ class Lowerer:
         self.lane_x4 = em.imul(lane, em.ci(4))   # in the entry block: dominates every use
         self.axis = {}             # axis_info.analyze(): contiguity facts for vector loads
         self.caps = None           # device capabilities (cooperative-matrix configurations, ...)
+        self.notes = None          # id(op) -> lowering choices, when a lowered dump is wanted
+        self.current_op = None
         self.env: dict[int, LV] = {}
         self._valid: dict[tuple[int, int], int | None] = {}
         self.loc = None
@@ -70,6 +72,17 @@ class Lowerer:
 
     def nregs(self, ty: T.TileType) -> int:
         return 1 if ty.is_scalar else regs(ty.numel, self.W)
+
+    def note(self, op, text: str, first: bool = False):
+        """Record a lowering choice for SPVJIT_DUMP=lowered."""
+        if self.notes is None:
+            return
+        cur = self.notes.get(id(op))
+        self.notes[id(op)] = text if cur is None else (f"{text}; {cur}" if first else f"{cur}; {text}")
+
+    def note_move(self, how: str):
+        if self.current_op is not None:
+            self.note(self.current_op, how)
 
     def vec(self, numel: int) -> int:
         """Vector width of a tile's layout (see layout.py); 1 for scalars."""
@@ -112,10 +125,15 @@ class Lowerer:
             if self.em.terminated:
                 return
             self.loc = op.loc
+            self.current_op = op
             handler = getattr(self, "op_" + op.name, None)
             if handler is None:
                 handler = self.op_elementwise
             handler(op)
+            if self.notes is not None and op.results and op.name not in ("for", "if"):
+                t = op.results[0].type
+                lay = "uniform" if t.is_scalar else f"W={self.W} v={self.vec(t.numel)} regs={self.nregs(t)}"
+                self.note(op, lay, first=True)
 
     def bind(self, op: Operation, *lvs: LV):
         for r, lv in zip(op.results, lvs):

@@ -347,6 +347,8 @@ class Memory:
         dt = op.result.type.elem
         rt = em.type_of(dt)
         out = []
+        lw.note(op, ("vec4 " if self._vectorizable(lw, op, bd) else "scalar ") +
+                ("texel fetch" if bd.texel else "storage load"))
         if self._vectorizable(lw, op, bd):
             # registers 4j..4j+3 hold 4 consecutive, 4-aligned elements with one mask value
             for r in range(0, len(ptr.regs), 4):
@@ -510,7 +512,10 @@ class Memory:
             else:
                 plan.append(("shared", not np.all(live)))
         if all(p[0] == "reg" for p in plan):
+            lw.note_move("in-lane register copies")
             return [src_regs[q] for _, q in plan]
+        lw.note_move("subgroup broadcast/shuffle" if lw.sg.get("whole") and lw.sg.get("broadcast")
+                     and lw.sg.get("shuffle") else "shared memory + barriers")
         if lw.sg.get("whole") and lw.sg.get("broadcast") and lw.sg.get("shuffle"):
             return self._exchange_subgroup(lw, src_regs, src_numel, dst_numel, m, dt, plan, to_uniform)
         em = self.em

@@ -70,6 +70,8 @@ def lower_reduce(lw, op):
     if src.uniform:
         raise lw.error("reduction of a scalar")
     if len(src_t.shape) == 1:
+        lw.note(op, "per-lane fold + " + ("subgroup reduction" if lw.sg.get("reduce") and lw.sg.get("whole")
+                                          else "shared memory"))
         _reduce_full(lw, op, src, src_t.numel, kind, in_dt)
     else:
         _reduce_axis(lw, op, src, src_t.shape, axis, kind, in_dt)
@@ -154,6 +156,7 @@ def _reduce_axis(lw, op, src, shape, axis, kind, dt):
     n_dst = lw.nregs(op.result.type)
     plans = _local_plan(lw, base_map, kstride, K, dst_numel, n_dst)
     if plans is not None:                  # e.g. axis 0 of [K, N] with N % W == 0: lanes own columns
+        lw.note(op, "in-lane fold (no data movement)")
         out = []
         for qs in plans:
             acc, acc_i = _identity(em, kind, dt), em.ci(K)
@@ -164,8 +167,10 @@ def _reduce_axis(lw, op, src, shape, axis, kind, dt):
         return
     if (kstride == 1 and K % (W * lw.vec(src_numel)) == 0 and lw.sg.get("whole") and lw.sg.get("reduce")
             and dst_numel * K // W <= 4096):
+        lw.note(op, "per-lane fold + subgroup reduction per row")
         _reduce_rows_subgroup(lw, op, src, K, kind, dt, c, dst_numel)
         return
+    lw.note(op, "shared memory + barriers")
     em.barrier()
     for q, reg in enumerate(src.regs):
         mem.scratch_store(lw.flat(q, src_numel), mem.to_word(reg, dt))
@@ -189,10 +194,13 @@ def lower_dot(lw, op):
     from . import coopmat
     cfg = coopmat.find_config(lw.caps, lw.W, *(v.type for v in op.operands)) if lw.caps else None
     if cfg is not None:
+        lw.note(op, f"cooperative matrix {cfg.m}x{cfg.n}x{cfg.k} {cfg.a_type}->{cfg.result_type}")
         coopmat.lower_dot_coopmat(lw, op, cfg, lw.caps.subgroup_size)
         return
     if lw.sg.get("whole") and lw.sg.get("broadcast") and _dot_subgroup(lw, op):
+        lw.note(op, "register blocks, A by subgroup broadcast")
         return
+    lw.note(op, "shared-memory staging")
     em, mem, W = lw.em, lw.mem, lw.W
     a_t, b_t, c_t = (v.type for v in op.operands)
     M, K = a_t.shape

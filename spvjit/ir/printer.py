@@ -74,7 +74,9 @@ class _Namer:
             return "%<undefined>"
 
 
-def print_kernel(kernel: KernelIR, locs: bool = False) -> str:
+def print_kernel(kernel: KernelIR, locs: bool = False, notes: dict | None = None) -> str:
+    """The module's text; `notes` (id(op) -> str) become trailing `// ...` comments, which
+    the parser skips (SPVJIT_DUMP=lowered uses them to show layouts and lowering choices)."""
     namer = _Namer()
     params = ", ".join(f"{namer.define(p.value)}: {p.value.type}" for p in kernel.params)
     head = f"kernel @{kernel.name}({params})"
@@ -82,17 +84,17 @@ def print_kernel(kernel: KernelIR, locs: bool = False) -> str:
     if consts:
         head += " constexprs " + format_attrs(consts)
     lines = [head + " {"]
-    _print_block_ops(kernel.body, namer, lines, "  ", locs)
+    _print_block_ops(kernel.body, namer, lines, "  ", locs, notes)
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def _print_block_ops(block: Block, namer: _Namer, lines: list[str], indent: str, locs: bool):
+def _print_block_ops(block: Block, namer: _Namer, lines: list[str], indent: str, locs: bool, notes=None):
     for op in block.ops:
-        _print_op(op, namer, lines, indent, locs)
+        _print_op(op, namer, lines, indent, locs, notes)
 
 
-def _print_op(op: Operation, namer: _Namer, lines: list[str], indent: str, locs: bool):
+def _print_op(op: Operation, namer: _Namer, lines: list[str], indent: str, locs: bool, notes=None):
     text = ""
     operands = ", ".join(namer.ref(v) for v in op.operands)
     if op.results:
@@ -107,15 +109,19 @@ def _print_op(op: Operation, namer: _Namer, lines: list[str], indent: str, locs:
         text += " : " + ", ".join(str(r.type) for r in op.results)
     if locs and op.loc is not None:
         text += f" loc({format_attr(op.loc.file)}:{op.loc.line}:{op.loc.col})"
+    if notes and id(op) in notes:
+        note = "  // " + notes[id(op)].replace("\n", " ")
+    else:
+        note = ""
     if not op.regions:
-        lines.append(indent + text)
+        lines.append(indent + text + note)
         return
-    lines.append(indent + text + " {")
+    lines.append(indent + text + " {" + note)
     for i, region in enumerate(op.regions):
         if i:
             lines.append(indent + "} {")
         if region.args:
             args = ", ".join(f"{namer.define(a)}: {a.type}" for a in region.args)
             lines.append(f"{indent}^({args}):")
-        _print_block_ops(region, namer, lines, indent + "  ", locs)
+        _print_block_ops(region, namer, lines, indent + "  ", locs, notes)
     lines.append(indent + "}")
