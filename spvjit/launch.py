@@ -157,8 +157,8 @@ def launch_on_device(jitfn, spec, grid):
     current = getattr(_state, "batch", None)
     if current is not None:
         for off, size in chunks:
-            current.dispatch(pipe, tensors, _pack(ck, spec, off, grid), size, formats)
+            current.dispatch(pipe, tensors, _pack(ck, spec, off, grid), size, formats, label=jitfn.__name__)
         return
     with dev.batch() as b:
         for off, size in chunks:
-            b.dispatch(pipe, tensors, _pack(ck, spec, off, grid), size, formats)
+            b.dispatch(pipe, tensors, _pack(ck, spec, off, grid), size, formats, label=jitfn.__name__)

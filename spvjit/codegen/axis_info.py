@@ -94,6 +94,9 @@ def _op(op, info):
             out = Info(1, min(BIG, x.div << c), x.const)
         else:                                          # x >> c: divisibility drops by 2^c
             out = Info(1, max(1, x.div >> c), x.const)
+    elif name == "assume":                 # the user's promise (sl.multiple_of / max_contiguous)
+        x = a[0]
+        out = Info(max(x.contig, op.attrs.get("contig", 1)), max(x.div, op.attrs.get("div", 1)), x.const)
     elif name == "cmp":
         x, y = a
         # x < b and x >= b flip at b itself (le/gt flip at b+1, whose divisibility is unknown)

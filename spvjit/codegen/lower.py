@@ -168,6 +168,9 @@ class Lowerer:
         src = self.get(op.operands[0])
         self.bind(op, LV(list(src.regs), src.uniform, src.binding))
 
+    def op_assume(self, op):
+        self.bind(op, self.get(op.operands[0]))     # facts for axis_info only; no code
+
     def op_reshape(self, op):
         self.move(op, identity_map())
 

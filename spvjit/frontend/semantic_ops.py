@@ -51,6 +51,23 @@ class KernelSemantic(Semantic):
             return self.broadcast_to(self.cast(value, dtype), _shape(shape))
         return self.constant(value, dtype, _shape(shape))
 
+    def assume(self, x, div=None, contig=None) -> tensor:
+        x = self.to_tensor(x)
+        if not x.dtype.is_int:
+            raise SemanticError(f"multiple_of/max_contiguous apply to integer tensors, got {x.dtype}")
+        attrs = {}
+        for key, v in (("div", div), ("contig", contig)):
+            v = unwrap(v)
+            if v is None:
+                continue
+            if isinstance(v, (tuple, list)):        # Triton accepts one value per dimension
+                v = unwrap(v[-1])
+            v = _const_int(v, key)
+            if v < 1:
+                raise SemanticError(f"{key} hint must be positive, got {v}")
+            attrs[key] = v
+        return tensor(self.b.op1("assume", [x.handle], x.type, **attrs))
+
     # ---- memory -------------------------------------------------------------
     def _pointer(self, ptr, what: str) -> tensor:
         ptr = unwrap(ptr)

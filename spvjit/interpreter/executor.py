@@ -84,6 +84,8 @@ class ProgramRunner:
             return [O.cast(a[0], op.operands[0].type.elem, dt)]
         if name == "bitcast":
             return [O.bitcast(a[0], op.operands[0].type.elem, dt)]
+        if name == "assume":
+            return [a[0]]
         if name in ("splat", "broadcast", "expand_dims", "reshape", "trans"):
             return [self.shape_op(name, a[0], rt.shape, op)]
         if name == "addptr":

@@ -36,6 +36,7 @@ OPS = {
     "expand_dims": (1, ("axis",), 0),
     "reshape": (1, (), 0),
     "trans": (1, (), 0),
+    "assume": (1, (), 0),      # identity carrying sl.multiple_of / sl.max_contiguous facts
     "addptr": (2, (), 0),
     "load": (None, (), 0),
     "store": (None, (), 0),
@@ -135,6 +136,13 @@ def check_op(op) -> str | None:
     if name == "reshape":
         if t[0].numel != r[0].numel or t[0].elem != r[0].elem:
             return f"cannot reshape {t[0]} to {r[0]}"
+        return None
+    if name == "assume":
+        if not _same(t[0], r[0]) or t[0].is_pointer or not t[0].elem.is_int:
+            return f"'assume' takes an integer tensor to itself, got {t[0]} -> {r[0]}"
+        for key in op.attrs:
+            if key not in ("div", "contig") or not isinstance(op.attrs[key], int) or op.attrs[key] < 1:
+                return f"'assume' attributes are positive ints div and contig, got {op.attrs}"
         return None
     if name == "trans":
         if len(t[0].shape) != 2 or r[0] != TileType(t[0].shape[::-1], t[0].elem):

@@ -26,6 +26,7 @@ class CommandBatch:
         self.device = device
         self.timestamps = timestamps
         self.elapsed_ns: list[float] = []
+        self.labels: list[str] = []   # one per dispatch (the kernel's name), parallel to elapsed_ns
         self._cmd = None
         self._keep = []            # tensors/buffers referenced until completion
         self._pools = []           # timestamp query pools in use
@@ -75,13 +76,16 @@ class CommandBatch:
                                            0, d.ffi.NULL, 0, d.ffi.NULL)
         self._last_was = kind
 
-    def dispatch(self, pipeline, buffers, push_constants=b"", groups=(1, 1, 1), texel_format=None):
+    def dispatch(self, pipeline, buffers, push_constants=b"", groups=(1, 1, 1), texel_format=None,
+                 label: str | None = None):
         """Record one dispatch of `pipeline` over `groups` workgroups.
 
         `buffers` are Tensors (or runtime Buffers), one per binding.
         `texel_format` optionally maps a binding index to a texel format name
         ("r32f", "r16f", "r32ui", "rgba32ui", ...) for "uniform_texel"
         bindings; otherwise the format follows the tensor's dtype.
+        `label` names the dispatch in `labels` (spvjit launches pass the kernel's
+        name), so a profile can group `elapsed_ns` by kernel.
         """
         cmd = self._cmd
         if cmd is None:
@@ -103,6 +107,7 @@ class CommandBatch:
         if x > limit[0] or y > limit[1] or z > limit[2] or min(x, y, z) < 0:
             raise DeviceError(f"grid {tuple(groups)} outside the device's workgroup count limit {limit}")
         self._keep.append(buffers)
+        self.labels.append(label or "dispatch")
         self._barrier("dispatch")
         if pipeline is not self._last_pipeline:
             lib.vkCmdBindPipeline(cmd, _BIND_POINT_COMPUTE, pipeline.handle)
