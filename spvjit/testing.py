@@ -97,6 +97,8 @@ def _plot(bench: Benchmark, rows, save_path):
     xs = [r[0] for r in rows]
     for i, name in enumerate(bench.line_names):
         ax.plot(xs, [r[i + 1] for r in rows], marker="o", label=name)
+    if all(isinstance(x, int) for x in xs):
+        ax.set_xticks(xs)
     ax.set_xlabel(bench.xlabel or bench.x_names[0])
     ax.set_ylabel(bench.ylabel)
     ax.set_title(bench.plot_name)
