@@ -62,15 +62,21 @@ def _float_atomic_bindings(kernel: KernelIR, bindings) -> set[int]:
 
 def _written_params(kernel: KernelIR, ptr_params) -> set[int] | None:
     """Indices of pointer parameters that stores or atomics may write; None if unknown."""
+    return _param_access(kernel, ptr_params)[0]
+
+
+def _param_access(kernel: KernelIR, ptr_params) -> tuple[set[int] | None, set[int] | None]:
+    """(written, read) pointer-parameter indices, each None when a pointer's origin is unknown."""
     roots: dict[int, int | None] = {id(p.value): i for i, p in enumerate(ptr_params)}
     written: set[int] = set()
-    unknown = False
+    read: set[int] = set()
+    unknown = unknown_read = False
 
     def root(v):
         return roots.get(id(v))
 
     def walk(block):
-        nonlocal unknown
+        nonlocal unknown, unknown_read
         for op in block.ops:
             if op.name in ("addptr", "splat", "broadcast", "expand_dims", "reshape", "trans"):
                 roots[id(op.result)] = root(op.operands[0])
@@ -94,11 +100,17 @@ def _written_params(kernel: KernelIR, ptr_params) -> set[int] | None:
                     unknown = True
                 else:
                     written.add(r)
+            if op.name in ("load", "atomic_rmw"):
+                r = root(op.operands[0])
+                if r is None:
+                    unknown_read = True
+                else:
+                    read.add(r)
             for region in op.regions:
                 walk(region)
 
     walk(kernel.body)
-    return None if unknown else written
+    return (None if unknown else written), (None if unknown_read else read)
 
 
 def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict | None = None,
@@ -118,9 +130,10 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     for m in push:
         if m.dtype.bits != 32:
             raise LoweringError(f"scalar argument '{m.name}' must be 32-bit, got {m.dtype}")
-    written = _written_params(kernel, ptr_params)
+    written, read = _param_access(kernel, ptr_params)
     for bd in bindings:
         bd.read_only = written is not None and bd.index not in written
+        bd.write_only = read is not None and bd.index not in read
     if getattr(caps, "device_type", "") == "cpu":
         # lavapipe reads per-lane addresses 2-3x faster through texel buffers than storage buffers
         limit = getattr(caps, "max_texel_buffer_elements", 0)

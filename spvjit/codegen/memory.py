@@ -31,6 +31,7 @@ class Binding:
     texel: bool = False      # read-only, bound as a uniform texel buffer (faster on lavapipe)
     vec: int = 1             # >1: a second view of the same tensor, read `vec` elements at a time
     read_only: bool = False
+    write_only: bool = False     # never loaded: stores may go through a vec4 view without aliasing
 
     @property
     def kind(self) -> str:
@@ -256,25 +257,32 @@ class Memory:
             out = em.land(out, p)
         return out
 
-    def _vectorizable(self, lw, op, bd: Binding) -> bool:
+    def _vectorizable(self, lw, op, bd: Binding, mask_index: int = 1) -> bool:
+        """4 aligned consecutive addresses per 4 registers, under one mask value.  Loads need a
+        read-only tensor and stores a write-only one, so the vec4 view never aliases a
+        scalar view that the same kernel also uses."""
         ptr_t = op.operands[0].type
-        if ptr_t.is_scalar or not bd.read_only or lw.vec(ptr_t.numel) != 4 or ptr_t.shape[-1] % 4:
+        ok_access = bd.read_only if op.name == "load" else bd.write_only and not bd.atomic
+        if ptr_t.is_scalar or not ok_access or lw.vec(ptr_t.numel) != 4 or ptr_t.shape[-1] % 4:
+            return False
+        if not (op.name == "load" and bd.texel) and not (bd.storage.bits == 32 or bd.storage.name == "f16"):
+            # 8/16-bit integer vectors in storage buffers would need 8/16-bit arithmetic types
             return False
         info = lw.axis.get(id(op.operands[0]))
         if info is None or info.contig < 4 or info.div < 4:
             return False
-        if len(op.operands) > 1:
-            m = lw.axis.get(id(op.operands[1]))
+        if len(op.operands) > mask_index:
+            m = lw.axis.get(id(op.operands[mask_index]))
             if m is None or m.const < 4:
                 return False
         return True
 
-    def vec_view(self, bd: Binding) -> Binding:
-        """A second binding of the same tensor read 4 elements at a time (made on first use)."""
+    def vec_view(self, bd: Binding, writable: bool = False) -> Binding:
+        """A second binding of the same tensor accessed 4 elements at a time (made on first use)."""
         key = ("vecview", bd.index)
         if key not in self._cache:
-            view = Binding(len(self.bindings), bd.name, bd.dtype, bd.storage, texel=bd.texel,
-                           vec=4, read_only=True)
+            view = Binding(len(self.bindings), bd.name, bd.dtype, bd.storage, texel=bd.texel and not writable,
+                           vec=4, read_only=not writable, write_only=writable)
             self.bindings.append(view)
             b, em = self.em.b, self.em
             if view.texel:
@@ -290,7 +298,7 @@ class Memory:
                 struct = b.type_struct([arr], name=f"{bd.name}_vec4")
                 b.decorate(struct, "Block")
                 b.member_decorate(struct, 0, "Offset", 0)
-                b.member_decorate(struct, 0, "NonWritable")
+                b.member_decorate(struct, 0, "NonReadable" if writable else "NonWritable")
                 var = b.variable(b.type_pointer("StorageBuffer", struct), "StorageBuffer")
                 view.ptr_type = b.type_pointer("StorageBuffer", vt)
             b.decorate(var, "DescriptorSet", 0)
@@ -299,6 +307,22 @@ class Memory:
             view.var = var
             self._cache[key] = view
         return self._cache[key]
+
+    def store_vec4(self, bd: Binding, idx4: int, values: list[int]):
+        """Four consecutive elements from 4*idx4 on, through a vec4 storage view."""
+        em = self.em
+        view = self.vec_view(bd, writable=True)
+        st = self._storage_type(bd.storage)
+        parts = []
+        for v in values:
+            if bd.dtype.is_bool:
+                v = em.select(st, v, em.b.const(st, 1), em.b.const(st, 0))
+            elif bd.dtype.name == "bf16":
+                bits = em.op("OpBitcast", em.u32, em.round_bf16(v))
+                v = em.op("OpUConvert", st, em.op("OpShiftRightLogical", em.u32, bits, em.cu(16)))
+            parts.append(v)
+        vec = em.op("OpCompositeConstruct", em.b.type_vector(st, 4), *parts)
+        em.op("OpStore", None, em.op("OpAccessChain", view.ptr_type, view.var, em.ci(0), idx4), vec)
 
     def load_vec4(self, bd: Binding, idx4: int) -> list[int]:
         """Four consecutive elements starting at element 4*idx4, converted to register types."""
@@ -390,6 +414,18 @@ class Memory:
         ptr, val = lw.get(op.operands[0]), lw.get(op.operands[1])
         mask = lw.get(op.operands[2]) if len(op.operands) > 2 else None
         bd = self.bindings[ptr.binding]
+        if self._vectorizable(lw, op, bd, mask_index=2):
+            lw.note(op, "vec4 storage store")
+            for r in range(0, len(ptr.regs), 4):
+                pred = self._guards(lw, op, ptr_t, mask, r)
+                q = em.op("OpShiftRightArithmetic", em.i32, ptr.regs[r], em.ci(2))
+                if pred is None:
+                    self.store_vec4(bd, q, val.regs[r:r + 4])
+                else:
+                    with em.if_then(pred):
+                        self.store_vec4(bd, q, val.regs[r:r + 4])
+            return
+        lw.note(op, "scalar storage store")
         for r, (off, v) in enumerate(zip(ptr.regs, val.regs)):
             pred = self._uniform_guard(lw, ptr_t, self._guards(lw, op, ptr_t, mask, r))
             if pred is None:
