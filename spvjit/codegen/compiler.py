@@ -70,13 +70,11 @@ def _param_access(kernel: KernelIR, ptr_params) -> tuple[set[int] | None, set[in
     roots: dict[int, int | None] = {id(p.value): i for i, p in enumerate(ptr_params)}
     written: set[int] = set()
     read: set[int] = set()
-    unknown = unknown_read = False
 
     def root(v):
         return roots.get(id(v))
 
     def walk(block):
-        nonlocal unknown, unknown_read
         for op in block.ops:
             if op.name in ("addptr", "splat", "broadcast", "expand_dims", "reshape", "trans"):
                 roots[id(op.result)] = root(op.operands[0])
@@ -95,22 +93,15 @@ def _param_access(kernel: KernelIR, ptr_params) -> tuple[set[int] | None, set[in
                             roots.setdefault(id(res), root(y))
                 continue
             if op.name in ("store", "atomic_rmw"):
-                r = root(op.operands[0])
-                if r is None:
-                    unknown = True
-                else:
-                    written.add(r)
+                written.add(root(op.operands[0]))
             if op.name in ("load", "atomic_rmw"):
-                r = root(op.operands[0])
-                if r is None:
-                    unknown_read = True
-                else:
-                    read.add(r)
+                read.add(root(op.operands[0]))
             for region in op.regions:
                 walk(region)
 
     walk(kernel.body)
-    return (None if unknown else written), (None if unknown_read else read)
+    # a pointer of unknown origin (None) could be any parameter
+    return (None if None in written else written), (None if None in read else read)
 
 
 def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict | None = None,
