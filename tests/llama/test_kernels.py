@@ -75,6 +75,61 @@ def test_packing_keeps_the_bytes():
 
 
 @pytest.mark.parametrize("qtype", TYPES)
+def test_unpack_gives_the_file_bytes_back(qtype):
+    # pack_weight only moves bits around (row-tiled types: padded to whole 64-row tiles)
+    rng = np.random.default_rng(16)
+    for rows in (1, 37, 70):
+        cols = width(qtype, 2)
+        raw = random_weight(qtype, rows, cols, rng)
+        p = K.pack_weight(raw, qtype, (rows, cols))
+        np.testing.assert_array_equal(K.unpack(p), raw)
+        np.testing.assert_array_equal(K.unpack(K.concat_rows([p, p])), np.concatenate([raw, raw]))
+
+
+@pytest.mark.parametrize("qtype", ["Q4_0", "Q4_1", "Q8_0"])
+def test_tiled_rows_across_tiles(qtype):
+    # more rows than one 64-row tile: the embedding lookup, matvec and matmul
+    rng = np.random.default_rng(17)
+    rows, cols = 70, width(qtype, 2)
+    raw, w = device_weight(qtype, rows, cols, rng)
+    W = dequantize(raw, qtype, (rows, cols))
+    ids = np.array([69, 0, 64, 63], np.int32)
+    out = spvjit.empty((len(ids), cols))
+    K.dequant_rows(w, spvjit.tensor(ids), out, len(ids))
+    np.testing.assert_array_equal(out.numpy(), W[ids])
+    x = rng.standard_normal((5, cols)).astype(np.float32)
+    y = spvjit.empty((rows,))
+    K.matvec(w, spvjit.tensor(x[0]), y)
+    assert_dot_close(y.numpy(), W, x[0])
+    for blocks in (None, {"BM": 2}):
+        y = spvjit.empty((5, rows))
+        K.matmul(w, spvjit.tensor(x), y, 5, blocks=blocks)
+        assert_dot_close(y.numpy(), W, x)
+
+
+@pytest.mark.parametrize("qtype", ["Q4_0", "Q4_1", "Q8_0"])
+@pytest.mark.parametrize("blocks", [{"KB": 2, "P": 3}, {"KB": 1, "P": 1}], ids=["KB2-P3", "KB1-P1"])
+def test_matvec_tiled_k_chunks(qtype, blocks):
+    # K/32 = 5 blocks in chunks of KB (largest divisor <= KB: 1): partial sums go through y,
+    # with and without accumulating into what y holds, at an offset, after the norm
+    rng = np.random.default_rng(18)
+    rows, cols = 130, width(qtype, 5)
+    raw, w = device_weight(qtype, rows, cols, rng)
+    W = dequantize(raw, qtype, (rows, cols))
+    x = rng.standard_normal((2, cols)).astype(np.float32)
+    nw = rng.standard_normal(cols).astype(np.float32)
+    y0 = rng.standard_normal(rows + 3).astype(np.float32)
+    fx = rms_norm(x[1], nw, 1e-5).astype(np.float64)
+    for acc in (False, True):
+        y = spvjit.tensor(y0)
+        K.matvec(w, spvjit.tensor(x), y, y_off=3, acc=acc, x_off=cols, norm=spvjit.tensor(nw), blocks=blocks)
+        ref = fx @ W.T.astype(np.float64) + (y0[3:] if acc else 0.0)
+        got = y.numpy()
+        np.testing.assert_array_equal(got[:3], y0[:3])
+        assert np.all(np.abs(got[3:] - ref) <= 1e-5 * (np.abs(fx) @ np.abs(W.T)) + 1e-6 * np.abs(y0[3:]) * acc)
+
+
+@pytest.mark.parametrize("qtype", TYPES)
 def test_matvec(qtype):
     rng = np.random.default_rng(3)
     rows, cols = 37, width(qtype, 3)

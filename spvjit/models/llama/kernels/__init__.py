@@ -12,7 +12,9 @@ or ``spvjit.record()`` when there is one.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -21,16 +23,16 @@ import spvjit
 from .activation import add_kernel, swiglu_kernel
 from .argmax import argmax_kernel
 from .attention import attention_prefill_kernel, attention_rows_kernel, softmax_kernel
-from .linear import matmul_kernel, matvec_kernel
+from .linear import matmul_kernel, matmul_tiled_kernel, matvec_kernel, matvec_tiled_kernel
 from .norm import rms_norm_kernel
-from .packing import SUPPORTED, PackedWeight, concat_rows, pack_weight
+from .packing import SUPPORTED, TILED, PackedWeight, concat_rows, pack_weight, unpack
 from .quant import dequant_rows_kernel
 from .rope import rope_kv_kernel
 
 __all__ = [
     "DeviceWeight", "PackedWeight", "SUPPORTED", "add", "argmax", "attention", "attention_decode",
     "attention_prefill", "attention_rows", "concat_rows", "dequant_rows", "linear", "matmul", "matvec",
-    "pack_weight", "rms_norm", "rope_kv", "softmax", "swiglu", "unit_elems",
+    "pack_weight", "rms_norm", "rope_kv", "softmax", "swiglu", "unit_elems", "unpack",
 ]
 
 UNIT_ELEMS = {"F32": 1, "F16": 1}  # weights per unit (quant.unit_elems); the others 8
@@ -40,12 +42,24 @@ def unit_elems(qtype: str) -> int:
     return UNIT_ELEMS.get(qtype, 8)
 
 
-# Block sizes: BR rows x BU units for matvec, BM x BN x BU units for matmul, BT keys for
-# attention. Measured on lavapipe (a program is one subgroup of 8 lanes there): matvec
-# Q4_1 3072x576 0.4-0.7 ms, matmul 64x3072x576 Q4_1 ~12 GFLOP/s; W in matmul is decoded
-# as [BU, BN] tiles with BN a multiple of 32, which sl.dot's subgroup path needs.
+# Block sizes, measured on lavapipe (a program is one subgroup of 8 lanes there). matvec_kernel
+# and matmul_kernel (F32, F16, Q4_K, Q6_K): BR rows x BU units, BM x BN x BU units; W in
+# matmul is decoded as [BU, BN] tiles with BN a multiple of 32, which sl.dot's subgroup
+# path needs; BU = 1 made matmul 128x3072x576 Q4_1 (when it went through matmul_kernel)
+# 1.45x faster than BU = 2 and a 128-token prompt 1.13x faster. BT keys for attention.
 MATVEC = dict(BR=16, BU=8)
-MATMUL = dict(BM=8, BN=64, BU=2)
+# matvec of the row-tiled types (Q4_0, Q4_1, Q8_0; linear.matvec_tiled_kernel): f(x) for KB
+# blocks (at most; a divisor of K/32) in registers at a time, P programs (0: one per CPU on
+# CPU drivers, one per 64-row tile elsewhere). Each program loads f(x) first, so on lavapipe
+# as few programs as there are threads win (576x576 Q4_1: 1.35x faster with 2 than with
+# 16; 49152x576 no slower). KB = 18: 3072x576 1.13x faster than with 9; 576x1536 (16 then)
+# 1.25x faster than with 48, which also takes 3x longer to compile.
+MATVEC_TILED = dict(KB=18, P=0)
+MATMUL = dict(BM=8, BN=64, BU=1)
+# matmul of the row-tiled types (linear.matmul_tiled_kernel): 64 rows of W (one tile) x BM
+# rows of x per program. 128x3072x576 Q4_1: ~24 GFLOP/s, 1.37x matmul_kernel with BU = 1;
+# BM = 16 and BM = 4 were slower (1.04x, 1.12x).
+MATMUL_TILED = dict(BM=8)
 ATTN_ROWS = dict(BT=8)
 ATTN_BLOCKS = dict(BQ=8, BT=32)   # BT = 32: sl.dot's subgroup path (B rows span 32 lanes x 4)
 ATTN_BLOCKS_MIN_ROWS = 128        # where attention_prefill overtakes attention_rows (lavapipe)
@@ -101,25 +115,65 @@ def _pre(norm, swiglu: bool):
     return ("swiglu" if swiglu else "none"), _dummy(np.float32)
 
 
+@lru_cache(maxsize=None)
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _programs(tiles: int) -> int:
+    """Programs for matvec_tiled_kernel: one per thread where a program is a CPU loop."""
+    if getattr(spvjit.get_device().caps, "device_type", "") == "cpu":
+        return max(1, min(tiles, _cpus()))
+    return tiles
+
+
+def _largest_divisor(n: int, most: int) -> int:
+    return max(d for d in range(1, min(n, most) + 1) if n % d == 0)
+
+
 def matvec(w: DeviceWeight, x, y, y_off: int = 0, acc: bool = False, *, x_off: int = 0,
-           norm=None, eps: float = 1e-5, swiglu: bool = False) -> None:
+           norm=None, eps: float = 1e-5, swiglu: bool = False, blocks: dict | None = None) -> None:
     """y[y_off : y_off + w.rows] (+)= W @ f(x[x_off:]), with f = rms_norm(.) * norm when a
-    norm weight is given, silu(gate) * up with ``swiglu`` (x = [gate | up]), else identity."""
+    norm weight is given, silu(gate) * up with ``swiglu`` (x = [gate | up]), else identity.
+    ``blocks`` overrides MATVEC (BR, BU) or, for the row-tiled types, MATVEC_TILED."""
     pre, w_norm = _pre(norm, swiglu)
-    matvec_kernel[(spvjit.cdiv(w.rows, MATVEC["BR"]),)](
+    if w.qtype in TILED:
+        cfg = {**MATVEC_TILED, **(blocks or {})}
+        nb = w.cols // 32
+        kb = _largest_divisor(nb, max(1, int(cfg["KB"])))
+        tiles = spvjit.cdiv(w.rows, 64)
+        programs = int(cfg["P"]) or _programs(tiles)
+        matvec_tiled_kernel[(min(programs, tiles),)](
+            w.qw, w.sc, x, y, w_norm, w.rows, w.cols, x_off, y_off, float(eps),
+            QTYPE=w.qtype, PRE=pre, KB=kb, ACC=acc)
+        return
+    cfg = {**MATVEC, **{k: v for k, v in (blocks or {}).items() if k in MATVEC}}
+    matvec_kernel[(spvjit.cdiv(w.rows, cfg["BR"]),)](
         *w.arrays, x, y, w_norm, w.rows, w.cols, x_off, y_off, float(eps),
-        QTYPE=w.qtype, PRE=pre, ACC=acc, **MATVEC)
+        QTYPE=w.qtype, PRE=pre, ACC=acc, **cfg)
 
 
 def matmul(w: DeviceWeight, x, y, m: int, ldx: int | None = None, ldy: int | None = None,
-           y_off: int = 0, acc: bool = False, *, norm=None, eps: float = 1e-5, swiglu: bool = False) -> None:
-    """y[i, y_off : y_off + w.rows] (+)= W @ f(x[i]) for the m rows of x (f as in matvec)."""
+           y_off: int = 0, acc: bool = False, *, norm=None, eps: float = 1e-5, swiglu: bool = False,
+           blocks: dict | None = None) -> None:
+    """y[i, y_off : y_off + w.rows] (+)= W @ f(x[i]) for the m rows of x (f as in matvec).
+    ``blocks`` overrides MATMUL (BM, BN, BU) or, for the row-tiled types, MATMUL_TILED (BM)."""
     pre, w_norm = _pre(norm, swiglu)
     ldx = (2 * w.cols if swiglu else w.cols) if ldx is None else ldx
     ldy = w.rows if ldy is None else ldy
-    grid = (spvjit.cdiv(w.rows, MATMUL["BN"]), spvjit.cdiv(m, MATMUL["BM"]))
+    if w.qtype in TILED:
+        bm = int({**MATMUL_TILED, **{k: v for k, v in (blocks or {}).items() if k in MATMUL_TILED}}["BM"])
+        matmul_tiled_kernel[(spvjit.cdiv(w.rows, 64), spvjit.cdiv(m, bm))](
+            w.qw, w.sc, x, y, w_norm, m, w.rows, w.cols, ldx, ldy, y_off, float(eps),
+            QTYPE=w.qtype, PRE=pre, BM=bm, ACC=acc)
+        return
+    cfg = {**MATMUL, **{k: v for k, v in (blocks or {}).items() if k in MATMUL}}
+    grid = (spvjit.cdiv(w.rows, cfg["BN"]), spvjit.cdiv(m, cfg["BM"]))
     matmul_kernel[grid](*w.arrays, x, y, w_norm, m, w.rows, w.cols, ldx, ldy, y_off, float(eps),
-                        QTYPE=w.qtype, PRE=pre, ACC=acc, **MATMUL)
+                        QTYPE=w.qtype, PRE=pre, ACC=acc, **cfg)
 
 
 def linear(w: DeviceWeight, x, y, m: int, ldx: int | None = None, ldy: int | None = None,
@@ -160,23 +214,25 @@ def attention_decode(q, k_cache, v_cache, out, pos, n_head: int, n_kv: int, head
 
 
 def attention_rows(q, k_cache, v_cache, out, n: int, pos, ldq: int,
-                   n_head: int, n_kv: int, head_dim: int) -> None:
+                   n_head: int, n_kv: int, head_dim: int, blocks: dict | None = None) -> None:
     """Causal attention, one query row per program; row i of q (stride ldq) is at position
-    pos[0] + i. Used for decoding (n = 1) and prompts."""
+    pos[0] + i. Used for decoding (n = 1) and prompts. ``blocks`` overrides ATTN_ROWS."""
     attention_rows_kernel[(n_head, n)](q, k_cache, v_cache, out, pos, ldq, float(head_dim) ** -0.5,
                                        N_HEAD=n_head, N_KV=n_kv, D=head_dim, BD=_pow2(head_dim),
-                                       GQA=n_head // n_kv, **ATTN_ROWS)
+                                       GQA=n_head // n_kv, **{**ATTN_ROWS, **(blocks or {})})
 
 
 def attention_prefill(q, k_cache, v_cache, out, n: int, pos, ldq: int,
-                      n_head: int, n_kv: int, head_dim: int) -> None:
+                      n_head: int, n_kv: int, head_dim: int, blocks: dict | None = None) -> None:
     """Causal attention in blocks of BQ query rows (flash attention with sl.dot). Same
-    arguments as attention_rows. On lavapipe it wins from about 128 rows (512 rows of
-    the default model: 34 ms against 70 per layer) but compiles in seconds, not 0.1 s."""
-    grid = (n_head, spvjit.cdiv(n, ATTN_BLOCKS["BQ"]))
+    arguments as attention_rows (``blocks`` overrides ATTN_BLOCKS). On lavapipe it wins
+    from about 128 rows (512 rows of the default model: 34 ms against 70 per layer) but
+    compiles in seconds, not 0.1 s."""
+    blocks = {**ATTN_BLOCKS, **(blocks or {})}
+    grid = (n_head, spvjit.cdiv(n, blocks["BQ"]))
     attention_prefill_kernel[grid](q, k_cache, v_cache, out, n, pos, ldq, float(head_dim) ** -0.5,
                                    N_HEAD=n_head, N_KV=n_kv, D=head_dim, BD=_pow2(head_dim),
-                                   GQA=n_head // n_kv, **ATTN_BLOCKS)
+                                   GQA=n_head // n_kv, **blocks)
 
 
 def attention(q, k_cache, v_cache, out, n: int, pos, ldq: int, n_head: int, n_kv: int, head_dim: int) -> None:
@@ -198,5 +254,5 @@ def softmax(x, out, n_rows: int, n_cols: int) -> None:
     softmax_kernel[(n_rows,)](x, out, n_cols, BLOCK=min(1024, _pow2(n_cols)))
 
 
-def argmax(x, out, n: int) -> None:
-    argmax_kernel[(1,)](x, out, n, BLOCK=min(1024, _pow2(n)))
+def argmax(x, out, n: int, block: int = 1024) -> None:
+    argmax_kernel[(1,)](x, out, n, BLOCK=min(block, _pow2(n)))

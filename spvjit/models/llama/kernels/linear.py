@@ -1,9 +1,15 @@
 """Quantized linear layers: y = W @ f(x) for one token (matvec) or many (matmul).
 
-W is ``N x K`` (out x in) in the device layout of :mod:`.packing`. Its blocks are
-decoded in registers by the type's helper from :mod:`.quant`, a unit (8 weights) at a
-time, and never written out. The dot products run over the columns in the order the
-units list them, with x gathered at the same columns.
+W is ``N x K`` (out x in) in the device layout of :mod:`.packing`, decoded in registers
+and never written out. Two kernel pairs:
+
+- ``matvec_tiled_kernel`` / ``matmul_tiled_kernel`` for the row-tiled types (Q4_0, Q4_1,
+  Q8_0, the default model's): they read one word of each of a tile's 64 rows at a time
+  (vec4 loads); the matvec keeps f(x) in registers and reads W as one stream per program.
+- ``matvec_kernel`` / ``matmul_kernel`` for the others (F32, F16, Q4_K, Q6_K): blocks are
+  decoded by the type's helper from :mod:`.quant`, a unit (8 weights) at a time; the dot
+  products run over the columns in the order the units list them, with x gathered at
+  the same columns.
 
 The input can go through the layer before the matrix on the fly (``PRE``), which
 saves a dispatch and a round trip through memory per use:
@@ -21,7 +27,7 @@ from __future__ import annotations
 import spvjit
 import spvjit.language as sl
 
-from .quant import dequant, unit_elems
+from .quant import _f16_lo, dequant, unit_elems
 
 
 @spvjit.kernel
@@ -39,6 +45,29 @@ def x_at(x_ptr, cols, mask, K, w_norm, inv, PRE: sl.constexpr):
 
 
 @spvjit.kernel
+def x_vals(x_ptr, offs, K, w_norm, inv, PRE: sl.constexpr):
+    """f(x) at ``offs`` (all in range): see the module doc."""
+    if PRE == "norm":
+        return sl.load(x_ptr + offs) * inv * sl.load(w_norm + offs)
+    if PRE == "swiglu":
+        g = sl.load(x_ptr + offs)
+        return g / (1.0 + sl.exp(-g)) * sl.load(x_ptr + K + offs)
+    sl.static_assert(PRE == "none", "PRE must be none, norm or swiglu")
+    return sl.load(x_ptr + offs)
+
+
+@spvjit.kernel
+def rms_inv(x_row, K, eps):
+    """1 / sqrt(mean(x^2) + eps) of the K values at x_row."""
+    sq = sl.zeros((64,), sl.float32)
+    for k in range(0, K, 64):
+        c = k + sl.arange(0, 64)
+        v = sl.load(x_row + c, mask=c < K, other=0.0)
+        sq += v * v
+    return 1.0 / sl.sqrt(sl.sum(sq, axis=0) / K + eps)
+
+
+@spvjit.kernel
 def matvec_kernel(qw, sc, aux, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, eps,
                   QTYPE: sl.constexpr, PRE: sl.constexpr, BR: sl.constexpr, BU: sl.constexpr,
                   ACC: sl.constexpr):
@@ -50,12 +79,7 @@ def matvec_kernel(qw, sc, aux, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, eps,
     x_row = x_ptr + x_off
     inv = 1.0
     if PRE == "norm":
-        sq = sl.zeros((64,), sl.float32)
-        for k in range(0, K, 64):
-            c = k + sl.arange(0, 64)
-            v = sl.load(x_row + c, mask=c < K, other=0.0)
-            sq += v * v
-        inv = 1.0 / sl.sqrt(sl.sum(sq, axis=0) / K + eps)
+        inv = rms_inv(x_row, K, eps)
     U = K // unit_elems(QTYPE)
     acc = sl.zeros((BR, BU), sl.float32)
     for k in range(0, U, BU):
@@ -68,6 +92,77 @@ def matvec_kernel(qw, sc, aux, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, eps,
     if ACC:
         y += sl.load(y_ptr + y_off + rows, mask=rmask, other=0.0)
     sl.store(y_ptr + y_off + rows, y, mask=rmask)
+
+
+@spvjit.kernel
+def matvec_tiled_kernel(qw, sc, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, eps,
+                        QTYPE: sl.constexpr, PRE: sl.constexpr, KB: sl.constexpr, ACC: sl.constexpr):
+    """matvec for the row-tiled types (Q4_0, Q4_1, Q8_0; see packing.py). Grid: (P,);
+    program p owns a contiguous range of 64-row tiles, which it reads as one stream.
+
+    The [2, 8, 4] tiles hold one word of each of a tile's 64 rows (a lane: 4 consecutive
+    rows, one vec4 load). f(x) for KB blocks (K/32 % KB == 0) is loaded once per program
+    into uniform registers, each value pre-scaled by 2^-4p (Q8_0: 2^-8i) for its nibble
+    (byte) position, so a quant is decoded with one AND and one conversion: the word AND
+    (15 << 4p) is q * 2^4p, exactly. Per block, y += d * sum(q x) + m * sum(x) (Q4_0:
+    m = -8d; Q8_0: bytes are read as q + 128, then y += d * (sum((q + 128) x) - 128 sum(x))).
+    With K/32 > KB, blocks go KB at a time and y is read back and added to."""
+    pid = sl.program_id(0)
+    nprog = sl.num_programs(0)
+    x_row = x_ptr + x_off
+    inv = 1.0
+    if PRE == "norm":
+        inv = rms_inv(x_row, K, eps)
+    NB = K >> 5
+    ntiles = (N + 63) >> 6
+    per = (ntiles + nprog - 1) // nprog
+    t0 = pid * per
+    t1 = sl.minimum(t0 + per, ntiles)
+    lanes = sl.arange(0, 2)[:, None, None] * 32 + sl.arange(0, 8)[None, :, None] * 4
+    ro = sl.broadcast_to(lanes, (2, 8, 4)) + sl.broadcast_to(sl.arange(0, 4)[None, None, :], (2, 8, 4))
+    WB = 8 if QTYPE == "Q8_0" else 4                    # words per block
+    for kb in range(0, NB, KB):
+        xs = ()
+        sxs = ()
+        for j in sl.static_range(KB):
+            sx = 0.0
+            for e in sl.static_range(32):
+                v = x_vals(x_row, 32 * (kb + j) + e, K, w_norm, inv, PRE)
+                sx += v
+                if QTYPE == "Q8_0":
+                    xs = xs + (v * (1.0 / (256 ** (e % 4))),)
+                else:
+                    xs = xs + (v * (1.0 / (16 ** (e % 8))),)
+            sxs = sxs + (sx,)
+        for t in range(t0, t1):
+            acc = sl.zeros((2, 8, 4), sl.float32)
+            for j in sl.static_range(KB):
+                tb = t * NB + kb + j
+                qx = sl.zeros((2, 8, 4), sl.float32)
+                for w in sl.static_range(WB):
+                    wd = sl.load(qw + ro + (tb * WB + w) * 64)
+                    if QTYPE == "Q8_0":
+                        wd = wd ^ 0x80808080
+                        for i in sl.static_range(4):
+                            qx += (wd & (255 << (8 * i))).to(sl.float32) * xs[32 * j + 4 * w + i]
+                    else:
+                        for p in sl.static_range(8):
+                            qx += (wd & (15 << (4 * p))).to(sl.float32) * xs[32 * j + 8 * w + p]
+                s = sl.load(sc + ro + tb * 64)
+                if QTYPE == "Q4_1":
+                    acc += _f16_lo(s) * qx + _f16_lo(s >> 16) * sxs[j]
+                elif QTYPE == "Q4_0":
+                    acc += s.to(sl.float32) * (qx - 8.0 * sxs[j])
+                else:
+                    sl.static_assert(QTYPE == "Q8_0", "matvec_tiled_kernel: Q4_0, Q4_1 or Q8_0")
+                    acc += s.to(sl.float32) * (qx - 128.0 * sxs[j])
+            rows = t * 64 + ro
+            out = y_ptr + y_off + rows
+            if ACC:
+                acc += sl.load(out, mask=rows < N, other=0.0)
+            else:
+                acc += sl.load(out, mask=(rows < N) & (kb > 0), other=0.0)
+            sl.store(out, acc, mask=rows < N)
 
 
 @spvjit.kernel
@@ -99,6 +194,61 @@ def matmul_kernel(qw, sc, aux, x_ptr, y_ptr, w_norm, M, N, K, ldx, ldy, y_off, e
             acc = sl.dot(x, vals[s], acc)
     out = y_ptr + offs_m[:, None] * ldy + y_off + offs_n[None, :]
     mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
+    if ACC:
+        acc += sl.load(out, mask=mask, other=0.0)
+    sl.store(out, acc, mask=mask)
+
+
+@spvjit.kernel
+def matmul_tiled_kernel(qw, sc, x_ptr, y_ptr, w_norm, M, N, K, ldx, ldy, y_off, eps,
+                        QTYPE: sl.constexpr, PRE: sl.constexpr, BM: sl.constexpr, ACC: sl.constexpr):
+    """matmul for the row-tiled types (Q4_0, Q4_1, Q8_0; grid: cdiv(N, 64), cdiv(M, BM)):
+    a program owns one 64-row tile of W and BM rows of x. Per block it loads the tile's
+    scales and words as [1, 64] vectors (one word of each row: vec4 loads) and feeds
+    each decoded weight position to sl.dot as a [1, 64] row of B."""
+    tile = sl.program_id(0)
+    n64 = sl.arange(0, 64)[None, :]
+    offs_m = sl.program_id(1) * BM + sl.arange(0, BM)
+    x_rows = x_ptr + sl.minimum(offs_m, M - 1)[:, None] * ldx          # [BM, 1] row pointers
+    inv = 1.0
+    if PRE == "norm":
+        sq = sl.zeros((BM, 32), sl.float32)
+        for k in range(0, K, 32):
+            c = k + sl.arange(0, 32)[None, :]
+            v = sl.load(x_rows + c, mask=c < K, other=0.0)
+            sq += v * v
+        inv = (1.0 / sl.sqrt(sl.sum(sq, axis=1) / K + eps))[:, None]
+    NB = K >> 5
+    acc = sl.zeros((BM, 64), sl.float32)
+    for u in range(0, K >> 3):                   # units of 8 weights: columns 8u .. 8u + 7
+        tb = tile * NB + (u >> 2)
+        s = sl.load(sc + tb * 64 + n64)
+        if QTYPE == "Q4_1":
+            d = _f16_lo(s)
+            m = _f16_lo(s >> 16)
+        else:
+            d = s.to(sl.float32)
+        if QTYPE == "Q8_0":
+            wds = (sl.load(qw + (tile * NB * 8 + 2 * u) * 64 + n64),
+                   sl.load(qw + (tile * NB * 8 + 2 * u + 1) * 64 + n64))
+        else:
+            wds = (sl.load(qw + (tile * NB * 4 + u) * 64 + n64),)
+        for e in sl.static_range(8):
+            if QTYPE == "Q8_0":
+                q = (wds[e >> 2] << (24 - 8 * (e & 3))).to(sl.int32, bitcast=True) >> 24
+                b = d * q.to(sl.float32)
+            else:
+                q = ((wds[0] >> (4 * e)) & 15).to(sl.float32)
+                if QTYPE == "Q4_1":
+                    b = d * q + m
+                else:
+                    sl.static_assert(QTYPE == "Q4_0", "matmul_tiled_kernel: Q4_0, Q4_1 or Q8_0")
+                    b = d * (q - 8.0)
+            x = x_vals(x_rows, 8 * u + e, K, w_norm, inv, PRE)       # [BM, 1]
+            acc = sl.dot(x, b, acc)
+    offs_n = tile * 64 + n64
+    out = y_ptr + offs_m[:, None] * ldy + y_off + offs_n
+    mask = (offs_m[:, None] < M) & (offs_n < N)
     if ACC:
         acc += sl.load(out, mask=mask, other=0.0)
     sl.store(out, acc, mask=mask)

@@ -11,13 +11,19 @@ one gather per weight on lavapipe); the matrix-vector, matrix-matrix and embeddi
 kernels inline the same helpers. Indices must be in range: callers clamp them and mask
 what they multiply.
 
-The helpers read the layout :mod:`.packing` makes at upload. The quants keep the
-file's bit order, so each helper is the twin of its numpy dequantizer in
-``models/llama/quants.py`` (the tests compare them bit for bit):
+The helpers read the layouts :mod:`.packing` makes at upload: row-major for the K-quants
+(the file's bit order, so a unit's weights are not adjacent columns: ``cols`` says which
+they are) and row-tiled for Q4_0, Q4_1 and Q8_0 (unit u is columns 8u .. 8u + 7).
+Each helper computes what its numpy dequantizer in ``models/llama/quants.py`` computes,
+with the same fp32 operations (the tests compare them bit for bit):
 
-  qw   uint32 words of quant bits, row-major: each row's blocks' quant bytes back to back
-  sc   float16 per-block scale fields in file order (d; d, m; d, dmin), row-major
+  qw   uint32 words of quant bits
+  sc   per-block scales: float16 d (Q4_0, Q8_0, Q6_K), d, dmin (Q4_K); Q4_1: uint32 d | m << 16
   aux  uint32 words of K-quant sub-block scales (Q4_K: 12 bytes, Q6_K: 16 bytes / block)
+
+For the row-tiled types these helpers serve the embedding lookup (and matvec_kernel /
+matmul_kernel if called on them): ``linear.matvec_tiled_kernel`` and
+``linear.matmul_tiled_kernel`` decode one word of 64 rows at a time instead.
 
 F32 and F16 weights are plain arrays in ``qw`` (sc and aux unused), one value per unit.
 """
@@ -47,13 +53,26 @@ def dq_f16(qw, sc, aux, row, u, K):
 
 
 @spvjit.kernel
+def _tile_block(row, u, K):
+    """Row-tiled types: (tile of the row) * blocks per row + block of unit u."""
+    return (row >> 6) * (K >> 5) + (u >> 2)
+
+
+@spvjit.kernel
+def _f16_lo(word):
+    """The float16 in the low half of a uint32, as float32."""
+    return (word & 0xFFFF).to(sl.uint16).to(sl.float16, bitcast=True).to(sl.float32)
+
+
+@spvjit.kernel
 def dq_q8_0(qw, sc, aux, row, u, K):
-    # x = d * q, q int8. A unit is two words (8 quants: with one-word units the per-unit
-    # work made the logits matvec ~30% slower); word w of a row holds quants 4w..4w+3,
-    # byte i at bits 8i..8i+7.
-    base = qw + row * (K >> 2) + 2 * u
-    words = (sl.load(base), sl.load(base + 1))
-    d = sl.load(sc + row * (K >> 5) + (u >> 2)).to(sl.float32)
+    # x = d * q, q int8. Unit u = words 2(u % 4) and 2(u % 4) + 1 of block u // 4, which
+    # hold weights 8u .. 8u + 7 of the row (byte i of a word: weight 4w + i of the block).
+    tb = _tile_block(row, u, K)
+    r = row & 63
+    w0 = (tb << 9) + ((u & 3) << 7) + r          # word 2(u % 4) of the block, this row
+    words = (sl.load(qw + w0), sl.load(qw + w0 + 64))
+    d = sl.load(sc + (tb << 6) + r).to(sl.float32)
     vals = ()
     cols = ()
     for i in sl.static_range(8):
@@ -65,40 +84,41 @@ def dq_q8_0(qw, sc, aux, row, u, K):
 
 
 @spvjit.kernel
-def _q4_cols(u):
-    """Columns of a Q4_0/Q4_1 unit: byte j of a 32-block holds element j (low nibble)
-    and j + 16 (high nibble); unit u is bytes 4(u%4)..4(u%4)+3 of block u // 4."""
-    base = ((u >> 2) << 5) + ((u & 3) << 2)
+def _q4_unit(qw, sc, row, u, K):
+    """Row-tiled Q4: the word of unit u (word u % 4 of block u // 4: weights 8u .. 8u + 7
+    of the row, nibble p is weight 8u + p), the scale word of its block, the columns."""
+    tb = _tile_block(row, u, K)
+    word = sl.load(qw + (tb << 8) + ((u & 3) << 6) + (row & 63))
+    s = sl.load(sc + (tb << 6) + (row & 63))
     cols = ()
-    for i in sl.static_range(8):
-        cols = cols + (base + (i & 3) + 16 * (i >> 2),)
-    return cols
+    for p in sl.static_range(8):
+        cols = cols + ((u << 3) + p,)
+    return word, s, cols
 
 
 @spvjit.kernel
 def dq_q4_0(qw, sc, aux, row, u, K):
     # x = d * (q - 8)
-    word = sl.load(qw + row * (K >> 3) + u)
-    d = sl.load(sc + row * (K >> 5) + (u >> 2)).to(sl.float32)
+    word, s, cols = _q4_unit(qw, sc, row, u, K)
+    d = s.to(sl.float32)
     vals = ()
-    for i in sl.static_range(8):
-        q = ((word >> (8 * (i & 3) + 4 * (i >> 2))) & 15).to(sl.float32)
+    for p in sl.static_range(8):
+        q = ((word >> (4 * p)) & 15).to(sl.float32)
         vals = vals + (d * (q - 8.0),)
-    return vals, _q4_cols(u)
+    return vals, cols
 
 
 @spvjit.kernel
 def dq_q4_1(qw, sc, aux, row, u, K):
-    # x = d * q + m; sc holds (d, m) per block
-    word = sl.load(qw + row * (K >> 3) + u)
-    s = (row * (K >> 5) + (u >> 2)) * 2
-    d = sl.load(sc + s).to(sl.float32)
-    m = sl.load(sc + s + 1).to(sl.float32)
+    # x = d * q + m; sc holds d | m << 16 per block
+    word, s, cols = _q4_unit(qw, sc, row, u, K)
+    d = _f16_lo(s)
+    m = _f16_lo(s >> 16)
     vals = ()
-    for i in sl.static_range(8):
-        q = ((word >> (8 * (i & 3) + 4 * (i >> 2))) & 15).to(sl.float32)
+    for p in sl.static_range(8):
+        q = ((word >> (4 * p)) & 15).to(sl.float32)
         vals = vals + (d * q + m,)
-    return vals, _q4_cols(u)
+    return vals, cols
 
 
 @spvjit.kernel
