@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("devices", "run", "bench")
+COMMANDS = ("devices", "run", "bench", "tune")
 
 
 def build_parser() -> argparse.ArgumentParser:

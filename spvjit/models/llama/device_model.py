@@ -17,11 +17,17 @@ and position are read by the kernels from small device tensors):
 ``fused=False`` runs rms_norm and swiglu as kernels of their own (9 * n_layer + 4).
 A prompt goes through the same sequence with matrix-matrix kernels, up to
 ``max_batch`` tokens per ``spvjit.launch.batch()``.
+
+Block sizes come from the device's tuning table (``spvjit tune``, see ``tuning.py``)
+where it has the kernel and shape, else from the launchers' defaults. Profiling:
+with ``timestamps = True`` every forward leaves ``(kernel name, GPU ns)`` per dispatch
+in ``profile``.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -34,6 +40,7 @@ from . import kernels as K
 from .errors import ModelError
 from .gguf_model import LlamaModelFile, QuantTensor, load_gguf
 from .reference import rope_inv_freq
+from .tuning import TunedKernels, TuningTable, model_table
 
 ProgressFn = Callable[[int, int], None]  # (bytes uploaded so far, total bytes)
 
@@ -79,10 +86,13 @@ class _Workspace:
 class DeviceLlama:
     """A llama GGUF on the device. ``forward(tokens, start_pos)`` works like
     :class:`ReferenceModel`'s: it places ``tokens`` at positions start_pos.. (keeping the
-    cache below start_pos) and returns logits."""
+    cache below start_pos) and returns logits. ``tuning``: "auto" (the device's table
+    from SPVJIT_CACHE_DIR, unless SPVJIT_DISABLE_TUNING=1), a TuningTable, or None (the
+    launchers' default block sizes)."""
 
     def __init__(self, model_file: LlamaModelFile | str | os.PathLike, max_ctx: int | None = None,
-                 progress: ProgressFn | None = None, max_batch: int = 512, fused: bool = True):
+                 progress: ProgressFn | None = None, max_batch: int = 512, fused: bool = True,
+                 tuning: TuningTable | str | None = "auto"):
         self.file = model_file if isinstance(model_file, LlamaModelFile) else load_gguf(model_file)
         self.config = c = self.file.config
         self.max_ctx = min(c.n_ctx_train, max_ctx or 2048)
@@ -96,6 +106,12 @@ class DeviceLlama:
         self._ws: _Workspace | None = None      # prompts: grown as needed
         self._decode_ws = _Workspace(c, 1)      # decoding: fixed, the graph refers to it
         self._graph = None                      # the recorded decode step
+        self._graph_ts = None                   # the same with timestamps (profiling)
+        self.tuning = model_table() if tuning == "auto" else tuning
+        self._kernels = TunedKernels(self.tuning) if self.tuning is not None and self.tuning.entries else K
+        self.timestamps = False                 # profiling: fill self.profile at each forward
+        self.profile: list[tuple[str, float]] = []   # (kernel, GPU ns) per dispatch of the last forward
+        self.wait_s = 0.0                       # seconds the last forward waited for the device (submit to done)
 
     # -- weights ---------------------------------------------------------------------
 
@@ -193,10 +209,11 @@ class DeviceLlama:
         self.reset()
 
     def close(self) -> None:
-        """Release the recorded decode step (its command buffer)."""
-        if self._graph is not None:
-            self._graph.close()
-            self._graph = None
+        """Release the recorded decode steps (their command buffers)."""
+        for g in (self._graph, self._graph_ts):
+            if g is not None:
+                g.close()
+        self._graph = self._graph_ts = None
 
     def _check(self, tokens: list[int], start_pos: int) -> None:
         c = self.config
@@ -225,6 +242,7 @@ class DeviceLlama:
         if len(tokens) == 1 and out != "all":
             return self._decode_step(tokens[0], start_pos, out)
         results = []
+        self.profile, self.wait_s = [], 0.0
         step = self.max_batch
         if out == "all":  # the logits of a batch must fit one buffer
             step = max(1, min(step, self._buffer_limit // (4 * self.config.n_vocab)))
@@ -233,8 +251,12 @@ class DeviceLlama:
             last = i + len(chunk) == len(tokens)
             ws = self._prefill_workspace(len(chunk), len(chunk) if out == "all" else 1)
             self._set_step(ws, chunk, start_pos + i)
-            with batch():
+            with batch(timestamps=self.timestamps) as b:
                 logits = self._launch(ws, len(chunk), out if (last or out == "all") else None)
+                t0 = time.perf_counter()
+            self.wait_s += time.perf_counter() - t0   # the batch submits and waits at exit
+            if self.timestamps:
+                self.profile += zip(b.labels, b.elapsed_ns)
             self.n_cached = start_pos + i + len(chunk)
             if out == "all":
                 results.append(logits.numpy()[: len(chunk)])
@@ -246,11 +268,19 @@ class DeviceLlama:
         """One token through the recorded decode graph (recorded at the first call)."""
         ws = self._decode_ws
         self._set_step(ws, [token], pos)
-        if self._graph is None:
-            with spvjit.record() as graph:
+        graph = self._graph_ts if self.timestamps else self._graph
+        if graph is None:
+            with spvjit.record(timestamps=self.timestamps) as graph:
                 self._launch(ws, 1, "argmax")
-            self._graph = graph
-        self._graph.replay()
+            if self.timestamps:
+                self._graph_ts = graph
+            else:
+                self._graph = graph
+        t0 = time.perf_counter()
+        graph.replay()
+        self.wait_s = time.perf_counter() - t0
+        if self.timestamps:
+            self.profile = list(zip(graph.labels, graph.elapsed_ns))
         self.n_cached = pos + 1
         return self._result(ws, out)
 
@@ -284,6 +314,7 @@ class DeviceLlama:
         """Every kernel of a forward pass over n tokens (recorded into the current batch or
         graph). ``out``: "all" (logits of every row), "last", "argmax" (last logits and
         their argmax) or None (only fill the cache)."""
+        K = self._kernels   # the launchers, with tuned block sizes
         c = self.config
         E, F, D = c.n_embd, c.n_ff, c.head_dim
         ld = ws.qkv_dim
@@ -313,6 +344,7 @@ class DeviceLlama:
     def _launch_unfused(self, ws: _Workspace, n: int, out: str | None):
         """The same forward pass with one kernel per layer op (rms_norm and swiglu on
         their own): a check on the fused kernels, and a way to time what fusion saves."""
+        K = self._kernels
         c = self.config
         E, F, D = c.n_embd, c.n_ff, c.head_dim
         ld = ws.qkv_dim
@@ -339,6 +371,21 @@ class DeviceLlama:
             if out == "argmax":
                 K.argmax(ws.logits, ws.best, c.n_vocab)
         return ws.logits
+
+    def trace_launches(self, n: int, pos: int = 0, out: str = "argmax") -> list:
+        """The launcher calls (tuning.Call) of a forward pass over n tokens from
+        position pos, with this model's tensors, without running anything: what
+        ``spvjit tune`` times. The step inputs (token ids, position) are set as such a
+        pass would set them."""
+        ws = self._decode_ws if n == 1 else self._prefill_workspace(n, 1)
+        self._set_step(ws, [0] * n, pos)
+        trace: list = []
+        saved, self._kernels = self._kernels, TunedKernels(None, trace, run=False)
+        try:
+            self._launch(ws, n, out)
+        finally:
+            self._kernels = saved
+        return trace
 
     def generate_greedy(self, prompt_ids: list[int], n: int, *, stop_at_eos: bool = False) -> list[int]:
         """Like ReferenceModel.generate_greedy, with the argmax on the device."""
