@@ -60,11 +60,6 @@ def _float_atomic_bindings(kernel: KernelIR, bindings) -> set[int]:
     return {bd.index for bd in bindings if bd.dtype.name == "f32"}
 
 
-def _written_params(kernel: KernelIR, ptr_params) -> set[int] | None:
-    """Indices of pointer parameters that stores or atomics may write; None if unknown."""
-    return _param_access(kernel, ptr_params)[0]
-
-
 def _param_access(kernel: KernelIR, ptr_params) -> tuple[set[int] | None, set[int] | None]:
     """(written, read) pointer-parameter indices, each None when a pointer's origin is unknown."""
     roots: dict[int, int | None] = {id(p.value): i for i, p in enumerate(ptr_params)}

@@ -114,14 +114,14 @@ class Memory:
 
     def _texel_load(self, bd: Binding, idx: int) -> int:
         em = self.em
-        key = ("texel", bd.index)
-        if key not in self._cache:
-            self._cache[key] = em.op("OpLoad", bd.ptr_type, bd.var)   # hoisted: the entry block
-        sampled = self._texel_sampled(bd.dtype)
-        st = em.type_of(sampled)
-        v4 = em.op("OpImageFetch", em.b.type_vector(st, 4), self._cache[key], idx)
-        v = em.op("OpCompositeExtract", st, v4, 0)
-        dt = bd.dtype
+        st = em.type_of(self._texel_sampled(bd.dtype))
+        # the handle was loaded in the entry block by hoist_texel_handles, so it dominates here
+        v4 = em.op("OpImageFetch", em.b.type_vector(st, 4), self._cache[("texel", bd.index)], idx)
+        return self._from_texel(em.op("OpCompositeExtract", st, v4, 0), bd.dtype)
+
+    def _from_texel(self, v: int, dt: T.DType) -> int:
+        """A fetched 32-bit texel component -> the register value of element type dt."""
+        em = self.em
         if dt.is_bool:
             return em.op("OpINotEqual", em.bool, v, em.cu(0))
         if dt.name == "bf16":
@@ -309,57 +309,27 @@ class Memory:
         return self._cache[key]
 
     def store_vec4(self, bd: Binding, idx4: int, values: list[int]):
-        """Four consecutive elements from 4*idx4 on, through a vec4 storage view."""
+        """Four consecutive elements from 4*idx4 on, through a vec4 storage view (32-bit and f16
+        elements only, which registers hold in their storage type: see _vectorizable)."""
         em = self.em
         view = self.vec_view(bd, writable=True)
-        st = self._storage_type(bd.storage)
-        parts = []
-        for v in values:
-            if bd.dtype.is_bool:
-                v = em.select(st, v, em.b.const(st, 1), em.b.const(st, 0))
-            elif bd.dtype.name == "bf16":
-                bits = em.op("OpBitcast", em.u32, em.round_bf16(v))
-                v = em.op("OpUConvert", st, em.op("OpShiftRightLogical", em.u32, bits, em.cu(16)))
-            parts.append(v)
-        vec = em.op("OpCompositeConstruct", em.b.type_vector(st, 4), *parts)
+        vec = em.op("OpCompositeConstruct", em.b.type_vector(self._storage_type(bd.storage), 4), *values)
         em.op("OpStore", None, em.op("OpAccessChain", view.ptr_type, view.var, em.ci(0), idx4), vec)
 
     def load_vec4(self, bd: Binding, idx4: int) -> list[int]:
-        """Four consecutive elements starting at element 4*idx4, converted to register types."""
+        """Four consecutive elements starting at element 4*idx4, converted to register types.
+        (Storage views exist only for 32-bit and f16 elements: see _vectorizable.)"""
         em = self.em
         view = self.vec_view(bd)
-        dt = bd.dtype
         if view.texel:
-            sampled = self._texel_sampled(dt)
-            st = em.type_of(sampled)
+            st = em.type_of(self._texel_sampled(bd.dtype))
             image = em.op("OpLoad", view.ptr_type, view.var)   # at the use: dominance is trivial
             v4 = em.op("OpImageFetch", em.b.type_vector(st, 4), image, idx4)
-            parts = [em.op("OpCompositeExtract", st, v4, i) for i in range(4)]
-            out = []
-            for v in parts:
-                if dt.is_bool:
-                    v = em.op("OpINotEqual", em.bool, v, em.cu(0))
-                elif dt.name == "bf16":
-                    v = em.op("OpBitcast", em.f32, em.op("OpShiftLeftLogical", em.u32, v, em.cu(16)))
-                elif dt.is_float and dt.bits != 32:
-                    v = em.op("OpFConvert", em.type_of(dt), v)
-                elif not dt.is_float and dt.bits < 32:
-                    v = em.op("OpSConvert" if dt.is_signed else "OpUConvert", em.type_of(dt), v)
-                out.append(v)
-            return out
+            return [self._from_texel(em.op("OpCompositeExtract", st, v4, i), bd.dtype) for i in range(4)]
         st = self._storage_type(bd.storage)
         v4 = em.op("OpLoad", em.b.type_vector(st, 4),
                    em.op("OpAccessChain", view.ptr_type, view.var, em.ci(0), idx4))
-        out = []
-        for i in range(4):
-            v = em.op("OpCompositeExtract", st, v4, i)
-            if dt.is_bool:
-                v = em.op("OpINotEqual", em.bool, v, em.b.const(st, 0))
-            elif dt.name == "bf16":
-                wide = em.op("OpUConvert", em.u32, v)
-                v = em.op("OpBitcast", em.f32, em.op("OpShiftLeftLogical", em.u32, wide, em.cu(16)))
-            out.append(v)
-        return out
+        return [em.op("OpCompositeExtract", st, v4, i) for i in range(4)]
 
     def lower_load(self, lw, op):
         em = self.em

@@ -68,6 +68,17 @@ def rms_inv(x_row, K, eps):
 
 
 @spvjit.kernel
+def rows_inv_rms(x_rows, K, eps, BM: sl.constexpr):
+    """1 / rms of each of the BM rows at ``x_rows`` ([BM, 1] row pointers), as [BM, 1]."""
+    sq = sl.zeros((BM, 32), sl.float32)
+    for k in range(0, K, 32):
+        c = k + sl.arange(0, 32)[None, :]
+        v = sl.load(x_rows + c, mask=c < K, other=0.0)
+        sq += v * v
+    return (1.0 / sl.sqrt(sl.sum(sq, axis=1) / K + eps))[:, None]
+
+
+@spvjit.kernel
 def matvec_kernel(qw, sc, aux, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, eps,
                   QTYPE: sl.constexpr, PRE: sl.constexpr, BR: sl.constexpr, BU: sl.constexpr,
                   ACC: sl.constexpr):
@@ -177,12 +188,7 @@ def matmul_kernel(qw, sc, aux, x_ptr, y_ptr, w_norm, M, N, K, ldx, ldy, y_off, e
     x_rows = x_ptr + sl.minimum(offs_m, M - 1)[:, None] * ldx          # [BM, 1] row pointers
     inv = 1.0
     if PRE == "norm":
-        sq = sl.zeros((BM, 32), sl.float32)
-        for k in range(0, K, 32):
-            c = k + sl.arange(0, 32)[None, :]
-            v = sl.load(x_rows + c, mask=c < K, other=0.0)
-            sq += v * v
-        inv = (1.0 / sl.sqrt(sl.sum(sq, axis=1) / K + eps))[:, None]
+        inv = rows_inv_rms(x_rows, K, eps, BM)
     U = K // unit_elems(QTYPE)
     acc = sl.zeros((BM, BN), sl.float32)
     for k in range(0, U, BU):
@@ -212,12 +218,7 @@ def matmul_tiled_kernel(qw, sc, x_ptr, y_ptr, w_norm, M, N, K, ldx, ldy, y_off, 
     x_rows = x_ptr + sl.minimum(offs_m, M - 1)[:, None] * ldx          # [BM, 1] row pointers
     inv = 1.0
     if PRE == "norm":
-        sq = sl.zeros((BM, 32), sl.float32)
-        for k in range(0, K, 32):
-            c = k + sl.arange(0, 32)[None, :]
-            v = sl.load(x_rows + c, mask=c < K, other=0.0)
-            sq += v * v
-        inv = (1.0 / sl.sqrt(sl.sum(sq, axis=1) / K + eps))[:, None]
+        inv = rows_inv_rms(x_rows, K, eps, BM)
     NB = K >> 5
     acc = sl.zeros((BM, 64), sl.float32)
     for u in range(0, K >> 3):                   # units of 8 weights: columns 8u .. 8u + 7
