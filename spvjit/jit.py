@@ -71,6 +71,9 @@ def _pow2_bucket(v: int) -> int:
     return 1
 
 
+_MAX_GRID = 2**31 - 1
+
+
 class JITFunction:
     def __init__(self, fn, interpret: bool = False):
         self.fn = fn
@@ -178,6 +181,10 @@ class JITFunction:
             raise LaunchError(f"grid must be a tuple of up to 3 ints or a callable, got {grid!r}") from None
         if not 1 <= len(g) <= 3 or any(x < 0 for x in g):
             raise LaunchError(f"grid must have 1 to 3 non-negative sizes, got {g}")
+        if any(x > _MAX_GRID for x in g):
+            # program_id and num_programs are int32 inside kernels
+            raise LaunchError(f"grid {g} of kernel {self.__name__} has a size over {_MAX_GRID} "
+                              "(program ids are 32-bit signed integers)")
         return g + (1,) * (3 - len(g))
 
     def _interpret(self, spec: Specialization, grid):

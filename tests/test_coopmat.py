@@ -48,7 +48,8 @@ def _ir(M, N, K, out_f16):
 
 @pytest.mark.parametrize("M,N,K,out_f16,warps", [(16, 16, 16, False, 1), (32, 64, 32, False, 4),
                                                  (64, 32, 64, True, 2)])
-def test_coopmat_module_validates(M, N, K, out_f16, warps):
+def test_coopmat_module_validates(M, N, K, out_f16, warps, monkeypatch):
+    monkeypatch.delenv("SPVJIT_DISABLE_COOPMAT", raising=False)   # gpu_check.sh runs with it set
     ck = compile_kernel(_ir(M, N, K, out_f16), nvidia_like(), num_warps=warps)
     validate(ck.spirv, target_env="vulkan1.3")
     text = disassemble(ck.spirv)

@@ -8,6 +8,8 @@ the comparison is exact.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -846,13 +848,21 @@ def test_grid_larger_than_max_workgroup_count():
     assert got[progs] == 0
 
 
-def test_grid_split_also_splits_num_programs():
-    # num_programs must report the whole grid, not one dispatch's part of it
-    limit = spvjit.get_device().caps.max_workgroup_count[0]
-    progs = limit + 5
+def test_grid_split_also_splits_num_programs(monkeypatch):
+    # num_programs must report the whole grid, not one dispatch's part of it.  A small
+    # simulated limit makes the split happen on every device (NVIDIA allows 2^31-1).
+    dev = spvjit.get_device()
+    monkeypatch.setattr(dev, "caps", dataclasses.replace(dev.caps, max_workgroup_count=(1000, 65535, 65535)))
+    progs = 2 * 1000 + 5
     out = spvjit.zeros(1, np.int32)
     np_kernel[(progs,)](out)
     assert out.numpy()[0] == progs
+
+
+def test_grid_beyond_int32_program_ids_is_refused():
+    out = spvjit.zeros(1, np.int32)
+    with pytest.raises(spvjit.LaunchError, match="32-bit"):
+        np_kernel[(2**31,)](out)
 
 
 @spvjit.kernel

@@ -254,7 +254,12 @@ class Lowerer:
         if name == "floordiv":
             return em.op("OpSDiv" if signed else "OpUDiv", rt, *a)
         if name == "mod":
-            return em.op("OpSRem" if signed else "OpUMod", rt, *a)
+            if not signed:
+                return em.op("OpUMod", rt, *a)
+            # Vulkan leaves OpSRem undefined for negative operands (NVIDIA returns
+            # garbage); a - (a / b) * b truncates like C from the well-defined OpSDiv
+            q = em.op("OpSDiv", rt, *a)
+            return em.op("OpISub", rt, a[0], em.op("OpIMul", rt, q, a[1]))
         if name == "shr":
             return em.op("OpShiftRightArithmetic" if signed else "OpShiftRightLogical", rt, *a)
         if name == "neg":
