@@ -58,3 +58,17 @@ def matmul(a_ptr, b_ptr, c_ptr, M, N, K, BM: sl.constexpr, BN: sl.constexpr, BK:
         b = sl.load(b_ptr + (k + rk)[:, None] * N + rn[None, :])
         acc = sl.dot(a, b, acc)
     sl.store(c_ptr + rm[:, None] * N + rn[None, :], acc)
+
+
+def _fits(configs, named):
+    # the kernel has no masks: keep the blocks that tile the problem exactly
+    return [c for c in configs if named["M"] % c.kwargs["BM"] == 0 and named["N"] % c.kwargs["BN"] == 0
+            and named["K"] % c.kwargs["BK"] == 0]
+
+
+# Wide, short blocks suit CPU drivers (lavapipe): each broadcast A element feeds
+# BN / subgroup-size FMAs per lane.  64x64x32 suits cooperative matrices on GPUs.
+MATMUL_CONFIGS = [spvjit.Config({"BM": bm, "BN": bn, "BK": bk}, num_warps=4)
+                  for bm, bn, bk in [(32, 32, 32), (64, 64, 32), (32, 128, 16), (32, 256, 8), (16, 512, 8)]]
+matmul_tuned = spvjit.autotune(configs=MATMUL_CONFIGS, key=["M", "N", "K"],
+                               prune_configs_by={"early_config_prune": _fits})(matmul)

@@ -85,23 +85,25 @@ def case_matvec_q4_1(n, k):
     return q4_1_matvec_case(n, k)
 
 
-def case_matmul(m, n, k, dtype, blocks=(32, 32, 32), num_warps=4):
+def case_matmul(m, n, k, dtype):
     a = RNG.standard_normal((m, k)).astype(dtype)
     b = RNG.standard_normal((k, n)).astype(dtype)
     ta, tb, tc = spvjit.tensor(a), spvjit.tensor(b), spvjit.empty((m, n))
-    BM, BN, BK = blocks
-    ms = do_bench(lambda: K.matmul[(m // BM, n // BN)](ta, tb, tc, m, n, k, BM=BM, BN=BN, BK=BK,
-                                                       num_warps=num_warps), rep=5)
+
+    def run():
+        K.matmul_tuned[lambda meta: (m // meta["BM"], n // meta["BN"])](ta, tb, tc, m, n, k)
+
+    run()                       # the first launch autotunes over K.MATMUL_CONFIGS (stored per device)
+    ms = do_bench(run, rep=5)
     a32, b32 = a.astype(np.float32), b.astype(np.float32)
     np.testing.assert_allclose(tc.numpy(), a32 @ b32, rtol=1e-2, atol=1e-2 * np.sqrt(k))
     # numpy has no fast f16 matmul (no BLAS): its f32 product is the fair reference
     ref = do_bench_wall(lambda: a32 @ b32, rep=5)
-    return "GFLOP/s", 2 * m * n * k / ms / 1e6, 2 * m * n * k / ref / 1e6
+    return "GFLOP/s", 2 * m * n * k / ms / 1e6, 2 * m * n * k / ref / 1e6, str(K.matmul_tuned.best_config)
 
 
 def gpu_cases():
-    """Sizes that keep a discrete GPU busy; matmul with 64x64 blocks (the coopmat path for f16)."""
-    big = (64, 64, 32)
+    """Sizes that keep a discrete GPU busy."""
     return [
         ("add", "256M f32", lambda: case_add(256 << 20)),
         ("softmax", "65536x1024", lambda: case_softmax(65536, 1024)),
@@ -109,8 +111,8 @@ def gpu_cases():
         ("matvec", "16384x4096 f32", lambda: case_matvec(16384, 4096, np.float32)),
         ("matvec", "16384x4096 f16", lambda: case_matvec(16384, 4096, np.float16)),
         ("matvec_q4_1", "49152x576", lambda: case_matvec_q4_1(49152, 576)),
-        ("matmul", "4096^3 f32", lambda: case_matmul(4096, 4096, 4096, np.float32, big)),
-        ("matmul", "4096^3 f16", lambda: case_matmul(4096, 4096, 4096, np.float16, big)),
+        ("matmul", "4096^3 f32", lambda: case_matmul(4096, 4096, 4096, np.float32)),
+        ("matmul", "4096^3 f16", lambda: case_matmul(4096, 4096, 4096, np.float16)),
     ]
 
 
@@ -135,7 +137,7 @@ def cases(quick: bool, gpu: bool = False):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes (about 4x less work)")
-    ap.add_argument("--gpu", action="store_true", help="larger sizes and matmul blocks for a discrete GPU")
+    ap.add_argument("--gpu", action="store_true", help="larger sizes, for a discrete GPU")
     ap.add_argument("--only", help="run only kernels whose name contains this text")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-' for stdout)")
     ap.add_argument("--plot", metavar="FILE.png", help="draw spvjit vs numpy as a bar-style line plot")
@@ -151,10 +153,11 @@ def main(argv=None) -> int:
         if r is None:
             print(f"{name:<12} {size:<16} {'skipped (kernel not available)':>30}")
             continue
-        unit, ours, ref = r
+        unit, ours, ref = r[:3]
+        note = r[3] if len(r) > 3 else ""
         results.append({"kernel": name, "size": size, "unit": unit, "spvjit": ours, "numpy": ref,
-                        "ratio": ours / ref})
-        print(f"{name:<12} {size:<16} {ours:>10.2f} {ref:>10.2f} {unit:<8} {ours / ref:>6.2f}", flush=True)
+                        "ratio": ours / ref, "config": note})
+        print(f"{name:<12} {size:<16} {ours:>10.2f} {ref:>10.2f} {unit:<8} {ours / ref:>6.2f}  {note}", flush=True)
     if args.json:
         text = json.dumps({"device": dev.caps.name, "results": results}, indent=1)
         if args.json == "-":

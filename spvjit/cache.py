@@ -21,7 +21,7 @@ from .codegen.compiler import CompiledKernel
 from .codegen.memory import Binding, PushMember
 from .ir.types import DTYPES
 
-FORMAT = 4
+FORMAT = 5
 
 
 def cache_dir() -> Path:
@@ -92,6 +92,7 @@ def _to_json(ck: CompiledKernel) -> dict:
     return {"format": FORMAT, "name": ck.name, "spirv": base64.b64encode(ck.spirv).decode(),
             "workgroup_size": ck.workgroup_size, "push_size": ck.push_size,
             "scratch_bytes": ck.scratch_bytes, "capabilities": sorted(ck.capabilities),
+            "program_loop": ck.program_loop,
             "bindings": [[b.index, b.name, b.dtype.name, b.storage.name, b.atomic, b.texel, b.vec, b.read_only,
                           b.write_only]
                          for b in ck.bindings],
@@ -104,11 +105,14 @@ def _from_json(d: dict) -> CompiledKernel:
     spirv = base64.b64decode(d["spirv"], validate=True)
     if len(spirv) < 20 or len(spirv) % 4 or spirv[:4] != b"\x03\x02\x23\x07":
         raise ValueError("not a SPIR-V module")
-    bindings = [Binding(i, n, DTYPES[dt], DTYPES[st], 0, 0, bool(at), bool(tx), int(vec), bool(ro), bool(wo))
+    # by keyword: a field added to Binding must never shift what a cached entry means
+    bindings = [Binding(index=i, name=n, dtype=DTYPES[dt], storage=DTYPES[st], atomic=bool(at), texel=bool(tx),
+                        vec=int(vec), read_only=bool(ro), write_only=bool(wo))
                 for i, n, dt, st, at, tx, vec, ro, wo in d["bindings"]]
     push = [PushMember(n, DTYPES[dt], int(off)) for n, dt, off in d["push"]]
     return CompiledKernel(d["name"], spirv, int(d["workgroup_size"]), bindings, push,
-                          int(d["push_size"]), int(d["scratch_bytes"]), frozenset(d["capabilities"]))
+                          int(d["push_size"]), int(d["scratch_bytes"]), frozenset(d["capabilities"]),
+                          bool(d["program_loop"]))
 
 
 def load(key: str) -> CompiledKernel | None:

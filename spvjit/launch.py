@@ -7,6 +7,7 @@ together (each submit costs ~80 us on lavapipe; a recorded dispatch ~20 us).
 """
 from __future__ import annotations
 
+import os
 import struct
 import sys
 import threading
@@ -93,7 +94,8 @@ def _compile(jitfn, spec, dev, flags) -> CompiledKernel:
         raise CompilationError(f"in kernel {jitfn.__name__}: {e}") from None
     if notes is not None:
         from .ir.printer import print_kernel
-        print(f"// lowered for {dev.caps.name}: workgroup of {ck.workgroup_size} invocations, "
+        loop = ", runs several programs in turn (program loop)" if ck.program_loop else ""
+        print(f"// lowered for {dev.caps.name}: workgroup of {ck.workgroup_size} invocations{loop}, "
               f"{ck.scratch_bytes} bytes of shared scratch", file=sys.stderr)
         print(print_kernel(kernel, notes=notes), file=sys.stderr)
     return ck
@@ -122,9 +124,9 @@ def check_device_support(ck: CompiledKernel, caps) -> None:
             raise DeviceError(f"kernel {ck.name} needs {what}, which {caps.name} does not support")
 
 
-def _pack(ck: CompiledKernel, spec, offset, grid) -> bytes:
+def _pack(ck: CompiledKernel, spec, offset, grid, programs_per_workgroup: int = 1) -> bytes:
     values = dict(spec.runtime)
-    head = struct.pack("<6I", *offset, *grid)
+    head = struct.pack("<7I", *offset, *grid, programs_per_workgroup)
     body = b"".join(struct.pack("<i" if m.dtype.is_int else "<f", values[m.name]) for m in ck.push_members)
     return head + body
 
@@ -148,17 +150,35 @@ def launch_on_device(jitfn, spec, grid):
             raise CompilationError(f"tensor '{bd.name}' has {tensors[bd.index].size} elements, more than "
                                    f"the {limit} a texel buffer on {dev.caps.name} can address")
     limits = dev.caps.max_workgroup_count
+    per_wg = programs_per_workgroup(ck, grid[0])
     chunks = []
     for z in range(0, grid[2], limits[2]):
         for y in range(0, grid[1], limits[1]):
-            for x in range(0, grid[0], limits[0]):
-                size = (min(limits[0], grid[0] - x), min(limits[1], grid[1] - y), min(limits[2], grid[2] - z))
+            # chunks of whole workgroups: only the last one's final workgroup runs past the
+            # grid, and the kernel skips programs >= the grid
+            for x in range(0, grid[0], limits[0] * per_wg):
+                size = (-(-min(limits[0] * per_wg, grid[0] - x) // per_wg),
+                        min(limits[1], grid[1] - y), min(limits[2], grid[2] - z))
                 chunks.append(((x, y, z), size))
     current = getattr(_state, "batch", None)
     if current is not None:
         for off, size in chunks:
-            current.dispatch(pipe, tensors, _pack(ck, spec, off, grid), size, formats, label=jitfn.__name__)
+            current.dispatch(pipe, tensors, _pack(ck, spec, off, grid, per_wg), size, formats,
+                             label=jitfn.__name__)
         return
     with dev.batch() as b:
         for off, size in chunks:
-            b.dispatch(pipe, tensors, _pack(ck, spec, off, grid), size, formats, label=jitfn.__name__)
+            b.dispatch(pipe, tensors, _pack(ck, spec, off, grid, per_wg), size, formats, label=jitfn.__name__)
+
+
+# Programs one workgroup runs in turn, at most (kernels compiled with a program loop)
+MAX_PROGRAMS_PER_WORKGROUP = int(os.environ.get("SPVJIT_PROGRAMS_PER_WORKGROUP", "16"))
+
+
+def programs_per_workgroup(ck: CompiledKernel, grid_x: int) -> int:
+    """Enough programs per workgroup to amortize its fixed cost on a CPU driver, while
+    leaving at least 8 workgroups per host thread so that the threads stay balanced."""
+    if not ck.program_loop:
+        return 1
+    threads = int(os.environ.get("LP_NUM_THREADS") or os.cpu_count() or 1)
+    return max(1, min(MAX_PROGRAMS_PER_WORKGROUP, grid_x // (8 * threads)))

@@ -78,3 +78,17 @@ def test_bad_declarations():
     tuned = make_tuned()
     with pytest.raises(spvjit.LaunchError, match="set both"):
         tuned[(1,)](spvjit.tensor(np.ones(4, np.float32)), spvjit.zeros(1), 4, BLOCK=64)
+
+
+def test_element_types_are_part_of_the_key(fresh_cache, monkeypatch):
+    # as in Triton: f16 and f32 inputs of the same size are tuned separately
+    calls = _count_benches(monkeypatch)
+    tuned = make_tuned()
+    n = 1000
+    for dt in (np.float32, np.float16):
+        x = np.linspace(0, 1, n).astype(dt)
+        out = spvjit.zeros(1, np.float32)
+        tuned[lambda meta: (spvjit.cdiv(n, meta["BLOCK"]),)](spvjit.tensor(x), out, n)
+        np.testing.assert_allclose(out.numpy()[0], 2 * x.astype(np.float64).sum(), rtol=1e-3)
+        assert tuned.best_config is tuned.cache[f"n={n},dtypes={np.dtype(dt).name}/float32"]
+    assert len(tuned.cache) == 2 and len(calls) >= 4

@@ -39,6 +39,7 @@ class Autotuner:
         self.cache: dict[str, Config] = {}
         self.timings: dict[str, dict] = {}
         self._store_path = None
+        self.best_config: Config | None = None      # the config of the latest launch, as in Triton
 
     def __getitem__(self, grid):
         return lambda *args, **kwargs: self.run(*args, grid=grid, **kwargs)
@@ -48,7 +49,10 @@ class Autotuner:
         for k in self.key:
             v = bound[k]
             vals.append(f"{k}={v.dtype}{tuple(v.shape)}" if hasattr(v, "shape") else f"{k}={v!r}")
-        return ",".join(vals)
+        # as in Triton, the element types of all tensor arguments are part of the key:
+        # the best blocks for f16 and f32 operands differ
+        dtypes = [str(getattr(v, "spvjit_dtype", None) or v.dtype) for v in bound.values() if hasattr(v, "shape")]
+        return ",".join(vals + ([f"dtypes={'/'.join(dtypes)}"] if dtypes else []))
 
     def _launch(self, cfg: Config, grid, args, kwargs):
         clash = set(cfg.kwargs) & set(kwargs)
@@ -87,6 +91,7 @@ class Autotuner:
             if cfg is None:
                 cfg = self._tune(key, bound, grid, args, kwargs)
             self.cache[key] = cfg
+        self.best_config = cfg
         self._launch(cfg, grid, args, kwargs)
 
     def _tune(self, key, bound, grid, args, kwargs) -> Config:

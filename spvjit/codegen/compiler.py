@@ -26,6 +26,7 @@ class CompiledKernel:
     push_size: int
     scratch_bytes: int
     capabilities: frozenset[str]
+    program_loop: bool = False       # each workgroup runs push word PROGRAMS_WORD programs in turn
 
 
 def _max_numel(kernel: KernelIR) -> int:
@@ -127,6 +128,8 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
             if written is not None and bd.index not in written and limit:
                 bd.texel = True
     mem = Memory(em, bindings, push)
+    cpu = getattr(caps, "device_type", "") == "cpu"
+    mem.wide_stores = cpu and getattr(caps, "int64", False)
     mem.declare(_float_atomic_bindings(kernel, bindings))
     scratch = _scratch_words(kernel, w)
     max_shared = getattr(caps, "max_shared_memory", 32768)
@@ -147,7 +150,13 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
         lw.env[id(p.value)] = LV([em.ci(0)], True, ptr_params.index(p))
     for i, p in enumerate(scalar_params):
         lw.env[id(p.value)] = LV([mem.scalar_arg(i)], True)
-    lw.lower_block(kernel.body)
+    # Scratch is safe to reuse across the loop's programs: the loop and its bounds check are
+    # uniform over the workgroup, and every scratch exchange begins with a barrier.
+    program_loop = cpu and _returns_only_at_end(kernel)
+    if program_loop:
+        _lower_program_loop(lw, mem, kernel)
+    else:
+        lw.lower_block(kernel.body)
     if not em.terminated:
         b.emit("OpReturn", None)
     b.end_function()
@@ -155,4 +164,32 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     b.execution_mode(fn, "LocalSize", w, 1, 1)
     b.name(fn, kernel.name)
     return CompiledKernel(kernel.name, b.assemble(), w, bindings, push,
-                          4 * (PUSH_HEADER_WORDS + len(push)), scratch * 4, frozenset(em.caps_used))
+                          4 * (PUSH_HEADER_WORDS + len(push)), scratch * 4, frozenset(em.caps_used), program_loop)
+
+
+def _returns_only_at_end(kernel: KernelIR) -> bool:
+    """No `return` but the body's last op (an early return would end the whole program loop)."""
+    ops = kernel.body.ops
+    return not any(op.name == "return" for op in kernel.walk() if op is not (ops[-1] if ops else None))
+
+
+def _lower_program_loop(lw, mem, kernel: KernelIR):
+    """CPU drivers (lavapipe) pay a fixed cost per workgroup that rivals a small program's
+    work, so there each workgroup runs several programs in turn: the launcher picks how
+    many per launch (push word PROGRAMS_WORD) from the grid and the host's threads.
+    Programs share no state: each iteration is the kernel body for one program id."""
+    em = lw.em
+    body_ops = kernel.body.ops[:-1] if kernel.body.ops and kernel.body.ops[-1].name == "return" \
+        else kernel.body.ops
+
+    def one_program(slot):
+        mem.program_slot = slot
+        with lw.scope():
+            live = em.ilt(mem.program_id(0), mem.num_programs(0))
+            with em.if_then(live), lw.scope():
+                lw.lower_ops(body_ops)
+        mem.program_slot = None
+
+    count = em.op("OpBitcast", em.i32, mem.programs_per_workgroup())
+    with lw.scope():
+        em.counted_loop(count, one_program)

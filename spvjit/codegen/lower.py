@@ -6,6 +6,8 @@ memory.py / reduce.py for the ops that touch buffers or move data.
 """
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,7 +123,10 @@ class Lowerer:
 
     # ---- blocks ------------------------------------------------------------------------
     def lower_block(self, block: Block):
-        for op in block.ops:
+        self.lower_ops(block.ops)
+
+    def lower_ops(self, ops):
+        for op in ops:
             if self.em.terminated:
                 return
             self.loc = op.loc
@@ -473,6 +478,15 @@ class Lowerer:
     # ids computed inside a branch do not dominate code after it: cache validity per region
     # (the same holds for Memory's cached program_id / num_programs / push-constant loads: one first
     # emitted inside a branch must not be reused after it or in the other branch)
+    @contextlib.contextmanager
+    def scope(self):
+        """Code emitted inside (a loop or branch body) caches nothing for the code after it."""
+        self._valid_scope_push()
+        try:
+            yield
+        finally:
+            self._valid_scope_pop()
+
     def _valid_scope_push(self):
         self._saved_valid = getattr(self, "_saved_valid", []) + [(self._valid, self.mem._cache)]
         self._valid = dict(self._valid)

@@ -2,9 +2,12 @@
 
 Tensor arguments are storage buffers (set 0, binding = pointer parameter
 order); runtime scalars and the grid live in one push-constant block:
-    u32 pid_offset[3], u32 grid[3], then one 4-byte member per scalar arg.
+    u32 pid_offset[3], u32 grid[3], u32 programs_per_workgroup,
+    then one 4-byte member per scalar arg.
 The pid offset lets the launcher split grids larger than the device's
-maxComputeWorkGroupCount into several dispatches.
+maxComputeWorkGroupCount into several dispatches; programs_per_workgroup is
+the trip count of the program loop of kernels compiled with one (see
+compiler.py: on CPU drivers each workgroup runs several programs in turn).
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ from ..ir import types as T
 from .emitter import SCOPE_DEVICE, Emitter
 from .layout import IndexMap
 
-PUSH_HEADER_WORDS = 6
+PUSH_HEADER_WORDS = 7
+PROGRAMS_WORD = 6
 
 
 @dataclass
@@ -65,6 +69,10 @@ class Memory:
     bindings: list[Binding]
     push: list[PushMember]
     scratch_words: int = 0
+    # vec4 stores as 64-bit words: lavapipe stores each component of a vector in its own
+    # per-lane loop step, so two u64 (or one, for f16) write 4 elements in fewer steps
+    wide_stores: bool = False
+    program_slot: int | None = None     # inside the program loop: its counter (i32)
     _cache: dict = field(default_factory=dict)
 
     # ---- declarations (called once, before the function body) -----------------------------
@@ -190,9 +198,16 @@ class Memory:
         if key not in self._cache:
             em = self.em
             wg = em.op("OpCompositeExtract", em.u32, self.wg, axis)
+            if axis == 0 and self.program_slot is not None:
+                # program wg * P + slot of the P this workgroup runs in turn
+                wg = em.op("OpIAdd", em.u32, em.op("OpIMul", em.u32, wg, self.programs_per_workgroup()),
+                           em.op("OpBitcast", em.u32, self.program_slot))
             pid = em.op("OpIAdd", em.u32, wg, self._push_member(axis, em.u32))
             self._cache[key] = em.op("OpBitcast", em.i32, pid)
         return self._cache[key]
+
+    def programs_per_workgroup(self) -> int:
+        return self._push_member(PROGRAMS_WORD, self.em.u32)
 
     def num_programs(self, axis: int) -> int:
         key = ("nprog", axis)
@@ -292,8 +307,8 @@ class Memory:
                 var = b.variable(b.type_pointer("UniformConstant", img), "UniformConstant")
                 view.ptr_type = img
             else:
-                st = self._storage_type(bd.storage)
-                vt = b.type_vector(st, 4)
+                vt = self._wide_store_type(bd) if writable and self.wide_stores else \
+                    b.type_vector(self._storage_type(bd.storage), 4)
                 arr = b.type_runtime_array(vt, stride=4 * max(1, bd.storage.bits // 8))
                 struct = b.type_struct([arr], name=f"{bd.name}_vec4")
                 b.decorate(struct, "Block")
@@ -308,12 +323,27 @@ class Memory:
             self._cache[key] = view
         return self._cache[key]
 
+    def _wide_store_type(self, bd: Binding) -> int:
+        """What 4 elements are stored as with wide_stores: u64 (16-bit) or u64 x 2 (32-bit)."""
+        em = self.em
+        em.capability("Int64")
+        u64 = em.b.type_int(64, False)
+        return u64 if bd.storage.bits == 16 else em.b.type_vector(u64, 2)
+
     def store_vec4(self, bd: Binding, idx4: int, values: list[int]):
         """Four consecutive elements from 4*idx4 on, through a vec4 storage view (32-bit and f16
         elements only, which registers hold in their storage type: see _vectorizable)."""
         em = self.em
         view = self.vec_view(bd, writable=True)
         vec = em.op("OpCompositeConstruct", em.b.type_vector(self._storage_type(bd.storage), 4), *values)
+        if self.wide_stores:
+            if bd.storage.bits == 16:
+                vec = em.op("OpBitcast", self._wide_store_type(bd), vec)
+            else:
+                u64, v2 = em.b.type_int(64, False), em.b.type_vector(self._storage_type(bd.storage), 2)
+                halves = [em.op("OpBitcast", u64, em.op("OpCompositeConstruct", v2, *values[i:i + 2]))
+                          for i in (0, 2)]
+                vec = em.op("OpCompositeConstruct", self._wide_store_type(bd), *halves)
         em.op("OpStore", None, em.op("OpAccessChain", view.ptr_type, view.var, em.ci(0), idx4), vec)
 
     def load_vec4(self, bd: Binding, idx4: int) -> list[int]:
@@ -385,7 +415,7 @@ class Memory:
         mask = lw.get(op.operands[2]) if len(op.operands) > 2 else None
         bd = self.bindings[ptr.binding]
         if self._vectorizable(lw, op, bd, mask_index=2):
-            lw.note(op, "vec4 storage store")
+            lw.note(op, "vec4 storage store as 64-bit words" if self.wide_stores else "vec4 storage store")
             for r in range(0, len(ptr.regs), 4):
                 pred = self._guards(lw, op, ptr_t, mask, r)
                 q = em.op("OpShiftRightArithmetic", em.i32, ptr.regs[r], em.ci(2))
