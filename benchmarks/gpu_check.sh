@@ -23,7 +23,8 @@ fi
 python3 -m spvjit.cli.main devices --json > "$OUT/devices.json"
 # each stage is time-boxed so one hang cannot eat the lease; the summary survives in $OUT
 tests="tests/test_coopmat.py tests/test_tutorials.py tests/test_language.py tests/test_elementwise.py
-       tests/test_graph.py tests/llama/test_kernels.py tests/llama/test_device_model.py"
+       tests/test_graph.py tests/test_program_loop.py tests/test_autotune.py
+       tests/llama/test_kernels.py tests/llama/test_device_model.py"
 echo "== tests, cooperative matrices on"
 timeout 180 python3 -m pytest -q -rfE -p no:cacheprovider $tests 2>&1 | tee "$OUT/pytest_coopmat.log" | tail -25
 echo "== tests, SPVJIT_DISABLE_COOPMAT=1"
