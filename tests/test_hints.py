@@ -48,3 +48,24 @@ def test_bad_hint_is_a_compile_error():
         sl.store(x_ptr, sl.multiple_of(sl.load(x_ptr), 0))
     with pytest.raises(spvjit.CompilationError, match="must be positive"):
         bad[(1,)](spvjit.tensor(np.zeros(1, np.int32)))
+
+
+@spvjit.kernel
+def scaled_total(x_ptr, out_ptr, n, BLOCK: sl.constexpr):
+    offs = sl.program_id(0) * BLOCK + sl.arange(0, BLOCK)
+    x = sl.load(x_ptr + offs, mask=offs < n, other=0.0)
+    sl.atomic_add(out_ptr, sl.sum(x * 2.0, axis=0))
+
+
+def test_vector_loads_next_to_float_atomics_on_gpus():
+    # float atomics declare f32 buffers as u32 words; a vec4 storage load (the GPU path,
+    # simulated here) must turn those words back into floats (found on an H200)
+    import dataclasses
+    from spvjit.codegen.compiler import compile_kernel
+    from spvjit.codegen.spirv.tools import validate
+    caps = dataclasses.replace(spvjit.get_device().caps, device_type="discrete", subgroup_size=32)
+    ir = scaled_total.ir_module(spvjit.empty(4096), spvjit.zeros(1), 4096, BLOCK=256)
+    notes = {}
+    ck = compile_kernel(ir, caps, num_warps=2, param_div={"n": 64}, notes=notes)
+    validate(ck.spirv)
+    assert any("vec4 storage load" in v for v in notes.values())

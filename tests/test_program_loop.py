@@ -86,7 +86,7 @@ def _compile(fn, caps, *args, **kw):
 
 def test_lowering_choices_follow_capabilities():
     caps = get_device().caps
-    cpu = dataclasses.replace(caps, device_type="cpu", int64=True)
+    cpu = dataclasses.replace(caps, device_type="cpu", int64=True, subgroup_size=8)
     gpu = dataclasses.replace(caps, device_type="discrete", subgroup_size=32)
     out = spvjit.empty(64, np.float32)
     args = (spvjit.empty(64, np.int32), spvjit.empty(2, np.int32))

@@ -359,7 +359,10 @@ class Memory:
         st = self._storage_type(bd.storage)
         v4 = em.op("OpLoad", em.b.type_vector(st, 4),
                    em.op("OpAccessChain", view.ptr_type, view.var, em.ci(0), idx4))
-        return [em.op("OpCompositeExtract", st, v4, i) for i in range(4)]
+        words = [em.op("OpCompositeExtract", st, v4, i) for i in range(4)]
+        if bd.atomic:       # f32 declared as u32 words for compare-exchange float atomics
+            return [em.op("OpBitcast", em.type_of(bd.dtype), x) for x in words]
+        return words
 
     def lower_load(self, lw, op):
         em = self.em
