@@ -102,41 +102,51 @@ def case_matmul(m, n, k, dtype):
     return "GFLOP/s", 2 * m * n * k / ms / 1e6, 2 * m * n * k / ref / 1e6, str(K.matmul_tuned.best_config)
 
 
-def gpu_cases():
-    """Sizes that keep a discrete GPU busy."""
-    return [
-        ("add", "256M f32", lambda: case_add(256 << 20)),
-        ("softmax", "65536x1024", lambda: case_softmax(65536, 1024)),
-        ("layer_norm", "65536x1024", lambda: case_layer_norm(65536, 1024)),
-        ("matvec", "16384x4096 f32", lambda: case_matvec(16384, 4096, np.float32)),
-        ("matvec", "16384x4096 f16", lambda: case_matvec(16384, 4096, np.float16)),
-        ("matvec_q4_1", "49152x576", lambda: case_matvec_q4_1(49152, 576)),
-        ("matmul", "4096^3 f32", lambda: case_matmul(4096, 4096, 4096, np.float32)),
-        ("matmul", "4096^3 f16", lambda: case_matmul(4096, 4096, 4096, np.float16)),
-    ]
+# Sizes per kernel: the issue's target size first, then smaller and differently shaped ones.
+# --quick keeps only the smaller ones; --gpu uses sizes that keep a discrete GPU busy.
+SIZES = {
+    "add": [16 << 20, 1 << 20],
+    "softmax": [(4096, 1024), (16384, 256)],
+    "layer_norm": [(4096, 1024), (16384, 256)],
+    "matvec": [(4096, 4096), (1024, 4096)],
+    "matvec_q4_1": [(49152, 576), (1536, 576)],
+    "matmul": [(1024, 1024, 1024), (512, 512, 512)],
+}
+GPU_SIZES = {
+    "add": [256 << 20], "softmax": [(65536, 1024)], "layer_norm": [(65536, 1024)],
+    "matvec": [(16384, 4096)], "matvec_q4_1": [(49152, 576)], "matmul": [(4096, 4096, 4096)],
+}
+
+
+def _dims(t) -> str:
+    if isinstance(t, int):
+        return f"{t >> 20}M" if t % (1 << 20) == 0 else str(t)
+    return f"{t[0]}^3" if len(t) == 3 and len(set(t)) == 1 else "x".join(map(str, t))
 
 
 def cases(quick: bool, gpu: bool = False):
-    if gpu:
-        return gpu_cases()
-    s = 4 if quick else 1
-    return [
-        ("add", "16M f32", lambda: case_add((16 << 20) // s)),
-        ("softmax", "4096x1024", lambda: case_softmax(4096 // s, 1024)),
-        ("layer_norm", "4096x1024", lambda: case_layer_norm(4096 // s, 1024)),
-        ("matvec", "4096x4096 f32", lambda: case_matvec(4096 // s, 4096, np.float32)),
-        ("matvec", "4096x4096 f16", lambda: case_matvec(4096 // s, 4096, np.float16)),
-        ("matvec_q4_1", "49152x576", lambda: case_matvec_q4_1(49152 // s, 576)),
-        ("matmul", "1024^3 f32" if not quick else "512^3 f32",
-         lambda: case_matmul(1024 // (2 if quick else 1), 1024 // (2 if quick else 1), 1024 // (2 if quick else 1), np.float32)),
-        ("matmul", "1024^3 f16" if not quick else "512^3 f16",
-         lambda: case_matmul(1024 // (2 if quick else 1), 1024 // (2 if quick else 1), 1024 // (2 if quick else 1), np.float16)),
-    ]
+    sizes = GPU_SIZES if gpu else SIZES
+    pick = (lambda v: v[1:]) if quick and not gpu else (lambda v: v)
+    out = []
+    for n in pick(sizes["add"]):
+        out.append(("add", f"{_dims(n)} f32", lambda n=n: case_add(n)))
+    for kernel, fn in (("softmax", case_softmax), ("layer_norm", case_layer_norm)):
+        for rc in pick(sizes[kernel]):
+            out.append((kernel, _dims(rc), lambda fn=fn, rc=rc: fn(*rc)))
+    for dt, name in ((np.float32, "f32"), (np.float16, "f16")):
+        for nk in pick(sizes["matvec"]):
+            out.append(("matvec", f"{_dims(nk)} {name}", lambda nk=nk, dt=dt: case_matvec(*nk, dt)))
+    for nk in pick(sizes["matvec_q4_1"]):
+        out.append(("matvec_q4_1", _dims(nk), lambda nk=nk: case_matvec_q4_1(*nk)))
+    for dt, name in ((np.float32, "f32"), (np.float16, "f16")):
+        for mnk in pick(sizes["matmul"]):
+            out.append(("matmul", f"{_dims(mnk)} {name}", lambda mnk=mnk, dt=dt: case_matmul(*mnk, dt)))
+    return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smaller sizes (about 4x less work)")
+    ap.add_argument("--quick", action="store_true", help="only the smaller sizes")
     ap.add_argument("--gpu", action="store_true", help="larger sizes, for a discrete GPU")
     ap.add_argument("--only", help="run only kernels whose name contains this text")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-' for stdout)")

@@ -172,7 +172,7 @@ def launch_on_device(jitfn, spec, grid):
 
 
 # Programs one workgroup runs in turn, at most (kernels compiled with a program loop)
-MAX_PROGRAMS_PER_WORKGROUP = int(os.environ.get("SPVJIT_PROGRAMS_PER_WORKGROUP", "16"))
+MAX_PROGRAMS_PER_WORKGROUP = int(os.environ.get("SPVJIT_PROGRAMS_PER_WORKGROUP", "256"))
 
 
 def programs_per_workgroup(ck: CompiledKernel, grid_x: int) -> int:
