@@ -33,3 +33,8 @@ echo "== kernel benchmarks (GPU sizes)"
 timeout 120 python3 benchmarks/kernels.py --gpu --json "$OUT/kernels.json"
 echo "== matmul with SPVJIT_DISABLE_COOPMAT=1"
 SPVJIT_DISABLE_COOPMAT=1 timeout 45 python3 benchmarks/kernels.py --gpu --only matmul --json "$OUT/kernels_nocoopmat.json"
+echo "== matmul at fixed blocks, cooperative matrices on and off"
+for b in 64x64x32 32x128x16; do
+  timeout 60 python3 benchmarks/kernels.py --gpu --only matmul --matmul-blocks $b | tail -2
+  SPVJIT_DISABLE_COOPMAT=1 timeout 60 python3 benchmarks/kernels.py --gpu --only matmul --matmul-blocks $b | tail -2
+done

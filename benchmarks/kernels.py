@@ -85,13 +85,20 @@ def case_matvec_q4_1(n, k):
     return q4_1_matvec_case(n, k)
 
 
+MATMUL_BLOCKS = None      # (BM, BN, BK) from --matmul-blocks: no autotuning
+
+
 def case_matmul(m, n, k, dtype):
     a = RNG.standard_normal((m, k)).astype(dtype)
     b = RNG.standard_normal((k, n)).astype(dtype)
     ta, tb, tc = spvjit.tensor(a), spvjit.tensor(b), spvjit.empty((m, n))
 
     def run():
-        K.matmul_tuned[lambda meta: (m // meta["BM"], n // meta["BN"])](ta, tb, tc, m, n, k)
+        if MATMUL_BLOCKS:
+            bm, bn, bk = MATMUL_BLOCKS
+            K.matmul[(m // bm, n // bn)](ta, tb, tc, m, n, k, BM=bm, BN=bn, BK=bk)
+        else:
+            K.matmul_tuned[lambda meta: (m // meta["BM"], n // meta["BN"])](ta, tb, tc, m, n, k)
 
     run()                       # the first launch autotunes over K.MATMUL_CONFIGS (stored per device)
     ms = do_bench(run, rep=5)
@@ -99,7 +106,8 @@ def case_matmul(m, n, k, dtype):
     np.testing.assert_allclose(tc.numpy(), a32 @ b32, rtol=1e-2, atol=1e-2 * np.sqrt(k))
     # numpy has no fast f16 matmul (no BLAS): its f32 product is the fair reference
     ref = do_bench_wall(lambda: a32 @ b32, rep=5)
-    return "GFLOP/s", 2 * m * n * k / ms / 1e6, 2 * m * n * k / ref / 1e6, str(K.matmul_tuned.best_config)
+    used = "BM: {}, BN: {}, BK: {}".format(*MATMUL_BLOCKS) if MATMUL_BLOCKS else str(K.matmul_tuned.best_config)
+    return "GFLOP/s", 2 * m * n * k / ms / 1e6, 2 * m * n * k / ref / 1e6, used
 
 
 # Sizes per kernel: the target size first, then smaller and differently shaped ones.
@@ -151,7 +159,15 @@ def main(argv=None) -> int:
     ap.add_argument("--only", help="run only kernels whose name contains this text")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-' for stdout)")
     ap.add_argument("--plot", metavar="FILE.png", help="draw spvjit vs numpy as a bar-style line plot")
+    ap.add_argument("--matmul-blocks", metavar="BMxBNxBK", help="fixed matmul blocks instead of autotuning")
     args = ap.parse_args(argv)
+    if args.matmul_blocks:
+        global MATMUL_BLOCKS
+        try:
+            MATMUL_BLOCKS = tuple(int(x) for x in args.matmul_blocks.lower().split("x"))
+            assert len(MATMUL_BLOCKS) == 3 and all(x > 0 and x & (x - 1) == 0 for x in MATMUL_BLOCKS)
+        except (ValueError, AssertionError):
+            ap.error(f"--matmul-blocks: expected three powers of two like 64x64x32, got {args.matmul_blocks!r}")
     dev = spvjit.get_device()
     print(f"device: {dev.caps.name} ({dev.caps.driver_name}), numpy {np.__version__}")
     print(f"{'kernel':<12} {'size':<16} {'spvjit':>10} {'numpy':>10} {'unit':<8} {'ratio':>6}")

@@ -17,6 +17,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from .codegen import lowering_env
 from .codegen.compiler import CompiledKernel
 from .codegen.memory import Binding, PushMember
 from .ir.types import DTYPES
@@ -83,7 +84,7 @@ def kernel_key(jitfn, spec, device_caps, extra: tuple = ()) -> str:
                 h.update(text.encode())
     caps = device_caps
     h.update(repr((caps.name, caps.driver_info, caps.api_version, caps.subgroup_size,
-                   caps.max_shared_memory, tuple(extra))).encode())
+                   caps.max_shared_memory, tuple(extra), lowering_env())).encode())
     h.update(compiler_fingerprint().encode())
     return h.hexdigest()
 

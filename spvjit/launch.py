@@ -14,7 +14,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-from .codegen import compile_hooks
+from .codegen import compile_hooks, lowering_env
 from .codegen.compiler import CompiledKernel, compile_kernel
 from .codegen.lower import LoweringError
 from .frontend import build_ir
@@ -134,7 +134,7 @@ def _pack(ck: CompiledKernel, spec, offset, grid, programs_per_workgroup: int = 
 def launch_on_device(jitfn, spec, grid):
     from .runtime import get_device
     dev = get_device()
-    key = spec.key((dev.caps.index, dev.caps.name))
+    key = spec.key((dev.caps.index, dev.caps.name) + lowering_env())
     entry = jitfn._compiled.get(key)
     if entry is None:
         entry = jitfn._compiled[key] = compile_for_device(jitfn, spec, dev)

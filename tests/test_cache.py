@@ -123,3 +123,15 @@ def test_key_covers_kernels_passed_as_constexpr_arguments(tmp_path, fresh_cache,
         main.apply[(1,)](out, FN=helpers.helper)
         results.append(float(out.numpy()[0]))
     assert results == [1.0, 2.0] and len(calls) == 2
+
+
+def test_key_covers_lowering_environment(tmp_path, fresh_cache, monkeypatch):
+    # SPVJIT_DISABLE_COOPMAT changes the SPIR-V on coopmat devices: it must not hit an entry
+    # (on disk or in memory) compiled without it
+    calls = _count_compiles(monkeypatch)
+    mod = _write_module(tmp_path, "m4")
+    _run(mod)
+    monkeypatch.setenv("SPVJIT_DISABLE_COOPMAT", "1")
+    np.testing.assert_array_equal(_run(mod), np.arange(8) + 1)
+    np.testing.assert_array_equal(_run(_write_module(tmp_path, "m4")), np.arange(8) + 1)
+    assert len(calls) == 2 and len(list(fresh_cache.glob("*.json"))) == 2
