@@ -12,11 +12,17 @@ import time
 from dataclasses import dataclass, field
 
 
-def do_bench(fn, warmup: int = 3, rep: int = 10, quantiles=None, return_mode: str = "median"):
+def do_bench(fn, warmup: int = 3, rep: int = 10, quantiles=None, return_mode: str = "median",
+             min_warmup_s: float = 0.1):
+    """`warmup` untimed runs, and more until `min_warmup_s` has passed: an idle GPU runs at
+    a fraction of its clock for a while (an H200 started at 345 MHz and timed a 4096^3
+    matmul 4x slower until warm); then `rep` timed runs."""
     from .launch import batch
-    for _ in range(warmup):
+    start, done = time.perf_counter(), 0
+    while done < warmup or (time.perf_counter() - start < min_warmup_s and done < 1000):
         with batch():
             fn()
+        done += 1
     times = []
     for _ in range(rep):
         with batch(timestamps=True) as b:
