@@ -171,8 +171,23 @@ def launch_on_device(jitfn, spec, grid):
             b.dispatch(pipe, tensors, _pack(ck, spec, off, grid, per_wg), size, formats, label=jitfn.__name__)
 
 
-# Programs one workgroup runs in turn, at most (kernels compiled with a program loop)
-MAX_PROGRAMS_PER_WORKGROUP = int(os.environ.get("SPVJIT_PROGRAMS_PER_WORKGROUP", "256"))
+# Programs one workgroup runs in turn, at most (kernels compiled with a program loop);
+# SPVJIT_PROGRAMS_PER_WORKGROUP overrides it
+MAX_PROGRAMS_PER_WORKGROUP = 256
+
+
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        from .jit import LaunchError      # jit imports this module
+        raise LaunchError(f"{name} must be a positive integer, got {text!r}")
+    return value
 
 
 def programs_per_workgroup(ck: CompiledKernel, grid_x: int) -> int:
@@ -180,5 +195,6 @@ def programs_per_workgroup(ck: CompiledKernel, grid_x: int) -> int:
     leaving at least 8 workgroups per host thread so that the threads stay balanced."""
     if not ck.program_loop:
         return 1
-    threads = int(os.environ.get("LP_NUM_THREADS") or os.cpu_count() or 1)
-    return max(1, min(MAX_PROGRAMS_PER_WORKGROUP, grid_x // (8 * threads)))
+    most = _env_int("SPVJIT_PROGRAMS_PER_WORKGROUP", MAX_PROGRAMS_PER_WORKGROUP)
+    threads = _env_int("LP_NUM_THREADS", os.cpu_count() or 1)
+    return max(1, min(most, grid_x // (8 * threads)))

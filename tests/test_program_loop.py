@@ -59,6 +59,7 @@ def test_every_program_runs_once(progs):
 def test_programs_per_workgroup_follow_the_grid(monkeypatch):
     loop = launch.CompiledKernel("k", b"", 8, [], [], 0, 0, frozenset(), True)
     plain = dataclasses.replace(loop, program_loop=False)
+    monkeypatch.delenv("SPVJIT_PROGRAMS_PER_WORKGROUP", raising=False)
     monkeypatch.setattr(launch, "MAX_PROGRAMS_PER_WORKGROUP", 16)
     assert launch.programs_per_workgroup(plain, 100_000) == 1
     assert launch.programs_per_workgroup(loop, 3) == 1             # tiny grids keep every thread busy
@@ -112,3 +113,11 @@ def test_wide_stores_write_the_right_words(dt, n):
     got = y.numpy()
     np.testing.assert_array_equal(got[:n], -x)
     np.testing.assert_array_equal(got[n:], np.full(8, 7, dt))      # nothing written past the end
+
+
+@pytest.mark.parametrize("bad", ["0", "many", "-3"])
+def test_bad_programs_per_workgroup_setting_is_named(monkeypatch, bad):
+    monkeypatch.setenv("SPVJIT_PROGRAMS_PER_WORKGROUP", bad)
+    loop = launch.CompiledKernel("k", b"", 8, [], [], 0, 0, frozenset(), True)
+    with pytest.raises(spvjit.LaunchError, match="SPVJIT_PROGRAMS_PER_WORKGROUP must be a positive integer"):
+        launch.programs_per_workgroup(loop, 1000)
