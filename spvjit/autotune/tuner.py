@@ -1,6 +1,7 @@
 """`@spvjit.autotune`: benchmark configs on the first launch of each key, keep the best.
 
-As in Triton: `key` names arguments whose values select a tuning result;
+As in Triton: `key` names arguments whose values (with the element types of all
+tensor arguments) select a tuning result, and `best_config` is the config last used;
 `prune_configs_by={"early_config_prune": fn, "perf_model": fn, "top_k": n}`
 trims the candidates; `reset_to_zero` names tensors zeroed before every
 benchmark run (kernels that accumulate with atomics).  Configs the device
