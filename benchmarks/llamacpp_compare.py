@@ -176,8 +176,8 @@ def main(argv=None) -> int:
     print(f"model {model.name} on {ours['device']}; best of {args.repetitions} runs each")
     print(f"llama.cpp: {ref['command']}")
     print(f"           POST /completion {json.dumps(result['llama.cpp']['request'])} + {len(ids)} prompt token ids")
-    print(f"| test | llama.cpp t/s | spvjit t/s | spvjit / llama.cpp |")
-    print(f"| ---- | ------------- | ---------- | ------------------ |")
+    print("| test | llama.cpp t/s | spvjit t/s | spvjit / llama.cpp |")
+    print("| ---- | ------------- | ---------- | ------------------ |")
     print(f"| pp{len(ids)} | {ref['pp_ts']:13.2f} | {ours['pp_ts']:10.2f} | {result['ratio_pp']:17.2f}x |")
     print(f"| tg{args.n_gen} | {ref['tg_ts']:13.2f} | {ours['tg_ts']:10.2f} | {result['ratio_tg']:17.2f}x |")
     print(f"greedy continuation: the first {same} of {min(len(ref['tokens']), len(ours['tokens']))} tokens agree"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import os
 import sys
-import time
 from dataclasses import dataclass
 from functools import cached_property
 

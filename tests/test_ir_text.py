@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from ir_strategies import SUITE, interpret, kernels, same_bits, suite_inputs, suite_module
 from spvjit.ir import IRParseError, Loc, TileType, parse, parse_type, print_kernel
-from spvjit.ir.types import PointerType, f16, f32, i1, i32
+from spvjit.ir.types import PointerType, f16, f32, i1
 
 FAST = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -75,7 +75,7 @@ class Autotuner:
         return configs
 
     def run(self, *args, grid, **kwargs):
-        from ..runtime import get_device, DeviceError
+        from ..runtime import get_device
         bound = self.fn.signature.bind_partial(*args, **kwargs).arguments
         key = self._key(bound)
         cfg = self.cache.get(key)

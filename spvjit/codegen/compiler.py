@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ir import types as T
 from ..ir.core import KernelIR
 from . import axis_info, subgroup
 from .emitter import Emitter

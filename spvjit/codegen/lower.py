@@ -10,7 +10,6 @@ import contextlib
 
 from dataclasses import dataclass
 
-import numpy as np
 
 from ..ir import types as T
 from ..ir.core import Block, KernelIR, Operation

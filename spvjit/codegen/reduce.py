@@ -63,7 +63,7 @@ class _Combiner:
 
 
 def lower_reduce(lw, op):
-    src_t, dst_t = op.operands[0].type, op.result.type
+    src_t = op.operands[0].type
     kind, axis = op.attrs["kind"], op.attrs["axis"]
     src = lw.get(op.operands[0])
     in_dt = src_t.elem

@@ -504,7 +504,6 @@ class KernelCodegen(ast.NodeVisitor):
         return fn(*args, **kwargs)
 
     def inline(self, fn, args, kwargs, node):
-        import inspect
         try:
             bound = fn.signature.bind(*args, **kwargs)
         except TypeError as e:

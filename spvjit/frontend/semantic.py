@@ -13,7 +13,7 @@ import math
 from contextlib import contextmanager
 
 from ..ir import types as T
-from ..ir.core import Builder, Value
+from ..ir.core import Builder
 from ..language.core import constexpr, tensor
 from .errors import SemanticError
 

@@ -6,7 +6,7 @@ kernel they raise, since they only mean something while IR is being built.
 from __future__ import annotations
 
 from ..ir import types as T
-from .core import _sem, constexpr, tensor
+from .core import _sem, constexpr
 
 
 def _unwrap(x):
