@@ -165,8 +165,9 @@ def main(argv=None) -> int:
         global MATMUL_BLOCKS
         try:
             MATMUL_BLOCKS = tuple(int(x) for x in args.matmul_blocks.lower().split("x"))
-            assert len(MATMUL_BLOCKS) == 3 and all(x > 0 and x & (x - 1) == 0 for x in MATMUL_BLOCKS)
-        except (ValueError, AssertionError):
+        except ValueError:
+            MATMUL_BLOCKS = ()
+        if len(MATMUL_BLOCKS) != 3 or any(x <= 0 or x & (x - 1) for x in MATMUL_BLOCKS):
             ap.error(f"--matmul-blocks: expected three powers of two like 64x64x32, got {args.matmul_blocks!r}")
     dev = spvjit.get_device()
     print(f"device: {dev.caps.name} ({dev.caps.driver_name}), numpy {np.__version__}")

@@ -174,6 +174,7 @@ def launch_on_device(jitfn, spec, grid):
 # Programs one workgroup runs in turn, at most (kernels compiled with a program loop);
 # SPVJIT_PROGRAMS_PER_WORKGROUP overrides it
 MAX_PROGRAMS_PER_WORKGROUP = 256
+_HOST_CPUS = os.cpu_count() or 1     # lavapipe's default thread count (LP_NUM_THREADS overrides)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -196,5 +197,5 @@ def programs_per_workgroup(ck: CompiledKernel, grid_x: int) -> int:
     if not ck.program_loop:
         return 1
     most = _env_int("SPVJIT_PROGRAMS_PER_WORKGROUP", MAX_PROGRAMS_PER_WORKGROUP)
-    threads = _env_int("LP_NUM_THREADS", os.cpu_count() or 1)
+    threads = _env_int("LP_NUM_THREADS", _HOST_CPUS)
     return max(1, min(most, grid_x // (8 * threads)))

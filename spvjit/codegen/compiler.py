@@ -120,14 +120,14 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     for bd in bindings:
         bd.read_only = written is not None and bd.index not in written
         bd.write_only = read is not None and bd.index not in read
-    if getattr(caps, "device_type", "") == "cpu":
+    cpu = getattr(caps, "device_type", "") == "cpu"
+    if cpu:
         # lavapipe reads per-lane addresses 2-3x faster through texel buffers than storage buffers
         limit = getattr(caps, "max_texel_buffer_elements", 0)
         for bd in bindings:
             if written is not None and bd.index not in written and limit:
                 bd.texel = True
     mem = Memory(em, bindings, push)
-    cpu = getattr(caps, "device_type", "") == "cpu"
     mem.wide_stores = cpu and getattr(caps, "int64", False)
     mem.declare(_float_atomic_bindings(kernel, bindings))
     scratch = _scratch_words(kernel, w)
@@ -166,10 +166,15 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
                           4 * (PUSH_HEADER_WORDS + len(push)), scratch * 4, frozenset(em.caps_used), program_loop)
 
 
+def _body_before_final_return(kernel: KernelIR) -> list:
+    ops = kernel.body.ops
+    return ops[:-1] if ops and ops[-1].name == "return" else ops
+
+
 def _returns_only_at_end(kernel: KernelIR) -> bool:
     """No `return` but the body's last op (an early return would end the whole program loop)."""
-    ops = kernel.body.ops
-    return not any(op.name == "return" for op in kernel.walk() if op is not (ops[-1] if ops else None))
+    final = kernel.body.ops[-1] if kernel.body.ops else None
+    return all(op is final for op in kernel.walk() if op.name == "return")
 
 
 def _lower_program_loop(lw, mem, kernel: KernelIR):
@@ -178,8 +183,7 @@ def _lower_program_loop(lw, mem, kernel: KernelIR):
     many per launch (push word PROGRAMS_WORD) from the grid and the host's threads.
     Programs share no state: each iteration is the kernel body for one program id."""
     em = lw.em
-    body_ops = kernel.body.ops[:-1] if kernel.body.ops and kernel.body.ops[-1].name == "return" \
-        else kernel.body.ops
+    body_ops = _body_before_final_return(kernel)
 
     def one_program(slot):
         mem.program_slot = slot

@@ -7,9 +7,7 @@ memory.py / reduce.py for the ops that touch buffers or move data.
 from __future__ import annotations
 
 import contextlib
-
 from dataclasses import dataclass
-
 
 from ..ir import types as T
 from ..ir.core import Block, KernelIR, Operation

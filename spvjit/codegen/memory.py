@@ -335,15 +335,16 @@ class Memory:
         elements only, which registers hold in their storage type: see _vectorizable)."""
         em = self.em
         view = self.vec_view(bd, writable=True)
-        vec = em.op("OpCompositeConstruct", em.b.type_vector(self._storage_type(bd.storage), 4), *values)
-        if self.wide_stores:
-            if bd.storage.bits == 16:
+        st = self._storage_type(bd.storage)
+        if self.wide_stores and bd.storage.bits == 32:
+            u64, v2 = em.b.type_int(64, False), em.b.type_vector(st, 2)
+            halves = [em.op("OpBitcast", u64, em.op("OpCompositeConstruct", v2, *values[i:i + 2]))
+                      for i in (0, 2)]
+            vec = em.op("OpCompositeConstruct", self._wide_store_type(bd), *halves)
+        else:
+            vec = em.op("OpCompositeConstruct", em.b.type_vector(st, 4), *values)
+            if self.wide_stores:            # four f16 are one u64
                 vec = em.op("OpBitcast", self._wide_store_type(bd), vec)
-            else:
-                u64, v2 = em.b.type_int(64, False), em.b.type_vector(self._storage_type(bd.storage), 2)
-                halves = [em.op("OpBitcast", u64, em.op("OpCompositeConstruct", v2, *values[i:i + 2]))
-                          for i in (0, 2)]
-                vec = em.op("OpCompositeConstruct", self._wide_store_type(bd), *halves)
         em.op("OpStore", None, em.op("OpAccessChain", view.ptr_type, view.var, em.ci(0), idx4), vec)
 
     def load_vec4(self, bd: Binding, idx4: int) -> list[int]:
