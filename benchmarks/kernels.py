@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Kernel benchmarks: spvjit on the Vulkan device vs numpy on the CPU, measured in one run.
 
-    .venv/bin/python benchmarks/kernels.py [--quick | --gpu] [--only NAME] [--json FILE] [--plot FILE.png]
+    .venv/bin/python benchmarks/kernels.py [--quick | --gpu] [--only NAME] [--matmul-blocks BMxBNxBK]
+                                          [--json FILE] [--plot FILE.png]
 
 GPU time comes from timestamps (spvjit.testing.do_bench, median); numpy from wall
 time (median).  Prints GB/s (memory-bound kernels) or GFLOP/s (matmul) and the
