@@ -21,7 +21,7 @@ from spvjit.codegen.spirv.tools import validate
 
 VALIDATED: list[str] = []
 COOPMAT_MODULES: list[str] = []   # device modules (validated above) that use cooperative matrices
-REQUIRE_COOPMAT = os.environ.get("SPVJIT_REQUIRE_COOPMAT") == "1"
+REQUIRE_COOPMAT = spvjit.knobs.get("SPVJIT_REQUIRE_COOPMAT")
 
 
 def _validate_hook(ck):
@@ -84,7 +84,7 @@ def _coopmat_device_when_required(request):
     """In the coopmat stage a coopmat test on a device without cooperative matrices fails."""
     if not REQUIRE_COOPMAT or request.node.get_closest_marker("coopmat") is None:
         return
-    if os.environ.get("SPVJIT_DISABLE_COOPMAT"):
+    if spvjit.knobs.get("SPVJIT_DISABLE_COOPMAT"):
         pytest.fail("SPVJIT_REQUIRE_COOPMAT=1 and SPVJIT_DISABLE_COOPMAT are both set", pytrace=False)
     from spvjit.runtime import get_device
     caps = get_device().caps
