@@ -24,6 +24,7 @@ from .frontend import build_ir
 from .ir.passes import run_passes
 from .ir.printer import print_kernel
 from .ir.verifier import verify
+from .loop_limit import loop_iteration_limit
 
 INTERPRETER = "interpreter"
 
@@ -39,7 +40,8 @@ def target_key(target) -> tuple:
     if target == INTERPRETER:
         return (INTERPRETER,)
     caps = target.caps
-    return ("vulkan", caps.index, cache.device_fingerprint(caps)) + knobs.lowering_env()
+    return (("vulkan", caps.index, cache.device_fingerprint(caps), loop_iteration_limit(target))
+            + knobs.lowering_env())
 
 
 def spec_key(jitfn, spec, target) -> tuple:
@@ -94,7 +96,8 @@ def _lower(jitfn, spec, dev, show_lowering: bool) -> CompiledKernel:
     kernel = _build_ir(jitfn, spec, optimize=True)
     notes = {} if show_lowering else None
     try:
-        ck = compile_kernel(kernel, dev.caps, spec.num_warps, spec.divisibility or {}, notes)
+        ck = compile_kernel(kernel, dev.caps, spec.num_warps, spec.divisibility or {}, notes,
+                            loop_limit=loop_iteration_limit(dev))
     except LoweringError as e:
         raise CompilationError(f"in kernel {jitfn.__name__}: {e}") from None
     if notes is not None:

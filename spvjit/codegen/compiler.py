@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import knobs
 from ..ir.core import KernelIR
-from . import axis_info, coopmat, subgroup
+from . import axis_info, coopmat, loop_budget, subgroup
 from .emitter import Emitter
 from .layout import choose_workgroup, regs
 from .lower import LoweringError, Lowerer, LV
@@ -100,8 +101,13 @@ def _param_access(kernel: KernelIR, ptr_params) -> tuple[set[int] | None, set[in
 
 
 def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict | None = None,
-                   notes: dict | None = None) -> CompiledKernel:
-    """`notes`, when given a dict, collects the lowering choice of each op (SPVJIT_DUMP=lowered)."""
+                   notes: dict | None = None, loop_limit: int | None = None,
+                   program_loop: bool = True) -> CompiledKernel:
+    """`notes`, when given a dict, collects the lowering choice of each op (SPVJIT_DUMP=lowered).
+    `loop_limit`: the loop-header visits the driver allows one invocation (None: no limit);
+    see loop_budget.py.  `program_loop=False` forbids running several programs per workgroup."""
+    if loop_limit is not None:
+        kernel = loop_budget.unroll_for_budget(kernel)
     w = choose_workgroup(_max_numel(kernel), num_warps, caps)
     b = ModuleBuilder(version=(1, 3))
     b.capability("Shader")
@@ -152,7 +158,7 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
         lw.env[id(p.value)] = LV([mem.scalar_arg(i)], True)
     # Scratch is safe to reuse across the loop's programs: the loop and its bounds check are
     # uniform over the workgroup, and every scratch exchange begins with a barrier.
-    program_loop = cpu and _returns_only_at_end(kernel)
+    program_loop = program_loop and cpu and _returns_only_at_end(kernel) and _fits_budget(kernel, loop_limit)
     if program_loop:
         _lower_program_loop(lw, mem, kernel)
     else:
@@ -165,6 +171,17 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     b.name(fn, kernel.name)
     return CompiledKernel(kernel.name, b.assemble(), w, bindings, push,
                           4 * (PUSH_HEADER_WORDS + len(push)), scratch * 4, frozenset(em.caps_used), program_loop)
+
+
+def _fits_budget(kernel: KernelIR, loop_limit: int | None) -> bool:
+    """Whether the program loop keeps the kernel within the driver's loop-header budget: the
+    budget is per invocation, so its programs share it; a kernel whose loops have runtime trip
+    counts runs one program per workgroup there."""
+    if loop_limit is None:
+        return True
+    visits = loop_budget.header_visits(kernel)
+    most = knobs.get("SPVJIT_PROGRAMS_PER_WORKGROUP")
+    return visits is not None and most * (visits + 1) + 1 <= loop_limit
 
 
 def _body_before_final_return(kernel: KernelIR) -> list:

@@ -1,0 +1,195 @@
+"""Fewer loop-header visits per program, for drivers that cap them (lavapipe on Mesa < 26).
+
+llvmpipe keeps ONE counter per shader invocation, set to 65535 when the invocation starts
+and decremented at every loop-header visit of any loop; at 0 the loop being run breaks,
+silently.  So the limit is not per loop: nesting a loop does not help, only fewer header
+visits do.  This module owns the two lowering decisions that follow from it:
+
+- `unroll_for_budget(kernel)`: a `for` with a constant positive step and a small body runs
+  as a main loop stepping U*step whose body is U copies of the original one (the carried
+  values threaded from copy to copy), then the original loop as the remainder for the last
+  < U iterations.  A 100,000-trip loop of a small body makes 100000/16 + 15 header visits.
+- `header_visits(kernel)`: an upper bound on one program's header visits when every loop's
+  trip count is a constant, else None; the program loop (several programs per workgroup in
+  turn) is kept only where 256 programs' visits fit the budget.
+
+The transform runs on the optimized IR right before lowering; the interpreter runs the IR
+as the frontend built it, so the differential tests check that the copies compute the same.
+Loops whose header visits can still exceed the limit (a big body times a huge trip count)
+are documented in docs/ARCHITECTURE.md ("Loop limits").
+"""
+from __future__ import annotations
+
+from ..ir.core import Block, KernelIR, Operation, Value
+from ..ir.types import TileType, i1, i32
+
+INT32_MIN = -(1 << 31)
+OPS_BUDGET = 64          # U * body weight stays under this: bounds code size and lavapipe's compile time
+FACTORS = (16, 8, 4, 2)
+SHORT_LOOP = 64          # a loop with a constant trip count up to this is left alone
+_NEVER_COPIED = {"dot", "return"}   # dot: tiles (and coopmat plans) are big; return: ends the program
+_SCALAR_I32 = TileType((), i32)
+
+
+def unroll_for_budget(kernel: KernelIR) -> KernelIR:
+    """Unroll every eligible `for` (innermost first), in place."""
+    _unroll_block(kernel.body)
+    return kernel
+
+
+def header_visits(kernel: KernelIR) -> int | None:
+    """Loop-header visits one program makes (each loop: trips + the final failing check,
+    times the trips of the loops around it), or None when some trip count is not constant."""
+    return _visits(kernel.body)
+
+
+def _visits(block: Block) -> int | None:
+    total = 0
+    for op in block.ops:
+        inner = 0
+        for region in op.regions:
+            v = _visits(region)
+            if v is None:
+                return None
+            inner = max(inner, v)          # `if`: one of its regions runs
+        if op.name == "for":
+            trips = _const_trips(op)
+            if trips is None:
+                return None
+            total += trips + 1 + trips * inner
+        else:
+            total += inner
+    return total
+
+
+def _const_int(v: Value):
+    owner = v.owner
+    if isinstance(owner, Operation) and owner.name == "constant" and type(owner.attrs["value"]) is int:
+        return owner.attrs["value"]
+    return None
+
+
+def _const_trips(op: Operation) -> int | None:
+    lb, ub, step = (_const_int(v) for v in op.operands[:3])
+    if lb is None or ub is None or not step:
+        return None
+    return len(range(lb, ub, step))
+
+
+def _weight(block: Block) -> int:
+    """A body's size in scalar-op equivalents: a tile op weighs one per 128 elements (about a
+    register per lane in a workgroup of 128), nested regions count in full."""
+    w = 0
+    for op in block.ops:
+        numel = max((r.type.numel if r.type.shape else 1 for r in op.results), default=1)
+        w += max(1, numel // 128)
+        for region in op.regions:
+            w += _weight(region)
+    return w
+
+
+def _unroll_factor(op: Operation) -> int:
+    step = _const_int(op.operands[2])
+    if step is None or step <= 0:
+        return 1
+    body = op.regions[0]
+    if body.terminator is None or body.terminator.name != "yield":
+        return 1
+    if any(inner.name in _NEVER_COPIED for inner in body.walk()):
+        return 1
+    trips = _const_trips(op)
+    if trips is not None and trips <= SHORT_LOOP:
+        return 1
+    weight = _weight(body)
+    for u in FACTORS:
+        if u * weight <= OPS_BUDGET:
+            return u
+    return 1
+
+
+def _unroll_block(block: Block) -> None:
+    out = []
+    for op in block.ops:
+        for region in op.regions:
+            _unroll_block(region)            # innermost first: an unrolled inner loop weighs more
+        if op.name == "for":
+            u = _unroll_factor(op)
+            if u > 1:
+                out.extend(_unrolled(op, u))
+        out.append(op)
+    block.ops = out
+
+
+def _new(name, operands, result_types, loc, attrs=None, regions=None, hints=None) -> Operation:
+    return Operation(name, operands, result_types, attrs, regions, loc, hints)
+
+
+def _unrolled(op: Operation, u: int) -> list[Operation]:
+    """Ops to place before `op`: the main loop over U iterations at a time.  `op` itself
+    becomes the remainder loop, starting where the main loop stopped, with its carried values.
+
+        main_ub = ub < INT32_MIN + K ? INT32_MIN : ub - K        K = (U-1)*step
+        for iv in [lb, main_ub) step U*step                      iv < main_ub  <=>  iv + K < ub
+            copy j of the body with iv + j*step, j = 0..U-1       (no overflow either way)
+        for iv in [main's last iv, ub) step step                 the original loop
+    """
+    loc = op.loc
+    lb, ub, step_v = op.operands[:3]
+    inits = op.operands[3:]
+    step = _const_int(step_v)
+    span = (u - 1) * step
+    pre = []
+
+    def const(value, ty=_SCALAR_I32):
+        c = _new("constant", [], [ty], loc, {"value": value})
+        pre.append(c)
+        return c.result
+
+    low = _new("cmp", [ub, const(INT32_MIN + span)], [TileType((), i1)], loc, {"pred": "lt"})
+    less = _new("sub", [ub, const(span)], [_SCALAR_I32], loc)
+    main_ub = _new("select", [low.result, const(INT32_MIN), less.result], [_SCALAR_I32], loc)
+    pre += [low, less, main_ub]
+
+    body = op.regions[0]
+    carried_types = [a.type for a in body.args[1:]]
+    main_body = Block()
+    iv0 = main_body.add_arg(_SCALAR_I32, body.args[0].hint)
+    carried = [main_body.add_arg(t, a.hint) for t, a in zip(carried_types, body.args[1:])]
+    main_body.add_arg(_SCALAR_I32, "next_iv")     # only carried out, to start the remainder loop
+    for j in range(u):
+        if j == 0:
+            iv = iv0
+        else:
+            c = _new("constant", [], [_SCALAR_I32], loc, {"value": j * step})
+            add = _new("add", [iv0, c.result], [_SCALAR_I32], loc, hints=[body.args[0].hint])
+            main_body.ops += [c, add]
+            iv = add.result
+        vmap = {id(body.args[0]): iv, **{id(a): v for a, v in zip(body.args[1:], carried)}}
+        for inner in body.ops[:-1]:
+            main_body.ops.append(_clone(inner, vmap))
+        carried = [vmap.get(id(v), v) for v in body.terminator.operands]
+    c = _new("constant", [], [_SCALAR_I32], loc, {"value": u * step})
+    after = _new("add", [iv0, c.result], [_SCALAR_I32], loc, hints=["next_iv"])
+    main_body.ops += [c, after, _new("yield", carried + [after.result], [], loc)]
+    main = _new("for", [lb, main_ub.result, const(u * step), *inits, lb], carried_types + [_SCALAR_I32],
+                loc, regions=[main_body], hints=[v.hint for v in op.results] + ["next_iv"])
+    pre.append(main)
+    op.operands = [main.results[-1], ub, step_v, *main.results[:-1]]
+    return pre
+
+
+def _clone(op: Operation, vmap: dict) -> Operation:
+    """A deep copy of `op` (regions included) reading values through `vmap`, which gains the
+    copy's results and region arguments."""
+    regions = []
+    for region in op.regions:
+        nb = Block()
+        for a in region.args:
+            vmap[id(a)] = nb.add_arg(a.type, a.hint)
+        nb.ops = [_clone(inner, vmap) for inner in region.ops]
+        regions.append(nb)
+    new = Operation(op.name, [vmap.get(id(v), v) for v in op.operands], [r.type for r in op.results],
+                    op.attrs, regions, op.loc, [r.hint for r in op.results])
+    for old, res in zip(op.results, new.results):
+        vmap[id(old)] = res
+    return new
