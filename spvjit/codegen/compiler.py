@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir.core import KernelIR
+from ..ir.ops import OP_INFO, ops_of
 from . import axis_info, coopmat, subgroup
 from .emitter import Emitter
 from .layout import choose_workgroup, regs
@@ -12,8 +13,9 @@ from .memory import PUSH_HEADER_WORDS, Binding, Memory, PushMember
 from .spirv.builder import ModuleBuilder
 from .target import Target
 
-# ops whose lowering stages a tile in shared memory: how many words per lane-register
-_STAGING = {"broadcast", "reshape", "trans", "reduce", "dot", "atomic_rmw"}
+# ops whose lowering stages a tile in shared memory (ir/ops.py's table)
+_STAGING = frozenset(n for n, info in OP_INFO.items() if info.scratch)
+_SHAPE_OPS = ops_of("shape")
 
 
 @dataclass
@@ -72,7 +74,7 @@ def _param_access(kernel: KernelIR, ptr_params) -> tuple[set[int] | None, set[in
 
     def walk(block):
         for op in block.ops:
-            if op.name in ("addptr", "splat", "broadcast", "expand_dims", "reshape", "trans"):
+            if op.name == "addptr" or op.name in _SHAPE_OPS:
                 roots[id(op.result)] = root(op.operands[0])
             elif op.name == "select" and op.result.type.is_pointer:
                 a, b = root(op.operands[1]), root(op.operands[2])
