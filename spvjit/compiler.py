@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import cache, knobs
 from .codegen import compile_hooks
 from .codegen.compiler import CompiledKernel, compile_kernel
+from .codegen.target import Target
 from .codegen.values import LoweringError
 from .errors import CompilationError, DeviceError
 from .frontend import build_ir
@@ -96,8 +97,8 @@ def _lower(jitfn, spec, dev, show_lowering: bool) -> CompiledKernel:
     kernel = _build_ir(jitfn, spec, optimize=True)
     notes = {} if show_lowering else None
     try:
-        ck = compile_kernel(kernel, dev.caps, spec.num_warps, spec.divisibility or {}, notes,
-                            loop_limit=loop_iteration_limit(dev))
+        target = replace(Target.of(dev.caps), loop_iteration_limit=loop_iteration_limit(dev))
+        ck = compile_kernel(kernel, target, spec.num_warps, spec.divisibility or {}, notes)
     except LoweringError as e:
         raise CompilationError(f"in kernel {jitfn.__name__}: {e}") from None
     if notes is not None:

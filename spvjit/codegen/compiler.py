@@ -5,15 +5,18 @@ from dataclasses import dataclass
 
 from .. import knobs
 from ..ir.core import KernelIR
+from ..ir.ops import OP_INFO, ops_of
 from . import axis_info, coopmat, loop_budget, subgroup
 from .emitter import Emitter
 from .layout import choose_workgroup, regs
 from .lower import LoweringError, Lowerer, LV
 from .memory import PUSH_HEADER_WORDS, Binding, Memory, PushMember
 from .spirv.builder import ModuleBuilder
+from .target import Target
 
-# ops whose lowering stages a tile in shared memory: how many words per lane-register
-_STAGING = {"broadcast", "reshape", "trans", "reduce", "dot", "atomic_rmw"}
+# ops whose lowering stages a tile in shared memory (ir/ops.py's table)
+_STAGING = frozenset(n for n, info in OP_INFO.items() if info.scratch)
+_SHAPE_OPS = ops_of("shape")
 
 
 @dataclass
@@ -72,7 +75,7 @@ def _param_access(kernel: KernelIR, ptr_params) -> tuple[set[int] | None, set[in
 
     def walk(block):
         for op in block.ops:
-            if op.name in ("addptr", "splat", "broadcast", "expand_dims", "reshape", "trans"):
+            if op.name == "addptr" or op.name in _SHAPE_OPS:
                 roots[id(op.result)] = root(op.operands[0])
             elif op.name == "select" and op.result.type.is_pointer:
                 a, b = root(op.operands[1]), root(op.operands[2])
@@ -101,11 +104,13 @@ def _param_access(kernel: KernelIR, ptr_params) -> tuple[set[int] | None, set[in
 
 
 def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict | None = None,
-                   notes: dict | None = None, loop_limit: int | None = None,
-                   program_loop: bool = True) -> CompiledKernel:
-    """`notes`, when given a dict, collects the lowering choice of each op (SPVJIT_DUMP=lowered).
-    `loop_limit`: the loop-header visits the driver allows one invocation (None: no limit);
-    see loop_budget.py.  `program_loop=False` forbids running several programs per workgroup."""
+                   notes: dict | None = None, program_loop: bool = True) -> CompiledKernel:
+    """`caps`: a DeviceCaps or a Target.  `notes`, when given a dict, collects the lowering
+    choice of each op (SPVJIT_DUMP=lowered).  On a target with a loop_iteration_limit, small
+    loop bodies are unrolled first (loop_budget.py).  `program_loop=False` forbids running
+    several programs per workgroup."""
+    caps = Target.of(caps)
+    loop_limit = caps.loop_iteration_limit
     if loop_limit is not None:
         kernel = loop_budget.unroll_for_budget(kernel)
     w = choose_workgroup(_max_numel(kernel), num_warps, caps)
@@ -126,18 +131,18 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     for bd in bindings:
         bd.read_only = written is not None and bd.index not in written
         bd.write_only = read is not None and bd.index not in read
-    cpu = getattr(caps, "device_type", "") == "cpu"
+    cpu = caps.cpu
     if cpu:
         # lavapipe reads per-lane addresses 2-3x faster through texel buffers than storage buffers
-        limit = getattr(caps, "max_texel_buffer_elements", 0)
+        limit = caps.max_texel_buffer_elements
         for bd in bindings:
             if written is not None and bd.index not in written and limit:
                 bd.texel = True
     mem = Memory(em, bindings, push)
-    mem.wide_stores = cpu and getattr(caps, "int64", False)
+    mem.wide_stores = cpu and caps.int64
     mem.declare(_float_atomic_bindings(kernel, bindings))
     scratch = _scratch_words(kernel, w)
-    max_shared = getattr(caps, "max_shared_memory", 32768)
+    max_shared = caps.max_shared_memory
     if scratch * 4 > max_shared:
         raise LoweringError(f"kernel {kernel.name} needs {scratch * 4} bytes of shared memory for its "
                             f"tiles with {w} invocations; the device has {max_shared}; use smaller blocks")

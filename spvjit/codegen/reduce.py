@@ -71,8 +71,10 @@ def lower_reduce(lw, op):
     if src.uniform:
         raise lw.error("reduction of a scalar")
     if len(src_t.shape) == 1:
-        lw.note(op, "per-lane fold + " + ("subgroup reduction" if lw.sg.get("reduce") and lw.sg.get("whole")
-                                          else "shared memory"))
+        sg_reduce = lw.sg.get("reduce") and lw.sg.get("size", 0) > 1
+        lw.note(op, "per-lane fold + " + ("subgroup reduction" if sg_reduce and lw.sg.get("whole") else
+                                          "subgroup reductions + partials in shared memory"
+                                          if sg_reduce and lw.W % lw.sg["size"] == 0 else "shared memory"))
         _reduce_full(lw, op, src, src_t.numel, kind, in_dt)
     else:
         _reduce_axis(lw, op, src, src_t.shape, axis, kind, in_dt)
@@ -92,8 +94,26 @@ def _reduce_full(lw, op, src, numel, kind, dt):
             if want_idx:
                 n_i = em.select(em.i32, valid, n_i, acc_i)
         acc, acc_i = n_acc, n_i
+    sg = lw.sg.get("size", 0)
     if W > 1 and lw.sg.get("reduce") and lw.sg.get("whole"):
         acc, acc_i = _subgroup_finish(lw, c, kind, dt, acc, acc_i)
+    elif W > 1 and lw.sg.get("reduce") and sg > 1 and W % sg == 0:
+        # GPUs (several subgroups): reduce inside each subgroup, then only W/sg partials go
+        # through shared memory, instead of every lane folding all W of them
+        acc, acc_i = _subgroup_finish(lw, c, kind, dt, acc, acc_i)
+        parts = W // sg
+        sgid = em.op("OpSDiv", em.i32, lw.lane, em.ci(sg))
+        em.barrier()
+        with em.if_then(em.op("OpIEqual", em.bool, em.op("OpSMod", em.i32, lw.lane, em.ci(sg)), em.ci(0))):
+            mem.scratch_store(sgid, mem.to_word(acc, dt))
+            if want_idx:
+                mem.scratch_store(em.iadd(sgid, em.ci(parts)), mem.to_word(acc_i, T.i32))
+        em.barrier()
+        acc, acc_i = ident, em.ci(numel)
+        for part in range(parts):               # every lane folds the partials in the same order
+            v = mem.from_word(mem.scratch_load(em.ci(part)), dt)
+            v_i = mem.from_word(mem.scratch_load(em.ci(parts + part)), T.i32) if want_idx else None
+            acc, acc_i = c.combine(acc, acc_i, v, v_i)
     elif W > 1:
         em.barrier()
         mem.scratch_store(lw.lane, mem.to_word(acc, dt))
