@@ -35,6 +35,8 @@ class DeviceKernel:
     """A kernel compiled for one device: its module, launch layout and Vulkan pipeline."""
     compiled: CompiledKernel
     pipeline: object
+    loop_status: object = None      # launch.loop_status: hidden buffer of loop-limited drivers
+    loop_limit: tuple = ()          # (device name, limit), for launch.check_loop_status's message
 
 
 def target_key(target) -> tuple:

@@ -224,3 +224,32 @@ kernel @k(%out_ptr: ptr<i32>) {
 }
 """)
     assert loop_budget.header_visits(k) == 5 + 4 * 31
+
+
+def _limited():
+    if loop_limit.loop_iteration_limit(get_device()) is None:
+        pytest.skip("this driver has no loop limit")
+
+
+def test_loop_cut_by_the_driver_is_an_error_not_a_wrong_result():
+    _limited()
+    # 70000 outer trips, each visiting the inner loops' headers too: 21845 of them would run
+    out = spvjit.zeros(1, np.int32)
+    with pytest.raises(spvjit.DeviceError, match=r"nested_loops: .* stopped one of its loops early.*65535"):
+        nested_loops[(1,)](out, 70_000, 1)
+    nested_loops[(1,)](out, 70, 1000)       # the status word was reset: the next launch is fine
+    assert out.numpy()[0] == 70_000
+
+
+def test_body_too_big_to_unroll_past_the_limit_is_refused_in_batches_and_graphs():
+    _limited()
+    B = 2048            # 16 registers per op in a workgroup of 128: not unrolled
+    x, out = spvjit.tensor(np.ones(B, np.float32)), spvjit.zeros(B)
+    with pytest.raises(spvjit.DeviceError, match="wide_body"):
+        with spvjit.batch():
+            wide_body[(1,)](x, out, LIMIT + 10, BLOCK=B)
+    with spvjit.record() as graph:
+        wide_body[(1,)](x, out, LIMIT + 10, BLOCK=B)
+    with pytest.raises(spvjit.DeviceError, match="wide_body"):
+        graph.replay()
+    graph.close()

@@ -113,6 +113,9 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     loop_limit = caps.loop_iteration_limit
     if loop_limit is not None:
         kernel = loop_budget.unroll_for_budget(kernel)
+        visits = loop_budget.header_visits(kernel)
+        if visits is None or visits + 1 > loop_limit:
+            loop_budget.add_exit_checks(kernel)     # adds the hidden status buffer parameter
     w = choose_workgroup(_max_numel(kernel), num_warps, caps)
     b = ModuleBuilder(version=(1, 3))
     b.capability("Shader")

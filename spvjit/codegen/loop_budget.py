@@ -20,8 +20,8 @@ are documented in docs/ARCHITECTURE.md ("Loop limits").
 """
 from __future__ import annotations
 
-from ..ir.core import Block, KernelIR, Operation, Value
-from ..ir.types import TileType, i1, i32
+from ..ir.core import Block, KernelIR, Operation, Param, Value
+from ..ir.types import PointerType, TileType, i1, i32
 
 INT32_MIN = -(1 << 31)
 OPS_BUDGET = 64          # U * body weight stays under this: bounds code size and lavapipe's compile time
@@ -29,6 +29,7 @@ FACTORS = (16, 8, 4, 2)
 SHORT_LOOP = 64          # a loop with a constant trip count up to this is left alone
 _NEVER_COPIED = {"dot", "return"}   # dot: tiles (and coopmat plans) are big; return: ends the program
 _SCALAR_I32 = TileType((), i32)
+STATUS_PARAM = "__loop_budget_status"    # hidden i32 buffer: 1 when a loop was cut short
 
 
 def unroll_for_budget(kernel: KernelIR) -> KernelIR:
@@ -193,3 +194,66 @@ def _clone(op: Operation, vmap: dict) -> Operation:
     for old, res in zip(op.results, new.results):
         vmap[id(old)] = res
     return new
+
+
+def add_exit_checks(kernel: KernelIR) -> bool:
+    """After every loop, check whether its condition still held when it stopped: only the
+    driver's limiter ends a loop that way.  Then the program writes 1 to a hidden buffer
+    (parameter STATUS_PARAM, the kernel's last pointer) that the launcher reads back and
+    turns into an error.  Each loop carries its induction variable out for the check (one
+    more phi).  Returns whether anything was added (no loops: nothing to check)."""
+    status = Value(TileType((), PointerType(i32)), STATUS_PARAM)
+    if not _check_block(kernel.body, status):
+        return False
+    kernel.params.append(Param(STATUS_PARAM, status))
+    return True
+
+
+def _check_block(block: Block, status: Value) -> bool:
+    out, added = [], False
+    for op in block.ops:
+        for region in op.regions:
+            added |= _check_block(region, status)
+        out.append(op)
+        term = op.regions[0].terminator if op.name == "for" else None
+        if term is not None and term.name == "yield":
+            out += _exit_check(op, status)
+            added = True
+    block.ops = out
+    return added
+
+
+def _exit_check(op: Operation, status: Value) -> list[Operation]:
+    """Carry `op`'s induction variable out and return the ops that follow the loop:
+    `if (iv_out still in range) store 1 -> status`."""
+    loc = op.loc
+    lb, ub, step = op.operands[:3]
+    body = op.regions[0]
+    iv_arg = body.add_arg(_SCALAR_I32, "iv_carried")      # unused inside: the yield feeds it
+    del iv_arg
+    term = body.ops.pop()
+    nxt = _new("add", [body.args[0], step], [_SCALAR_I32], loc, hints=["iv_next"])
+    body.ops += [nxt, _new("yield", list(term.operands) + [nxt.result], [], loc)]
+    iv_out = Value(_SCALAR_I32, "iv_out", op)
+    op.operands.append(lb)
+    op.results.append(iv_out)
+    b1 = TileType((), i1)
+    const_step = _const_int(step)
+    ops = []
+    if const_step is not None:
+        pending = _new("cmp", [iv_out, ub], [b1], loc, {"pred": "lt" if const_step > 0 else "gt"})
+        ops.append(pending)
+    else:
+        zero = _new("constant", [], [_SCALAR_I32], loc, {"value": 0})
+        up = _new("cmp", [step, zero.result], [b1], loc, {"pred": "gt"})
+        below = _new("cmp", [iv_out, ub], [b1], loc, {"pred": "lt"})
+        above = _new("cmp", [iv_out, ub], [b1], loc, {"pred": "gt"})
+        pending = _new("select", [up.result, below.result, above.result], [b1], loc)
+        ops += [zero, up, below, above, pending]
+    then = Block()
+    one = _new("constant", [], [_SCALAR_I32], loc, {"value": 1})
+    then.ops = [one, _new("store", [status, one.result], [], loc), _new("yield", [], [], loc)]
+    other = Block()
+    other.ops = [_new("yield", [], [], loc)]
+    ops.append(_new("if", [pending.result], [], loc, regions=[then, other]))
+    return ops
