@@ -253,3 +253,37 @@ def test_body_too_big_to_unroll_past_the_limit_is_refused_in_batches_and_graphs(
     with pytest.raises(spvjit.DeviceError, match="wide_body"):
         graph.replay()
     graph.close()
+
+
+@spvjit.kernel
+def fixed_loop(out_ptr):
+    c = 0
+    for i in range(0, 1000):
+        c += i
+    sl.store(out_ptr + sl.program_id(0), c)
+
+
+def compile_kernel(kernel, target):
+    """codegen's compile_kernel, with the compile hooks (spirv-val) the device path runs."""
+    from spvjit.codegen import compile_hooks
+    from spvjit.codegen.compiler import compile_kernel as lower
+    ck = lower(kernel, target)
+    for hook in list(compile_hooks):
+        hook(ck)
+    return ck
+
+
+def test_program_loop_only_where_the_budget_holds_it():
+    from spvjit.codegen.target import Target
+    limited = Target(device_type="cpu", subgroup_size=8, loop_iteration_limit=LIMIT)
+    out = spvjit.zeros(4, np.int32)
+    # 1000 constant trips unrolled: 63 + 9 header visits, 256 programs of them fit in 65535
+    k = loop_budget.unroll_for_budget(fixed_loop.ir_module(out))
+    assert loop_budget.header_visits(k) == 63 + 9
+    assert compile_kernel(fixed_loop.ir_module(out), limited).program_loop
+    assert not compile_kernel(pid_loop.ir_module(out, 3), limited).program_loop     # runtime trips
+    assert compile_kernel(pid_loop.ir_module(out, 3), Target(device_type="cpu", subgroup_size=8)).program_loop
+    assert compile_kernel(pid_only.ir_module(out), limited).program_loop
+    d = spvjit.zeros(4, np.int32)
+    fixed_loop[(4,)](d)
+    np.testing.assert_array_equal(d.numpy(), [sum(range(1000))] * 4)

@@ -146,10 +146,15 @@ def _unrolled(op: Operation, u: int) -> list[Operation]:
         pre.append(c)
         return c.result
 
-    low = _new("cmp", [ub, const(INT32_MIN + span)], [TileType((), i1)], loc, {"pred": "lt"})
-    less = _new("sub", [ub, const(span)], [_SCALAR_I32], loc)
-    main_ub = _new("select", [low.result, const(INT32_MIN), less.result], [_SCALAR_I32], loc)
-    pre += [low, less, main_ub]
+    ub_const = _const_int(ub)
+    if ub_const is not None:         # a constant bound keeps the trip counts constant (header_visits)
+        main_ub = const(INT32_MIN if ub_const < INT32_MIN + span else ub_const - span)
+    else:
+        low = _new("cmp", [ub, const(INT32_MIN + span)], [TileType((), i1)], loc, {"pred": "lt"})
+        less = _new("sub", [ub, const(span)], [_SCALAR_I32], loc)
+        select = _new("select", [low.result, const(INT32_MIN), less.result], [_SCALAR_I32], loc)
+        pre += [low, less, select]
+        main_ub = select.result
 
     body = op.regions[0]
     carried_types = [a.type for a in body.args[1:]]
@@ -172,10 +177,15 @@ def _unrolled(op: Operation, u: int) -> list[Operation]:
     c = _new("constant", [], [_SCALAR_I32], loc, {"value": u * step})
     after = _new("add", [iv0, c.result], [_SCALAR_I32], loc, hints=["next_iv"])
     main_body.ops += [c, after, _new("yield", carried + [after.result], [], loc)]
-    main = _new("for", [lb, main_ub.result, const(u * step), *inits, lb], carried_types + [_SCALAR_I32],
+    main = _new("for", [lb, main_ub, const(u * step), *inits, lb], carried_types + [_SCALAR_I32],
                 loc, regions=[main_body], hints=[v.hint for v in op.results] + ["next_iv"])
     pre.append(main)
-    op.operands = [main.results[-1], ub, step_v, *main.results[:-1]]
+    start = main.results[-1]
+    lb_const = _const_int(lb)
+    if lb_const is not None and ub_const is not None:   # keep the remainder's trip count constant too
+        main_trips = len(range(lb_const, _const_int(main_ub), u * step))
+        start = const(lb_const + main_trips * u * step)
+    op.operands = [start, ub, step_v, *main.results[:-1]]
     return pre
 
 
@@ -229,8 +239,7 @@ def _exit_check(op: Operation, status: Value) -> list[Operation]:
     loc = op.loc
     lb, ub, step = op.operands[:3]
     body = op.regions[0]
-    iv_arg = body.add_arg(_SCALAR_I32, "iv_carried")      # unused inside: the yield feeds it
-    del iv_arg
+    body.add_arg(_SCALAR_I32, "iv_carried")      # unused inside: only the yield feeds it
     term = body.ops.pop()
     nxt = _new("add", [body.args[0], step], [_SCALAR_I32], loc, hints=["iv_next"])
     body.ops += [nxt, _new("yield", list(term.operands) + [nxt.result], [], loc)]
