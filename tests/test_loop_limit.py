@@ -6,12 +6,17 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ir_strategies import interpret, kernels, random_inputs, same_bits
 
 import spvjit
 import spvjit.language as sl
 from spvjit import launch, loop_limit
 from spvjit.codegen import loop_budget
 from spvjit.ir.parser import parse
+from spvjit.ir.printer import print_kernel
 from spvjit.ir.verifier import verify
 from spvjit.runtime import get_device
 
@@ -287,3 +292,41 @@ def test_program_loop_only_where_the_budget_holds_it():
     d = spvjit.zeros(4, np.int32)
     fixed_loop[(4,)](d)
     np.testing.assert_array_equal(d.numpy(), [sum(range(1000))] * 4)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kernels(), st.integers(0, 2**32 - 1), st.sampled_from([2, 3]))
+def test_unrolling_random_modules_keeps_their_results(kernel, seed, factor):
+    """The interpreter runs a random module before and after unrolling with a factor of 2 or 3
+    (their loops have 0-3 trips: the main loop runs 0 or 1 times, the remainder the rest)."""
+    inputs = random_inputs(seed, kernel.constexprs["BLOCK"])
+    before = interpret(parse(print_kernel(kernel)), inputs, (2,))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop_budget, "SHORT_LOOP", 0)
+        mp.setattr(loop_budget, "FACTORS", (factor,))
+        mp.setattr(loop_budget, "OPS_BUDGET", 10**6)
+        unrolled = loop_budget.unroll_for_budget(parse(print_kernel(kernel)))
+    verify(unrolled)
+    after = interpret(unrolled, inputs, (2,))
+    for name in before:
+        assert same_bits(before[name], after[name]), (name, before[name], after[name])
+
+
+@pytest.mark.parametrize("factor", [2, 3, 16])
+@pytest.mark.parametrize("step", [1, 2, 3])
+def test_unrolled_loop_runs_every_trip_with_its_own_induction_variable(factor, step):
+    """Interpreter before and after unrolling, for every trip count around the factor."""
+    kernel = count_loop.ir_module(spvjit.zeros(2, np.int32), 0, 1, STEP=step)
+    text = print_kernel(kernel)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop_budget, "FACTORS", (factor,))
+        mp.setattr(loop_budget, "OPS_BUDGET", 10**6)
+        unrolled = loop_budget.unroll_for_budget(parse(text))
+    verify(unrolled)
+    assert sum(op.name == "for" for op in unrolled.body.ops) == 2
+    for lb in (-5, 0, 3):
+        for ub in range(lb - 2, lb + 3 * factor * step + 2):
+            inputs = {"out_ptr": np.zeros(2, np.int32), "lb": lb, "ub": ub}
+            want = interpret(parse(text), inputs, (1,))["out_ptr"]
+            np.testing.assert_array_equal(want, _count_reference(lb, ub, step))
+            np.testing.assert_array_equal(interpret(unrolled, inputs, (1,))["out_ptr"], want)
