@@ -20,6 +20,7 @@ from .ir import types as T
 from .ir.printer import print_kernel
 from .language.core import constexpr
 from .launch import launch_on_device
+from .runtime import get_device
 
 
 def _is_tensor(x) -> bool:
@@ -159,7 +160,6 @@ class JITFunction(KernelFunction):
         if self.force_interpret or interpret_enabled():
             run_interpreted(compiler.compile(self, spec, compiler.INTERPRETER), spec.runtime, grid)
             return
-        from .runtime import get_device
         dev = get_device()
         launch_on_device(compiler.compile(self, spec, dev), spec, grid, dev, self.__name__)
 
