@@ -208,6 +208,11 @@ class LlamaModelFile:
         for i in range(c.n_layer):
             for kind, shape in _layer_shapes(c).items():
                 expected[f"blk.{i}.{kind}"] = shape
+        for name in self._tensors:
+            block = name.split(".")[1] if name.startswith("blk.") else None
+            if block is not None and not (block.isdigit() and int(block) < c.n_layer):
+                raise ModelError(f"{self._where}: tensor {name!r} does not belong to any of the "
+                                 f"{c.n_layer} blocks that '{c.arch}.block_count' declares")
         for name, shape in expected.items():
             t = self.tensor(name)  # raises for missing or unsupported-type tensors
             if t.shape != shape:

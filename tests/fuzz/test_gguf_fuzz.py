@@ -1,0 +1,104 @@
+"""Mutated GGUF files: one clear line or a working model, never a traceback, hang or memory bomb.
+
+The CI part: 300+ hypothesis-chosen mutants run in this process (each under an alarm and a
+data-size cap, peak RSS measured), and a few through the `spvjit run` command line in a
+subprocess. `scripts/fuzz-gguf` runs the long mode (every deterministic mutant plus random
+ones, 10,000+ cases, each in a worker process that is restarted if it crashes).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from llama.conftest import write_tiny_gguf
+from .gguf_fuzz import FAMILIES, Corpus, cli_case, run_case, write_case
+from .gguf_mutations import KV, VT, Doc, serialize
+
+# Larger than the test suite's tiny model so that the memory bound (2x the file size) is
+# well above the kernel's page-granular accounting: about 1.3 MB.
+FUZZ_HPARAMS = dict(n_embd=128, n_ff=1024)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Corpus:
+    seed = write_tiny_gguf(tmp_path_factory.mktemp("fuzz") / "seed.gguf", hparams=FUZZ_HPARAMS)
+    return Corpus(seed)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("mutants")
+
+
+def test_seed_file_is_accepted(corpus, workdir):
+    # The re-encoded seed must load and run: otherwise every mutant is trivially rejected.
+    r = run_case(write_case(corpus.enc.data, workdir))
+    assert r.outcome == "ok", r.message
+
+
+def test_corpus_covers_every_structure(corpus):
+    labels = [m.label for m in corpus.enc.marks]
+    assert any(label.startswith("key tokenizer.ggml.tokens") for label in labels)
+    assert any(label.endswith("offset") for label in labels) and "tensor data" in labels
+    doc_labels = [label for label, _ in corpus.docs]
+    # every key the runner reads gets every other type
+    assert any("llama.rope.freq_base as string" in x for x in doc_labels)
+    assert any("tokenizer.ggml.tokens as array" in x for x in doc_labels)
+    assert any(x == "key llama.block_count = 2147483648" for x in doc_labels)
+
+
+@settings(max_examples=600, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(family=st.sampled_from(FAMILIES), index=st.integers(min_value=0, max_value=10**6))
+def test_mutant(corpus, workdir, family, index):
+    label, data = corpus.case(family, index)
+    r = run_case(write_case(data, workdir))
+    assert r.outcome in ("ok", "rejected"), f"{family} {index} ({label}): {r.outcome}: {r.message}"
+    if r.outcome == "rejected":
+        assert r.within_memory, f"{family} {index} ({label}): peak {r.peak_bytes} bytes for a {r.file_bytes}-byte file"
+
+
+# -- through the command line ------------------------------------------------------------
+
+CLI_SAMPLE = [("doc", "key llama.rope.freq_base as string"), ("doc", "key llama.block_count = 2147483648"),
+              ("huge", "key tokenizer.ggml.tokens array length = 18446744073709551615"),
+              ("cut", "tensor data")]
+
+
+def _find(corpus: Corpus, family: str, label: str) -> bytes:
+    for i in range(corpus.size(family)):
+        got, data = corpus.case(family, i)
+        if got.startswith(label) or (family == "cut" and label in got):
+            return data
+    raise AssertionError(f"no {family} case {label!r}")
+
+
+def test_cli_rejects_mutants_in_one_line(corpus, workdir):
+    # The baseline: the same command on a 100-byte GGUF that parses and is then rejected
+    # (the same code and imports, a negligible file).
+    bare = Doc(kvs=[KV("general.name", VT.STRING, "bare")], tensors=[], data=b"")
+    code, err, base_rss = cli_case(write_case(serialize(bare).data, workdir, "bare.gguf"))
+    assert code == 2 and err == "spvjit: error: bare.gguf: metadata key 'general.architecture' is missing\n", err
+    for family, label in CLI_SAMPLE:
+        path = write_case(_find(corpus, family, label), workdir, "cli.gguf")
+        code, err, rss = cli_case(path)
+        assert code == 2, f"{label}: exit {code}: {err}"
+        assert err.startswith("spvjit: error: cli.gguf: ") and err.count("\n") == 1, f"{label}: {err!r}"
+        assert "Traceback" not in err
+        assert rss - base_rss <= 2 * path.stat().st_size, f"{label}: {rss - base_rss} bytes over the baseline"
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_cli_refuses_non_regular_files_by_name(workdir, kind):
+    path = workdir / f"model-{kind}.gguf"
+    if not path.exists():
+        path.mkdir() if kind == "directory" else os.mkfifo(path)
+    code, err, _ = cli_case(path, timeout=30)  # a FIFO must not block waiting for a writer
+    assert code == 2, err
+    expected = "a directory" if kind == "directory" else "a FIFO (named pipe)"
+    assert err == f"spvjit: error: {path}: is {expected}, not a model file\n"
