@@ -59,6 +59,25 @@ def record(timestamps: bool = False):
             _state.batch = None
 
 
+def check_grid(grid, name: str) -> tuple[int, ...]:
+    """A launch grid (after calling a callable grid) as a tuple of 1 to 3 Python ints.
+
+    Only ints count, numpy integers included: ``k[(3.9,)]`` must not run 3 programs, and a
+    string is not a sequence of sizes. Meant for ``JITFunction._grid`` in place of its
+    ``int(x)`` conversion; sign and size limits stay there.
+    """
+    import numbers
+    from .jit import LaunchError      # jit imports this module
+    items = (grid,) if isinstance(grid, numbers.Integral) and not isinstance(grid, bool) else grid
+    if not isinstance(items, (tuple, list)) or not 1 <= len(items) <= 3:
+        raise LaunchError(f"grid of kernel {name} must be an int or a tuple of 1 to 3 ints, got {grid!r}")
+    for size in items:
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+            raise LaunchError(f"grid of kernel {name} must hold ints, got {size!r} "
+                              f"({type(size).__name__}) in {grid!r}")
+    return tuple(int(size) for size in items)
+
+
 def compile_for_device(jitfn, spec, dev) -> tuple[CompiledKernel, object]:
     from . import cache
     from .jit import dump_flags
