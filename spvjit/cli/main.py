@@ -37,8 +37,7 @@ def main(argv=None) -> int:
     from .interrupt import quiet_interrupts
     quiet_interrupts()  # Ctrl-C while modules import: one line, exit 130 (also set by spvjit/__init__)
     args = build_parser().parse_args(argv)  # bad usage exits 2 from argparse
-    from spvjit.jit import LaunchError
-    from spvjit.runtime.errors import DeviceError
+    from spvjit.errors import DeviceError, LaunchError  # LaunchError covers SettingError
     signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on: KeyboardInterrupt
     try:
         return int(args.run(args) or 0)

@@ -53,7 +53,7 @@ def test_stdout_that_cannot_encode_the_text(tiny_file):
                                        ("LP_NUM_THREADS", "-2")])
 def test_environment_variable_out_of_range(tiny_file, var, value):
     res = spvjit("run", tiny_file, "-n", "2", "--temp", "0", env={**os.environ, var: value})
-    assert_usage_error(res, f"{var} must be a positive integer, got {value!r}")
+    assert_usage_error(res, var, repr(value))  # one line naming the variable and its value
 
 
 def test_bad_driver_manifest_says_what_is_wrong(tmp_path):
