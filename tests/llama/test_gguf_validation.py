@@ -251,3 +251,25 @@ def test_printable_escapes_terminal_controls():
 def test_metadata_type_is_reported(tiny_model):
     assert tiny_model.metadata_type("tokenizer.ggml.tokens") == "array of string"
     assert tiny_model.metadata_type("llama.block_count") == "uint32"
+
+
+def test_token_that_is_not_utf8(seed_doc, tmp_path):
+    tokens = next(kv for kv in seed_doc.kvs if kv.key == "tokenizer.ggml.tokens").value
+    doc = with_key(seed_doc, "tokenizer.ggml.tokens", VT.ARRAY, tokens[:65] + [b"\xff\xfe"] + tokens[66:], VT.STRING)
+    msg = load_error(write(doc, tmp_path))
+    assert "metadata key 'tokenizer.ggml.tokens' item 65" in msg and "is not UTF-8" in msg
+
+
+def test_cli_checks_the_vocabulary_before_the_device(seed_doc, tmp_path):
+    # A bad token list used to surface only after the weights went to the device (220 MB of
+    # setup in the fuzzer's measurement); now the command fails before touching it.
+    from fuzz.gguf_fuzz import cli_case
+
+    tokens = next(kv for kv in seed_doc.kvs if kv.key == "tokenizer.ggml.tokens").value
+    bad = write(with_key(seed_doc, "tokenizer.ggml.tokens", VT.ARRAY, [b"\xff"] + tokens[1:], VT.STRING), tmp_path)
+    bare = write(replace(seed_doc, kvs=[KV("general.name", VT.STRING, "bare")], tensors=[], data=b""), tmp_path,
+                 "bare.gguf")
+    _, _, base = cli_case(bare)
+    code, err, peak = cli_case(bad)
+    assert code == 2 and err.startswith("spvjit: error: bad.gguf: ") and "not UTF-8" in err, err
+    assert peak - base <= 2 * bad.stat().st_size + (64 << 10), (peak, base)
