@@ -29,15 +29,42 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .gguf_mutations import Encoded, doc_mutations, flips, huge_fields, read_doc, serialize, set_field, truncations
+from .gguf_mutations import (KV, VT, Encoded, doc_mutations, flips, huge_fields, read_doc, serialize, set_field,
+                             truncations)
 
 FAMILIES = ("doc", "cut", "huge", "flip", "combo")
+# Two seeds: the tokenizers take different paths through the metadata (SentencePiece reads
+# scores, byte-level BPE reads merges and the pre-tokenizer).
+SEEDS = ("spm", "bpe")
+# Larger than the test suite's tiny model, so that the memory bound (2x the file size) is
+# well above the kernel's page-granular accounting: about 1.3 MB.
+FUZZ_HPARAMS = dict(n_embd=128, n_ff=1024)
+BPE_MERGES = ["l l", "h e", "\u0120 he", "ll o", "he llo", "\u0120 w", "o r", "\u0120w or", "l d", "a a",
+              "\u0120he llo"]
 TIME_LIMIT_S = 10
 MEMORY_SLACK = 512 << 20  # data-size cap above the level at the start of a case
-# Resident memory is counted in pages, and a page fault on a mapped file maps up to 16
-# neighbouring pages at once (the kernel's fault-around), so a few-hundred-byte file can
-# cost 64 KiB resident however little is read. The bound is 2x the file size above that.
-PAGE_ALLOWANCE = 64 << 10
+# Below a few hundred KiB, resident memory says little about a file: it is counted in pages,
+# a fault on a mapped file maps up to 16 neighbouring pages at once (the kernel's
+# fault-around), and Python's allocator takes memory in 256 KiB arenas. The bound is 2x
+# the file size above this allowance (a 7 KB truncated header was seen to cost 94 KB).
+PAGE_ALLOWANCE = 256 << 10
+
+
+def write_seed(kind: str, directory: Path) -> Path:
+    """The tiny model with a SentencePiece ("spm") or byte-level BPE ("bpe") vocabulary."""
+    from llama.conftest import write_tiny_gguf  # tests/ is on sys.path (pytest, scripts/fuzz-gguf)
+
+    path = Path(directory) / f"seed-{kind}.gguf"
+    if kind == "spm":
+        return write_tiny_gguf(path, hparams=FUZZ_HPARAMS)
+    write_tiny_gguf(path, hparams=FUZZ_HPARAMS, tokenizer_model="gpt2", pre="smollm")
+    doc = read_doc(path)
+    for kv in doc.kvs:
+        if kv.key == "tokenizer.ggml.tokens":  # GPT-2's byte alphabet writes a space as U+0120
+            kv.value = [t.replace("\u2581", "\u0120") for t in kv.value]
+    doc.kvs.append(KV("tokenizer.ggml.merges", VT.ARRAY, BPE_MERGES, VT.STRING))
+    path.write_bytes(serialize(doc).data)
+    return path
 
 
 class Corpus:

@@ -15,19 +15,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llama.conftest import write_tiny_gguf
-from .gguf_fuzz import FAMILIES, PAGE_ALLOWANCE, Corpus, cli_case, run_case, write_case
+from .gguf_fuzz import FAMILIES, PAGE_ALLOWANCE, SEEDS, Corpus, cli_case, run_case, write_case, write_seed
 from .gguf_mutations import KV, VT, Doc, serialize
-
-# Larger than the test suite's tiny model so that the memory bound (2x the file size) is
-# well above the kernel's page-granular accounting: about 1.3 MB.
-FUZZ_HPARAMS = dict(n_embd=128, n_ff=1024)
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Corpus:
-    seed = write_tiny_gguf(tmp_path_factory.mktemp("fuzz") / "seed.gguf", hparams=FUZZ_HPARAMS)
-    return Corpus(seed)
+def corpora(tmp_path_factory) -> dict[str, Corpus]:
+    directory = tmp_path_factory.mktemp("fuzz")
+    return {kind: Corpus(write_seed(kind, directory)) for kind in SEEDS}
+
+
+@pytest.fixture(scope="module")
+def corpus(corpora) -> Corpus:
+    return corpora["spm"]
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +35,20 @@ def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("mutants")
 
 
-def test_seed_file_is_accepted(corpus, workdir):
+@pytest.mark.parametrize("kind", SEEDS)
+def test_seed_file_is_accepted(corpora, workdir, kind):
     # The re-encoded seed must load and run: otherwise every mutant is trivially rejected.
-    r = run_case(write_case(corpus.enc.data, workdir))
+    r = run_case(write_case(corpora[kind].enc.data, workdir))
     assert r.outcome == "ok", r.message
+
+
+def test_bpe_seed_tokenizes_with_its_merges(corpora):
+    from spvjit.models.llama import Tokenizer, load_gguf
+
+    tok = Tokenizer.from_gguf(load_gguf(corpora["bpe"].seed_path))
+    assert tok.model == "gpt2"
+    ids = tok.encode("hello world", add_bos=False)
+    assert [tok.tokens[i] for i in ids] == ["hello", "\u0120wor", "ld"]  # merges in BPE_MERGES
 
 
 def test_corpus_covers_every_structure(corpus):
@@ -54,13 +64,14 @@ def test_corpus_covers_every_structure(corpus):
 
 @settings(max_examples=600, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(family=st.sampled_from(FAMILIES), index=st.integers(min_value=0, max_value=10**6))
-def test_mutant(corpus, workdir, family, index):
-    label, data = corpus.case(family, index)
+@given(seed=st.sampled_from(SEEDS), family=st.sampled_from(FAMILIES), index=st.integers(min_value=0, max_value=10**6))
+def test_mutant(corpora, workdir, seed, family, index):
+    label, data = corpora[seed].case(family, index)
     r = run_case(write_case(data, workdir))
-    assert r.outcome in ("ok", "rejected"), f"{family} {index} ({label}): {r.outcome}: {r.message}"
+    where = f"{seed} {family} {index} ({label})"
+    assert r.outcome in ("ok", "rejected"), f"{where}: {r.outcome}: {r.message}"
     if r.outcome == "rejected":
-        assert r.within_memory, f"{family} {index} ({label}): peak {r.peak_bytes} bytes for a {r.file_bytes}-byte file"
+        assert r.within_memory, f"{where}: peak {r.peak_bytes} bytes for a {r.file_bytes}-byte file"
 
 
 # -- through the command line ------------------------------------------------------------
@@ -90,7 +101,7 @@ def test_cli_rejects_mutants_in_one_line(corpus, workdir):
         assert code == 2, f"{label}: exit {code}: {err}"
         assert err.startswith("spvjit: error: cli.gguf: ") and err.count("\n") == 1, f"{label}: {err!r}"
         assert "Traceback" not in err
-        bound = 2 * path.stat().st_size + PAGE_ALLOWANCE  # as run_case: pages are mapped 16 at a time
+        bound = 2 * path.stat().st_size + PAGE_ALLOWANCE  # as run_case: pages and arenas, not bytes
         assert rss - base_rss <= bound, f"{label}: {rss - base_rss} bytes over the baseline"
 
 
