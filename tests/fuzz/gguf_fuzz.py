@@ -232,7 +232,7 @@ def write_case(data: bytes, directory: Path, name: str = "mutant.gguf") -> Path:
 
 
 # `python -m spvjit.cli.main ARGS`, then the process's own peak RSS written to the file named
-# in $SPVJIT_FUZZ_HWM. Measured in the child after exec: wait4's ru_maxrss would include the
+# in $GGUF_FUZZ_HWM_FILE. Measured in the child after exec: wait4's ru_maxrss would include the
 # copy of the parent (pytest, 100+ MB) the child was before it exec'd.
 _CLI_WRAPPER = """
 import os, re, sys
@@ -244,7 +244,7 @@ except SystemExit as e:
 finally:
     with open("/proc/self/status") as fh:
         hwm = re.search(r"VmHWM:\\s+(\\d+)", fh.read()).group(1)
-    with open(os.environ["SPVJIT_FUZZ_HWM"], "w") as fh:
+    with open(os.environ["GGUF_FUZZ_HWM_FILE"], "w") as fh:
         fh.write(hwm)
 sys.exit(code)
 """
@@ -264,7 +264,7 @@ def cli_case(path: Path, timeout: float = 60.0, args=("run",), extra=("-n", "1")
         try:
             proc = subprocess.run([sys.executable, "-c", _CLI_WRAPPER, *args, str(path), *extra],
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  env={**os.environ, "SPVJIT_FUZZ_HWM": str(hwm_file)}, timeout=timeout)
+                                  env={**os.environ, "GGUF_FUZZ_HWM_FILE": str(hwm_file)}, timeout=timeout)
         except subprocess.TimeoutExpired:
             return -signal.SIGKILL, "timeout", 0
         peak = int(hwm_file.read_text()) * 1024 if hwm_file.exists() else 0

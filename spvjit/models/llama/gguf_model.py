@@ -183,7 +183,8 @@ class LlamaModelFile:
                 n = self._array_len(key)
                 if n is not None and n != n_tokens:
                     raise ModelError(f"{self._where}: metadata key {key!r} has {n} entries for {n_tokens} tokens")
-        for key in ("bos", "eos", "unknown", "padding"):
+        # (not the padding id: the runner never uses it, and some converters write -1 there)
+        for key in ("bos", "eos", "unknown"):
             tid = self._get_or_none(f"tokenizer.ggml.{key}_token_id")
             if tid is not None and not 0 <= tid < c.n_vocab:
                 raise ModelError(f"{self._where}: metadata key 'tokenizer.ggml.{key}_token_id' is {tid}, "
