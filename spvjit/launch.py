@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from . import knobs
 from .codegen.compiler import CompiledKernel
 from .codegen.memory import PUSH_HEADER_WORDS
-from .errors import CompilationError
 from .runtime import get_device
+from .runtime.memory import check_texel_count
 
 _state = threading.local()
 
@@ -87,11 +87,9 @@ def launch_on_device(kernel, spec, grid, dev, label: str):
     values = dict(spec.runtime)
     tensors = [values[bd.name] for bd in ck.bindings]
     formats = {bd.index: bd.texel_format for bd in ck.bindings if bd.texel} or None
-    limit = dev.caps.max_texel_buffer_elements
     for bd in ck.bindings:
-        if bd.texel and tensors[bd.index].size // bd.vec > limit:
-            raise CompilationError(f"tensor '{bd.name}' has {tensors[bd.index].size} elements, more than "
-                                   f"the {limit} a texel buffer on {dev.caps.name} can address")
+        if bd.texel:
+            check_texel_count(dev.caps, tensors[bd.index].size // bd.vec, bd.texel_format, f"tensor '{bd.name}'")
     limits = dev.caps.max_workgroup_count
     per_wg = programs_per_workgroup(ck, grid[0])
     chunks = []

@@ -10,6 +10,7 @@ from .layout import choose_workgroup, regs
 from .lower import LoweringError, Lowerer, LV
 from .memory import PUSH_HEADER_WORDS, Binding, Memory, PushMember
 from .spirv.builder import ModuleBuilder
+from .target import Target
 
 # ops whose lowering stages a tile in shared memory: how many words per lane-register
 _STAGING = {"broadcast", "reshape", "trans", "reduce", "dot", "atomic_rmw"}
@@ -101,7 +102,9 @@ def _param_access(kernel: KernelIR, ptr_params) -> tuple[set[int] | None, set[in
 
 def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict | None = None,
                    notes: dict | None = None) -> CompiledKernel:
-    """`notes`, when given a dict, collects the lowering choice of each op (SPVJIT_DUMP=lowered)."""
+    """`caps`: a DeviceCaps or a Target.  `notes`, when given a dict, collects the lowering
+    choice of each op (SPVJIT_DUMP=lowered)."""
+    caps = Target.of(caps)
     w = choose_workgroup(_max_numel(kernel), num_warps, caps)
     b = ModuleBuilder(version=(1, 3))
     b.capability("Shader")
@@ -120,18 +123,18 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     for bd in bindings:
         bd.read_only = written is not None and bd.index not in written
         bd.write_only = read is not None and bd.index not in read
-    cpu = getattr(caps, "device_type", "") == "cpu"
+    cpu = caps.cpu
     if cpu:
         # lavapipe reads per-lane addresses 2-3x faster through texel buffers than storage buffers
-        limit = getattr(caps, "max_texel_buffer_elements", 0)
+        limit = caps.max_texel_buffer_elements
         for bd in bindings:
             if written is not None and bd.index not in written and limit:
                 bd.texel = True
     mem = Memory(em, bindings, push)
-    mem.wide_stores = cpu and getattr(caps, "int64", False)
+    mem.wide_stores = cpu and caps.int64
     mem.declare(_float_atomic_bindings(kernel, bindings))
     scratch = _scratch_words(kernel, w)
-    max_shared = getattr(caps, "max_shared_memory", 32768)
+    max_shared = caps.max_shared_memory
     if scratch * 4 > max_shared:
         raise LoweringError(f"kernel {kernel.name} needs {scratch * 4} bytes of shared memory for its "
                             f"tiles with {w} invocations; the device has {max_shared}; use smaller blocks")

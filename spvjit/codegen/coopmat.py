@@ -38,7 +38,7 @@ def find_config(caps, w: int, a_t, b_t, c_t):
         return None
     M, K = a_t.shape
     N = b_t.shape[1]
-    sg = getattr(caps, "subgroup_size", 0) or 0
+    sg = caps.subgroup_size
     if not sg or w % sg:
         return None                       # every subgroup must be full
     in_name = _OPERAND_TYPES.get(a_t.elem.name)
@@ -46,10 +46,10 @@ def find_config(caps, w: int, a_t, b_t, c_t):
         return None
     in_bytes = a_t.elem.bits // 8
     shared = in_bytes * (M * K + K * N) + 4 * M * N
-    if shared > getattr(caps, "max_shared_memory", 0) // 2:
+    if shared > caps.max_shared_memory // 2:
         return None
     best = None
-    for c in getattr(caps, "cooperative_matrix", ()) or ():
+    for c in caps.cooperative_matrix:
         if c.scope != "subgroup" or c.saturating:
             continue
         if (c.a_type, c.b_type) != (in_name, in_name):

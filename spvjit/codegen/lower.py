@@ -14,6 +14,7 @@ from .emitter import Emitter
 from .layout import IndexMap, broadcast_map, identity_map, regs, trans_map, vec_width
 from . import coopmat
 from .reduce import lower_dot, lower_reduce
+from .target import Target
 from .values import LV, LoweringError
 
 
@@ -44,7 +45,7 @@ class Lowerer:
         self.vectorize = True      # layouts of width 4 where tiles allow (layout.vec_width)
         self.lane_x4 = em.imul(lane, em.ci(4))   # in the entry block: dominates every use
         self.axis = {}             # axis_info.analyze(): contiguity facts for vector loads
-        self.caps = None           # device capabilities (cooperative-matrix configurations, ...)
+        self.caps = Target()       # what the device can do (codegen/target.py; set by the compiler)
         self.coop_plan = coopmat.Plan(kernel, None, w)   # values in matrix layout (set by compiler)
         self.notes = None          # id(op) -> lowering choices, when a lowered dump is wanted
         self.current_op = None
@@ -377,7 +378,7 @@ class Lowerer:
         inits = [self.get(v) for v in op.operands[3:]]
         body = op.regions[0]
         matrix = self.coop_plan.carried.get(id(op), {})     # positions carried as cooperative matrices
-        sg_size = getattr(self.caps, "subgroup_size", 0)
+        sg_size = self.caps.subgroup_size
         init_ids, types = [], []
         for p, (v, lv) in enumerate(zip(op.results, inits)):
             if p in matrix:
@@ -438,8 +439,8 @@ class Lowerer:
         em.b.label(cont)
         em.terminated = False
         # OpCopyObject gives each back-edge value the id the phis were promised
-        for t, nxt, regs in zip(types, nexts, yielded):
-            for n, reg in zip(nxt, regs):
+        for t, nxt, back in zip(types, nexts, yielded):
+            for n, reg in zip(nxt, back):
                 em.b.emit_with_id("OpCopyObject", t, n, reg)
         em.b.emit_with_id("OpIAdd", em.i32, iv_next, iv, step)
         em.op("OpBranch", None, header)
