@@ -7,6 +7,10 @@
 """
 from __future__ import annotations
 
+from .cli.interrupt import is_spvjit_command as _is_spvjit_command, quiet_interrupts as _quiet_interrupts
+if _is_spvjit_command():
+    _quiet_interrupts()  # Ctrl-C while the `spvjit` command imports: one line, exit 130
+
 import numpy as _np
 
 from .errors import CompilationError, DeviceError, LaunchError, SettingError

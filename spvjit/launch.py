@@ -53,6 +53,25 @@ def record(timestamps: bool = False):
             _state.batch = None
 
 
+def check_grid(grid, name: str) -> tuple[int, ...]:
+    """A launch grid (after calling a callable grid) as a tuple of 1 to 3 Python ints.
+
+    Only ints count, numpy integers included: ``k[(3.9,)]`` must not run 3 programs, and a
+    string is not a sequence of sizes. Meant for ``JITFunction._grid`` in place of its
+    ``int(x)`` conversion; sign and size limits stay there.
+    """
+    import numbers
+    from .errors import LaunchError
+    items = (grid,) if isinstance(grid, numbers.Integral) and not isinstance(grid, bool) else grid
+    if not isinstance(items, (tuple, list)) or not 1 <= len(items) <= 3:
+        raise LaunchError(f"grid of kernel {name} must be an int or a tuple of 1 to 3 ints, got {grid!r}")
+    for size in items:
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+            raise LaunchError(f"grid of kernel {name} must hold ints, got {size!r} "
+                              f"({type(size).__name__}) in {grid!r}")
+    return tuple(int(size) for size in items)
+
+
 def _pack(ck: CompiledKernel, spec, offset, grid, programs_per_workgroup: int = 1) -> bytes:
     values = dict(spec.runtime)
     head = struct.pack(f"<{PUSH_HEADER_WORDS}I", *offset, *grid, programs_per_workgroup)
