@@ -7,6 +7,7 @@ together (each submit costs ~80 us on lavapipe; a recorded dispatch ~20 us).
 """
 from __future__ import annotations
 
+import numbers
 import os
 import struct
 import threading
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from . import knobs
 from .codegen.compiler import CompiledKernel
 from .codegen.memory import PUSH_HEADER_WORDS
+from .errors import LaunchError
 from .runtime import get_device
 from .runtime.memory import check_texel_count
 
@@ -57,11 +59,8 @@ def check_grid(grid, name: str) -> tuple[int, ...]:
     """A launch grid (after calling a callable grid) as a tuple of 1 to 3 Python ints.
 
     Only ints count, numpy integers included: ``k[(3.9,)]`` must not run 3 programs, and a
-    string is not a sequence of sizes. Meant for ``JITFunction._grid`` in place of its
-    ``int(x)`` conversion; sign and size limits stay there.
+    string is not a sequence of sizes. ``JITFunction._grid`` checks signs and size limits.
     """
-    import numbers
-    from .errors import LaunchError
     items = (grid,) if isinstance(grid, numbers.Integral) and not isinstance(grid, bool) else grid
     if not isinstance(items, (tuple, list)) or not 1 <= len(items) <= 3:
         raise LaunchError(f"grid of kernel {name} must be an int or a tuple of 1 to 3 ints, got {grid!r}")

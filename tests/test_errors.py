@@ -437,3 +437,23 @@ def test_check_grid_accepts_ints_and_numpy_ints():
     assert check_grid(np.int32(4), "k") == (4,)
     assert check_grid([1, 2, 3], "k") == (1, 2, 3)
     assert all(type(x) is int for x in check_grid((np.int64(3),), "k"))
+
+
+@pytest.mark.parametrize("grid", [(3.9,), "abc", (2, "1"), (True,), 2.0, (1, 2, 3, 4), ()])
+def test_launch_refuses_grids_that_are_not_ints(grid):
+    # k[(3.9,)] used to run 3 programs; a string grid used to be taken as sizes
+    x = spvjit.zeros(8, np.float32)
+    with pytest.raises(spvjit.LaunchError, match="grid of kernel"):
+        _grid_probe[grid](x)
+
+
+def test_launch_accepts_numpy_int_grids():
+    x = spvjit.zeros(8, np.float32)
+    _grid_probe[(np.int64(2),)](x)
+    _grid_probe[np.int32(1)](x)
+    np.testing.assert_array_equal(x.numpy(), [1, 1, 0, 0, 0, 0, 0, 0])
+
+
+@spvjit.kernel
+def _grid_probe(x_ptr):
+    sl.store(x_ptr + sl.program_id(0), 1.0)
