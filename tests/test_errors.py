@@ -457,3 +457,18 @@ def test_launch_accepts_numpy_int_grids():
 @spvjit.kernel
 def _grid_probe(x_ptr):
     sl.store(x_ptr + sl.program_id(0), 1.0)
+
+
+@spvjit.kernel
+def _huge_block(x_ptr, BLOCK: sl.constexpr):
+    offs = sl.arange(0, BLOCK)
+    sl.store(x_ptr + offs, offs.to(sl.float32), mask=offs < 4)
+
+
+def test_a_huge_block_is_refused_at_its_line_before_any_large_allocation():
+    import resource
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(spvjit.CompilationError, match=r"test_errors.py:\d+.*1073741824 elements.*at most 1048576"):
+        _huge_block[(1,)](spvjit.zeros(4, np.float32), BLOCK=2 ** 30)
+    # peak RSS (KiB) grew by far less than one element per byte of the asked-for tile
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000

@@ -16,13 +16,14 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from importlib import resources
+from math import prod
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from .core import Block, KernelIR, Loc, Operation, Param, Value
 from .ops import OPS, check_op
-from .types import DTYPES, PointerType, TileType
+from .types import DTYPES, MAX_TILE_NUMEL, PointerType, TileType
 from .verifier import IRVerificationError, verify
 
 class IRParseError(ValueError):
@@ -92,6 +93,8 @@ def parse_type(text: str) -> TileType:
         shape = tuple(int(d) for d in dims)
         if any(d <= 0 for d in shape):
             raise ValueError("tensor dimensions must be positive")
+        if prod(shape) > MAX_TILE_NUMEL:
+            raise ValueError(f"a tile of shape {list(shape)} is over the {MAX_TILE_NUMEL}-element limit")
     if text.startswith("ptr<"):
         inner = text[len("ptr<"):-1]
         if inner not in DTYPES:
