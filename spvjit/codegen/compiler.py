@@ -40,10 +40,11 @@ def _max_numel(kernel: KernelIR) -> int:
     return best
 
 
-def _scratch_words(kernel: KernelIR, w: int) -> int:
+def _scratch_words(kernel: KernelIR, w: int, coop_dots=()) -> int:
+    """Words of the shared scratch; dots lowered on cooperative matrices have their own arrays."""
     need = 0
     for op in kernel.walk():
-        if op.name not in _STAGING:
+        if op.name not in _STAGING or id(op) in coop_dots:
             continue
         if op.name == "dot":
             a, b = op.operands[0].type, op.operands[1].type
@@ -144,7 +145,8 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     mem = Memory(em, bindings, push)
     mem.wide_stores = cpu and caps.int64
     mem.declare(_float_atomic_bindings(kernel, bindings))
-    scratch = _scratch_words(kernel, w)
+    coop_plan = coopmat.Plan(kernel, caps, w)
+    scratch = _scratch_words(kernel, w, coop_plan.dots)
     max_shared = caps.max_shared_memory
     if scratch * 4 > max_shared:
         raise LoweringError(f"kernel {kernel.name} needs {scratch * 4} bytes of shared memory for its "
@@ -158,7 +160,7 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     lw = Lowerer(em, kernel, w, mem, lane, subgroup.available(caps, w))
     lw.axis = axis_info.analyze(kernel, param_div or {})
     lw.caps = caps
-    lw.coop_plan = coopmat.Plan(kernel, caps, w)
+    lw.coop_plan = coop_plan
     lw.notes = notes
     for p in ptr_params:
         lw.env[id(p.value)] = LV([em.ci(0)], True, ptr_params.index(p))
@@ -173,6 +175,10 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
         lw.lower_block(kernel.body)
     if not em.terminated:
         b.emit("OpReturn", None)
+    shared = scratch * 4 + getattr(mem, "coop_shared_bytes", 0)
+    if shared > max_shared:
+        raise LoweringError(f"kernel {kernel.name} needs {shared} bytes of shared memory (cooperative-matrix "
+                            f"staging included); the device has {max_shared}; use smaller blocks")
     b.end_function()
     b.entry_point("GLCompute", fn, "main")
     b.execution_mode(fn, "LocalSize", w, 1, 1)

@@ -8,6 +8,8 @@ replaces these with subgroup and register-blocked forms where they win.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..ir import types as T
 from . import coopmat, subgroup
 from .layout import flat_np, lane_np, reduce_base_map, reg_np
@@ -146,7 +148,6 @@ def _subgroup_finish(lw, c, kind, dt, acc, acc_i):
 def _local_plan(lw, base_map, kstride, K, dst_numel, n_dst):
     """For each dest register: the source register of each k if every lane owns its own
     elements (no data movement at all), else None."""
-    import numpy as np
     W = lw.W
     v_dst, v_src = lw.vec(dst_numel), lw.vec(dst_numel * K)
     lanes = np.arange(W)
@@ -266,7 +267,6 @@ def lower_dot(lw, op):
 def _reduce_rows_subgroup(lw, op, src, K, kind, dt, c, dst_numel):
     """Reduce the last axis when each row spans whole subgroup-widths: lane-local folds,
     one subgroup reduction per row, then each lane picks the rows it owns."""
-    import numpy as np
     em, W = lw.em, lw.W
     want_idx = kind in ("argmax", "argmin")
     src_numel = dst_numel * K
@@ -300,7 +300,6 @@ def _dot_subgroup(lw, op) -> bool:
     """C += A @ B with no shared memory when each lane already owns the B columns of its C
     elements: A[i, k], which every lane of a C row needs, arrives by subgroup broadcast
     (the lavapipe-friendly form: register blocks per lane, operands handed out by lane)."""
-    import numpy as np
     em, W = lw.em, lw.W
     a_t, b_t, c_t = (v.type for v in op.operands)
     M, K = a_t.shape
