@@ -25,6 +25,7 @@ from .runtime import get_device, zeros
 from .runtime.memory import check_texel_count
 
 _state = threading.local()
+_status_lock = threading.Lock()
 
 
 @contextmanager
@@ -138,8 +139,10 @@ def loop_status(kernel, dev):
     """The hidden one-word buffer a kernel compiled for a loop-limited driver writes 1 into
     when the driver cut one of its loops short (codegen/loop_budget.py: add_exit_checks)."""
     if kernel.loop_status is None:
-        kernel.loop_status = zeros(1, np.int32, device=dev)
-        kernel.loop_limit = dev.caps.name, loop_iteration_limit(dev)
+        with _status_lock:          # one buffer per kernel, even when threads launch it at once
+            if kernel.loop_status is None:
+                kernel.loop_limit = dev.caps.name, loop_iteration_limit(dev)
+                kernel.loop_status = zeros(1, np.int32, device=dev)
     return kernel.loop_status
 
 

@@ -107,9 +107,10 @@ def _param_access(kernel: KernelIR, ptr_params) -> tuple[set[int] | None, set[in
 def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict | None = None,
                    notes: dict | None = None, program_loop: bool = True) -> CompiledKernel:
     """`caps`: a DeviceCaps or a Target.  `notes`, when given a dict, collects the lowering
-    choice of each op (SPVJIT_DUMP=lowered).  On a target with a loop_iteration_limit, small
-    loop bodies are unrolled first (loop_budget.py).  `program_loop=False` forbids running
-    several programs per workgroup."""
+    choice of each op (SPVJIT_DUMP=lowered).  On a target with a loop_iteration_limit, the
+    kernel is first rewritten in place (loop_budget.py: small loop bodies unrolled, exit
+    checks and a hidden status buffer where the limit could cut a loop).  `program_loop=False`
+    forbids running several programs per workgroup."""
     caps = Target.of(caps)
     loop_limit = caps.loop_iteration_limit
     if loop_limit is not None:

@@ -3,7 +3,7 @@
 llvmpipe keeps ONE counter per shader invocation, set to 65535 when the invocation starts
 and decremented at every loop-header visit of any loop; at 0 the loop being run breaks,
 silently.  So the limit is not per loop: nesting a loop does not help, only fewer header
-visits do.  This module owns the two lowering decisions that follow from it:
+visits do.  This module owns the three lowering decisions that follow from it:
 
 - `unroll_for_budget(kernel)`: a `for` with a constant positive step and a small body runs
   as a main loop stepping U*step whose body is U copies of the original one (the carried
@@ -11,12 +11,14 @@ visits do.  This module owns the two lowering decisions that follow from it:
   < U iterations.  A 100,000-trip loop of a small body makes 100000/16 + 15 header visits.
 - `header_visits(kernel)`: an upper bound on one program's header visits when every loop's
   trip count is a constant, else None; the program loop (several programs per workgroup in
-  turn) is kept only where 256 programs' visits fit the budget.
+  turn) is kept only where all its programs' visits fit the budget.
+- `add_exit_checks(kernel)`: where the visits are not bounded under the limit, each loop
+  checks at its exit whether its condition still held (only the limiter stops a loop there)
+  and reports it through a hidden status buffer that the launcher turns into an error.
 
-The transform runs on the optimized IR right before lowering; the interpreter runs the IR
+The transforms run on the optimized IR right before lowering; the interpreter runs the IR
 as the frontend built it, so the differential tests check that the copies compute the same.
-Loops whose header visits can still exceed the limit (a big body times a huge trip count)
-are documented in docs/ARCHITECTURE.md ("Loop limits").
+docs/ARCHITECTURE.md ("Loop limits") has the whole rule.
 """
 from __future__ import annotations
 
@@ -209,7 +211,7 @@ def _clone(op: Operation, vmap: dict) -> Operation:
 def add_exit_checks(kernel: KernelIR) -> bool:
     """After every loop, check whether its condition still held when it stopped: only the
     driver's limiter ends a loop that way.  Then the program writes 1 to a hidden buffer
-    (parameter STATUS_PARAM, the kernel's last pointer) that the launcher reads back and
+    (pointer parameter STATUS_PARAM, appended to the kernel's) that the launcher reads back and
     turns into an error.  Each loop carries its induction variable out for the check (one
     more phi).  Returns whether anything was added (no loops: nothing to check)."""
     status = Value(TileType((), PointerType(i32)), STATUS_PARAM)
