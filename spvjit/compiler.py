@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from . import cache, knobs
 from .codegen import compile_hooks
 from .codegen.compiler import CompiledKernel, compile_kernel
+from .codegen.loop_budget import STATUS_PARAM, VisitCounter, unroll_for_budget
 from .codegen.spirv.tools import disassemble
 from .codegen.target import Target
 from .codegen.values import LoweringError
@@ -38,6 +39,7 @@ class DeviceKernel:
     pipeline: object
     loop_status: object = None      # launch.loop_status: hidden buffer of loop-limited drivers
     loop_limit: tuple = ()          # (device name, limit), for launch.check_loop_status's message
+    visits: object = None           # loop_budget.VisitCounter where launch.budget_programs needs it
 
 
 def target_key(target) -> tuple:
@@ -83,19 +85,28 @@ def _compile_for_device(jitfn, spec, dev, key) -> DeviceKernel:
     dumps = knobs.get("SPVJIT_DUMP")
     disk = cache.disk_key(jitfn.cache_key, key)
     ck = None if dumps else cache.load_kernel(disk)     # a dump asks to see the compiler run
+    kernel = None
     if ck is None:
-        ck = _lower(jitfn, spec, dev, "lowered" in dumps)
+        ck, kernel = _lower(jitfn, spec, dev, "lowered" in dumps)
         cache.store_kernel(disk, ck)
+    visits = None
+    if ck.program_loop and any(bd.name == STATUS_PARAM for bd in ck.bindings):
+        # loops whose trip counts follow from the arguments share the budget of a program loop:
+        # the launcher counts their header visits per launch, from the IR as it was lowered
+        if kernel is None:
+            kernel = unroll_for_budget(_build_ir(jitfn, spec, optimize=True))
+        visits = VisitCounter(kernel)
     check_device_support(ck, dev.caps)
     for hook in list(compile_hooks):
         hook(ck)
     if "spirv" in dumps:
         print(disassemble(ck.spirv), file=sys.stderr)
     pipe = dev.create_pipeline(ck.spirv, [bd.kind for bd in ck.bindings], ck.push_size)
-    return DeviceKernel(ck, pipe)
+    return DeviceKernel(ck, pipe, visits=visits)
 
 
-def _lower(jitfn, spec, dev, show_lowering: bool) -> CompiledKernel:
+def _lower(jitfn, spec, dev, show_lowering: bool):
+    """(the compiled kernel, its IR as lowered: compile_kernel rewrites loops in place)"""
     kernel = _build_ir(jitfn, spec, optimize=True)
     notes = {} if show_lowering else None
     try:
@@ -108,7 +119,7 @@ def _lower(jitfn, spec, dev, show_lowering: bool) -> CompiledKernel:
         print(f"// lowered for {dev.caps.name}: workgroup of {ck.workgroup_size} invocations{loop}, "
               f"{ck.scratch_bytes} bytes of shared scratch", file=sys.stderr)
         print(print_kernel(kernel, notes=notes), file=sys.stderr)
-    return ck
+    return ck, kernel
 
 
 # SPIR-V capability -> (DeviceCaps field, what to call it in the error)

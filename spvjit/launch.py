@@ -111,6 +111,8 @@ def launch_on_device(kernel, spec, grid, dev, label: str):
             check_texel_count(dev.caps, tensors[bd.index].size // bd.vec, bd.texel_format, f"tensor '{bd.name}'")
     limits = dev.caps.max_workgroup_count
     per_wg = programs_per_workgroup(ck, grid[0])
+    if status is not None and per_wg > 1:
+        per_wg = min(per_wg, budget_programs(kernel, spec))
     chunks = []
     for z in range(0, grid[2], limits[2]):
         for y in range(0, grid[1], limits[1]):
@@ -133,6 +135,17 @@ def launch_on_device(kernel, spec, grid, dev, label: str):
             b.dispatch(pipe, tensors, _pack(ck, spec, off, grid, per_wg), size, formats, label=label)
     if status is not None:
         check_loop_status(kernel, label)
+
+
+def budget_programs(kernel, spec) -> int:
+    """How many programs of a kernel with loops one workgroup may run in turn on a
+    loop-limited driver: all their loop-header visits, plus the program loop's own, must
+    fit the limit (one program where its visits do not follow from the arguments)."""
+    visits = kernel.visits(dict(spec.runtime)) if kernel.visits is not None else None
+    limit = kernel.loop_limit[1]
+    if visits is None or not limit:
+        return 1
+    return max(1, (limit - 1) // (visits + 1))
 
 
 def loop_status(kernel, dev):

@@ -278,6 +278,15 @@ def compile_kernel(kernel, target):
     return ck
 
 
+@spvjit.kernel
+def pid_trips(out_ptr):
+    pid = sl.program_id(0)
+    c = 0
+    for i in range(0, pid * 1000):
+        c += 1
+    sl.store(out_ptr + pid, c)
+
+
 def test_program_loop_only_where_the_budget_holds_it():
     from spvjit.codegen.target import Target
     limited = Target(device_type="cpu", subgroup_size=8, loop_iteration_limit=LIMIT)
@@ -286,9 +295,12 @@ def test_program_loop_only_where_the_budget_holds_it():
     k = loop_budget.unroll_for_budget(fixed_loop.ir_module(out))
     assert loop_budget.header_visits(k) == 63 + 9
     assert compile_kernel(fixed_loop.ir_module(out), limited).program_loop
-    assert not compile_kernel(pid_loop.ir_module(out, 3), limited).program_loop     # runtime trips
-    assert compile_kernel(pid_loop.ir_module(out, 3), Target(device_type="cpu", subgroup_size=8)).program_loop
     assert compile_kernel(pid_only.ir_module(out), limited).program_loop
+    # trips from an argument: the launcher picks how many programs fit (budget_programs)
+    assert compile_kernel(pid_loop.ir_module(out, 3), limited).program_loop
+    # trips from the program id: one program per workgroup
+    assert not compile_kernel(pid_trips.ir_module(out), limited).program_loop
+    assert compile_kernel(pid_trips.ir_module(out), Target(device_type="cpu", subgroup_size=8)).program_loop
     d = spvjit.zeros(4, np.int32)
     fixed_loop[(4,)](d)
     np.testing.assert_array_equal(d.numpy(), [sum(range(1000))] * 4)
@@ -330,3 +342,27 @@ def test_unrolled_loop_runs_every_trip_with_its_own_induction_variable(factor, s
             want = interpret(parse(text), inputs, (1,))["out_ptr"]
             np.testing.assert_array_equal(want, _count_reference(lb, ub, step))
             np.testing.assert_array_equal(interpret(unrolled, inputs, (1,))["out_ptr"], want)
+
+
+def test_header_visits_follow_the_arguments_through_the_unrolled_loops():
+    k = loop_budget.unroll_for_budget(count_loop.ir_module(spvjit.zeros(2, np.int32), 0, 1, STEP=1))
+    main = next(op for op in k.body.ops if op.name == "for")
+    u = main.operands[2].owner.attrs["value"]
+    for lb, ub in [(0, 100_000), (-7, 100_003), (5, 3), (0, u - 1)]:
+        n = max(0, ub - lb)
+        want = (n // u + 1) + (n % u + 1)          # main loop, then the remainder
+        assert loop_budget.header_visits(k, {"lb": lb, "ub": ub}) == want
+    assert loop_budget.header_visits(k) is None
+
+
+def test_programs_per_workgroup_shrink_to_fit_the_budget():
+    # 2048 programs of 30000 trips: 1877 header visits each after unrolling, so 34 programs
+    # fit a workgroup where the grid alone would give 128; results and no DeviceError show it
+    _limited()
+    n = 2048
+    out = spvjit.zeros(n, np.int32)
+    pid_loop[(n,)](out, 30_000)
+    np.testing.assert_array_equal(out.numpy(), np.arange(n) + 30_000)
+    out = spvjit.zeros(n, np.int32)
+    pid_trips[(40,)](out)                    # trips from program ids: up to 39000, one per workgroup
+    np.testing.assert_array_equal(out.numpy()[:40], np.arange(40) * 1000)

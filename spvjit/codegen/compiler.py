@@ -189,14 +189,18 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
 
 
 def _fits_budget(kernel: KernelIR, loop_limit: int | None) -> bool:
-    """Whether the program loop keeps the kernel within the driver's loop-header budget: the
-    budget is per invocation, so its programs share it; a kernel whose loops have runtime trip
-    counts runs one program per workgroup there."""
+    """Whether the program loop may run on a loop-limited driver: the budget is per invocation,
+    so a workgroup's programs share it.  Constant trip counts must fit SPVJIT_PROGRAMS_PER_WORKGROUP
+    times; trip counts that follow from the scalar arguments let the launcher choose how many
+    programs fit (launch.budget_programs); any other loop (bounds from program ids or loaded
+    values) means one program per workgroup."""
     if loop_limit is None:
         return True
     visits = loop_budget.header_visits(kernel)
-    most = knobs.get("SPVJIT_PROGRAMS_PER_WORKGROUP")
-    return visits is not None and most * (visits + 1) + 1 <= loop_limit
+    if visits is not None:
+        return knobs.get("SPVJIT_PROGRAMS_PER_WORKGROUP") * (visits + 1) + 1 <= loop_limit
+    # trip counts from scalar arguments: the launcher caps the programs per workgroup from them
+    return loop_budget.depends_only_on_args(kernel)
 
 
 def _body_before_final_return(kernel: KernelIR) -> list:

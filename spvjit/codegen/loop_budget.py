@@ -40,29 +40,131 @@ def unroll_for_budget(kernel: KernelIR) -> KernelIR:
     return kernel
 
 
-def header_visits(kernel: KernelIR) -> int | None:
+def header_visits(kernel: KernelIR, args: dict | None = None) -> int | None:
     """Loop-header visits one program makes (each loop: trips + the final failing check,
-    times the trips of the loops around it), or None when some trip count is not constant."""
-    return _visits(kernel.body)
+    plus its trips times its body's visits), or None when a trip count is not known.  Trip
+    counts are known from constants and, given `args` (scalar parameter name -> int), from
+    the kernel's scalar arguments, through scalar integer arithmetic; never from program ids
+    or loaded values."""
+    env = {id(p.value): int(args[p.name]) for p in _int_params(kernel) if args is not None and p.name in args}
+    return _visits(kernel.body, _Scalars(env))
 
 
-def _visits(block: Block) -> int | None:
+def _int_params(kernel: KernelIR) -> list:
+    return [p for p in kernel.params if not p.value.type.is_pointer and p.value.type.elem.is_int]
+
+
+def depends_only_on_args(kernel: KernelIR) -> bool:
+    """Whether `header_visits(kernel, args)` is known for some scalar arguments (a loop bound
+    depends on nothing but constants and scalar arguments)."""
+    return header_visits(kernel, {p.name: 1 for p in _int_params(kernel)}) is not None
+
+
+class VisitCounter:
+    """`header_visits` of one kernel for the arguments of a launch, remembered per distinct
+    integer arguments (launches mostly repeat them; walking the IR costs ~0.1 ms)."""
+
+    def __init__(self, kernel: KernelIR):
+        self.kernel = kernel
+        self.names = [p.name for p in _int_params(kernel)]
+        self._seen: dict[tuple, int | None] = {}
+
+    def __call__(self, args: dict) -> int | None:
+        key = tuple(args.get(n) for n in self.names)
+        if key not in self._seen:
+            if len(self._seen) >= 256:
+                self._seen.clear()
+            self._seen[key] = header_visits(self.kernel, args)
+        return self._seen[key]
+
+
+def _visits(block: Block, scalars) -> int | None:
     total = 0
     for op in block.ops:
         inner = 0
         for region in op.regions:
-            v = _visits(region)
+            v = _visits(region, scalars)
             if v is None:
                 return None
             inner = max(inner, v)          # `if`: one of its regions runs
         if op.name == "for":
-            trips = _const_trips(op)
+            trips = scalars.trips(op)
             if trips is None:
                 return None
             total += trips + 1 + trips * inner
         else:
             total += inner
     return total
+
+
+def _wrap32(x: int) -> int:
+    return (x + (1 << 31)) % (1 << 32) - (1 << 31)
+
+
+_CMP = {"lt": int.__lt__, "le": int.__le__, "gt": int.__gt__, "ge": int.__ge__, "eq": int.__eq__,
+        "ne": int.__ne__}
+
+
+class _Scalars:
+    """Values of scalar integers computed from constants and known arguments, as the device
+    computes them (32-bit wrapping); None where unknown."""
+
+    def __init__(self, env: dict):
+        self.env = dict(env)
+
+    def trips(self, op: Operation) -> int | None:
+        lb, ub, step = (self.value(v) for v in op.operands[:3])
+        if lb is None or ub is None or not step:
+            return None
+        return len(range(lb, ub, step))
+
+    def value(self, v: Value):
+        if id(v) not in self.env:
+            self.env[id(v)] = self._compute(v)
+        return self.env[id(v)]
+
+    def _compute(self, v: Value):
+        op = v.owner
+        if not isinstance(op, Operation) or v.type.shape:
+            return None
+        if op.name == "constant":
+            c = op.attrs["value"]
+            return c if type(c) in (int, bool) else None
+        if op.name == "for":
+            return self._loop_counter(op, op.results.index(v))
+        a = [self.value(x) for x in op.operands] if op.name in _SCALAR_RULES else [None]
+        if any(x is None for x in a):
+            return None
+        return _SCALAR_RULES[op.name](op, *a)
+
+    def _loop_counter(self, op: Operation, i: int):
+        """A carried value that starts at the lower bound and steps with the induction
+        variable (the unrolled main loop's next_iv, an exit check's iv) ends at lb + trips*step."""
+        body = op.regions[0]
+        y = body.terminator.operands[i] if body.terminator is not None and body.terminator.name == "yield" else None
+        nxt = y.owner if y is not None else None
+        if (op.operands[3 + i] is not op.operands[0] or not isinstance(nxt, Operation) or nxt.name != "add"
+                or nxt.operands[0] is not body.args[0] or nxt.operands[1] is not op.operands[2]):
+            return None
+        trips, lb, step = self.trips(op), self.value(op.operands[0]), self.value(op.operands[2])
+        return None if trips is None else _wrap32(lb + trips * step)
+
+
+def _nonneg_div(a: int, b: int, f):
+    return f(a, b) if a >= 0 and b > 0 else None    # where C and Python division agree
+
+
+_SCALAR_RULES = {
+    "add": lambda op, a, b: _wrap32(a + b),
+    "sub": lambda op, a, b: _wrap32(a - b),
+    "mul": lambda op, a, b: _wrap32(a * b),
+    "floordiv": lambda op, a, b: _nonneg_div(a, b, int.__floordiv__),
+    "mod": lambda op, a, b: _nonneg_div(a, b, int.__mod__),
+    "maximum": lambda op, a, b: max(a, b),
+    "minimum": lambda op, a, b: min(a, b),
+    "cmp": lambda op, a, b: _CMP[op.attrs["pred"]](a, b),
+    "select": lambda op, c, a, b: a if c else b,
+}
 
 
 def _const_int(v: Value):
@@ -176,10 +278,11 @@ def _unrolled(op: Operation, u: int) -> list[Operation]:
         for inner in body.ops[:-1]:
             main_body.ops.append(_clone(inner, vmap))
         carried = [vmap.get(id(v), v) for v in body.terminator.operands]
-    c = _new("constant", [], [_SCALAR_I32], loc, {"value": u * step})
-    after = _new("add", [iv0, c.result], [_SCALAR_I32], loc, hints=["next_iv"])
-    main_body.ops += [c, after, _new("yield", carried + [after.result], [], loc)]
-    main = _new("for", [lb, main_ub, const(u * step), *inits, lb], carried_types + [_SCALAR_I32],
+    main_step = const(u * step)
+    # iv + the loop's own step: the form header_visits recognizes as a loop counter
+    after = _new("add", [iv0, main_step], [_SCALAR_I32], loc, hints=["next_iv"])
+    main_body.ops += [after, _new("yield", carried + [after.result], [], loc)]
+    main = _new("for", [lb, main_ub, main_step, *inits, lb], carried_types + [_SCALAR_I32],
                 loc, regions=[main_body], hints=[v.hint for v in op.results] + ["next_iv"])
     pre.append(main)
     start = main.results[-1]
