@@ -154,13 +154,16 @@ class DeviceLlama:
             return v
 
         def matrix(*tensors: QuantTensor) -> list[_Part]:
-            """Upload, stacking the matrices into one when their types agree."""
-            packed = [K.pack_weight(t.data, t.ggml_type, t.shape) for t in tensors]
-            same_type = len({p.qtype for p in packed}) == 1
-            groups = [packed] if same_type else [[p] for p in packed]
+            """Upload, stacking the matrices into one when their types agree. Stacking is
+            decided first and done on the file's bytes (rows of one type and width are
+            consecutive blocks), so each device matrix is packed once."""
+            same_type = len({t.ggml_type for t in tensors}) == 1
+            groups = [list(tensors)] if same_type else [[t] for t in tensors]
             parts, offset = [], 0
             for g in groups:
-                w = K.DeviceWeight.upload(K.concat_rows(g) if len(g) > 1 else g[0])
+                raw = np.concatenate([t.data for t in g]) if len(g) > 1 else g[0].data
+                rows = sum(t.rows for t in g)
+                w = K.DeviceWeight.upload(K.pack_weight(raw, g[0].ggml_type, (rows, g[0].cols)))
                 parts.append(_Part(w, offset))
                 offset += w.rows
             step(sum(t.n_bytes for t in tensors))

@@ -1,7 +1,8 @@
 """The llama layers as spvjit kernels, with host-side launchers.
 
-One file per kernel family: :mod:`.quant` (block decoding, one helper per GGUF type),
-:mod:`.packing` (the device weight layout, host side), :mod:`.linear` (quantized
+One file per kernel family: :mod:`.quant` (block decoding, helpers per GGUF type),
+:mod:`.qtypes` (one descriptor per GGUF type: layout and helpers, which the launchers
+below read), :mod:`.packing` (the device weight layout, host side), :mod:`.linear` (quantized
 matrix-vector and matrix-matrix), :mod:`.norm`, :mod:`.rope`, :mod:`.attention`
 (decode, prefill, softmax), :mod:`.activation` (SwiGLU, residual add), :mod:`.argmax`.
 
@@ -25,25 +26,25 @@ from .argmax import argmax_kernel
 from .attention import attention_prefill_kernel, attention_rows_kernel, softmax_kernel
 from .linear import matmul_kernel, matmul_tiled_kernel, matvec_kernel, matvec_tiled_kernel
 from .norm import rms_norm_kernel
-from .packing import SUPPORTED, TILED, PackedWeight, concat_rows, pack_weight, unpack
+from .packing import PackedWeight, pack_weight, unpack
+from .qtypes import DEVICE_QUANTS, SUPPORTED, DeviceQuant, device_quant
 from .quant import dequant_rows_kernel
 from .rope import rope_kv_kernel
 
 __all__ = [
-    "DeviceWeight", "PackedWeight", "SUPPORTED", "add", "argmax", "attention", "attention_decode",
-    "attention_prefill", "attention_rows", "concat_rows", "dequant_rows", "linear", "matmul", "matvec",
-    "pack_weight", "rms_norm", "rope_kv", "softmax", "swiglu", "unit_elems", "unpack",
+    "DEVICE_QUANTS", "DeviceQuant", "DeviceWeight", "PackedWeight", "SUPPORTED", "add", "argmax", "attention",
+    "attention_decode", "attention_prefill", "attention_rows", "dequant_rows", "device_quant", "linear",
+    "matmul", "matvec", "pack_weight", "rms_norm", "rope_kv", "softmax", "swiglu", "unit_elems", "unpack",
 ]
-
-UNIT_ELEMS = {"F32": 1, "F16": 1}  # weights per unit (quant.unit_elems); the others 8
 
 
 def unit_elems(qtype: str) -> int:
-    return UNIT_ELEMS.get(qtype, 8)
+    """Weights per call of the type's row-major helper (dequant_rows' unit)."""
+    return device_quant(qtype).unit_elems
 
 
 # Block sizes, measured on lavapipe (a program is one subgroup of 8 lanes there). matvec_kernel
-# and matmul_kernel (F32, F16, Q4_K, Q6_K): BR rows x BU units, BM x BN x BU units; W in
+# and matmul_kernel (the row-major types): BR rows x BU units, BM x BN x BU units; W in
 # matmul is decoded as [BU, BN] tiles with BN a multiple of 32, which sl.dot's subgroup
 # path needs; BU = 1 made matmul 128x3072x576 Q4_1 (when it went through matmul_kernel)
 # 1.45x faster than BU = 2 and a 128-token prompt 1.13x faster. BT keys for attention.
@@ -95,6 +96,10 @@ class DeviceWeight:
     aux: object
     nbytes: int
 
+    @property
+    def desc(self) -> DeviceQuant:
+        return device_quant(self.qtype)
+
     @classmethod
     def upload(cls, p: PackedWeight) -> "DeviceWeight":
         sc = spvjit.tensor(p.sc.reshape(-1)) if p.sc is not None else _dummy(np.float16)
@@ -140,7 +145,8 @@ def matvec(w: DeviceWeight, x, y, y_off: int = 0, acc: bool = False, *, x_off: i
     norm weight is given, silu(gate) * up with ``swiglu`` (x = [gate | up]), else identity.
     ``blocks`` overrides MATVEC (BR, BU) or, for the row-tiled types, MATVEC_TILED."""
     pre, w_norm = _pre(norm, swiglu)
-    if w.qtype in TILED:
+    d = w.desc
+    if d.tiled:
         cfg = {**MATVEC_TILED, **(blocks or {})}
         nb = w.cols // 32
         kb = _largest_divisor(nb, max(1, int(cfg["KB"])))
@@ -148,12 +154,12 @@ def matvec(w: DeviceWeight, x, y, y_off: int = 0, acc: bool = False, *, x_off: i
         programs = int(cfg["P"]) or _programs(tiles)
         matvec_tiled_kernel[(min(programs, tiles),)](
             w.qw, w.sc, x, y, w_norm, w.rows, w.cols, x_off, y_off, float(eps),
-            QTYPE=w.qtype, PRE=pre, KB=kb, ACC=acc)
+            MV=d.tiled.matvec_block, XS=d.tiled.x_scale, PRE=pre, KB=kb, ACC=acc)
         return
     cfg = {**MATVEC, **{k: v for k, v in (blocks or {}).items() if k in MATVEC}}
     matvec_kernel[(spvjit.cdiv(w.rows, cfg["BR"]),)](
         *w.arrays, x, y, w_norm, w.rows, w.cols, x_off, y_off, float(eps),
-        QTYPE=w.qtype, PRE=pre, ACC=acc, **cfg)
+        DQ=d.dequant, UE=d.unit_elems, PRE=pre, ACC=acc, **cfg)
 
 
 def matmul(w: DeviceWeight, x, y, m: int, ldx: int | None = None, ldy: int | None = None,
@@ -164,16 +170,17 @@ def matmul(w: DeviceWeight, x, y, m: int, ldx: int | None = None, ldy: int | Non
     pre, w_norm = _pre(norm, swiglu)
     ldx = (2 * w.cols if swiglu else w.cols) if ldx is None else ldx
     ldy = w.rows if ldy is None else ldy
-    if w.qtype in TILED:
+    d = w.desc
+    if d.tiled:
         bm = int({**MATMUL_TILED, **{k: v for k, v in (blocks or {}).items() if k in MATMUL_TILED}}["BM"])
         matmul_tiled_kernel[(spvjit.cdiv(w.rows, 64), spvjit.cdiv(m, bm))](
             w.qw, w.sc, x, y, w_norm, m, w.rows, w.cols, ldx, ldy, y_off, float(eps),
-            QTYPE=w.qtype, PRE=pre, BM=bm, ACC=acc)
+            TU=d.tiled.unit, PRE=pre, BM=bm, ACC=acc)
         return
     cfg = {**MATMUL, **{k: v for k, v in (blocks or {}).items() if k in MATMUL}}
     grid = (spvjit.cdiv(w.rows, cfg["BN"]), spvjit.cdiv(m, cfg["BM"]))
     matmul_kernel[grid](*w.arrays, x, y, w_norm, m, w.rows, w.cols, ldx, ldy, y_off, float(eps),
-                        QTYPE=w.qtype, PRE=pre, ACC=acc, **cfg)
+                        DQ=d.dequant, UE=d.unit_elems, PRE=pre, ACC=acc, **cfg)
 
 
 def linear(w: DeviceWeight, x, y, m: int, ldx: int | None = None, ldy: int | None = None,
@@ -187,10 +194,11 @@ def linear(w: DeviceWeight, x, y, m: int, ldx: int | None = None, ldy: int | Non
 
 def dequant_rows(w: DeviceWeight, rows, out, n: int, block: int = 64) -> None:
     """out[i] = row rows[i] of W, for n int32 row ids (the embedding lookup)."""
-    units = w.cols // unit_elems(w.qtype)
+    d = w.desc
+    units = w.cols // d.unit_elems
     block = min(block, _pow2(units))
     dequant_rows_kernel[(n, spvjit.cdiv(units, block))](*w.arrays, rows, out, w.cols,
-                                                         QTYPE=w.qtype, BU=block)
+                                                         DQ=d.dequant, UE=d.unit_elems, BU=block)
 
 
 def rms_norm(x, weight, out, n_rows: int, n_cols: int, eps: float, row0: int = 0) -> None:
