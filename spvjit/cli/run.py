@@ -31,12 +31,20 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="context length: KV-cache positions (default 2048, at most the model's)")
 
 
+def weight_types() -> str:
+    """The GGUF tensor types the device kernels read, for --help."""
+    from spvjit.models.llama.kernels.qtypes import SUPPORTED
+    return ", ".join(SUPPORTED)
+
+
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "run", help="generate text with a llama GGUF model on the device",
         description="Generate text with a llama-architecture GGUF model; every layer runs as an "
                     "spvjit kernel. Text streams to stdout; load time and tokens/s go to stderr. "
-                    "Ctrl-C stops generation and prints the figures so far.")
+                    "Ctrl-C stops generation and prints the figures so far. "
+                    f"Weight types: {weight_types()} (files that llama.cpp's quantizer names "
+                    "Q4_K_M, Q5_K_S and the like mix several of these).")
     add_model_args(p)
     p.add_argument("-p", "--prompt", default=None, help=f"prompt text (default: {DEFAULT_PROMPT!r})")
     p.add_argument("-n", "--n-predict", type=int, default=128, metavar="N", help="tokens to generate (default 128)")

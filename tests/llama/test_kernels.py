@@ -22,7 +22,8 @@ from spvjit.models.llama.reference import apply_rope, attention, rms_norm, rope_
 
 from .test_quants import random_blocks
 
-TYPES = ["F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K"]
+TYPES = list(K.SUPPORTED)    # every type with device kernels
+FLOAT_TYPES = [t for t in TYPES if QUANT_TYPES[t].block_elems == 1]
 U = 2.0**-24
 
 
@@ -32,12 +33,15 @@ def random_weight(qtype: str, rows: int, cols: int, rng) -> np.ndarray:
         return rng.standard_normal(rows * cols).astype(np.float32).view(np.uint8)
     if qtype == "F16":
         return rng.standard_normal(rows * cols).astype(np.float16).view(np.uint8)
+    if qtype == "BF16":   # the top halves of float32s: finite values
+        x = rng.standard_normal(rows * cols).astype(np.float32)
+        return (x.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
     return random_blocks(qtype, rows * cols // QUANT_TYPES[qtype].block_elems, rng)
 
 
 def width(qtype: str, n_blocks: int) -> int:
     """Columns for n_blocks blocks; float types get a width no block size divides."""
-    return n_blocks * QUANT_TYPES[qtype].block_elems if qtype not in ("F32", "F16") else 32 * n_blocks + 5
+    return n_blocks * QUANT_TYPES[qtype].block_elems if qtype not in FLOAT_TYPES else 32 * n_blocks + 5
 
 
 def device_weight(qtype, rows, cols, rng):

@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import ModelError
 from ..quants import QUANT_TYPES, QuantType
 from . import quant as Q
+from . import quant_k as QK
 
 
 @dataclass(frozen=True)
@@ -70,14 +71,22 @@ _Q4 = dict(words=4, nibbles=True, x_scale=Q.xs_q4)
 DEVICE_QUANTS: dict[str, DeviceQuant] = {d.name: d for d in (
     DeviceQuant("F32", Q.dq_f32, 1, ("value",), qw_dtype="<f4"),
     DeviceQuant("F16", Q.dq_f16, 1, ("value",), qw_dtype="<f2"),
+    DeviceQuant("BF16", Q.dq_bf16, 1, ("value",), qw_dtype="<u2"),
+    DeviceQuant("Q8_0", Q.dq_q8_0, 8, ("qs",), ("d",),
+                tiled=Tiled(words=8, nibbles=False, unit=Q.tu_q8_0, matvec_block=Q.mv_q8_0, x_scale=Q.xs_q8)),
     DeviceQuant("Q4_0", Q.dq_q4_0, 8, ("qs",), ("d",),
                 tiled=Tiled(unit=Q.tu_q4_0, matvec_block=Q.mv_q4_0, **_Q4)),
     DeviceQuant("Q4_1", Q.dq_q4_1, 8, ("qs",), ("d", "m"),
                 tiled=Tiled(unit=Q.tu_q4_1, matvec_block=Q.mv_q4_1, **_Q4)),
-    DeviceQuant("Q8_0", Q.dq_q8_0, 8, ("qs",), ("d",),
-                tiled=Tiled(words=8, nibbles=False, unit=Q.tu_q8_0, matvec_block=Q.mv_q8_0, x_scale=Q.xs_q8)),
-    DeviceQuant("Q4_K", Q.dq_q4_k, 8, ("qs",), ("d", "dmin"), ("scales",)),
-    DeviceQuant("Q6_K", Q.dq_q6_k, 8, ("ql", "qh"), ("d",), ("scales",)),
+    DeviceQuant("Q5_0", Q.dq_q5_0, 8, ("qs",), ("d",), ("qh",)),
+    DeviceQuant("Q5_1", Q.dq_q5_1, 8, ("qs",), ("d", "m"), ("qh",)),
+    DeviceQuant("IQ4_NL", Q.dq_iq4_nl, 8, ("qs",), ("d",)),
+    DeviceQuant("Q2_K", QK.dq_q2_k, 16, ("qs",), ("d", "dmin"), ("scales",)),
+    DeviceQuant("Q3_K", QK.dq_q3_k, 16, ("hmask", "qs"), ("d",), ("scales",)),
+    DeviceQuant("Q4_K", QK.dq_q4_k, 8, ("qs",), ("d", "dmin"), ("scales",)),
+    DeviceQuant("Q5_K", QK.dq_q5_k, 8, ("qh", "qs"), ("d", "dmin"), ("scales",)),
+    DeviceQuant("Q6_K", QK.dq_q6_k, 8, ("ql", "qh"), ("d",), ("scales",)),
+    DeviceQuant("IQ4_XS", QK.dq_iq4_xs, 8, ("qs",), (), ("d", "scales_h", "scales_l")),
 )}
 
 SUPPORTED = tuple(DEVICE_QUANTS)

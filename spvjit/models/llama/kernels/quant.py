@@ -34,6 +34,8 @@ from __future__ import annotations
 import spvjit
 import spvjit.language as sl
 
+from ..quants import IQ4_VALUES
+
 
 @spvjit.kernel
 def _f16_lo(word):
@@ -60,6 +62,12 @@ def dq_f32(qw, sc, aux, row, u, K):
 @spvjit.kernel
 def dq_f16(qw, sc, aux, row, u, K):
     return (sl.load(qw + row * K + u).to(sl.float32),), (u,)
+
+
+@spvjit.kernel
+def dq_bf16(qw, sc, aux, row, u, K):
+    # qw: the uint16 bits; a bfloat16 is the top half of a float32
+    return ((sl.load(qw + row * K + u).to(sl.uint32) << 16).to(sl.float32, bitcast=True),), (u,)
 
 
 # -- row-tiled types: Q4_0, Q4_1, Q8_0 -----------------------------------------------------
@@ -182,82 +190,83 @@ def dq_q8_0(qw, sc, aux, row, u, K):
     return tu_q8_0(qw, sc, _tile_block(row, u, K), row & 63, u), _unit_cols(u)
 
 
-# -- K-quants (256-weight super-blocks, row-major) -----------------------------------------
+# -- other 32-weight block types (row-major): Q5_0, Q5_1, IQ4_NL ---------------------------
+# qw: the 4 words of qs per block (word w: bytes 4w .. 4w + 3; byte j holds weight j in
+# its low nibble and j + 16 in its high nibble), so unit u (word u of the row) holds
+# weights 4w + i and 4w + i + 16 (i < 4) of block u // 4.
 
 @spvjit.kernel
-def _k_scale_min(a0, a1, a2, s):
-    """6-bit scale and min of sub-block s (Q4_K, Q5_K) from the 12 scale bytes b (3 words
-    a0..a2): s < 4: scale = b[s] & 63, min = b[s+4] & 63; s >= 4: scale = (b[s+4] & 15) |
-    (b[s-4] >> 6) << 4, min = (b[s+4] >> 4) | (b[s] >> 6) << 4. Byte lane s % 4 of each word."""
-    sh = (s & 3) << 3
-    b0 = (a0 >> sh) & 255
-    b1 = (a1 >> sh) & 255
-    b2 = (a2 >> sh) & 255
-    lo = s < 4
-    scale = sl.where(lo, b0 & 63, (b2 & 15) | ((b0 >> 6) << 4)).to(sl.float32)
-    mn = sl.where(lo, b1 & 63, (b2 >> 4) | ((b1 >> 6) << 4)).to(sl.float32)
-    return scale, mn
-
-
-@spvjit.kernel
-def dq_q4_k(qw, sc, aux, row, u, K):
-    # Super-block of 256 = 4 groups of 64 (32 words each block); group g's 32 quant bytes
-    # hold sub-block 2g in their low nibbles and 2g+1 in their high nibbles.
-    # x = d * scale[s] * q - dmin * min[s], 6-bit scale and min per 32-sub-block s.
-    blk = row * (K >> 8) + (u >> 5)
-    w = u & 31
-    g = w >> 3
+def _q32_unit(qw, row, u, K):
+    """The qs word of unit u, the nibble of each of its 8 weights, and their columns."""
     word = sl.load(qw + row * (K >> 3) + u)
-    d = sl.load(sc + blk * 2).to(sl.float32)
-    dmin = sl.load(sc + blk * 2 + 1).to(sl.float32)
-    a0 = sl.load(aux + blk * 3)
-    a1 = sl.load(aux + blk * 3 + 1)
-    a2 = sl.load(aux + blk * 3 + 2)
-    dm = ()
-    for half in sl.static_range(2):   # sub-blocks 2g (low nibbles) and 2g + 1 (high)
-        scale, mn = _k_scale_min(a0, a1, a2, 2 * g + half)
-        dm = dm + ((d * scale, dmin * mn),)
-    base = ((u >> 5) << 8) + (g << 6) + ((w & 7) << 2)
-    vals = ()
+    base = ((u >> 2) << 5) + ((u & 3) << 2)
+    nib = ()
     cols = ()
     for i in sl.static_range(8):
-        q = ((word >> (8 * (i & 3) + 4 * (i >> 2))) & 15).to(sl.float32)
-        vals = vals + (dm[i >> 2][0] * q - dm[i >> 2][1],)
-        cols = cols + (base + (i & 3) + 32 * (i >> 2),)
+        nib = nib + ((word >> (8 * (i & 3) + 4 * (i >> 2))) & 15,)
+        cols = cols + (base + (i & 3) + 16 * (i >> 2),)
+    return nib, cols
+
+
+@spvjit.kernel
+def _q5_high(aux, row, u, K):
+    """Bit 4 of each weight of unit u (Q5_0, Q5_1): weight i's is bit 4w + i % 4 + 16 (i // 4)
+    of its block's qh word (w = u % 4)."""
+    hw = sl.load(aux + row * (K >> 5) + (u >> 2)) >> ((u & 3) << 2)
+    bits = ()
+    for i in sl.static_range(8):
+        bits = bits + (((hw >> ((i & 3) + 16 * (i >> 2))) & 1) << 4,)
+    return bits
+
+
+@spvjit.kernel
+def dq_q5_0(qw, sc, aux, row, u, K):
+    # x = d * (q - 16); sc: d per block; aux: the qh word per block
+    nib, cols = _q32_unit(qw, row, u, K)
+    high = _q5_high(aux, row, u, K)
+    d = sl.load(sc + row * (K >> 5) + (u >> 2)).to(sl.float32)
+    vals = ()
+    for i in sl.static_range(8):
+        vals = vals + (d * ((nib[i] | high[i]).to(sl.float32) - 16.0),)
     return vals, cols
 
 
 @spvjit.kernel
-def dq_q6_k(qw, sc, aux, row, u, K):
-    # Super-block of 256 = 2 halves of 128; a block's qw holds 32 words of ql then 16
-    # of qh. Half h has ql bytes 64h..64h+63: byte 64h + 32c + l holds quarter c's lane l
-    # (low nibble) and quarter c + 2's (high nibble); qh byte 32h + l holds bits 2k..2k+1
-    # of quarter k's lane l. x = d * scale[e // 16] * (q - 32), scales int8.
-    # Unit u = ql word w = u % 32 of block u // 32, with its qh word.
-    blk = row * (K >> 8) + (u >> 5)
-    w = u & 31
-    h = w >> 4
-    c = (w >> 3) & 1
-    l0 = (w & 7) << 2                 # lane of the word's first byte
-    lw = sl.load(qw + blk * 48 + w)
-    hw = sl.load(qw + blk * 48 + 32 + (h << 3) + (w & 7))
-    d = sl.load(sc + blk).to(sl.float32)
-    ds = ()
-    for half in sl.static_range(2):   # low nibbles: quarter c, high nibbles: quarter c + 2
-        si = (h << 3) + ((c + 2 * half) << 1) + (l0 >> 4)     # scale index (e // 16)
-        sw = sl.load(aux + (blk << 2) + (si >> 2))
-        scale = (sw << (24 - ((si & 3) << 3))).to(sl.int32, bitcast=True) >> 24
-        ds = ds + (d * scale.to(sl.float32),)
-    base = ((u >> 5) << 8) + (h << 7) + (c << 5) + l0
+def dq_q5_1(qw, sc, aux, row, u, K):
+    # x = d * q + m; sc: d, m per block; aux: the qh word per block
+    nib, cols = _q32_unit(qw, row, u, K)
+    high = _q5_high(aux, row, u, K)
+    blk = row * (K >> 5) + (u >> 2)
+    d = sl.load(sc + blk * 2).to(sl.float32)
+    m = sl.load(sc + blk * 2 + 1).to(sl.float32)
     vals = ()
-    cols = ()
     for i in sl.static_range(8):
-        k_shift = 2 * (2 * (i >> 2))  # quarter offset 0 or 2 -> qh bit 2k = 2c + 4*(i >> 2)
-        low = (lw >> (8 * (i & 3) + 4 * (i >> 2))) & 15
-        high = (hw >> (8 * (i & 3) + (c << 1) + k_shift)) & 3
-        q = (low | (high << 4)).to(sl.float32) - 32.0
-        vals = vals + (ds[i >> 2] * q,)
-        cols = cols + (base + (i & 3) + 64 * (i >> 2),)
+        vals = vals + (d * (nib[i] | high[i]).to(sl.float32) + m,)
+    return vals, cols
+
+
+# IQ4_VALUES as int8 bytes, 4 to a word: a code is looked up with two selects and a shift
+IQ4_WORDS = sl.constexpr(tuple(
+    int.from_bytes(bytes(v & 255 for v in IQ4_VALUES[4 * k:4 * k + 4]), "little") for k in range(4)))
+
+
+@spvjit.kernel
+def iq4_value(q):
+    """IQ4_VALUES[q] as float32, for a uint32 tile of 4-bit codes q."""
+    word = sl.where(q < 8, sl.where(q < 4, IQ4_WORDS[0], IQ4_WORDS[1]),
+                    sl.where(q < 12, IQ4_WORDS[2], IQ4_WORDS[3]))
+    # move byte q % 4 to the top; the arithmetic shift back sign-extends it
+    return ((word << (24 - 8 * (q & 3))).to(sl.int32, bitcast=True) >> 24).to(sl.float32)
+
+
+@spvjit.kernel
+def dq_iq4_nl(qw, sc, aux, row, u, K):
+    # x = d * T[q]; sc: d per block
+    nib, cols = _q32_unit(qw, row, u, K)
+    d = sl.load(sc + row * (K >> 5) + (u >> 2)).to(sl.float32)
+    vals = ()
+    for i in sl.static_range(8):
+        vals = vals + (d * iq4_value(nib[i]),)
     return vals, cols
 
 
