@@ -54,6 +54,9 @@ def add_parser(subparsers):
     p.add_argument("--seed", type=int, default=None, metavar="S", help="sampling seed (default: random)")
     p.add_argument("--chat", action="store_true",
                    help="wrap the prompt as a user message in the model's chat template")
+    p.add_argument("--system", default=None, metavar="TEXT",
+                   help="system message for the chat template (implies --chat; default: the "
+                        "template's own, if it has one)")
     p.add_argument("--no-echo", action="store_true", help="do not print the prompt before the generated text")
     return one_line_errors(p)
 
@@ -134,8 +137,12 @@ def _run(args) -> int:
     mf, model, load_s = load_model(args)
     tokenizer = Tokenizer.from_gguf(mf)
     prompt = DEFAULT_PROMPT if args.prompt is None else args.prompt
-    if args.chat:
-        text = render_chat([{"role": "user", "content": prompt}], chat_template_of(mf))
+    chat = args.chat or args.system is not None
+    if chat:
+        messages = [{"role": "user", "content": prompt}]
+        if args.system is not None:
+            messages.insert(0, {"role": "system", "content": args.system})
+        text = render_chat(messages, chat_template_of(mf))
         ids = tokenizer.encode(text, parse_special=True)
     else:
         ids = tokenizer.encode(prompt)
@@ -147,7 +154,7 @@ def _run(args) -> int:
     sampler = Sampler(args.temp, args.top_k, args.top_p, args.seed)
     stats = GenerationStats(load_s=load_s)
     out = sys.stdout
-    if not args.chat and not args.no_echo:
+    if not chat and not args.no_echo:
         out.write(prompt)
         out.flush()
 
