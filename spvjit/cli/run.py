@@ -111,6 +111,10 @@ def load_model(args, label: str = "loading"):
     path = args.model if args.model is not None else default_model_path()
     mf = load_gguf(path)
     bar = Progress(f"{label} {mf.path.name}")
+    if bar.tty:   # with the bar: what the model will take, before it is taken
+        from spvjit.models.llama.device_model import memory_needs
+        print(f"{mf.path.name}: needs {memory_needs(mf, min(args.ctx, mf.config.n_ctx_train)).describe()}",
+              file=sys.stderr)
     try:
         model = DeviceLlama(mf, max_ctx=args.ctx, progress=bar)
     finally:

@@ -11,6 +11,7 @@ twice that. Shapes are chosen to not be multiples of the kernels' blocks.
 
 from __future__ import annotations
 
+import gguf
 import numpy as np
 import pytest
 
@@ -66,7 +67,11 @@ def test_dequant_rows_exact(qtype):
     ids = np.array([6, 0, 3, 3], np.int32)
     out = spvjit.empty((len(ids), cols))
     K.dequant_rows(w, spvjit.tensor(ids), out, len(ids))
-    np.testing.assert_array_equal(out.numpy(), dequantize(raw, qtype, (rows, cols))[ids])
+    got = out.numpy()
+    np.testing.assert_array_equal(got, dequantize(raw, qtype, (rows, cols))[ids])   # the numpy twin
+    if qtype != "F32":   # and gguf's own dequantizer, bit for bit
+        ref = gguf.quants.dequantize(raw.reshape(rows, -1), gguf.GGMLQuantizationType[qtype])
+        np.testing.assert_array_equal(got.view(np.uint32), ref.reshape(rows, cols)[ids].view(np.uint32))
 
 
 def test_packing_keeps_the_bytes():
@@ -336,3 +341,35 @@ def test_argmax(n):
     out = spvjit.zeros((1,), np.int32)
     K.argmax(spvjit.tensor(x), out, n)
     assert int(out.numpy()[0]) == int(np.argmax(x))
+
+
+@pytest.mark.parametrize("qtype", ["Q4_1", "Q4_K", "F16"])
+def test_row_split_weights_give_the_same_results(qtype):
+    # A matrix over the buffer limit goes up in 64-row parts (kernels.RowSplit); every
+    # launcher gives bit for bit what the unsplit matrix gives (each row is computed the
+    # same way, only by another dispatch), and embedding ids in any part find their row.
+    rng = np.random.default_rng(21)
+    rows, cols = 200, width(qtype, 2) if qtype != "F16" else 64
+    raw = random_weight(qtype, rows, cols, rng)
+    whole = K.upload_weight(raw, qtype, (rows, cols))
+    row_bytes = QUANT_TYPES[qtype].n_bytes(cols)
+    split = K.upload_weight(raw, qtype, (rows, cols), limit=64 * row_bytes + 7)
+    assert isinstance(whole, K.DeviceWeight) and isinstance(split, K.RowSplit)
+    assert [r0 for r0, _ in split.parts] == [0, 64, 128, 192] and split.nbytes == raw.size
+    ids = spvjit.tensor(np.array([199, 0, 64, 130, 63], np.int32))
+    x = rng.standard_normal((3, cols)).astype(np.float32)
+    nw = spvjit.tensor(rng.standard_normal(cols).astype(np.float32))
+    results = []
+    for w in (whole, split):
+        emb = spvjit.empty((5, cols))
+        K.dequant_rows(w, ids, emb, 5)
+        y1 = spvjit.zeros((rows + 2,))
+        K.matvec(w, spvjit.tensor(x[0]), y1, y_off=2, norm=nw)
+        y3 = spvjit.empty((3, rows))
+        K.matmul(w, spvjit.tensor(x), y3, 3)
+        results.append((emb.numpy(), y1.numpy(), y3.numpy()))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(results[1][0], dequantize(raw, qtype, (rows, cols))[[199, 0, 64, 130, 63]])
+    with pytest.raises(ValueError, match="exceed the device's buffer limit"):
+        K.upload_weight(raw, qtype, (rows, cols), limit=32 * row_bytes)

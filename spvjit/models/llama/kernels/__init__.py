@@ -32,9 +32,9 @@ from .quant import dequant_rows_kernel
 from .rope import rope_kv_kernel
 
 __all__ = [
-    "DEVICE_QUANTS", "DeviceQuant", "DeviceWeight", "PackedWeight", "SUPPORTED", "add", "argmax", "attention",
+    "DEVICE_QUANTS", "DeviceQuant", "DeviceWeight", "PackedWeight", "RowSplit", "SUPPORTED", "add", "argmax", "attention",
     "attention_decode", "attention_prefill", "attention_rows", "dequant_rows", "device_quant", "linear",
-    "matmul", "matvec", "pack_weight", "rms_norm", "rope_kv", "softmax", "swiglu", "unit_elems", "unpack",
+    "matmul", "matvec", "pack_weight", "rms_norm", "rope_kv", "softmax", "swiglu", "unit_elems", "unpack", "upload_weight",
 ]
 
 
@@ -111,6 +111,46 @@ class DeviceWeight:
         return self.qw, self.sc, self.aux
 
 
+@dataclass
+class RowSplit:
+    """A matrix too big for one device buffer, as consecutive row ranges ``(first row,
+    DeviceWeight)``. The launchers take it wherever they take a DeviceWeight: matvec and
+    matmul run each part into its rows of y, the embedding lookup runs each part on the
+    ids that fall in its range."""
+
+    qtype: str
+    rows: int
+    cols: int
+    parts: list
+    nbytes: int
+
+    @property
+    def desc(self) -> DeviceQuant:
+        return device_quant(self.qtype)
+
+
+def upload_weight(raw, qtype: str, shape: tuple[int, int], limit: int | None = None):
+    """A DeviceWeight of the GGUF bytes ``raw`` (a ``rows x cols`` matrix), or a RowSplit
+    when one of its device arrays would exceed ``limit`` bytes (default: the device's
+    maxStorageBufferRange). Parts are whole 64-row tiles; each array of a part is at
+    most its rows' share of the file bytes, so a part of ``limit`` file bytes fits."""
+    rows, cols = (int(v) for v in shape)
+    fmt = device_quant(qtype).format
+    row_bytes = fmt.n_bytes(cols)
+    limit = int(limit or spvjit.get_device().caps.max_storage_buffer_range)
+    if spvjit.cdiv(rows, 64) * 64 * row_bytes <= limit:    # the tiled layouts pad to 64 rows
+        return DeviceWeight.upload(pack_weight(raw, qtype, shape))
+    per = limit // row_bytes // 64 * 64
+    if per < 64:
+        raise ValueError(f"64 rows of {cols} {qtype} weights ({64 * row_bytes} bytes) exceed the "
+                         f"device's buffer limit of {limit} bytes")
+    raw = np.asarray(raw).reshape(rows, row_bytes)
+    parts = [(r0, DeviceWeight.upload(pack_weight(raw[r0:r0 + per].reshape(-1), qtype,
+                                                  (min(per, rows - r0), cols))))
+             for r0 in range(0, rows, per)]
+    return RowSplit(qtype, rows, cols, parts, rows * row_bytes)
+
+
 def _pre(norm, swiglu: bool):
     """PRE mode and the norm-weight tensor for the linear kernels."""
     if norm is not None and swiglu:
@@ -144,6 +184,10 @@ def matvec(w: DeviceWeight, x, y, y_off: int = 0, acc: bool = False, *, x_off: i
     """y[y_off : y_off + w.rows] (+)= W @ f(x[x_off:]), with f = rms_norm(.) * norm when a
     norm weight is given, silu(gate) * up with ``swiglu`` (x = [gate | up]), else identity.
     ``blocks`` overrides MATVEC (BR, BU) or, for the row-tiled types, MATVEC_TILED."""
+    if isinstance(w, RowSplit):
+        for r0, part in w.parts:
+            matvec(part, x, y, y_off + r0, acc, x_off=x_off, norm=norm, eps=eps, swiglu=swiglu, blocks=blocks)
+        return
     pre, w_norm = _pre(norm, swiglu)
     d = w.desc
     if d.tiled:
@@ -167,9 +211,13 @@ def matmul(w: DeviceWeight, x, y, m: int, ldx: int | None = None, ldy: int | Non
            blocks: dict | None = None) -> None:
     """y[i, y_off : y_off + w.rows] (+)= W @ f(x[i]) for the m rows of x (f as in matvec).
     ``blocks`` overrides MATMUL (BM, BN, BU) or, for the row-tiled types, MATMUL_TILED (BM)."""
-    pre, w_norm = _pre(norm, swiglu)
     ldx = (2 * w.cols if swiglu else w.cols) if ldx is None else ldx
     ldy = w.rows if ldy is None else ldy
+    if isinstance(w, RowSplit):
+        for r0, part in w.parts:
+            matmul(part, x, y, m, ldx, ldy, y_off + r0, acc, norm=norm, eps=eps, swiglu=swiglu, blocks=blocks)
+        return
+    pre, w_norm = _pre(norm, swiglu)
     d = w.desc
     if d.tiled:
         bm = int({**MATMUL_TILED, **{k: v for k, v in (blocks or {}).items() if k in MATMUL_TILED}}["BM"])
@@ -193,12 +241,15 @@ def linear(w: DeviceWeight, x, y, m: int, ldx: int | None = None, ldy: int | Non
 
 
 def dequant_rows(w: DeviceWeight, rows, out, n: int, block: int = 64) -> None:
-    """out[i] = row rows[i] of W, for n int32 row ids (the embedding lookup)."""
+    """out[i] = row rows[i] of W, for n int32 row ids (the embedding lookup). Ids outside
+    0..rows-1 leave their output row as it was."""
+    parts = w.parts if isinstance(w, RowSplit) else [(0, w)]
     d = w.desc
     units = w.cols // d.unit_elems
     block = min(block, _pow2(units))
-    dequant_rows_kernel[(n, spvjit.cdiv(units, block))](*w.arrays, rows, out, w.cols,
-                                                         DQ=d.dequant, UE=d.unit_elems, BU=block)
+    for r0, part in parts:
+        dequant_rows_kernel[(n, spvjit.cdiv(units, block))](*part.arrays, rows, out, w.cols, r0, part.rows,
+                                                             DQ=d.dequant, UE=d.unit_elems, BU=block)
 
 
 def rms_norm(x, weight, out, n_rows: int, n_cols: int, eps: float, row0: int = 0) -> None:

@@ -271,14 +271,17 @@ def dq_iq4_nl(qw, sc, aux, row, u, K):
 
 
 @spvjit.kernel
-def dequant_rows_kernel(qw, sc, aux, rows_ptr, out_ptr, K, DQ: sl.constexpr, UE: sl.constexpr,
-                        BU: sl.constexpr):
+def dequant_rows_kernel(qw, sc, aux, rows_ptr, out_ptr, K, row0, n_rows, DQ: sl.constexpr,
+                        UE: sl.constexpr, BU: sl.constexpr):
     """out[i, :] = row rows[i] of the matrix (grid: n_rows, cdiv(units per row, BU)); DQ is
-    the type's row-major helper, UE its weights per unit. Also the embedding lookup: the
-    rows are token ids."""
+    the type's row-major helper, UE its weights per unit. The matrix holds rows row0 ..
+    row0 + n_rows - 1 (a part of a split one); ids outside them are left alone. Also the
+    embedding lookup: the rows are token ids."""
     i = sl.program_id(0)
     U = K // UE
     u = sl.program_id(1) * BU + sl.arange(0, BU)
-    vals, cols = DQ(qw, sc, aux, sl.load(rows_ptr + i), sl.minimum(u, U - 1), K)
+    r = sl.load(rows_ptr + i) - row0
+    inside = (r >= 0) & (r < n_rows)
+    vals, cols = DQ(qw, sc, aux, sl.minimum(sl.maximum(r, 0), n_rows - 1), sl.minimum(u, U - 1), K)
     for s in sl.static_range(len(vals)):
-        sl.store(out_ptr + i * K + cols[s], vals[s], mask=u < U)
+        sl.store(out_ptr + i * K + cols[s], vals[s], mask=(u < U) & inside)
