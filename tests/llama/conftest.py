@@ -86,6 +86,8 @@ def write_tiny_gguf(
     pre: str | None = None,
     all_types: Q | None = None,
     dims: dict | None = None,
+    rope_freqs: np.ndarray | None = None,
+    qkv_bias: bool = False,
 ) -> Path:
     """Write a random-weight llama GGUF with the TINY hyperparameters (updated by ``dims``)
     to ``path``. ``all_types``: every matrix (token_embd and output included) of that type."""
@@ -130,12 +132,22 @@ def write_tiny_gguf(
             b + "ffn_gate.weight": ((f, d), Q.Q8_0), b + "ffn_up.weight": ((f, d), Q.F16),
             b + "ffn_down.weight": ((d, f), Q.Q8_0),
         }
+    if rope_freqs is not None:   # llama 3.1-style frequency factors
+        shapes["rope_freqs.weight"] = ((head_dim // 2,), Q.F32)
+    if qkv_bias:                 # qwen2: biases on the q, k and v projections
+        for i in range(c["n_layer"]):
+            shapes |= {f"blk.{i}.attn_q.bias": ((d,), Q.F32), f"blk.{i}.attn_k.bias": ((kv,), Q.F32),
+                       f"blk.{i}.attn_v.bias": ((kv,), Q.F32)}
     for name, (shape, qtype) in shapes.items():
         if all_types is not None and len(shape) == 2:
             qtype = all_types
         qtype = (type_overrides or {}).get(name, qtype)
         if name.endswith("norm.weight"):
             values = 1.0 + 0.1 * rng.standard_normal(shape)
+        elif name == "rope_freqs.weight":
+            values = np.asarray(rope_freqs, np.float32)
+        elif name.endswith(".bias"):
+            values = 0.5 * rng.standard_normal(shape)
         else:  # scaled so activations stay O(1) through the layers
             values = rng.standard_normal(shape) / np.sqrt(shape[-1])
         if name == drop_tensor:

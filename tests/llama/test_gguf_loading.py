@@ -124,7 +124,7 @@ def test_not_a_gguf(tmp_path):
 def test_wrong_architecture(make_tiny_gguf):
     with pytest.raises(ModelError) as e:
         load_gguf(make_tiny_gguf("gpt.gguf", arch="gpt2"))
-    assert one_line_error(e) == "gpt.gguf: architecture 'gpt2' is not supported (supported: llama)"
+    assert one_line_error(e) == "gpt.gguf: architecture 'gpt2' is not supported (supported: llama, qwen2)"
 
 
 def test_unsupported_tensor_type(make_tiny_gguf):

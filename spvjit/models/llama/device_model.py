@@ -102,6 +102,7 @@ class _Layer:
     ffn_norm: object
     gate_up: list[_Part]
     down: K.DeviceWeight
+    qkv_bias: object = None     # [q | k | v] projection bias (qwen2), added by rope_kv
 
 
 class _Workspace:
@@ -235,6 +236,7 @@ class DeviceLlama:
                 ffn_norm=vector(f"blk.{i}.ffn_norm.weight"),
                 gate_up=matrix(t("ffn_gate"), t("ffn_up")),
                 down=matrix(t("ffn_down"))[0].weight,
+                qkv_bias=None if (b := f.qkv_bias(i)) is None else spvjit.tensor(b.astype(np.float32)),
             ))
         freq_factors = f.tensor("rope_freqs.weight").dequantize() if f.has_tensor("rope_freqs.weight") else None
         inv = np.zeros(c.head_dim // 2, np.float32)
@@ -380,7 +382,7 @@ class DeviceLlama:
             for p in L.qkv:   # rms_norm fused into the projection
                 K.linear(p.weight, ws.x, ws.qkv, n, ldx=E, ldy=ld, y_off=p.offset, norm=L.attn_norm, eps=eps)
             K.rope_kv(ws.qkv, self.k_cache[i], self.v_cache[i], self.inv_freq, n, ws.pos, ld,
-                      c.n_head, c.n_head_kv, D)
+                      c.n_head, c.n_head_kv, D, bias=L.qkv_bias, neox=c.rope_neox)
             K.attention(ws.qkv, self.k_cache[i], self.v_cache[i], ws.att, n, ws.pos, ld,
                         c.n_head, c.n_head_kv, D)
             K.linear(L.wo, ws.att, ws.x, n, acc=True)
@@ -407,7 +409,7 @@ class DeviceLlama:
             for p in L.qkv:
                 K.linear(p.weight, ws.h, ws.qkv, n, ldy=ld, y_off=p.offset)
             K.rope_kv(ws.qkv, self.k_cache[i], self.v_cache[i], self.inv_freq, n, ws.pos, ld,
-                      c.n_head, c.n_head_kv, D)
+                      c.n_head, c.n_head_kv, D, bias=L.qkv_bias, neox=c.rope_neox)
             K.attention(ws.qkv, self.k_cache[i], self.v_cache[i], ws.att, n, ws.pos, ld,
                         c.n_head, c.n_head_kv, D)
             K.linear(L.wo, ws.att, ws.x, n, acc=True)

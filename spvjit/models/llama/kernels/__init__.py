@@ -258,12 +258,15 @@ def rms_norm(x, weight, out, n_rows: int, n_cols: int, eps: float, row0: int = 0
 
 
 def rope_kv(qkv, k_cache, v_cache, inv_freq, n_tokens: int, pos, ld: int,
-            n_head: int, n_kv: int, head_dim: int) -> None:
+            n_head: int, n_kv: int, head_dim: int, *, bias=None, neox: bool = False) -> None:
     """Rotate q and k of n_tokens rows of qkv (row stride ld) at positions pos[0] + t;
-    write k and v to the caches. ``pos``: an int32 device tensor holding the position."""
-    rope_kv_kernel[(n_tokens, n_head + n_kv)](qkv, k_cache, v_cache, inv_freq, pos, ld,
+    write k and v to the caches. ``pos``: an int32 device tensor holding the position.
+    ``bias``: a [q | k | v] bias added first (qwen2); ``neox``: rotate pairs (i, i + d/2)."""
+    rope_kv_kernel[(n_tokens, n_head + n_kv)](qkv, k_cache, v_cache, inv_freq, pos,
+                                               _dummy(np.float32) if bias is None else bias, ld,
                                                N_HEAD=n_head, N_KV=n_kv, D=head_dim,
-                                               HALF=_pow2(head_dim // 2))
+                                               HALF=_pow2(head_dim // 2), NEOX=bool(neox),
+                                               BIAS=bias is not None)
 
 
 def attention_decode(q, k_cache, v_cache, out, pos, n_head: int, n_kv: int, head_dim: int) -> None:
