@@ -25,6 +25,7 @@ from .test_quants import random_blocks
 
 TYPES = list(K.SUPPORTED)    # every type with device kernels
 FLOAT_TYPES = [t for t in TYPES if QUANT_TYPES[t].block_elems == 1]
+TILED_TYPES = [t for t in TYPES if K.device_quant(t).tiled]
 U = 2.0**-24
 
 
@@ -95,7 +96,7 @@ def test_unpack_gives_the_file_bytes_back(qtype):
 
 
 
-@pytest.mark.parametrize("qtype", ["Q4_0", "Q4_1", "Q8_0"])
+@pytest.mark.parametrize("qtype", TILED_TYPES)
 def test_tiled_rows_across_tiles(qtype):
     # more rows than one 64-row tile: the embedding lookup, matvec and matmul
     rng = np.random.default_rng(17)
@@ -116,7 +117,7 @@ def test_tiled_rows_across_tiles(qtype):
         assert_dot_close(y.numpy(), W, x)
 
 
-@pytest.mark.parametrize("qtype", ["Q4_0", "Q4_1", "Q8_0"])
+@pytest.mark.parametrize("qtype", TILED_TYPES)
 @pytest.mark.parametrize("blocks", [{"KB": 2, "P": 3}, {"KB": 1, "P": 1}], ids=["KB2-P3", "KB1-P1"])
 def test_matvec_tiled_k_chunks(qtype, blocks):
     # K/32 = 5 blocks in chunks of KB (largest divisor <= KB: 1): partial sums go through y,
@@ -162,7 +163,7 @@ def test_matmul(qtype):
     assert_dot_close(y.numpy(), W, x)
 
 
-@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0", "Q4_1"])
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"])
 def test_matvec_gguf_quantizer(qtype):
     # Realistic blocks from gguf's quantizer (random blocks can have huge fp16 scales).
     import gguf

@@ -9,16 +9,16 @@ descriptor's ``qw``, ``sc`` and ``aux`` are gathered into three arrays, block by
 rows one after the other (Q6_K's 210-byte blocks, say, are not word aligned, hence the
 split). For the float types a block is one value and ``qw`` holds the values.
 
-**Row-tiled** (Q4_0, Q4_1, Q8_0: 32-weight blocks), made for the matrix-vector kernel,
+**Row-tiled** (Q4_0, Q4_1, Q8_0, Q5_0, Q5_1: 32-weight blocks), made for the matrix-vector kernel,
 which keeps x in registers and gives each lane of a program its own rows, 4 consecutive
 rows per vec4 load. Rows go in tiles of ``TILE_ROWS`` = 64 (the last tile padded with
 zero rows); within a tile, block by block and word by word, the 64 rows' copies of
 that word lie side by side, so one load of a [64] tile is one word of 64 rows (256
 consecutive bytes) and a tile is one sequential stream:
 
-  qw  [tile][block][word (Q4: 4, Q8_0: 8)][64 rows], uint32
-  sc  [tile][block][64 rows]: the ``sc`` fields of the block, float16 d (Q4_0, Q8_0)
-      or uint32 d | m << 16 (Q4_1, the file's 4 bytes)
+  qw  [tile][block][word (Q4: 4, Q8_0: 8, Q5: 4 + the qh word)][64 rows], uint32
+  sc  [tile][block][64 rows]: the ``sc`` fields of the block, float16 d (Q4_0, Q8_0,
+      Q5_0) or uint32 d | m << 16 (Q4_1, Q5_1: the file's 4 bytes)
 
 Word w of a Q4 block holds weights 8w .. 8w + 7 of the block (nibble p, bits 4p..4p+3,
 is weight 8w + p; the file has weights j and j + 16 in byte j). Q8_0 words keep the
@@ -104,7 +104,7 @@ def _sc_dtype(d: DeviceQuant) -> type:
 
 def _pack_tiled(blocks: np.ndarray, d: DeviceQuant, rows: int, cols: int) -> PackedWeight:
     nb = cols // d.format.block_elems
-    qs = _fields(blocks, d, d.qw)                          # (rows * nb, 16 or 32) bytes
+    qs = _fields(blocks, d, d.qw[:1])                      # (rows * nb, 16 or 32) bytes
     if d.tiled.nibbles:
         # weight e of a block is nibble e // 16 (0: low) of byte e % 16; word w gets 8w..8w+7
         nib = np.concatenate([qs & 15, qs >> 4], axis=1).astype(np.uint32).reshape(-1, 4, 8)
@@ -113,6 +113,8 @@ def _pack_tiled(blocks: np.ndarray, d: DeviceQuant, rows: int, cols: int) -> Pac
             words |= nib[:, :, p] << np.uint32(4 * p)
     else:
         words = qs.view(np.uint32)                         # file order
+    if len(d.qw) > 1:   # further fields (Q5's qh) follow as whole words, as the file has them
+        words = np.concatenate([words, _fields(blocks, d, d.qw[1:]).view(np.uint32)], axis=1)
     sc = _fields(blocks, d, d.sc).view(_sc_dtype(d))
     qw = _tile(words.reshape(rows, nb, -1), rows)          # [tile, nb, word, 64]
     return PackedWeight(d.name, rows, cols, qw, _tile(sc.reshape(rows, nb), rows))
@@ -124,10 +126,13 @@ def _unpack_tiled(p: PackedWeight) -> np.ndarray:
     out = np.zeros((rows * nb, d.format.block_bytes), np.uint8)
     words = _untile(p.qw, rows).reshape(rows * nb, -1)
     _put_fields(out, d, d.sc, _untile(p.sc, rows).reshape(-1, 1))
+    if len(d.qw) > 1:
+        _put_fields(out, d, d.qw[1:], words[:, 4:])
+        words = words[:, :4]
     if d.tiled.nibbles:
         nib = np.stack([(words >> np.uint32(4 * k)) & 15 for k in range(8)], axis=2).reshape(-1, 32)
         words = (nib[:, :16] | (nib[:, 16:] << 4)).astype(np.uint8)
-    _put_fields(out, d, d.qw, words)
+    _put_fields(out, d, d.qw[:1], words)
     return out.reshape(-1)
 
 

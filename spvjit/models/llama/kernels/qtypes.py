@@ -13,8 +13,9 @@ Two device layouts (:mod:`.packing` has the details):
   ``qw`` (the fields named in ``qw``, as ``qw_dtype``: uint32 words, or the values of
   the float types), ``sc`` (the ``sc`` fields, float16), ``aux`` (the ``aux`` fields,
   uint32 words). ``dequant`` decodes ``unit_elems`` weights per call.
-* **row-tiled** (``tiled`` set): 64 rows side by side, word by word, for the
-  matrix-vector and matrix-matrix kernels that load one word of 64 rows at a time.
+* **row-tiled** (``tiled`` set; the 32-weight types whose quants can be masked in place:
+  Q4_0, Q4_1, Q8_0, Q5_0, Q5_1): 64 rows side by side, word by word, for the matrix-vector
+  and matrix-matrix kernels that load one word of 64 rows at a time.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ from . import quant_k as QK
 
 @dataclass(frozen=True)
 class Tiled:
-    """Row-tiled layout of a 32-weight block type (Q4_0, Q4_1, Q8_0)."""
+    """Row-tiled layout of a 32-weight block type (Q4_0, Q4_1, Q8_0, Q5_0, Q5_1)."""
 
     words: int            # uint32 words of quants per block and row
-    nibbles: bool         # 4-bit quants, reordered so word w holds weights 8w .. 8w + 7
+    nibbles: bool         # 4-bit quants (qw's first field), reordered so word w holds
+                          # weights 8w .. 8w + 7; qw's further fields follow as words
     unit: object          # tu_<type>(qw, sc, tb, r, u) -> 8 values (linear.matmul_tiled_kernel)
     matvec_block: object  # mv_<type>(qw, sc, ro, tb, xs, x0, sx) (linear.matvec_tiled_kernel)
     x_scale: object       # xs_<q4|q8>(e): the pre-scale of x for weight e of a block
@@ -63,6 +65,7 @@ class DeviceQuant:
         ok = ok and size(self.aux) % 4 == 0 and size(self.qw + self.sc + self.aux) == qt.block_bytes
         if self.tiled is not None:
             ok = ok and qt.block_elems == 32 and size(self.sc) in (2, 4) and not self.aux
+            ok = ok and self.tiled.words * 4 == size(self.qw)
         assert ok, f"{self.name}: the descriptor's fields do not fit its layout"
 
 
@@ -78,8 +81,10 @@ DEVICE_QUANTS: dict[str, DeviceQuant] = {d.name: d for d in (
                 tiled=Tiled(unit=Q.tu_q4_0, matvec_block=Q.mv_q4_0, **_Q4)),
     DeviceQuant("Q4_1", Q.dq_q4_1, 8, ("qs",), ("d", "m"),
                 tiled=Tiled(unit=Q.tu_q4_1, matvec_block=Q.mv_q4_1, **_Q4)),
-    DeviceQuant("Q5_0", Q.dq_q5_0, 8, ("qs",), ("d",), ("qh",)),
-    DeviceQuant("Q5_1", Q.dq_q5_1, 8, ("qs",), ("d", "m"), ("qh",)),
+    DeviceQuant("Q5_0", Q.dq_q5_0, 8, ("qs", "qh"), ("d",),
+                tiled=Tiled(words=5, nibbles=True, unit=Q.tu_q5_0, matvec_block=Q.mv_q5_0, x_scale=Q.xs_q4)),
+    DeviceQuant("Q5_1", Q.dq_q5_1, 8, ("qs", "qh"), ("d", "m"),
+                tiled=Tiled(words=5, nibbles=True, unit=Q.tu_q5_1, matvec_block=Q.mv_q5_1, x_scale=Q.xs_q4)),
     DeviceQuant("IQ4_NL", Q.dq_iq4_nl, 8, ("qs",), ("d",)),
     DeviceQuant("Q2_K", QK.dq_q2_k, 16, ("qs",), ("d", "dmin"), ("scales",)),
     DeviceQuant("Q3_K", QK.dq_q3_k, 16, ("hmask", "qs"), ("d",), ("scales",)),

@@ -20,8 +20,8 @@ are those :mod:`.packing` makes:
   sc   per-block fp16 scales, in the order the descriptor lists them
   aux  uint32 words of packed sub-block scales
 
-**Row-tiled helpers** (Q4_0, Q4_1, Q8_0, the default model's types; see packing.py for
-the layout): ``tu_<type>(qw, sc, tb, r, u)`` decodes unit ``u`` (columns 8u .. 8u + 7)
+**Row-tiled helpers** (Q4_0, Q4_1, Q8_0, the default model's types, and Q5_0, Q5_1;
+see packing.py for the layout): ``tu_<type>(qw, sc, tb, r, u)`` decodes unit ``u`` (columns 8u .. 8u + 7)
 of rows ``r`` (index within the 64-row tile, any shape) of tile-block ``tb`` (tile *
 blocks per row + u // 4) into 8 values; ``mv_<type>(qw, sc, ro, tb, xs, x0, sx)`` is one
 block's share of a matrix-vector product, sum_e W[ro, e] x[e], for the rows ``ro``,
@@ -190,7 +190,84 @@ def dq_q8_0(qw, sc, aux, row, u, K):
     return tu_q8_0(qw, sc, _tile_block(row, u, K), row & 63, u), _unit_cols(u)
 
 
-# -- other 32-weight block types (row-major): Q5_0, Q5_1, IQ4_NL ---------------------------
+# Row-tiled Q5_0 / Q5_1: Q4's 4 nibble words, then the block's qh word (bit e: bit 4 of
+# weight e), 5 words of 64 rows per tile-block.
+
+@spvjit.kernel
+def _q5_tile_unit(qw, tb, r, u):
+    """The 5-bit quants of unit u of a Q5 tile-block, as 8 uint32 tiles."""
+    word = sl.load(qw + tb * 320 + ((u & 3) << 6) + r)
+    high = sl.load(qw + tb * 320 + 256 + r) >> ((u & 3) << 3)
+    q = ()
+    for p in sl.static_range(8):
+        q = q + (((word >> (4 * p)) & 15) | (((high >> p) & 1) << 4),)
+    return q
+
+
+@spvjit.kernel
+def _q5_dot(qw, ro, tb, xs, x0):
+    """sum_e q_e * xs[x0 + e] * 16^(e % 8) over a Q5 block's 32 weights (xs pre-scaled as
+    for Q4): the nibbles as in _q4_dot, then each high bit masked in place, (qh & 2^e) =
+    h_e 2^e, times the compile-time 16 * 16^(e % 8) / 2^e that turns it into h_e * 16."""
+    qx = sl.zeros(ro.shape, sl.float32)
+    for w in sl.static_range(4):
+        wd = sl.load(qw + ro + (tb * 5 + w) * 64)
+        for p in sl.static_range(8):
+            qx += (wd & (15 << (4 * p))).to(sl.float32) * xs[x0 + 8 * w + p]
+    hw = sl.load(qw + ro + (tb * 5 + 4) * 64)
+    for e in sl.static_range(32):
+        qx += (hw & (1 << e)).to(sl.float32) * (xs[x0 + e] * (16.0 * 16 ** (e % 8) / 2 ** e))
+    return qx
+
+
+@spvjit.kernel
+def tu_q5_0(qw, sc, tb, r, u):
+    # x = d * (q - 16)
+    q = _q5_tile_unit(qw, tb, r, u)
+    d = sl.load(sc + (tb << 6) + r).to(sl.float32)
+    vals = ()
+    for p in sl.static_range(8):
+        vals = vals + (d * (q[p].to(sl.float32) - 16.0),)
+    return vals
+
+
+@spvjit.kernel
+def mv_q5_0(qw, sc, ro, tb, xs, x0, sx):
+    qx = _q5_dot(qw, ro, tb, xs, x0)
+    return sl.load(sc + ro + tb * 64).to(sl.float32) * (qx - 16.0 * sx)
+
+
+@spvjit.kernel
+def dq_q5_0(qw, sc, aux, row, u, K):
+    return tu_q5_0(qw, sc, _tile_block(row, u, K), row & 63, u), _unit_cols(u)
+
+
+@spvjit.kernel
+def tu_q5_1(qw, sc, tb, r, u):
+    # x = d * q + m; sc holds d | m << 16 per block
+    q = _q5_tile_unit(qw, tb, r, u)
+    s = sl.load(sc + (tb << 6) + r)
+    d = _f16_lo(s)
+    m = _f16_lo(s >> 16)
+    vals = ()
+    for p in sl.static_range(8):
+        vals = vals + (d * q[p].to(sl.float32) + m,)
+    return vals
+
+
+@spvjit.kernel
+def mv_q5_1(qw, sc, ro, tb, xs, x0, sx):
+    qx = _q5_dot(qw, ro, tb, xs, x0)
+    s = sl.load(sc + ro + tb * 64)
+    return _f16_lo(s) * qx + _f16_lo(s >> 16) * sx
+
+
+@spvjit.kernel
+def dq_q5_1(qw, sc, aux, row, u, K):
+    return tu_q5_1(qw, sc, _tile_block(row, u, K), row & 63, u), _unit_cols(u)
+
+
+# -- other 32-weight block types (row-major): IQ4_NL -------------------------------------
 # qw: the 4 words of qs per block (word w: bytes 4w .. 4w + 3; byte j holds weight j in
 # its low nibble and j + 16 in its high nibble), so unit u (word u of the row) holds
 # weights 4w + i and 4w + i + 16 (i < 4) of block u // 4.
@@ -206,43 +283,6 @@ def _q32_unit(qw, row, u, K):
         nib = nib + ((word >> (8 * (i & 3) + 4 * (i >> 2))) & 15,)
         cols = cols + (base + (i & 3) + 16 * (i >> 2),)
     return nib, cols
-
-
-@spvjit.kernel
-def _q5_high(aux, row, u, K):
-    """Bit 4 of each weight of unit u (Q5_0, Q5_1): weight i's is bit 4w + i % 4 + 16 (i // 4)
-    of its block's qh word (w = u % 4)."""
-    hw = sl.load(aux + row * (K >> 5) + (u >> 2)) >> ((u & 3) << 2)
-    bits = ()
-    for i in sl.static_range(8):
-        bits = bits + (((hw >> ((i & 3) + 16 * (i >> 2))) & 1) << 4,)
-    return bits
-
-
-@spvjit.kernel
-def dq_q5_0(qw, sc, aux, row, u, K):
-    # x = d * (q - 16); sc: d per block; aux: the qh word per block
-    nib, cols = _q32_unit(qw, row, u, K)
-    high = _q5_high(aux, row, u, K)
-    d = sl.load(sc + row * (K >> 5) + (u >> 2)).to(sl.float32)
-    vals = ()
-    for i in sl.static_range(8):
-        vals = vals + (d * ((nib[i] | high[i]).to(sl.float32) - 16.0),)
-    return vals, cols
-
-
-@spvjit.kernel
-def dq_q5_1(qw, sc, aux, row, u, K):
-    # x = d * q + m; sc: d, m per block; aux: the qh word per block
-    nib, cols = _q32_unit(qw, row, u, K)
-    high = _q5_high(aux, row, u, K)
-    blk = row * (K >> 5) + (u >> 2)
-    d = sl.load(sc + blk * 2).to(sl.float32)
-    m = sl.load(sc + blk * 2 + 1).to(sl.float32)
-    vals = ()
-    for i in sl.static_range(8):
-        vals = vals + (d * (nib[i] | high[i]).to(sl.float32) + m,)
-    return vals, cols
 
 
 # IQ4_VALUES as int8 bytes, 4 to a word: a code is looked up with two selects and a shift
