@@ -4,12 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir.core import KernelIR
-from . import axis_info, subgroup
+from . import axis_info, coopmat, subgroup
 from .emitter import Emitter
 from .layout import choose_workgroup, regs
 from .lower import LoweringError, Lowerer, LV
 from .memory import PUSH_HEADER_WORDS, Binding, Memory, PushMember
 from .spirv.builder import ModuleBuilder
+from .target import Target
 
 # ops whose lowering stages a tile in shared memory: how many words per lane-register
 _STAGING = {"broadcast", "reshape", "trans", "reduce", "dot", "atomic_rmw"}
@@ -101,7 +102,9 @@ def _param_access(kernel: KernelIR, ptr_params) -> tuple[set[int] | None, set[in
 
 def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict | None = None,
                    notes: dict | None = None) -> CompiledKernel:
-    """`notes`, when given a dict, collects the lowering choice of each op (SPVJIT_DUMP=lowered)."""
+    """`caps`: a DeviceCaps or a Target.  `notes`, when given a dict, collects the lowering
+    choice of each op (SPVJIT_DUMP=lowered)."""
+    caps = Target.of(caps)
     w = choose_workgroup(_max_numel(kernel), num_warps, caps)
     b = ModuleBuilder(version=(1, 3))
     b.capability("Shader")
@@ -120,18 +123,18 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     for bd in bindings:
         bd.read_only = written is not None and bd.index not in written
         bd.write_only = read is not None and bd.index not in read
-    cpu = getattr(caps, "device_type", "") == "cpu"
+    cpu = caps.cpu
     if cpu:
         # lavapipe reads per-lane addresses 2-3x faster through texel buffers than storage buffers
-        limit = getattr(caps, "max_texel_buffer_elements", 0)
+        limit = caps.max_texel_buffer_elements
         for bd in bindings:
             if written is not None and bd.index not in written and limit:
                 bd.texel = True
     mem = Memory(em, bindings, push)
-    mem.wide_stores = cpu and getattr(caps, "int64", False)
+    mem.wide_stores = cpu and caps.int64
     mem.declare(_float_atomic_bindings(kernel, bindings))
     scratch = _scratch_words(kernel, w)
-    max_shared = getattr(caps, "max_shared_memory", 32768)
+    max_shared = caps.max_shared_memory
     if scratch * 4 > max_shared:
         raise LoweringError(f"kernel {kernel.name} needs {scratch * 4} bytes of shared memory for its "
                             f"tiles with {w} invocations; the device has {max_shared}; use smaller blocks")
@@ -144,6 +147,7 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     lw = Lowerer(em, kernel, w, mem, lane, subgroup.available(caps, w))
     lw.axis = axis_info.analyze(kernel, param_div or {})
     lw.caps = caps
+    lw.coop_plan = coopmat.Plan(kernel, caps, w)
     lw.notes = notes
     for p in ptr_params:
         lw.env[id(p.value)] = LV([em.ci(0)], True, ptr_params.index(p))
