@@ -21,9 +21,9 @@ are those :mod:`.packing` makes:
   aux  uint32 words of packed sub-block scales
 
 **Row-tiled helpers** (Q4_0, Q4_1, Q8_0, the default model's types, and Q5_0, Q5_1;
-see packing.py for the layout): ``tu_<type>(qw, sc, tb, r, u)`` decodes unit ``u`` (columns 8u .. 8u + 7)
-of rows ``r`` (index within the 64-row tile, any shape) of tile-block ``tb`` (tile *
-blocks per row + u // 4) into 8 values; ``mv_<type>(qw, sc, ro, tb, xs, x0, sx)`` is one
+see packing.py for the layout): ``tu_<type>(qw, sc, tb, r, u)`` decodes unit ``u``
+(columns 8u .. 8u + 7) of rows ``r`` (index within the 64-row tile, any shape) of
+tile-block ``tb`` (tile * blocks per row + u // 4) into 8 values; ``mv_<type>(qw, sc, ro, tb, xs, x0, sx)`` is one
 block's share of a matrix-vector product, sum_e W[ro, e] x[e], for the rows ``ro``,
 from ``xs[x0 + e]`` = x[e] * ``xs_<q4|q8>(e)`` (pre-scaled so that a quant masked in
 place, (word & (15 << 4p)) = q * 16^p exactly, needs no shift) and sx = sum_e x[e].
@@ -206,9 +206,10 @@ def _q5_tile_unit(qw, tb, r, u):
 
 @spvjit.kernel
 def _q5_dot(qw, ro, tb, xs, x0):
-    """sum_e q_e * xs[x0 + e] * 16^(e % 8) over a Q5 block's 32 weights (xs pre-scaled as
-    for Q4): the nibbles as in _q4_dot, then each high bit masked in place, (qh & 2^e) =
-    h_e 2^e, times the compile-time 16 * 16^(e % 8) / 2^e that turns it into h_e * 16."""
+    """sum_e q_e x_e over a Q5 block's 32 weights, from xs pre-scaled as for Q4: the
+    nibbles as in _q4_dot, then each high bit masked in place, (qh & 2^e) = h_e 2^e,
+    times xs[x0 + e] and the compile-time 16 * 16^(e % 8) / 2^e (powers of two: exact),
+    which makes it h_e * 16 * x_e."""
     qx = sl.zeros(ro.shape, sl.float32)
     for w in sl.static_range(4):
         wd = sl.load(qw + ro + (tb * 5 + w) * 64)
