@@ -7,6 +7,7 @@ together (each submit costs ~80 us on lavapipe; a recorded dispatch ~20 us).
 """
 from __future__ import annotations
 
+import numbers
 import os
 import struct
 import threading
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from . import knobs
 from .codegen.compiler import CompiledKernel
 from .codegen.memory import PUSH_HEADER_WORDS
+from .errors import LaunchError
 from .runtime import get_device
 from .runtime.memory import check_texel_count
 
@@ -51,6 +53,22 @@ def record(timestamps: bool = False):
             yield graph
         finally:
             _state.batch = None
+
+
+def check_grid(grid, name: str) -> tuple[int, ...]:
+    """A launch grid (after calling a callable grid) as a tuple of 1 to 3 Python ints.
+
+    Only ints count, numpy integers included: ``k[(3.9,)]`` must not run 3 programs, and a
+    string is not a sequence of sizes. ``JITFunction._grid`` checks signs and size limits.
+    """
+    items = (grid,) if isinstance(grid, numbers.Integral) and not isinstance(grid, bool) else grid
+    if not isinstance(items, (tuple, list)) or not 1 <= len(items) <= 3:
+        raise LaunchError(f"grid of kernel {name} must be an int or a tuple of 1 to 3 ints, got {grid!r}")
+    for size in items:
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+            raise LaunchError(f"grid of kernel {name} must hold ints, got {size!r} "
+                              f"({type(size).__name__}) in {grid!r}")
+    return tuple(int(size) for size in items)
 
 
 def _pack(ck: CompiledKernel, spec, offset, grid, programs_per_workgroup: int = 1) -> bytes:

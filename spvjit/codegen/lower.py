@@ -10,9 +10,10 @@ import contextlib
 
 from ..ir import types as T
 from ..ir.core import Block, KernelIR, Operation
+from ..ir.ops import OP_INFO
 from .emitter import Emitter
 from .layout import IndexMap, broadcast_map, identity_map, regs, trans_map, vec_width
-from . import coopmat
+from . import coopmat, remat
 from .reduce import lower_dot, lower_reduce
 from .target import Target
 from .values import LV, LoweringError
@@ -122,6 +123,9 @@ class Lowerer:
             self.current_op = op
             handler = getattr(self, "op_" + op.name, None)
             if handler is None:
+                info = OP_INFO.get(op.name)
+                if info is None or info.category != "elementwise":
+                    raise self.error(f"the lowering has no rule for op '{op.name}'")
                 handler = self.op_elementwise
             handler(op)
             if self.notes is not None and op.results and op.name not in ("for", "if"):
@@ -181,7 +185,9 @@ class Lowerer:
             self.bind(op, LV(src.regs * self.nregs(dst_t), dst_t.is_scalar, src.binding))
             return
         elem = T.i32 if dst_t.is_pointer else dst_t.elem
-        out = self.mem.exchange(self, src.regs, src_t.numel, dst_t.numel, m, elem)
+        value = op.operands[0]
+        recompute = (lambda g: remat.evaluate(self, value, g)) if remat.expression(self, value) else None
+        out = self.mem.exchange(self, src.regs, src_t.numel, dst_t.numel, m, elem, recompute=recompute)
         self.bind(op, LV(out, False, src.binding))
 
     # ---- elementwise -------------------------------------------------------------------------
@@ -313,10 +319,20 @@ class Lowerer:
 
     def bitcast(self, x: int, src: T.DType, dst: T.DType) -> int:
         em = self.em
-        if src.name == "bf16" or dst.name == "bf16":
-            raise self.error("bitcast to or from bfloat16 is not supported; use .to()")
+        if src == dst:
+            return x
         if src.is_bool or dst.is_bool:
             raise self.error("bitcast of booleans is not supported")
+        if src.name == "bf16" or dst.name == "bf16":
+            # bf16 registers are f32 whose low 16 bits are zero: the bf16 bits are the high half
+            u16 = em.type_of(T.u16)
+            if src.name == "bf16":
+                hi = em.op("OpShiftRightLogical", em.u32, em.op("OpBitcast", em.u32, x), em.cu(16))
+                bits = em.op("OpUConvert", u16, hi)
+                return bits if dst.name == "u16" else em.op("OpBitcast", em.type_of(dst), bits)
+            bits = x if src.name == "u16" else em.op("OpBitcast", u16, x)
+            wide = em.op("OpShiftLeftLogical", em.u32, em.op("OpUConvert", em.u32, bits), em.cu(16))
+            return em.op("OpBitcast", em.f32, wide)
         return em.op("OpBitcast", em.type_of(dst), x)
 
     def op_addptr(self, op):

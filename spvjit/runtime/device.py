@@ -16,6 +16,7 @@ from .descriptors import DescriptorCache
 from .errors import DeviceError, check
 from .instance import choose_device, get_instance
 from .vkapi import vk_api
+from .graph import RecordedGraph
 from .memory import TEXEL_FORMATS, check_texel_count, memory_type_orders
 from .pipeline import Pipeline, create_pipeline_layout, create_set_layout
 
@@ -156,7 +157,6 @@ class Device:
 
     def record(self, timestamps: bool = False):
         """Like batch(), but nothing runs at exit: the recorded commands run at each replay()."""
-        from .graph import RecordedGraph
         return RecordedGraph(self, timestamps)
 
     def batch(self, timestamps: bool = False) -> CommandBatch:
