@@ -190,3 +190,21 @@ def test_index_tiles_recomputed_per_lane_match_numpy(expr, BM, BN, warps):
     ck = run_as_gpu(index_exprs, (spvjit.cdiv(M, BM),), out, M, N, s, BM=BM, BN=BN, EXPR=expr, num_warps=warps)
     np.testing.assert_array_equal(out.numpy(), _index_ref(expr, M, N, s))     # integers: exact
     assert disassemble(ck.spirv).count("OpControlBarrier") == 0      # nothing moved through shared memory
+
+
+@spvjit.kernel
+def broadcast_of_loop_result(out_ptr, n, BM: sl.constexpr, BN: sl.constexpr):
+    rows = sl.arange(0, BM)
+    acc = sl.zeros((BM,), dtype=sl.int32)
+    for i in range(0, n):
+        acc += rows + i
+    v = acc[:, None] * 10 + sl.arange(0, BN)[None, :]       # a loop result cannot be recomputed: moved
+    sl.store(out_ptr + rows[:, None] * BN + sl.arange(0, BN)[None, :], v)
+
+
+def test_values_from_loops_are_moved_not_recomputed():
+    BM, BN, n = 16, 32, 3
+    out = spvjit.zeros((BM, BN), np.int32)
+    run_as_gpu(broadcast_of_loop_result, (1,), out, n, BM=BM, BN=BN, num_warps=4)
+    acc = sum(np.arange(BM) + i for i in range(n))
+    np.testing.assert_array_equal(out.numpy(), acc[:, None] * 10 + np.arange(BN)[None, :])

@@ -186,7 +186,10 @@ class Lowerer:
             return
         elem = T.i32 if dst_t.is_pointer else dst_t.elem
         value = op.operands[0]
-        recompute = (lambda g: remat.evaluate(self, value, g)) if remat.expression(self, value) else None
+        one_subgroup = self.sg.get("whole") and self.sg.get("broadcast") and self.sg.get("shuffle")
+        recompute = None     # only where the move would go through shared memory (several subgroups)
+        if not one_subgroup and remat.expression(self, value):
+            recompute = lambda g: remat.evaluate(self, value, g)    # noqa: E731
         out = self.mem.exchange(self, src.regs, src_t.numel, dst_t.numel, m, elem, recompute=recompute)
         self.bind(op, LV(out, False, src.binding))
 

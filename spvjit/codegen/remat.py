@@ -41,13 +41,13 @@ def expression(lw, value) -> bool:
             return False
         if op.name in ("arange", "constant"):
             return True
-        if op.result.type.is_pointer and op.name not in ("addptr", "splat", "broadcast", "trans") + _SAME_FLAT:
+        if not (op.name in _SAME_FLAT or op.name in ("broadcast", "trans", "splat") or op.name in _ELEMENTWISE):
+            return False                 # loads, reductions, loops...: only their registers exist
+        if v.type.is_pointer and op.name not in ("addptr", "splat", "broadcast", "trans") + _SAME_FLAT:
             return False
-        if op.name in _SAME_FLAT or op.name in ("broadcast", "trans", "splat") or op.name in _ELEMENTWISE:
-            if op.name in ("floordiv", "mod") and op.result.type.elem.is_float:
-                return False
-            return all(ok(x) for x in op.operands)
-        return False
+        if op.name in ("floordiv", "mod") and v.type.elem.is_float:
+            return False
+        return all(ok(x) for x in op.operands)
 
     return ok(value)
 

@@ -86,15 +86,15 @@ def write_tiny_gguf(
     pre: str | None = None,
     hparams: dict | None = None,
     all_types: Q | None = None,
+    dims: dict | None = None,
     rope_freqs: np.ndarray | None = None,
     qkv_bias: bool = False,
 ) -> Path:
-    """Write a random-weight llama GGUF with the TINY hyperparameters (updated by
-    ``hparams``) to ``path``. ``all_types``: every matrix (token_embd and output included)
-    of that type; ``rope_freqs``: llama 3.1-style frequency factors; ``qkv_bias``: qwen2's
-    Q/K/V biases."""
+    """Write a random-weight llama GGUF with the TINY hyperparameters (updated by ``dims``, then
+    by ``hparams``) to ``path``. ``all_types``: every matrix (token_embd and output included)
+    of that type."""
     rng = np.random.default_rng(seed)
-    c = TINY | (hparams or {})
+    c = {**TINY, **(dims or {}), **(hparams or {})}
     head_dim = c["n_embd"] // c["n_head"]
     tokens, scores, types = tiny_vocab()
     w = gguf.GGUFWriter(str(path), arch)
