@@ -198,7 +198,7 @@ def _run(args) -> int:
     if chat:
         messages = [{"role": "user", "content": prompt}]
         if args.system is not None:
-            messages.insert(0, {"role": "system", "content": args.system})
+            messages.insert(0, {"role": "system", "content": utf8_prompt(args.system)})
         text = render_chat(messages, chat_template_of(mf))
         ids = tokenizer.encode(text, parse_special=True)
     else:

@@ -92,7 +92,15 @@ def test_tiny_model_long_prompt(tiny_model):
     prompt = [int(t) for t in np.random.default_rng(5).integers(3, tiny_model.config.n_vocab, n)]
     dev = DeviceLlama(tiny_model, max_ctx=n)
     ref = ReferenceModel(tiny_model, max_ctx=n)
-    np.testing.assert_allclose(dev.forward(prompt, 0, all_logits=True), ref.forward(prompt, 0), atol=2e-4)
+    want = ref.forward(prompt, 0)
+    atol = 2e-4
+    from spvjit.models.llama.kernels import matmul_coop
+    if n >= matmul_coop.MIN_ROWS and matmul_coop.coopmat_f16_available():
+        # prompt matmuls on f16 cooperative matrices round each projection's input to f16
+        # (relative 2^-11); a logit passes through about 8 such roundings (q/k/v, o, gate/up,
+        # down per layer, the output), each bounded by 2^-11 of the logits' magnitude
+        atol = 8 * 2.0 ** -11 * float(np.abs(want).max())
+    np.testing.assert_allclose(dev.forward(prompt, 0, all_logits=True), want, atol=atol)
 
 
 def test_forward_argument_checks(tiny_model):

@@ -374,3 +374,42 @@ def test_row_split_weights_give_the_same_results(qtype):
     np.testing.assert_array_equal(results[1][0], dequantize(raw, qtype, (rows, cols))[[199, 0, 64, 130, 63]])
     with pytest.raises(ValueError, match="exceed the device's buffer limit"):
         K.upload_weight(raw, qtype, (rows, cols), limit=32 * row_bytes)
+
+
+@pytest.mark.coopmat
+@pytest.mark.parametrize("qtype", ["Q4_1", "Q8_0", "Q5_0", "F16"])
+@pytest.mark.parametrize("pre", ["none", "norm", "swiglu"])
+def test_prompt_matmul_on_cooperative_matrices(qtype, pre):
+    """m >= MIN_ROWS prompt rows on a coopmat device: the f16 copy of W times f16 activations."""
+    from spvjit.models.llama.kernels import matmul_coop
+    if not matmul_coop.coopmat_f16_available():
+        if spvjit.knobs.get("SPVJIT_REQUIRE_COOPMAT"):
+            pytest.fail("SPVJIT_REQUIRE_COOPMAT is set but the device has no f16 cooperative matrices")
+        pytest.skip("no f16 cooperative matrices here (scripts/coopmat-env has them)")
+    rng = np.random.default_rng(7)
+    rows, cols, m = 70, width(qtype, 5), matmul_coop.MIN_ROWS + 5
+    raw, w = device_weight(qtype, rows, cols, rng)
+    W = dequantize(raw, qtype, (rows, cols))
+    x_in = rng.standard_normal((m, 2 * cols if pre == "swiglu" else cols)).astype(np.float32)
+    norm_w = rng.random(cols).astype(np.float32) + 0.5
+    if pre == "norm":
+        x = x_in / np.sqrt((x_in.astype(np.float64) ** 2).mean(1, keepdims=True) + 1e-5) * norm_w
+        kw = dict(norm=spvjit.tensor(norm_w), eps=1e-5)
+    elif pre == "swiglu":
+        g, u = x_in[:, :cols].astype(np.float64), x_in[:, cols:].astype(np.float64)
+        x = g / (1 + np.exp(-g)) * u
+        kw = dict(swiglu=True)
+    else:
+        x, kw = x_in, {}
+    y = spvjit.empty((m, rows))
+    K.matmul(w, spvjit.tensor(x_in), y, m, **kw)
+    assert getattr(w, "_f16_copy", None) is not None          # it did go through the f16 copy
+    x64, w64 = np.asarray(x, np.float64), W.astype(np.float64)
+    ref = x64 @ w64.T
+    # x and W are rounded to f16 (relative 2^-11 each), products are exact in f32 and summed
+    # in f32 over K terms: |err| <= (2 * 2^-11 + 2 (K + 2) 2^-24) * (|x| @ |W|^T), plus the
+    # prologue's own f32 rounding (a few ulps of each x)
+    scale = np.abs(x64) @ np.abs(w64).T
+    bound = (2 * 2.0 ** -11 + 2 * (cols + 2) * 2.0 ** -24 + 8 * 2.0 ** -24) * scale + 1e-30
+    err = np.abs(y.numpy() - ref)
+    assert np.all(err <= bound), f"max error {err.max():.3g}, worst ratio {np.max(err / bound):.3g}"

@@ -35,7 +35,7 @@ def test_every_device_type_is_covered():
 @pytest.mark.parametrize("qtype", NEW_TYPES)
 def test_tiny_model_of_one_type(qtype, make_tiny_gguf):
     dims = WIDE if QUANT_TYPES[qtype].block_elems == 256 else None
-    mf = load_gguf(make_tiny_gguf(f"tiny_{qtype}.gguf", all_types=Q[qtype], dims=dims, seed=11))
+    mf = load_gguf(make_tiny_gguf(f"tiny_{qtype}.gguf", all_types=Q[qtype], hparams=dims, seed=11))
     assert {mf.tensor(n).ggml_type for n in mf.tensor_names if len(mf.tensor(n).shape) == 2} == {qtype}
     ref = ReferenceModel(mf, max_ctx=32)
     dev = DeviceLlama(mf, max_ctx=32, max_batch=8)
