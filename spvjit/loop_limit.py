@@ -23,6 +23,7 @@ from .codegen import compile_hooks
 from .codegen.compiler import compile_kernel
 from .codegen.memory import PUSH_HEADER_WORDS
 from .ir.parser import parse
+from .runtime.tensor import zeros
 
 PROBE_TRIPS = 1 << 20
 FACTS = cache.Store("device_facts")
@@ -78,8 +79,6 @@ def _cached_or_measured(dev) -> int | None:
 
 def measure(dev, trips: int = PROBE_TRIPS) -> int | None:
     """Run the probe on `dev`: the iterations one loop of `trips` completed, or None if all did."""
-    from .runtime.tensor import zeros
-
     ck = compile_kernel(parse(_PROBE_IR), dev.caps, num_warps=1, program_loop=False)
     for hook in list(compile_hooks):
         hook(ck)

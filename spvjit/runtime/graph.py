@@ -53,8 +53,8 @@ class RecordedGraph(CommandBatch):
             d._submit_and_wait(self._cmd, self._fence)
             if self.timestamps:
                 self._read_timestamps()
-        for check in self.after_replay:
-            check()
+        for hook in self.after_replay:
+            hook()
 
     def close(self) -> None:
         """Give the command buffer and query pools back; the graph cannot replay after this."""
