@@ -8,8 +8,10 @@ waited for, so host reads after a batch always see its results.
 from __future__ import annotations
 
 import atexit
+import signal
 import threading
 import weakref
+from contextlib import contextmanager
 
 from .capabilities import FEATURE_STRUCTS, ChainLink, build_chain
 from .commands import CommandBatch
@@ -246,9 +248,13 @@ class Device:
         cmds = ffi.new("VkCommandBuffer[1]", [cmd])
         submit = ffi.new("VkSubmitInfo*", {"sType": vk.VK_STRUCTURE_TYPE_SUBMIT_INFO,
                                            "commandBufferCount": 1, "pCommandBuffers": cmds})
-        check(lib.vkQueueSubmit(self.queue, 1, submit, fence[0]), "submitting work")
-        check(lib.vkWaitForFences(self.handle, 1, fence, 1, (1 << 64) - 1), "waiting for a fence")
-        check(lib.vkResetFences(self.handle, 1, fence), "resetting a fence")
+        # Ctrl-C is held back until the work is done and the fence reset: a KeyboardInterrupt
+        # between submit and wait left work running on buffers and command buffers that
+        # were then freed or reused (lavapipe aborted or crashed at exit, about 1 run in 4)
+        with _sigint_deferred():
+            check(lib.vkQueueSubmit(self.queue, 1, submit, fence[0]), "submitting work")
+            check(lib.vkWaitForFences(self.handle, 1, fence, 1, (1 << 64) - 1), "waiting for a fence")
+            check(lib.vkResetFences(self.handle, 1, fence), "resetting a fence")
 
     def _acquire_query_pool(self, count):
         if self._free_query_pools:
@@ -272,6 +278,19 @@ def instance_queue_timestamp_bits(ffi, lib, phys, family):
     fams = ffi.new("VkQueueFamilyProperties[]", count[0])
     lib.vkGetPhysicalDeviceQueueFamilyProperties(phys, count, fams)
     return fams[family].timestampValidBits
+
+
+@contextmanager
+def _sigint_deferred():
+    """Block SIGINT in the main thread for the duration (it is delivered when unblocked)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _wait_idle_at_exit(device_ref) -> None:
