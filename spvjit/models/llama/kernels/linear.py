@@ -79,15 +79,18 @@ def rows_inv_rms(x_rows, K, eps, BM: sl.constexpr):
 
 
 @spvjit.kernel
-def matvec_kernel(qw, sc, aux, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, eps,
+def matvec_kernel(qw, sc, aux, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, ldx, ldy, eps,
                   QTYPE: sl.constexpr, PRE: sl.constexpr, BR: sl.constexpr, BU: sl.constexpr,
                   ACC: sl.constexpr):
     """y[y_off + n] (+)= sum_k W[n, k] f(x)[k], x at x_ptr + x_off; each program owns BR
-    rows and walks their units BU at a time (grid: cdiv(N, BR))."""
+    rows and walks their units BU at a time (grid: cdiv(N, BR), n_vec). Vector b of a
+    batch (program_id(1)) reads x at x_off + b * ldx and writes y at y_off + b * ldy, with
+    the same arithmetic as a lone vector."""
     rows = sl.program_id(0) * BR + sl.arange(0, BR)
     rmask = rows < N
     r = sl.minimum(rows, N - 1)[:, None]
-    x_row = x_ptr + x_off
+    x_row = x_ptr + x_off + sl.program_id(1) * ldx
+    y_ptr = y_ptr + sl.program_id(1) * ldy
     inv = 1.0
     if PRE == "norm":
         inv = rms_inv(x_row, K, eps)
@@ -106,10 +109,12 @@ def matvec_kernel(qw, sc, aux, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, eps,
 
 
 @spvjit.kernel
-def matvec_tiled_kernel(qw, sc, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, eps,
+def matvec_tiled_kernel(qw, sc, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, ldx, ldy, eps,
                         QTYPE: sl.constexpr, PRE: sl.constexpr, KB: sl.constexpr, ACC: sl.constexpr):
-    """matvec for the row-tiled types (Q4_0, Q4_1, Q8_0; see packing.py). Grid: (P,);
+    """matvec for the row-tiled types (Q4_0, Q4_1, Q8_0; see packing.py). Grid: (P, n_vec);
     program p owns a contiguous range of 64-row tiles, which it reads as one stream.
+    Vector b of a batch (program_id(1)) reads x at x_off + b * ldx and writes y at
+    y_off + b * ldy, with the same arithmetic as a lone vector.
 
     The [2, 8, 4] tiles hold one word of each of a tile's 64 rows (a lane: 4 consecutive
     rows, one vec4 load). f(x) for KB blocks (K/32 % KB == 0) is loaded once per program
@@ -120,7 +125,8 @@ def matvec_tiled_kernel(qw, sc, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, eps,
     With K/32 > KB, blocks go KB at a time and y is read back and added to."""
     pid = sl.program_id(0)
     nprog = sl.num_programs(0)
-    x_row = x_ptr + x_off
+    x_row = x_ptr + x_off + sl.program_id(1) * ldx
+    y_ptr = y_ptr + sl.program_id(1) * ldy
     inv = 1.0
     if PRE == "norm":
         inv = rms_inv(x_row, K, eps)
