@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("devices", "run", "bench", "tune")
+COMMANDS = ("devices", "run", "bench", "tune", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
