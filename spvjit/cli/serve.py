@@ -72,6 +72,15 @@ def run(args) -> int:
         return 2
 
 
+def warm_batches(model) -> None:
+    """Compile the batched decode kernels before the first requests need them (one variant
+    per power of two up to MATVEC_NV rows: minutes on lavapipe the first time, then cached
+    on disk), and record the step for every batch size."""
+    for n in range(2, model.slots + 1):
+        model.decode_batch([0] * n, [0] * n, list(range(n)))
+    model.reset()
+
+
 def _serve(args, sock: socket.socket) -> int:
     import uvicorn
 
@@ -91,6 +100,7 @@ def _serve(args, sock: socket.socket) -> int:
         bar.done()
     try:
         model.warmup()
+        warm_batches(model)
         tokenizer = Tokenizer.from_gguf(mf)
         try:
             template = chat_template_of(mf)

@@ -109,12 +109,15 @@ def matvec_kernel(qw, sc, aux, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, ldx, ld
 
 
 @spvjit.kernel
-def matvec_tiled_kernel(qw, sc, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, ldx, ldy, eps,
-                        QTYPE: sl.constexpr, PRE: sl.constexpr, KB: sl.constexpr, ACC: sl.constexpr):
-    """matvec for the row-tiled types (Q4_0, Q4_1, Q8_0; see packing.py). Grid: (P, n_vec);
-    program p owns a contiguous range of 64-row tiles, which it reads as one stream.
-    Vector b of a batch (program_id(1)) reads x at x_off + b * ldx and writes y at
-    y_off + b * ldy, with the same arithmetic as a lone vector.
+def matvec_tiled_kernel(qw, sc, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, ldx, ldy, n_vec, eps,
+                        QTYPE: sl.constexpr, PRE: sl.constexpr, KB: sl.constexpr, ACC: sl.constexpr,
+                        NV: sl.constexpr):
+    """matvec for the row-tiled types (Q4_0, Q4_1, Q8_0; see packing.py). Grid:
+    (P, cdiv(n_vec, NV)); program p owns a contiguous range of 64-row tiles, which it reads
+    as one stream, for NV of the n_vec vectors: vector b reads x at x_off + b * ldx and
+    writes y at y_off + b * ldy. Each weight word is loaded and decoded once for the NV
+    vectors; every vector's sums are the ones it gets alone (the same operations in the
+    same order), so batching does not change a bit.
 
     The [2, 8, 4] tiles hold one word of each of a tile's 64 rows (a lane: 4 consecutive
     rows, one vec4 load). f(x) for KB blocks (K/32 % KB == 0) is loaded once per program
@@ -125,11 +128,16 @@ def matvec_tiled_kernel(qw, sc, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, ldx, l
     With K/32 > KB, blocks go KB at a time and y is read back and added to."""
     pid = sl.program_id(0)
     nprog = sl.num_programs(0)
-    x_row = x_ptr + x_off + sl.program_id(1) * ldx
-    y_ptr = y_ptr + sl.program_id(1) * ldy
-    inv = 1.0
-    if PRE == "norm":
-        inv = rms_inv(x_row, K, eps)
+    vb = sl.program_id(1) * NV                          # this program's first vector
+    x_rows = ()
+    invs = ()
+    for vi in sl.static_range(NV):                      # vectors past n_vec: compute row n_vec - 1, store nothing
+        x_row = x_ptr + x_off + sl.minimum(vb + vi, n_vec - 1) * ldx
+        inv = 1.0
+        if PRE == "norm":
+            inv = rms_inv(x_row, K, eps)
+        x_rows = x_rows + (x_row,)
+        invs = invs + (inv,)
     NB = K >> 5
     ntiles = (N + 63) >> 6
     per = (ntiles + nprog - 1) // nprog
@@ -138,48 +146,69 @@ def matvec_tiled_kernel(qw, sc, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, ldx, l
     lanes = sl.arange(0, 2)[:, None, None] * 32 + sl.arange(0, 8)[None, :, None] * 4
     ro = sl.broadcast_to(lanes, (2, 8, 4)) + sl.broadcast_to(sl.arange(0, 4)[None, None, :], (2, 8, 4))
     WB = 8 if QTYPE == "Q8_0" else 4                    # words per block
+    XV = KB * 32                                        # f(x) values per vector and chunk
     for kb in range(0, NB, KB):
-        xs = ()
-        sxs = ()
-        for j in sl.static_range(KB):
-            sx = 0.0
-            for e in sl.static_range(32):
-                v = x_vals(x_row, 32 * (kb + j) + e, K, w_norm, inv, PRE)
-                sx += v
-                if QTYPE == "Q8_0":
-                    xs = xs + (v * (1.0 / (256 ** (e % 4))),)
-                else:
-                    xs = xs + (v * (1.0 / (16 ** (e % 8))),)
-            sxs = sxs + (sx,)
+        xs = ()                                         # [NV][KB * 32], flat
+        sxs = ()                                        # [NV][KB]
+        for vi in sl.static_range(NV):
+            for j in sl.static_range(KB):
+                sx = 0.0
+                for e in sl.static_range(32):
+                    v = x_vals(x_rows[vi], 32 * (kb + j) + e, K, w_norm, invs[vi], PRE)
+                    sx += v
+                    if QTYPE == "Q8_0":
+                        xs = xs + (v * (1.0 / (256 ** (e % 4))),)
+                    else:
+                        xs = xs + (v * (1.0 / (16 ** (e % 8))),)
+                sxs = sxs + (sx,)
         for t in range(t0, t1):
-            acc = sl.zeros((2, 8, 4), sl.float32)
+            accs = ()
+            for vi in sl.static_range(NV):
+                accs = accs + (sl.zeros((2, 8, 4), sl.float32),)
             for j in sl.static_range(KB):
                 tb = t * NB + kb + j
-                qx = sl.zeros((2, 8, 4), sl.float32)
+                qxs = ()
+                for vi in sl.static_range(NV):
+                    qxs = qxs + (sl.zeros((2, 8, 4), sl.float32),)
                 for w in sl.static_range(WB):
                     wd = sl.load(qw + ro + (tb * WB + w) * 64)
                     if QTYPE == "Q8_0":
                         wd = wd ^ 0x80808080
                         for i in sl.static_range(4):
-                            qx += (wd & (255 << (8 * i))).to(sl.float32) * xs[32 * j + 4 * w + i]
+                            q = (wd & (255 << (8 * i))).to(sl.float32)
+                            nxt = ()
+                            for vi in sl.static_range(NV):
+                                nxt = nxt + (qxs[vi] + q * xs[vi * XV + 32 * j + 4 * w + i],)
+                            qxs = nxt
                     else:
                         for p in sl.static_range(8):
-                            qx += (wd & (15 << (4 * p))).to(sl.float32) * xs[32 * j + 8 * w + p]
+                            q = (wd & (15 << (4 * p))).to(sl.float32)
+                            nxt = ()
+                            for vi in sl.static_range(NV):
+                                nxt = nxt + (qxs[vi] + q * xs[vi * XV + 8 * w + 32 * j + p],)
+                            qxs = nxt
                 s = sl.load(sc + ro + tb * 64)
-                if QTYPE == "Q4_1":
-                    acc += _f16_lo(s) * qx + _f16_lo(s >> 16) * sxs[j]
-                elif QTYPE == "Q4_0":
-                    acc += s.to(sl.float32) * (qx - 8.0 * sxs[j])
-                else:
-                    sl.static_assert(QTYPE == "Q8_0", "matvec_tiled_kernel: Q4_0, Q4_1 or Q8_0")
-                    acc += s.to(sl.float32) * (qx - 128.0 * sxs[j])
+                nxt = ()
+                for vi in sl.static_range(NV):
+                    sx = sxs[vi * KB + j]
+                    if QTYPE == "Q4_1":
+                        nxt = nxt + (accs[vi] + (_f16_lo(s) * qxs[vi] + _f16_lo(s >> 16) * sx),)
+                    elif QTYPE == "Q4_0":
+                        nxt = nxt + (accs[vi] + s.to(sl.float32) * (qxs[vi] - 8.0 * sx),)
+                    else:
+                        sl.static_assert(QTYPE == "Q8_0", "matvec_tiled_kernel: Q4_0, Q4_1 or Q8_0")
+                        nxt = nxt + (accs[vi] + s.to(sl.float32) * (qxs[vi] - 128.0 * sx),)
+                accs = nxt
             rows = t * 64 + ro
-            out = y_ptr + y_off + rows
-            if ACC:
-                acc += sl.load(out, mask=rows < N, other=0.0)
-            else:
-                acc += sl.load(out, mask=(rows < N) & (kb > 0), other=0.0)
-            sl.store(out, acc, mask=rows < N)
+            for vi in sl.static_range(NV):
+                keep = (rows < N) & (vb + vi < n_vec)
+                out = y_ptr + y_off + (vb + vi) * ldy + rows
+                acc = accs[vi]
+                if ACC:
+                    acc += sl.load(out, mask=keep, other=0.0)
+                else:
+                    acc += sl.load(out, mask=keep & (kb > 0), other=0.0)
+                sl.store(out, acc, mask=keep)
 
 
 @spvjit.kernel
