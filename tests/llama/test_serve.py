@@ -204,6 +204,7 @@ def test_sampling_parameters_and_stop(client):
     ("/v1/completions", b'{"prompt": "hello", "max_tokens": 0}', "at least 1"),
     ("/v1/completions", b'{"prompt": "hello", "max_tokens": 1000}', "leaves room for"),
     ("/v1/completions", json.dumps({"prompt": "hello " * 200}).encode(), "does not fit the context"),
+    ("/v1/completions", json.dumps({"prompt": "a" * 40000}).encode(), "far more than the context"),
     ("/v1/completions", b'{"prompt": [1, 99999]}', "token ids"),
     ("/v1/completions", b'{"prompt": "hello", "stream": "yes"}', "'stream'"),
     ("/v1/completions", b'{"prompt": "hello", "stop": [1]}', "'stop'"),
