@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir import types as T
+from ..runtime.memory import ELEMENT_TEXEL_FORMATS
 from .emitter import SCOPE_DEVICE, Emitter
 from . import subgroup
 from .layout import IndexMap, flat_np, lane_np, reg_np
@@ -47,15 +48,7 @@ class Binding:
     def texel_format(self) -> str | None:
         if not self.texel:
             return None
-        return (VEC4_TEXEL_FORMATS if self.vec == 4 else TEXEL_FORMATS)[self.dtype.name]
-
-
-# the runtime's format names for a texel view of each element type
-TEXEL_FORMATS = {"f32": "r32f", "f16": "r16f", "bf16": "r16ui", "i32": "r32i", "u32": "r32ui",
-                 "i16": "r16i", "u16": "r16ui", "i8": "r8i", "u8": "r8ui", "i1": "r8ui"}
-VEC4_TEXEL_FORMATS = {"f32": "rgba32f", "f16": "rgba16f", "bf16": "rgba16ui", "i32": "rgba32i",
-                      "u32": "rgba32ui", "i16": "rgba16i", "u16": "rgba16ui", "i8": "rgba8i",
-                      "u8": "rgba8ui", "i1": "rgba8ui"}
+        return ELEMENT_TEXEL_FORMATS[self.dtype.name][self.vec == 4]
 
 
 @dataclass

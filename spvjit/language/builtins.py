@@ -5,6 +5,7 @@ kernel they raise, since they only mean something while IR is being built.
 """
 from __future__ import annotations
 
+from ..errors import SemanticError
 from ..ir import types as T
 from .core import _sem, constexpr
 
@@ -84,7 +85,6 @@ def max_contiguous(x, values):
 
 
 def static_assert(cond, msg=""):
-    from ..frontend.errors import SemanticError
     if not _unwrap(cond):
         raise SemanticError(f"static_assert failed: {msg}" if msg else "static_assert failed")
 

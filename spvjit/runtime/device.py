@@ -16,7 +16,8 @@ from .descriptors import DescriptorCache
 from .errors import DeviceError, check
 from .instance import choose_device, get_instance
 from .vkapi import vk_api
-from .memory import TEXEL_FORMATS, memory_type_orders
+from .graph import RecordedGraph
+from .memory import TEXEL_FORMATS, check_texel_count, memory_type_orders
 from .pipeline import Pipeline, create_pipeline_layout, create_set_layout
 
 # Features switched on when the device supports them. Deliberately absent:
@@ -156,7 +157,6 @@ class Device:
 
     def record(self, timestamps: bool = False):
         """Like batch(), but nothing runs at exit: the recorded commands run at each replay()."""
-        from .graph import RecordedGraph
         return RecordedGraph(self, timestamps)
 
     def batch(self, timestamps: bool = False) -> CommandBatch:
@@ -199,9 +199,7 @@ class Device:
         if not self._format_support[vk_format]:
             raise DeviceError(f"{self.caps.name!r} cannot read {fmt} through a uniform texel buffer")
         count = buf.size // texel
-        if count > self.caps.max_texel_buffer_elements:
-            raise DeviceError(f"texel buffer of {count} {fmt} texels exceeds maxTexelBufferElements "
-                              f"({self.caps.max_texel_buffer_elements}) of {self.caps.name!r}")
+        check_texel_count(self.caps, count, fmt, f"a buffer view of {buf.size} bytes")
         info = ffi.new("VkBufferViewCreateInfo*", {
             "sType": vk.VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO, "buffer": buf.handle,
             "format": vk_format, "offset": 0, "range": count * texel})

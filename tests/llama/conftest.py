@@ -57,10 +57,12 @@ def write_tiny_gguf(
     type_overrides: dict[str, Q] | None = None,
     tokenizer_model: str = "llama",
     pre: str | None = None,
+    hparams: dict | None = None,
 ) -> Path:
-    """Write a random-weight llama GGUF with the TINY hyperparameters to ``path``."""
+    """Write a random-weight llama GGUF with the TINY hyperparameters (updated by
+    ``hparams``) to ``path``."""
     rng = np.random.default_rng(seed)
-    c = TINY
+    c = TINY | (hparams or {})
     head_dim = c["n_embd"] // c["n_head"]
     tokens, scores, types = tiny_vocab()
     w = gguf.GGUFWriter(str(path), arch)

@@ -7,6 +7,7 @@ without it and looked up as ``f"{arch}.{key}"``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -94,6 +95,12 @@ class LlamaConfig:
                 raise ModelError(f"{where}: metadata key {key(k)!r} must be a positive integer, got {v!r}")
             return v
 
+        def positive_float(k: str, v: Any) -> float:
+            # NaN, infinities, 0 and negatives all make rope or RMSNorm silently wrong.
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+                raise ModelError(f"{where}: metadata key {key(k)!r} must be a finite number > 0, got {v!r}")
+            return float(v)
+
         if opt("expert_count", 0):
             raise ModelError(f"{where}: metadata key {key('expert_count')!r}: mixture-of-experts llama is not supported")
         n_embd = positive("embedding_length", req("embedding_length"))
@@ -105,6 +112,9 @@ class LlamaConfig:
                 f"{where}: metadata key {key('attention.head_count_kv')!r}: {n_head} query heads "
                 f"are not a multiple of {n_head_kv} key/value heads"
             )
+        if get(key("attention.key_length")) is None and n_embd % n_head:
+            raise ModelError(f"{where}: metadata key {key('embedding_length')!r}: {n_embd} is not a multiple "
+                             f"of {n_head} heads")
         head_dim = positive("attention.key_length", opt("attention.key_length", n_embd // n_head))
         v_dim = opt("attention.value_length", head_dim)
         if v_dim != head_dim:
@@ -118,10 +128,10 @@ class LlamaConfig:
         scaling = str(opt("rope.scaling.type", "none"))
         if scaling not in _ROPE_SCALING_TYPES:
             raise ModelError(f"{where}: metadata key {key('rope.scaling.type')!r}: unknown rope scaling {scaling!r}")
-        factor = float(opt("rope.scaling.factor", 1.0) or 1.0)
+        factor = positive_float("rope.scaling.factor", opt("rope.scaling.factor", 1.0) or 1.0)
         # Older files wrote linear scaling only as rope.scale_linear.
         if scaling == "none" and opt("rope.scale_linear", None) not in (None, 1.0):
-            scaling, factor = "linear", float(opt("rope.scale_linear", 1.0))
+            scaling, factor = "linear", positive_float("rope.scale_linear", opt("rope.scale_linear", 1.0))
 
         # SentencePiece ("llama") vocabularies conventionally start with BOS; byte-level BPE
         # ones do not unless the file says so (matching llama.cpp's defaults).
@@ -138,11 +148,11 @@ class LlamaConfig:
             n_head_kv=n_head_kv,
             head_dim=head_dim,
             n_ff=positive("feed_forward_length", req("feed_forward_length")),
-            rope_freq_base=float(opt("rope.freq_base", 10000.0)),
+            rope_freq_base=positive_float("rope.freq_base", opt("rope.freq_base", 10000.0)),
             rope_dim=rope_dim,
             rope_scaling_type=scaling,
             rope_scaling_factor=factor,
-            rms_eps=float(opt("attention.layer_norm_rms_epsilon", 1e-5)),
+            rms_eps=positive_float("attention.layer_norm_rms_epsilon", opt("attention.layer_norm_rms_epsilon", 1e-5)),
             bos_token_id=get("tokenizer.ggml.bos_token_id"),
             eos_token_id=get("tokenizer.ggml.eos_token_id"),
             add_bos=add_bos_default if add_bos is None else bool(add_bos),
