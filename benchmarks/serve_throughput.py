@@ -47,6 +47,7 @@ def parse_args(argv=None):
     p.add_argument("-r", "--repetitions", type=int, default=3, help="timed rounds per concurrency (default 3)")
     p.add_argument("--servers", default="spvjit,llama-server", help="which servers (default both)")
     p.add_argument("--ctx", type=int, default=256, help="context per sequence (default 256)")
+    p.add_argument("--prompt", default=PROMPT, help="the prompt every request sends (default: a story opening)")
     p.add_argument("--timeout", type=float, default=900, help="seconds to wait for a server to start")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     return p.parse_args(argv)
@@ -99,10 +100,10 @@ def stream_request(base: str, body: dict, out: list) -> None:
     out.append((times, used))
 
 
-def one_round(base: str, c: int, n: int) -> tuple[float, float, int]:
+def one_round(base: str, c: int, n: int, prompt: str) -> tuple[float, float, int]:
     """(steady decode tokens/s, end-to-end tokens/s, tokens generated) of c concurrent
     requests (see the module doc)."""
-    body = {"model": "m", "prompt": PROMPT, "max_tokens": n, "temperature": 0, "stream": True,
+    body = {"model": "m", "prompt": prompt, "max_tokens": n, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True}, "ignore_eos": True}
     out: list = []
     threads = [threading.Thread(target=stream_request, args=(base, body, out)) for _ in range(c)]
@@ -111,8 +112,10 @@ def one_round(base: str, c: int, n: int) -> tuple[float, float, int]:
         t.start()
     for t in threads:
         t.join()
-    if len(out) != c or any(not ts for ts, _ in out):
+    if len(out) != c:
         raise RuntimeError("a request failed")
+    if any(not ts for ts, _ in out):
+        raise RuntimeError("a request streamed no text (it ended at once: try another --prompt)")
     # tokens from usage where the server sends it, else one per streamed piece
     tokens = sum(u if u is not None else len(ts) for ts, u in out)
     start = max(ts[0] for ts, _ in out)      # every request has its first token: all decode
@@ -122,18 +125,18 @@ def one_round(base: str, c: int, n: int) -> tuple[float, float, int]:
 
 
 def measure(name: str, cmd: list[str], env: dict, base: str, conc: list[int], n: int, reps: int,
-            timeout: float) -> dict:
+            timeout: float, prompt: str) -> dict:
     log = Path(tempfile.gettempdir()) / f"serve_throughput-{name}-{os.getpid()}.log"
     print(f"{name}: {' '.join(cmd)} (log: {log})", file=sys.stderr)
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
     try:
         wait_ready(proc, base, log, timeout)
-        one_round(base, 1, min(n, 8))            # warm-up: kernels compile, graphs record
+        one_round(base, 1, min(n, 8), prompt)    # warm-up: kernels compile, graphs record
         result = {}
         for c in conc:
-            one_round(base, c, n)                # warm-up at this batch size
-            rounds = [one_round(base, c, n) for _ in range(reps)]
+            one_round(base, c, n, prompt)        # warm-up at this batch size
+            rounds = [one_round(base, c, n, prompt) for _ in range(reps)]
             result[c] = {"median_tps": statistics.median(r[0] for r in rounds),
                          "runs_tps": [round(r[0], 2) for r in rounds],
                          "median_e2e_tps": statistics.median(r[1] for r in rounds),
@@ -184,7 +187,7 @@ def main(argv=None) -> int:
             return 2
         try:
             report["servers"][name] = measure(name, cmd, env, base, conc, args.n_gen, args.repetitions,
-                                              args.timeout)
+                                              args.timeout, args.prompt)
         except RuntimeError as e:
             report["servers"][name] = {"skipped": str(e)}
             print(f"{name}: skipped: {e}", file=sys.stderr)

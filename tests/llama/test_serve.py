@@ -350,3 +350,15 @@ def test_cli_errors_are_one_line(tiny_gguf):
                          (["--ctx", "1"], "--ctx")):
         r = subprocess.run([*SPVJIT, "serve", str(tiny_gguf), *args], capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_throughput_benchmark_runs(tiny_gguf):
+    """benchmarks/serve_throughput.py keeps working (a smoke run; speed is not judged here)."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "serve_throughput.py"
+    r = subprocess.run([sys.executable, str(script), "-m", str(tiny_gguf), "--servers", "spvjit", "-c", "1,2",
+                        "-n", "40", "-r", "1", "--ctx", "96", "--prompt", "hello world", "--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)["servers"]["spvjit"]["results"]
+    assert set(res) == {"1", "2"}
+    for c, row in res.items():
+        assert row["median_e2e_tps"] > 0 and 0 < row["tokens"] <= 40 * int(c)
