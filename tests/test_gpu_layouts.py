@@ -103,3 +103,108 @@ def test_kloop_matmul_with_several_subgroups_owning_tiles(BM, BN, BK, warps, mon
     ref = 0.5 * (a.astype(np.float64) @ b.astype(np.float64))
     # f16 products are exact in f32; 3*BK f32 adds of terms ~1 stay within 1e-4
     np.testing.assert_allclose(c.numpy(), ref, atol=1e-4, rtol=1e-4)
+
+
+# ---- Triton's tutorial kernels, lowered as for a GPU -------------------------------------
+
+def test_tutorial_matmul_as_on_a_gpu():
+    """Index tiles (`offs[:, None] * stride`, masks) are recomputed per lane instead of moved
+    through shared memory with barriers; results must not change."""
+    from tutorial_kernels import matmul_kernel
+    M, N, K = 70, 45, 80
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((K, N)).astype(np.float32)
+    c = spvjit.empty((M, N), np.float16)
+    BM, BN, BK = 32, 32, 16
+    grid = (spvjit.cdiv(M, BM) * spvjit.cdiv(N, BN),)
+    ck = run_as_gpu(matmul_kernel, grid, spvjit.tensor(a), spvjit.tensor(b), c, M, N, K, K, 1, N, 1, N, 1,
+                    BLOCK_SIZE_M=BM, BLOCK_SIZE_N=BN, BLOCK_SIZE_K=BK, GROUP_SIZE_M=4, ACTIVATION="leaky_relu",
+                    num_warps=4)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    ref = np.where(ref >= 0, ref, 0.01 * ref)
+    # f32 accumulation over K = 80 terms of N(0,1) products, then rounding to f16 (rel 2^-11)
+    np.testing.assert_allclose(c.numpy().astype(np.float64), ref, rtol=2e-3, atol=2e-3)
+    # the loads' index tiles no longer go through shared memory: only the dot's staging barriers
+    assert disassemble(ck.spirv).count("OpControlBarrier") <= 6
+
+
+def test_tutorial_layer_norm_as_on_a_gpu():
+    from tutorial_kernels import _layer_norm_fwd_fused
+    M, N = 5, 700
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((M, N)) * 2 + 0.5).astype(np.float32)
+    w, b = rng.random(N, np.float32), rng.random(N, np.float32)
+    y, mean, rstd = spvjit.empty((M, N), np.float32), spvjit.empty(M, np.float32), spvjit.empty(M, np.float32)
+    run_as_gpu(_layer_norm_fwd_fused, (M,), spvjit.tensor(x), y, spvjit.tensor(w), spvjit.tensor(b), mean, rstd,
+               N, N, 1e-5, BLOCK_SIZE=256, num_warps=4)
+    mu, var = x.astype(np.float64).mean(1), x.astype(np.float64).var(1)
+    ref = (x - mu[:, None]) / np.sqrt(var[:, None] + 1e-5) * w + b
+    # f32 sums of 700 terms and one rsqrt: well within 1e-4 relative
+    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(mean.numpy(), mu, rtol=1e-5, atol=1e-5)
+
+
+def test_tutorial_softmax_as_on_a_gpu():
+    from tutorial_kernels import softmax_kernel
+    rows, cols = 9, 781
+    x = np.random.default_rng(4).standard_normal((rows, cols)).astype(np.float32)
+    out = spvjit.empty((rows, cols), np.float32)
+    run_as_gpu(softmax_kernel, (4,), out, spvjit.tensor(x), cols, cols, rows, cols, BLOCK_SIZE=1024,
+               num_stages=1, num_warps=4)
+    e = np.exp(x - x.max(1, keepdims=True))
+    # exp and a sum of <= 1024 terms in f32: relative error well under 1e-5
+    np.testing.assert_allclose(out.numpy(), e / e.sum(1, keepdims=True), rtol=2e-5, atol=1e-7)
+
+
+@spvjit.kernel
+def index_exprs(out_ptr, M, N, s, BM: sl.constexpr, BN: sl.constexpr, EXPR: sl.constexpr):
+    rm = sl.program_id(0) * BM + sl.arange(0, BM)
+    rn = sl.arange(0, BN)
+    if EXPR == 0:
+        v = rm[:, None] * s + rn[None, :]
+    elif EXPR == 1:
+        v = (rm[:, None] % 7) * (rn[None, :] // 3) - s
+    elif EXPR == 2:
+        v = sl.where((rm[:, None] < M) & (rn[None, :] >= 5), rm[:, None] - rn[None, :], -1)
+    elif EXPR == 3:
+        t = (rn[:, None] + 2 * rm[None, :])          # [BN, BM], then transposed
+        v = sl.trans(t) ^ (rm[:, None] << 1)
+    else:
+        v = sl.maximum(rm[:, None], rn[None, :] * 3).to(sl.float32).to(sl.int32)
+    mask = (rm[:, None] < M) & (rn[None, :] < N)
+    sl.store(out_ptr + rm[:, None] * N + rn[None, :], v, mask=mask)
+
+
+def _index_ref(expr, M, N, s):
+    rm, rn = np.arange(M)[:, None], np.arange(N)[None, :]
+    return [rm * s + rn, (rm % 7) * (rn // 3) - s, np.where((rm < M) & (rn >= 5), rm - rn, -1),
+            (rn + 2 * rm) ^ (rm << 1), np.maximum(rm, rn * 3)][expr].astype(np.int32)
+
+
+@pytest.mark.parametrize("expr", range(5))
+@pytest.mark.parametrize("BM,BN,warps", [(16, 32, 4), (32, 8, 2), (8, 64, 8)])
+def test_index_tiles_recomputed_per_lane_match_numpy(expr, BM, BN, warps):
+    M, N, s = 37, BN - 3, 5
+    out = spvjit.zeros((M, N), np.int32)
+    ck = run_as_gpu(index_exprs, (spvjit.cdiv(M, BM),), out, M, N, s, BM=BM, BN=BN, EXPR=expr, num_warps=warps)
+    np.testing.assert_array_equal(out.numpy(), _index_ref(expr, M, N, s))     # integers: exact
+    assert disassemble(ck.spirv).count("OpControlBarrier") == 0      # nothing moved through shared memory
+
+
+@spvjit.kernel
+def broadcast_of_loop_result(out_ptr, n, BM: sl.constexpr, BN: sl.constexpr):
+    rows = sl.arange(0, BM)
+    acc = sl.zeros((BM,), dtype=sl.int32)
+    for i in range(0, n):
+        acc += rows + i
+    v = acc[:, None] * 10 + sl.arange(0, BN)[None, :]       # a loop result cannot be recomputed: moved
+    sl.store(out_ptr + rows[:, None] * BN + sl.arange(0, BN)[None, :], v)
+
+
+def test_values_from_loops_are_moved_not_recomputed():
+    BM, BN, n = 16, 32, 3
+    out = spvjit.zeros((BM, BN), np.int32)
+    run_as_gpu(broadcast_of_loop_result, (1,), out, n, BM=BM, BN=BN, num_warps=4)
+    acc = sum(np.arange(BM) + i for i in range(n))
+    np.testing.assert_array_equal(out.numpy(), acc[:, None] * 10 + np.arange(BN)[None, :])

@@ -31,12 +31,20 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="context length: KV-cache positions (default 2048, at most the model's)")
 
 
+def weight_types() -> str:
+    """The GGUF tensor types the device kernels read, for --help."""
+    from spvjit.models.llama.kernels.qtypes import SUPPORTED
+    return ", ".join(SUPPORTED)
+
+
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "run", help="generate text with a llama GGUF model on the device",
         description="Generate text with a llama-architecture GGUF model; every layer runs as an "
                     "spvjit kernel. Text streams to stdout; load time and tokens/s go to stderr. "
-                    "Ctrl-C stops generation and prints the figures so far.")
+                    "Ctrl-C stops generation and prints the figures so far. "
+                    f"Weight types: {weight_types()} (files that llama.cpp's quantizer names "
+                    "Q4_K_M, Q5_K_S and the like mix several of these).")
     add_model_args(p)
     p.add_argument("-p", "--prompt", default=None, help=f"prompt text (default: {DEFAULT_PROMPT!r})")
     p.add_argument("-n", "--n-predict", type=int, default=128, metavar="N", help="tokens to generate (default 128)")
@@ -46,6 +54,9 @@ def add_parser(subparsers):
     p.add_argument("--seed", type=int, default=None, metavar="S", help="sampling seed (default: random)")
     p.add_argument("--chat", action="store_true",
                    help="wrap the prompt as a user message in the model's chat template")
+    p.add_argument("--system", default=None, metavar="TEXT",
+                   help="system message for the chat template (implies --chat; default: the "
+                        "template's own, if it has one)")
     p.add_argument("--no-echo", action="store_true", help="do not print the prompt before the generated text")
     return one_line_errors(p)
 
@@ -150,6 +161,10 @@ def load_model(args, label: str = "loading", mf=None):
     if mf is None:
         mf = open_model(args)
     bar = Progress(f"{label} {mf.path.name}")
+    if bar.tty:   # with the bar: what the model will take, before it is taken
+        from spvjit.models.llama.device_model import memory_needs
+        print(f"{mf.path.name}: needs {memory_needs(mf, min(args.ctx, mf.config.n_ctx_train)).describe()}",
+              file=sys.stderr)
     try:
         model = DeviceLlama(mf, max_ctx=args.ctx, progress=bar)
     finally:
@@ -179,8 +194,12 @@ def _run(args) -> int:
     mf = open_model(args)
     tokenizer = Tokenizer.from_gguf(mf)
     prompt = utf8_prompt(DEFAULT_PROMPT if args.prompt is None else args.prompt)
-    if args.chat:
-        text = render_chat([{"role": "user", "content": prompt}], chat_template_of(mf))
+    chat = args.chat or args.system is not None
+    if chat:
+        messages = [{"role": "user", "content": prompt}]
+        if args.system is not None:
+            messages.insert(0, {"role": "system", "content": utf8_prompt(args.system)})
+        text = render_chat(messages, chat_template_of(mf))
         ids = tokenizer.encode(text, parse_special=True)
     else:
         ids = tokenizer.encode(prompt)
@@ -195,7 +214,7 @@ def _run(args) -> int:
     stats = GenerationStats(load_s=load_s)
     out = TextOut(sys.stdout)
     try:
-        if not args.chat and not args.no_echo:
+        if not chat and not args.no_echo:
             out.write(prompt)
         generate(model, tokenizer, ids, args.n_predict, sampler, out.write, stats)
         out.write("\n")

@@ -73,9 +73,8 @@ def run(args) -> int:
 
 
 def warm_batches(model) -> None:
-    """Compile the batched decode kernels before the first requests need them (one variant
-    per power of two up to MATVEC_NV rows: minutes on lavapipe the first time, then cached
-    on disk), and record the step for every batch size."""
+    """Compile the batched decode kernels and record the step for every batch size before
+    the first requests need them."""
     for n in range(2, model.slots + 1):
         model.decode_batch([0] * n, [0] * n, list(range(n)))
     model.reset()

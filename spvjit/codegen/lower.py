@@ -13,7 +13,7 @@ from ..ir.core import Block, KernelIR, Operation
 from ..ir.ops import OP_INFO
 from .emitter import Emitter
 from .layout import IndexMap, broadcast_map, identity_map, regs, trans_map, vec_width
-from . import coopmat
+from . import coopmat, remat
 from .reduce import lower_dot, lower_reduce
 from .target import Target
 from .values import LV, LoweringError
@@ -185,7 +185,12 @@ class Lowerer:
             self.bind(op, LV(src.regs * self.nregs(dst_t), dst_t.is_scalar, src.binding))
             return
         elem = T.i32 if dst_t.is_pointer else dst_t.elem
-        out = self.mem.exchange(self, src.regs, src_t.numel, dst_t.numel, m, elem)
+        value = op.operands[0]
+        one_subgroup = self.sg.get("whole") and self.sg.get("broadcast") and self.sg.get("shuffle")
+        recompute = None     # only where the move would go through shared memory (several subgroups)
+        if not one_subgroup and remat.expression(self, value):
+            recompute = lambda g: remat.evaluate(self, value, g)    # noqa: E731
+        out = self.mem.exchange(self, src.regs, src_t.numel, dst_t.numel, m, elem, recompute=recompute)
         self.bind(op, LV(out, False, src.binding))
 
     # ---- elementwise -------------------------------------------------------------------------

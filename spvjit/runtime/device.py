@@ -7,6 +7,7 @@ waited for, so host reads after a batch always see its results.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import weakref
 
@@ -146,6 +147,11 @@ class Device:
                                            self.command_pool, self.descriptors,
                                            self._set_layouts, self._pipeline_layouts,
                                            self._all_query_pools, self._free_commands)
+        # At exit, buffers are freed by their finalizers, which run before this device's.  A
+        # Ctrl-C can leave a submission running (it broke out of the fence wait): freeing its
+        # buffers under it made lavapipe abort.  atexit runs this first (registered after the
+        # finalizers' own exit hook), so nothing is freed while the device still works.
+        atexit.register(_wait_idle_at_exit, weakref.ref(self))
 
     def __repr__(self):
         return f"<spvjit Device {self.caps.index}: {self.caps.name}>"
@@ -266,6 +272,12 @@ def instance_queue_timestamp_bits(ffi, lib, phys, family):
     fams = ffi.new("VkQueueFamilyProperties[]", count[0])
     lib.vkGetPhysicalDeviceQueueFamilyProperties(phys, count, fams)
     return fams[family].timestampValidBits
+
+
+def _wait_idle_at_exit(device_ref) -> None:
+    device = device_ref()
+    if device is not None and device._finalizer.alive:
+        device.lib.vkDeviceWaitIdle(device.handle)
 
 
 def _destroy_device(ffi, lib, handle, command_pool, descriptors, set_layouts,

@@ -126,15 +126,15 @@ def test_not_a_gguf(tmp_path):
 def test_wrong_architecture(make_tiny_gguf):
     with pytest.raises(ModelError) as e:
         load_gguf(make_tiny_gguf("gpt.gguf", arch="gpt2"))
-    assert one_line_error(e) == "gpt.gguf: architecture 'gpt2' is not supported (supported: llama)"
+    assert one_line_error(e) == "gpt.gguf: architecture 'gpt2' is not supported (supported: llama, qwen2)"
 
 
 def test_unsupported_tensor_type(make_tiny_gguf):
-    path = make_tiny_gguf("q5.gguf", type_overrides={"blk.1.ffn_up.weight": Q.Q5_0})
+    path = make_tiny_gguf("q8_1.gguf", type_overrides={"blk.1.ffn_up.weight": Q.Q8_1})
     with pytest.raises(ModelError) as e:
         load_gguf(path)
     msg = one_line_error(e)
-    assert msg.startswith("q5.gguf: tensor 'blk.1.ffn_up.weight' has unsupported type Q5_0")
+    assert msg.startswith("q8_1.gguf: tensor 'blk.1.ffn_up.weight' has unsupported type Q8_1")
 
 
 def test_missing_tensor(make_tiny_gguf):

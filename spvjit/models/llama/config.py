@@ -13,7 +13,11 @@ from typing import Any, Callable
 
 from .errors import ModelError
 
-SUPPORTED_ARCHITECTURES = ("llama",)
+SUPPORTED_ARCHITECTURES = ("llama", "qwen2")
+# Architectures whose GGUF keeps Q/K in HF's order, so rope rotates the pairs (i, i + d/2) of a
+# head (llama.cpp's NEOX rope), and that add biases to the Q/K/V projections.
+NEOX_ROPE_ARCHITECTURES = ("qwen2",)
+QKV_BIAS_ARCHITECTURES = ("qwen2",)
 # llama.cpp's converter writes these when rope scaling is off or unknown.
 _ROPE_SCALING_TYPES = ("none", "linear", "yarn", "longrope")
 
@@ -40,6 +44,7 @@ class LlamaConfig:
     add_eos: bool
     tied_embeddings: bool  # True: no output.weight, logits use token_embd.weight
     name: str = ""
+    rope_neox: bool = False  # rotate pairs (i, i + rope_dim / 2), not (2i, 2i + 1)
 
     @property
     def n_gqa(self) -> int:
@@ -125,6 +130,10 @@ class LlamaConfig:
         rope_dim = positive("rope.dimension_count", opt("rope.dimension_count", head_dim))
         if rope_dim > head_dim or rope_dim % 2:
             raise ModelError(f"{where}: metadata key {key('rope.dimension_count')!r}: bad value {rope_dim} for head size {head_dim}")
+        neox = arch in NEOX_ROPE_ARCHITECTURES
+        if neox and rope_dim != head_dim:
+            raise ModelError(f"{where}: metadata key {key('rope.dimension_count')!r}: partial rotation "
+                             f"({rope_dim} of {head_dim}) with {arch}'s rope is not supported")
         scaling = str(opt("rope.scaling.type", "none"))
         if scaling not in _ROPE_SCALING_TYPES:
             raise ModelError(f"{where}: metadata key {key('rope.scaling.type')!r}: unknown rope scaling {scaling!r}")
@@ -159,4 +168,5 @@ class LlamaConfig:
             add_eos=False if add_eos is None else bool(add_eos),
             tied_embeddings=tied_embeddings,
             name=str(get("general.name") or ""),
+            rope_neox=neox,
         )

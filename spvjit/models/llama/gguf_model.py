@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import LlamaConfig
+from .config import QKV_BIAS_ARCHITECTURES, LlamaConfig
 from .errors import ModelError
 from .gguf_reader import GGUFFile, open_gguf
 from .metadata_types import expected_kind, matches
@@ -79,6 +79,11 @@ def _layer_shapes(c: LlamaConfig) -> dict[str, tuple[int, ...]]:
         "ffn_up.weight": (c.n_ff, c.n_embd),
         "ffn_down.weight": (c.n_embd, c.n_ff),
     }
+
+
+def _bias_shapes(c: LlamaConfig) -> dict[str, tuple[int, ...]]:
+    """Q/K/V projection biases (qwen2 has them)."""
+    return {"attn_q.bias": (c.q_dim,), "attn_k.bias": (c.kv_dim,), "attn_v.bias": (c.kv_dim,)}
 
 
 class LlamaModelFile:
@@ -160,6 +165,16 @@ class LlamaModelFile:
         """``blk.{layer}.{kind}.weight``, e.g. ``layer_tensor(0, "attn_q")``."""
         return self.tensor(f"blk.{layer}.{kind}.weight")
 
+    def qkv_bias(self, layer: int):
+        """Block ``layer``'s [q | k | v] projection bias as float32, or None without biases."""
+        names = [f"blk.{layer}.attn_{p}.bias" for p in "qkv"]
+        if not any(n in self._tensors for n in names):
+            return None
+        c = self.config
+        sizes = (c.q_dim, c.kv_dim, c.kv_dim)
+        return np.concatenate([self.tensor(n).dequantize().reshape(-1) if n in self._tensors
+                               else np.zeros(k, np.float32) for n, k in zip(names, sizes)])
+
     def output_tensor(self) -> QuantTensor:
         """The output projection: ``output.weight``, or ``token_embd.weight`` when tied."""
         return self.tensor("token_embd.weight" if self.config.tied_embeddings else "output.weight")
@@ -209,6 +224,9 @@ class LlamaModelFile:
         for i in range(c.n_layer):
             for kind, shape in _layer_shapes(c).items():
                 expected[f"blk.{i}.{kind}"] = shape
+            for kind, shape in _bias_shapes(c).items():   # required for qwen2; checked if present
+                if c.arch in QKV_BIAS_ARCHITECTURES or f"blk.{i}.{kind}" in self._tensors:
+                    expected[f"blk.{i}.{kind}"] = shape
         for name in self._tensors:
             block = name.split(".")[1] if name.startswith("blk.") else None
             if block is not None and not (block.isdigit() and int(block) < c.n_layer):
