@@ -57,6 +57,15 @@ MATVEC = dict(BR=16, BU=8)
 # 16; 49152x576 no slower). KB = 18: 3072x576 1.13x faster than with 9; 576x1536 (16 then)
 # 1.25x faster than with 48, which also takes 3x longer to compile.
 MATVEC_TILED = dict(KB=18, P=0)
+# Vectors per program of matvec_tiled_kernel when several sequences decode together (spvjit
+# serve): the NV calls of the type's block helper on one tile-block load the same words and
+# decode them alike, which the compiler shares (the batch size rounded up to a power of two,
+# at most MATVEC_NV). Default model on lavapipe, median step times: 4 rows 100 ms against
+# 114 with one vector per program, 8 rows 166 against 193 (one row: 35 ms). Sharing the
+# decode by hand (one word, NV accumulators) measured 1.5x at 4 rows on a busier machine,
+# but needs block helpers that take NV vectors; 8 per program compiled for 6 minutes and
+# ran no faster (register spills).
+MATVEC_NV = 4
 MATMUL = dict(BM=8, BN=64, BU=1)
 # matmul of the row-tiled types (linear.matmul_tiled_kernel): 64 rows of W (one tile) x BM
 # rows of x per program. 128x3072x576 Q4_1: ~24 GFLOP/s, 1.37x matmul_kernel with BU = 1;
@@ -201,9 +210,10 @@ def matvec(w: DeviceWeight, x, y, y_off: int = 0, acc: bool = False, *, x_off: i
         kb = _largest_divisor(nb, max(1, int(cfg["KB"])))
         tiles = spvjit.cdiv(w.rows, 64)
         programs = int(cfg["P"]) or _programs(tiles)
-        matvec_tiled_kernel[(min(programs, tiles), n_vec)](
-            w.qw, w.sc, x, y, w_norm, w.rows, w.cols, x_off, y_off, ldx, ldy, float(eps),
-            MV=d.tiled.matvec_block, XS=d.tiled.x_scale, PRE=pre, KB=kb, ACC=acc)
+        nv = min(_pow2(n_vec), MATVEC_NV)
+        matvec_tiled_kernel[(min(programs, tiles), spvjit.cdiv(n_vec, nv))](
+            w.qw, w.sc, x, y, w_norm, w.rows, w.cols, x_off, y_off, ldx, ldy, n_vec, float(eps),
+            MV=d.tiled.matvec_block, XS=d.tiled.x_scale, PRE=pre, KB=kb, ACC=acc, NV=nv)
         return
     cfg = {**MATVEC, **{k: v for k, v in (blocks or {}).items() if k in MATVEC}}
     matvec_kernel[(spvjit.cdiv(w.rows, cfg["BR"]), n_vec)](
