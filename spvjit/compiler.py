@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import cache, knobs
 from .codegen import compile_hooks
 from .codegen.compiler import CompiledKernel, compile_kernel
+from .codegen.loop_budget import STATUS_PARAM, VisitCounter, unroll_for_budget
 from .codegen.spirv.tools import disassemble
+from .codegen.target import Target
 from .codegen.values import LoweringError
 from .errors import CompilationError, DeviceError
 from .frontend import build_ir
 from .ir.passes import run_passes
 from .ir.printer import print_kernel
 from .ir.verifier import verify
+from .loop_limit import loop_iteration_limit
 
 INTERPRETER = "interpreter"
 
@@ -34,13 +37,17 @@ class DeviceKernel:
     """A kernel compiled for one device: its module, launch layout and Vulkan pipeline."""
     compiled: CompiledKernel
     pipeline: object
+    loop_status: object = None      # launch.loop_status: hidden buffer of loop-limited drivers
+    loop_limit: tuple = ()          # (device name, limit), for launch.check_loop_status's message
+    visits: object = None           # loop_budget.VisitCounter where launch.budget_programs needs it
 
 
 def target_key(target) -> tuple:
     if target == INTERPRETER:
         return (INTERPRETER,)
     caps = target.caps
-    return ("vulkan", caps.index, cache.device_fingerprint(caps)) + knobs.lowering_env()
+    return (("vulkan", caps.index, cache.device_fingerprint(caps), loop_iteration_limit(target))
+            + knobs.lowering_env())
 
 
 def spec_key(jitfn, spec, target) -> tuple:
@@ -78,23 +85,33 @@ def _compile_for_device(jitfn, spec, dev, key) -> DeviceKernel:
     dumps = knobs.get("SPVJIT_DUMP")
     disk = cache.disk_key(jitfn.cache_key, key)
     ck = None if dumps else cache.load_kernel(disk)     # a dump asks to see the compiler run
+    kernel = None
     if ck is None:
-        ck = _lower(jitfn, spec, dev, "lowered" in dumps)
+        ck, kernel = _lower(jitfn, spec, dev, "lowered" in dumps)
         cache.store_kernel(disk, ck)
+    visits = None
+    if ck.program_loop and any(bd.name == STATUS_PARAM for bd in ck.bindings):
+        # loops whose trip counts follow from the arguments share the budget of a program loop:
+        # the launcher counts their header visits per launch, from the IR as it was lowered
+        if kernel is None:
+            kernel = unroll_for_budget(_build_ir(jitfn, spec, optimize=True))
+        visits = VisitCounter(kernel)
     check_device_support(ck, dev.caps)
     for hook in list(compile_hooks):
         hook(ck)
     if "spirv" in dumps:
         print(disassemble(ck.spirv), file=sys.stderr)
     pipe = dev.create_pipeline(ck.spirv, [bd.kind for bd in ck.bindings], ck.push_size)
-    return DeviceKernel(ck, pipe)
+    return DeviceKernel(ck, pipe, visits=visits)
 
 
-def _lower(jitfn, spec, dev, show_lowering: bool) -> CompiledKernel:
+def _lower(jitfn, spec, dev, show_lowering: bool):
+    """(the compiled kernel, its IR as lowered: compile_kernel rewrites loops in place)"""
     kernel = _build_ir(jitfn, spec, optimize=True)
     notes = {} if show_lowering else None
     try:
-        ck = compile_kernel(kernel, dev.caps, spec.num_warps, spec.divisibility or {}, notes)
+        target = replace(Target.of(dev.caps), loop_iteration_limit=loop_iteration_limit(dev))
+        ck = compile_kernel(kernel, target, spec.num_warps, spec.divisibility or {}, notes)
     except LoweringError as e:
         raise CompilationError(f"in kernel {jitfn.__name__}: {e}") from None
     if notes is not None:
@@ -102,7 +119,7 @@ def _lower(jitfn, spec, dev, show_lowering: bool) -> CompiledKernel:
         print(f"// lowered for {dev.caps.name}: workgroup of {ck.workgroup_size} invocations{loop}, "
               f"{ck.scratch_bytes} bytes of shared scratch", file=sys.stderr)
         print(print_kernel(kernel, notes=notes), file=sys.stderr)
-    return ck
+    return ck, kernel
 
 
 # SPIR-V capability -> (DeviceCaps field, what to call it in the error)

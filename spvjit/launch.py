@@ -13,14 +13,19 @@ import struct
 import threading
 from contextlib import contextmanager
 
+import numpy as np
+
 from . import knobs
 from .codegen.compiler import CompiledKernel
+from .codegen.loop_budget import STATUS_PARAM
 from .codegen.memory import PUSH_HEADER_WORDS
-from .errors import LaunchError
-from .runtime import get_device
+from .errors import DeviceError, LaunchError
+from .loop_limit import loop_iteration_limit
+from .runtime import get_device, zeros
 from .runtime.memory import check_texel_count
 
 _state = threading.local()
+_status_lock = threading.Lock()
 
 
 @contextmanager
@@ -30,12 +35,18 @@ def batch(timestamps: bool = False):
     if outer is not None:
         yield outer
         return
-    with get_device().batch(timestamps=timestamps) as b:
-        _state.batch = b
-        try:
-            yield b
-        finally:
-            _state.batch = None
+    _state.status_checks = {}
+    try:
+        with get_device().batch(timestamps=timestamps) as b:
+            _state.batch = b
+            try:
+                yield b
+            finally:
+                _state.batch = None
+        for kernel, label in list(_state.status_checks.values()):
+            check_loop_status(kernel, label)
+    finally:
+        _state.status_checks = None
 
 
 @contextmanager
@@ -47,12 +58,18 @@ def record(timestamps: bool = False):
     if getattr(_state, "batch", None) is not None:
         raise RuntimeError("spvjit.record() cannot be nested inside batch() or record()")
     graph = get_device().record(timestamps=timestamps)
-    with graph:
-        _state.batch = graph
-        try:
-            yield graph
-        finally:
-            _state.batch = None
+    _state.status_checks = {}
+    try:
+        with graph:
+            _state.batch = graph
+            try:
+                yield graph
+            finally:
+                _state.batch = None
+        for kernel, label in _state.status_checks.values():
+            graph.after_replay.append(lambda kernel=kernel, label=label: check_loop_status(kernel, label))
+    finally:
+        _state.status_checks = None
 
 
 def check_grid(grid, name: str) -> tuple[int, ...]:
@@ -84,6 +101,9 @@ def launch_on_device(kernel, spec, grid, dev, label: str):
     if 0 in grid:
         return
     values = dict(spec.runtime)
+    status = loop_status(kernel, dev) if any(bd.name == STATUS_PARAM for bd in ck.bindings) else None
+    if status is not None:
+        values[STATUS_PARAM] = status
     tensors = [values[bd.name] for bd in ck.bindings]
     formats = {bd.index: bd.texel_format for bd in ck.bindings if bd.texel} or None
     for bd in ck.bindings:
@@ -91,6 +111,8 @@ def launch_on_device(kernel, spec, grid, dev, label: str):
             check_texel_count(dev.caps, tensors[bd.index].size // bd.vec, bd.texel_format, f"tensor '{bd.name}'")
     limits = dev.caps.max_workgroup_count
     per_wg = programs_per_workgroup(ck, grid[0])
+    if status is not None and per_wg > 1:
+        per_wg = min(per_wg, budget_programs(kernel, spec))
     chunks = []
     for z in range(0, grid[2], limits[2]):
         for y in range(0, grid[1], limits[1]):
@@ -105,10 +127,49 @@ def launch_on_device(kernel, spec, grid, dev, label: str):
         for off, size in chunks:
             current.dispatch(pipe, tensors, _pack(ck, spec, off, grid, per_wg), size, formats,
                              label=label)
+        if status is not None:
+            _state.status_checks[id(kernel)] = (kernel, label)     # read after the batch ran
         return
     with dev.batch() as b:
         for off, size in chunks:
             b.dispatch(pipe, tensors, _pack(ck, spec, off, grid, per_wg), size, formats, label=label)
+    if status is not None:
+        check_loop_status(kernel, label)
+
+
+def budget_programs(kernel, spec) -> int:
+    """How many programs of a kernel with loops one workgroup may run in turn on a
+    loop-limited driver: all their loop-header visits, plus the program loop's own, must
+    fit the limit (one program where its visits do not follow from the arguments)."""
+    visits = kernel.visits(dict(spec.runtime)) if kernel.visits is not None else None
+    limit = kernel.loop_limit[1]
+    if visits is None or not limit:
+        return 1
+    return max(1, (limit - 1) // (visits + 1))
+
+
+def loop_status(kernel, dev):
+    """The hidden one-word buffer a kernel compiled for a loop-limited driver writes 1 into
+    when the driver cut one of its loops short (codegen/loop_budget.py: add_exit_checks)."""
+    if kernel.loop_status is None:
+        with _status_lock:          # one buffer per kernel, even when threads launch it at once
+            if kernel.loop_status is None:
+                kernel.loop_limit = dev.caps.name, loop_iteration_limit(dev)
+                kernel.loop_status = zeros(1, np.int32, device=dev)
+    return kernel.loop_status
+
+
+def check_loop_status(kernel, label: str) -> None:
+    """Never a silent wrong result: raise when the driver's loop limiter stopped a loop."""
+    status = kernel.loop_status
+    if status is None or not status.numpy()[0]:
+        return
+    status.copy_from(np.zeros(1, np.int32))         # the next launch starts clean
+    device, limit = kernel.loop_limit
+    raise DeviceError(f"kernel {label}: {device} stopped one of its loops early, so its results are wrong: "
+                      f"the driver allows {limit} loop iterations per program, all loops together; "
+                      "give each program fewer iterations (larger blocks or a larger grid) or use a "
+                      "driver without the limit (Mesa 26 lavapipe)")
 
 
 _HOST_CPUS = os.cpu_count() or 1     # lavapipe's default thread count (LP_NUM_THREADS overrides)

@@ -19,6 +19,14 @@ import json
 import statistics
 import sys
 import time
+from collections import Counter
+
+import numpy as np
+
+from spvjit.models.llama import ModelError
+from spvjit.models.llama.errors import printable
+from spvjit.models.llama.tuning import dispatch_sites
+from spvjit.runtime import get_device
 
 from .run import UsageError, add_model_args, load_model, one_line_errors
 
@@ -39,19 +47,16 @@ def add_parser(subparsers):
 
 
 def _params(mf) -> int:
-    import numpy as np
     return sum(int(np.prod(mf.tensor(n).shape)) for n in mf.tensor_names)
 
 
 def _weight_type(mf) -> str:
     """The most common type among the layer matrices (what a model is usually called by)."""
-    from collections import Counter
     counts = Counter(mf.tensor(n).ggml_type for n in mf.tensor_names if n.startswith("blk.") and "norm" not in n)
     return counts.most_common(1)[0][0] if counts else "?"
 
 
 def run(args) -> int:
-    from spvjit.models.llama import ModelError
 
     try:
         if args.n_prompt < 0 or args.n_gen < 0:
@@ -67,8 +72,6 @@ def run(args) -> int:
 
 
 def _bench(args) -> int:
-    import numpy as np
-    from spvjit.runtime import get_device
 
     need = max(args.n_prompt, args.n_gen, 1)
     args.ctx = max(args.ctx, need)
@@ -140,7 +143,6 @@ def _bench(args) -> int:
               + ("" if tuned else " (run `spvjit tune` to measure them)"), file=sys.stderr)
     head = ("model", "size", "params", "backend", "test", "t/s")
     # The model's name comes from the file: escape control characters before they reach a terminal.
-    from spvjit.models.llama.errors import printable
     rows = [(f"{printable(r['model'])} {r['type']}", f"{r['size_bytes'] / 2**20:.2f} MiB", f"{r['params'] / 1e6:.2f} M",
              r["backend"], r["test"], f"{r['avg_ts']:.2f} ± {r['stddev_ts']:.2f}") for r in results]
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
@@ -158,7 +160,6 @@ def _bench(args) -> int:
 
 class _Profile:
     """Per-kernel GPU time accumulated over forward passes (``DeviceLlama.profile``)."""
-
     def __init__(self):
         self.calls: dict[str, int] = {}
         self.ns: dict[str, float] = {}
@@ -215,7 +216,6 @@ def _profile(model, fn, per_token: bool) -> dict:
 def _by_shape(calls, dispatches, passes: int) -> list[dict] | None:
     """GPU time per kernel and shape (tuning site), when the traced calls line up with the
     profiled dispatches one to one."""
-    from spvjit.models.llama.tuning import dispatch_sites
     if not dispatches:
         return None
     keys = dispatch_sites(calls, [label for label, _ in dispatches])

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
+from spvjit.runtime import DeviceError, choose_device, list_devices
+from spvjit.runtime.capabilities import SUBGROUP_OPS
+
 
 def add_parser(subparsers):
     p = subparsers.add_parser("devices", help="list Vulkan devices and their capabilities",
@@ -31,7 +34,6 @@ def describe(caps, selected: bool) -> list[str]:
     """Human-readable lines for one device."""
     mark = "*" if selected else " "
     tail = "  (selected)" if selected else ""
-    from spvjit.runtime.capabilities import SUBGROUP_OPS
     ops = ", ".join(op for op in SUBGROUP_OPS.values() if op in caps.subgroup_ops) or "none"
     control = (f"; size control {caps.subgroup_size_control[0]}..{caps.subgroup_size_control[1]}"
                if caps.subgroup_size_control else "")
@@ -76,7 +78,6 @@ def describe(caps, selected: bool) -> list[str]:
 
 
 def run(args) -> int:
-    from spvjit.runtime import DeviceError, choose_device, list_devices
 
     devices = list_devices()
     try:

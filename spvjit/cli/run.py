@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+
+from spvjit.models.llama import (
+    ModelError,
+    Sampler,
+    Tokenizer,
+    chat_template_of,
+    default_model_path,
+    load_gguf,
+    render_chat,
+)
+from spvjit.models.llama.device_model import DeviceLlama, memory_needs
+from spvjit.models.llama.generate import GenerationStats, generate
+from spvjit.models.llama.kernels.qtypes import SUPPORTED
 
 DEFAULT_PROMPT = "Once upon a time"
 
@@ -15,7 +29,6 @@ class UsageError(Exception):
 
 def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Make argparse report bad flags as a single `spvjit: error: ...` line (exit 2)."""
-
     def error(message: str):
         print(f"spvjit: error: {parser.prog.split()[-1]}: {message}", file=sys.stderr)
         sys.exit(2)
@@ -33,7 +46,6 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 def weight_types() -> str:
     """The GGUF tensor types the device kernels read, for --help."""
-    from spvjit.models.llama.kernels.qtypes import SUPPORTED
     return ", ".join(SUPPORTED)
 
 
@@ -63,7 +75,6 @@ def add_parser(subparsers):
 
 class Progress:
     """A progress bar on stderr while weights upload (only on a terminal)."""
-
     def __init__(self, label: str, stream=None):
         self.label = label
         self.stream = stream or sys.stderr
@@ -125,7 +136,6 @@ class TextOut:
     """Writes generated text to a stream; if the stream's encoding cannot represent some
     of it (``PYTHONIOENCODING=ascii``, a C locale), writes replacements instead, with one
     warning line, rather than stopping with UnicodeEncodeError."""
-
     def __init__(self, stream):
         self.stream = stream
         self.warned = False
@@ -147,22 +157,17 @@ class TextOut:
 
 def open_model(args):
     """The MODEL argument's file, opened and validated (nothing on the device yet)."""
-    from spvjit.models.llama import default_model_path, load_gguf
-
     return load_gguf(args.model if args.model is not None else default_model_path())
 
 
 def load_model(args, label: str = "loading", mf=None):
     """(model file, DeviceLlama, seconds) for the MODEL argument (or the already opened
     ``mf``), with a progress bar."""
-    from spvjit.models.llama.device_model import DeviceLlama
-
     t0 = time.perf_counter()
     if mf is None:
         mf = open_model(args)
     bar = Progress(f"{label} {mf.path.name}")
     if bar.tty:   # with the bar: what the model will take, before it is taken
-        from spvjit.models.llama.device_model import memory_needs
         print(f"{mf.path.name}: needs {memory_needs(mf, min(args.ctx, mf.config.n_ctx_train)).describe()}",
               file=sys.stderr)
     try:
@@ -174,7 +179,6 @@ def load_model(args, label: str = "loading", mf=None):
 
 
 def run(args) -> int:
-    from spvjit.models.llama import ModelError
 
     try:
         check_args(args)
@@ -185,8 +189,6 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
-    from spvjit.models.llama import Sampler, Tokenizer, chat_template_of, render_chat
-    from spvjit.models.llama.generate import GenerationStats, generate
 
     # Everything read from the file (tokenizer, template) and the prompt are checked
     # before the weights go to the device: a bad file fails in a moment, not after upload.
@@ -219,7 +221,6 @@ def _run(args) -> int:
         generate(model, tokenizer, ids, args.n_predict, sampler, out.write, stats)
         out.write("\n")
     except BrokenPipeError:  # `spvjit run ... | head`: the reader left; stop quietly
-        import os
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         stats.stop_reason = "output closed"
     print("\n".join(stats.summary()), file=sys.stderr)

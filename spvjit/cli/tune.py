@@ -16,11 +16,21 @@ import json
 import sys
 import time
 
-from .run import UsageError, add_model_args, one_line_errors
+import spvjit
+from spvjit.models.llama import ModelError, default_model_path, load_gguf
+from spvjit.models.llama.device_model import DeviceLlama
+from spvjit.models.llama.tuning import (
+    KERNELS,
+    TuningTable,
+    config_str,
+    planned_configs,
+    tune_call,
+)
+
+from .run import Progress, UsageError, add_model_args, one_line_errors
 
 
 def add_parser(subparsers):
-    from spvjit.models.llama.tuning import KERNELS
     p = subparsers.add_parser(
         "tune", help="tune kernel block sizes for a model on this device",
         description="Benchmark candidate block sizes of every kernel the llama forward pass launches, "
@@ -43,8 +53,6 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from spvjit.models.llama import ModelError
-    from spvjit.models.llama.tuning import KERNELS
 
     try:
         if args.n_prompt < 0 or args.pos < 0:
@@ -69,7 +77,6 @@ def run(args) -> int:
 
 class Bar:
     """A progress bar on stderr (only on a terminal): configs measured / planned."""
-
     def __init__(self, total: int, stream=None):
         self.total, self.done = max(1, total), 0
         self.stream = stream or sys.stderr
@@ -91,11 +98,7 @@ class Bar:
 
 
 def _tune(args, kernels) -> int:
-    from spvjit.models.llama import load_gguf, default_model_path
-    from spvjit.models.llama.device_model import DeviceLlama
-    from spvjit.models.llama.tuning import TuningTable, config_str, planned_configs, tune_call
 
-    from .run import Progress
 
     path = args.model if args.model is not None else default_model_path()
     mf = load_gguf(path)
@@ -167,12 +170,10 @@ def _tune(args, kernels) -> int:
 
 
 def _device_name() -> str:
-    import spvjit
     return spvjit.get_device().caps.name
 
 
 def _print_table(results) -> None:
-    from spvjit.models.llama.tuning import config_str
 
     def ms(v):
         return "-" if v is None else f"{v:.3f}"

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import knobs
 from ..ir.core import KernelIR
 from ..ir.ops import OP_INFO, ops_of
-from . import axis_info, coopmat, subgroup
+from . import axis_info, coopmat, loop_budget, subgroup
 from .emitter import Emitter
 from .layout import choose_workgroup, regs
 from .lower import LoweringError, Lowerer, LV
@@ -104,10 +105,19 @@ def _param_access(kernel: KernelIR, ptr_params) -> tuple[set[int] | None, set[in
 
 
 def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict | None = None,
-                   notes: dict | None = None) -> CompiledKernel:
+                   notes: dict | None = None, program_loop: bool = True) -> CompiledKernel:
     """`caps`: a DeviceCaps or a Target.  `notes`, when given a dict, collects the lowering
-    choice of each op (SPVJIT_DUMP=lowered)."""
+    choice of each op (SPVJIT_DUMP=lowered).  On a target with a loop_iteration_limit, the
+    kernel is first rewritten in place (loop_budget.py: small loop bodies unrolled, exit
+    checks and a hidden status buffer where the limit could cut a loop).  `program_loop=False`
+    forbids running several programs per workgroup."""
     caps = Target.of(caps)
+    loop_limit = caps.loop_iteration_limit
+    if loop_limit is not None:
+        kernel = loop_budget.unroll_for_budget(kernel)
+        visits = loop_budget.header_visits(kernel)
+        if visits is None or visits + 1 > loop_limit:
+            loop_budget.add_exit_checks(kernel)     # adds the hidden status buffer parameter
     w = choose_workgroup(_max_numel(kernel), num_warps, caps)
     b = ModuleBuilder(version=(1, 3))
     b.capability("Shader")
@@ -159,7 +169,7 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
         lw.env[id(p.value)] = LV([mem.scalar_arg(i)], True)
     # Scratch is safe to reuse across the loop's programs: the loop and its bounds check are
     # uniform over the workgroup, and every scratch exchange begins with a barrier.
-    program_loop = cpu and _returns_only_at_end(kernel)
+    program_loop = program_loop and cpu and _returns_only_at_end(kernel) and _fits_budget(kernel, loop_limit)
     if program_loop:
         _lower_program_loop(lw, mem, kernel)
     else:
@@ -176,6 +186,21 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     b.name(fn, kernel.name)
     return CompiledKernel(kernel.name, b.assemble(), w, bindings, push,
                           4 * (PUSH_HEADER_WORDS + len(push)), scratch * 4, frozenset(em.caps_used), program_loop)
+
+
+def _fits_budget(kernel: KernelIR, loop_limit: int | None) -> bool:
+    """Whether the program loop may run on a loop-limited driver: the budget is per invocation,
+    so a workgroup's programs share it.  Constant trip counts must fit SPVJIT_PROGRAMS_PER_WORKGROUP
+    times; trip counts that follow from the scalar arguments let the launcher choose how many
+    programs fit (launch.budget_programs); any other loop (bounds from program ids or loaded
+    values) means one program per workgroup."""
+    if loop_limit is None:
+        return True
+    visits = loop_budget.header_visits(kernel)
+    if visits is not None:
+        return knobs.get("SPVJIT_PROGRAMS_PER_WORKGROUP") * (visits + 1) + 1 <= loop_limit
+    # trip counts from scalar arguments: the launcher caps the programs per workgroup from them
+    return loop_budget.depends_only_on_args(kernel)
 
 
 def _body_before_final_return(kernel: KernelIR) -> list:

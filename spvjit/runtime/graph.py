@@ -17,6 +17,7 @@ class RecordedGraph(CommandBatch):
         super().__init__(device, timestamps)
         self._recorded = False
         self.dispatches = 0
+        self.after_replay = []      # callables run after each replay (launch: loop-limit checks)
 
     def __enter__(self):
         d = self.device
@@ -52,6 +53,8 @@ class RecordedGraph(CommandBatch):
             d._submit_and_wait(self._cmd, self._fence)
             if self.timestamps:
                 self._read_timestamps()
+        for hook in self.after_replay:
+            hook()
 
     def close(self) -> None:
         """Give the command buffer and query pools back; the graph cannot replay after this."""

@@ -256,6 +256,28 @@ def test_chat_errors():
     from spvjit.models.llama import render_chat
 
     with pytest.raises(ModelError, match="chat template not recognized"):
-        render_chat([{"role": "user", "content": "x"}], "[INST] {{ messages[0]['content'] }} [/INST]")
+        render_chat([{"role": "user", "content": "x"}], "{{ '<start_of_turn>user\n' + messages[0]['content'] }}")
     with pytest.raises(ValueError, match=r"messages\[0\]"):
         render_chat([{"role": "user"}], LLAMA3_TEMPLATE)
+
+
+# the markers of Hugging Face's templates for these families (abridged: only markers are read)
+LLAMA2_TEMPLATE = "{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{{ '<<SYS>>\\n' + system + '\\n<</SYS>>' }}"
+MISTRAL_TEMPLATE = "{{ bos_token }}{{ '[INST] ' + message['content'] + ' [/INST]' }}{{ message['content'] + eos_token }}"
+ZEPHYR_TEMPLATE = "{{ '<|user|>\\n' + message['content'] + eos_token }}{{ '<|assistant|>' }}"
+
+
+def test_chat_llama2_mistral_zephyr():
+    from spvjit.models.llama import render_chat
+
+    conv = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": " Hi "},
+            {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Bye"}]
+    assert render_chat(conv, LLAMA2_TEMPLATE) == (
+        "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello. </s><s>[INST] Bye [/INST]")
+    assert render_chat(conv, MISTRAL_TEMPLATE, bos_token="<s>") == (
+        "<s>[INST] Be brief.\n\nHi [/INST]Hello.</s>[INST] Bye [/INST]")
+    assert render_chat(conv, ZEPHYR_TEMPLATE) == (
+        "<|system|>\nBe brief.</s>\n<|user|>\n Hi </s>\n<|assistant|>\nHello.</s>\n<|user|>\nBye</s>\n"
+        "<|assistant|>\n")
+    with pytest.raises(ValueError, match="user and assistant turns"):
+        render_chat([{"role": "user", "content": "a"}, {"role": "system", "content": "b"}], MISTRAL_TEMPLATE)

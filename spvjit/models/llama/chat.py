@@ -9,6 +9,11 @@ Templates are recognized by their markers and rendered by hand:
 * Llama-3 (``<|start_header_id|>``): ``{bos}<|start_header_id|>{role}<|end_header_id|>\\n\\n
   {content, stripped}<|eot_id|>`` per message. Llama-3.1's extra system header
   (knowledge cut-off and date) is not reproduced.
+* Llama-2 (``[INST]`` with ``<<SYS>>``): ``{bos}[INST] <<SYS>>\\n{system}\\n<</SYS>>\\n\\n{user}
+  [/INST] {assistant} </s>`` and ``<s>[INST] {user} [/INST]`` for later turns.
+* Mistral (``[INST]`` without ``<<SYS>>``): ``{bos}[INST] {user} [/INST]{assistant}</s>``; a
+  system message goes before the first user message's text, as Mistral's templates do.
+* Zephyr (``<|user|>``, TinyLlama-Chat): ``<|{role}|>\\n{content}</s>\\n`` per message.
 
 Anything else raises ModelError rather than guessing a format.
 """
@@ -39,13 +44,19 @@ def chat_template_of(model_file) -> str:
 
 
 def template_kind(template: str) -> str:
-    """"chatml" or "llama3"; ModelError for a template this module cannot render."""
+    """"chatml", "llama3", "llama2", "mistral" or "zephyr"; ModelError for a template this
+    module cannot render."""
     if "<|im_start|>" in template:
         return "chatml"
     if "<|start_header_id|>" in template:
         return "llama3"
+    if "[INST]" in template:
+        return "llama2" if "<<SYS>>" in template else "mistral"
+    if "<|user|>" in template and "<|assistant|>" in template:
+        return "zephyr"
     head = " ".join(template.split())[:60]
-    raise ModelError(f"chat template not recognized (supported: ChatML, Llama-3): {head!r}...")
+    raise ModelError(f"chat template not recognized (supported: ChatML, Llama-3, Llama-2, Mistral, "
+                     f"Zephyr): {head!r}...")
 
 
 def _string_literals(template: str) -> list[str]:
@@ -93,10 +104,39 @@ def render_chat(messages: list[dict], template: str, add_generation_prompt: bool
             parts.append(f"<|im_start|>{msg['role']}\n{msg['content']}<|im_end|>\n")
         if add_generation_prompt:
             parts.append("<|im_start|>assistant\n")
-    else:
+    elif kind == "llama3":
         parts.append(bos_token)
         for msg in messages:
             parts.append(f"<|start_header_id|>{msg['role']}<|end_header_id|>\n\n{msg['content'].strip()}<|eot_id|>")
         if add_generation_prompt:
             parts.append("<|start_header_id|>assistant<|end_header_id|>\n\n")
+    elif kind == "zephyr":
+        for msg in messages:
+            parts.append(f"<|{msg['role']}|>\n{msg['content']}</s>\n")
+        if add_generation_prompt:
+            parts.append("<|assistant|>\n")
+    else:
+        parts.append(_inst_turns(messages, kind, bos_token))
     return "".join(parts)
+
+
+def _inst_turns(messages: list[dict], kind: str, bos_token: str) -> str:
+    """Llama-2 and Mistral: [INST] ... [/INST] turns; the system message joins the first user
+    message (inside <<SYS>> for Llama-2). BOS opens the first turn (``bos_token``, empty when
+    the tokenizer adds it) and ``<s>`` the later ones."""
+    system = messages[0]["content"].strip() if messages[0]["role"] == "system" else None
+    turns = messages[1:] if system is not None else messages
+    out, first = [], True
+    for msg in turns:
+        text = msg["content"].strip()
+        if msg["role"] == "user":
+            if first and system is not None:
+                text = (f"<<SYS>>\n{system}\n<</SYS>>\n\n{text}" if kind == "llama2" else f"{system}\n\n{text}")
+            out.append(f"{bos_token if first else '<s>' if kind == 'llama2' else ''}[INST] {text} [/INST]")
+            first = False
+        elif msg["role"] == "assistant":
+            out.append(f" {text} </s>" if kind == "llama2" else f"{text}</s>")
+        else:
+            raise ValueError(f"a {kind} chat has user and assistant turns after one system message, "
+                             f"not {msg['role']!r}")
+    return "".join(out)

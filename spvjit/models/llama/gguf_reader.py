@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from .errors import ModelError
 
@@ -66,7 +67,6 @@ def type_name(vtype: int, item_type: int | None = None) -> str:
 @dataclass(frozen=True)
 class Field:
     """One metadata entry, not yet decoded: the value occupies bytes [offset, end)."""
-
     key: str
     vtype: int
     item_type: int | None  # arrays only
@@ -81,7 +81,6 @@ class Field:
 
 class TensorInfo:
     """A tensor's header entry, checked against the file; ``data`` views the mmap."""
-
     __slots__ = ("name", "tensor_type", "ne", "data_offset", "n_bytes", "n_elements", "_buf")
 
     def __init__(self, name, tensor_type, ne, data_offset, n_bytes, n_elements, buf):
@@ -116,7 +115,6 @@ class TensorInfo:
 
 class GGUFFile:
     """A parsed, bounds-checked GGUF file (memory-mapped read-only). Use :func:`open_gguf`."""
-
     def __init__(self, path: Path, buf: np.ndarray):
         self.path = path
         self.where = path.name
@@ -259,7 +257,6 @@ class GGUFFile:
         self.alignment = a
 
     def _check_tensors(self, infos) -> None:
-        from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
         expected = 0  # where the next tensor must start, relative to data_offset
         for name, ne, ttype, offset in infos:

@@ -16,6 +16,8 @@ import numbers
 
 import numpy as np
 
+from .errors import ModelError
+
 
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max())
@@ -60,7 +62,6 @@ class Sampler:
         if logits.size == 0:
             raise ValueError("logits is empty")
         if np.isnan(logits).any():
-            from .errors import ModelError  # a ValueError: one line in the CLI, not a traceback
             raise ModelError("logits contain NaN: the model's weights or activations are not finite")
         if self.greedy:
             return int(np.argmax(logits))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import re
+import statistics
 import sys
 import time
 from contextlib import contextmanager
@@ -32,8 +33,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import spvjit
 import spvjit.cache
 import spvjit.knobs
+from spvjit import CompilationError, JITFunction, LaunchError
+from spvjit.runtime import DeviceError
 
 from . import kernels as K
 
@@ -66,7 +70,6 @@ def _param_default(fn, name: str, fallback: int) -> int:
 @dataclass
 class Call:
     """One launcher call of the forward pass (``launcher`` names a function of ``kernels``)."""
-
     launcher: str
     kernel: str                 # the tuned kernel: matvec, matmul, attention_rows, ...
     shape: str
@@ -195,7 +198,6 @@ class TunedKernels:
     site to tune take their block sizes from ``table`` (when it has the site). With a
     ``trace`` list, every launcher call is appended to it (the others as Calls whose
     kernel is the launcher's name and shape ""); ``run=False`` only traces."""
-
     def __init__(self, table: "TuningTable | None" = None, trace: list | None = None, run: bool = True):
         self.table = table
         self.trace = trace
@@ -223,7 +225,6 @@ class TunedKernels:
             if blocks is None:
                 launch(call, None)
                 return
-            from spvjit import CompilationError, LaunchError
             try:
                 launch(call, blocks)
             except (CompilationError, LaunchError, KeyError, TypeError) as e:
@@ -259,7 +260,6 @@ def source_hash(kernel: str) -> str:
     h = _source_hashes.get(kernel)
     if h is not None:
         return h
-    from spvjit import JITFunction
     d = hashlib.sha256(f"tuning {FORMAT} {kernel}\0".encode())
     for name in sorted(dir(K)):      # matvec: matvec_kernel, matvec_tiled_kernel, ...
         jit = getattr(K, name)
@@ -298,7 +298,6 @@ def config_str(cfg: dict | None) -> str:
 class TuningTable:
     """Tuned block sizes of one device: ``{site key: entry}`` read from and written to
     ``path``. ``lookup`` answers for launches (counting what it served in ``used``)."""
-
     path: Path
     entries: dict = field(default_factory=dict)
     used: set = field(default_factory=set)
@@ -306,7 +305,6 @@ class TuningTable:
     @classmethod
     def for_device(cls, caps=None, directory: Path | None = None) -> "TuningTable":
         if caps is None:
-            import spvjit
             caps = spvjit.get_device().caps
         store = spvjit.cache.Store("tuning", directory)
         table = cls(store.path(device_tag(caps)))
@@ -393,7 +391,6 @@ def candidates_around(call: Call, cfg: dict, axis: str, seen: set) -> list[dict]
 
 
 def _sample(call: Call, blocks: dict, inner: int) -> float:
-    import spvjit
     with spvjit.batch(timestamps=True) as b:
         for _ in range(inner):
             launch(call, blocks)
@@ -404,9 +401,6 @@ def time_config(call: Call, blocks: dict, rounds: int = 5, inner: int = 3) -> tu
     """GPU milliseconds of one launch of ``call`` with ``blocks``: the median over
     ``rounds`` batches of ``inner`` launches each (one launch each for kernels of more
     than 2 ms), after one untimed batch (compiling); and the seconds that batch took."""
-    import statistics
-
-    import spvjit
     t0 = time.perf_counter()
     with spvjit.batch():
         launch(call, blocks)
@@ -421,7 +415,6 @@ def confirm(call: Call, a: dict, b: dict, rounds: int = 7, inner: int = 3) -> tu
     """Configs a and b timed in alternation (both compiled), so that a busy machine slows
     both alike: their median milliseconds and in how many of the ``rounds`` b was faster.
     The check before b replaces a."""
-    import statistics
     if _sample(call, a, 1) > 2.0:
         inner = 1
     ta, tb = [], []
@@ -441,9 +434,6 @@ def tune_call(call: Call, max_configs: int | None = None, rounds: int = 5, progr
     alternation with the default (7 rounds) and replaces it only if it wins by
     ``min_gain`` in the median and in at least 6 of the rounds: noise, and configs the
     launcher maps to the same kernel, leave the default in place. Returns the table entry."""
-    from spvjit import CompilationError, LaunchError
-    from spvjit.runtime import DeviceError
-
     t_start = time.perf_counter()
     default = default_config(call)
     max_configs = max_configs or 1 + 2 * len(axes(default))

@@ -10,12 +10,15 @@ the two ways of getting y.
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 
 import spvjit
 from spvjit.testing import do_bench, do_bench_wall
 
 from ..quants import QUANT_TYPES, dequantize
+from . import DeviceWeight, matvec, pack_weight
 
 
 def _random_quant(qtype: str, n: int, k: int, rng) -> np.ndarray:
@@ -40,8 +43,6 @@ def _random_quant(qtype: str, n: int, k: int, rng) -> np.ndarray:
 
 def matvec_case(qtype: str, n: int, k: int, rep: int = 20, check: bool = True):
     """("GB/s", spvjit, numpy) for y = W @ x with W an n x k ``qtype`` matrix."""
-    from . import DeviceWeight, matvec, pack_weight
-
     rng = np.random.default_rng(0)
     raw = _random_quant(qtype, n, k, rng)
     w = DeviceWeight.upload(pack_weight(raw, qtype, (n, k)))
@@ -65,7 +66,6 @@ def q4_1_matvec_case(n: int, k: int):
 
 
 def main(argv=None) -> int:
-    import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rep", type=int, default=20)
