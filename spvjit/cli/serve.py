@@ -8,6 +8,14 @@ import socket
 import sys
 import time
 
+import uvicorn
+
+from spvjit.models.llama import ModelError, Tokenizer, default_model_path, load_gguf
+from spvjit.models.llama.chat import chat_template_of, template_kind
+from spvjit.models.llama.device_model import DeviceLlama
+from spvjit.serve.app import ServeState, create_app
+from spvjit.serve.engine import Engine
+
 from .run import Progress, UsageError, add_model_args, one_line_errors
 
 MAX_PARALLEL = 64
@@ -61,8 +69,6 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def run(args) -> int:
-    from spvjit.models.llama import ModelError
-
     try:
         check_args(args)
         sock = listen(args.host, args.port)
@@ -81,14 +87,6 @@ def warm_batches(model) -> None:
 
 
 def _serve(args, sock: socket.socket) -> int:
-    import uvicorn
-
-    from spvjit.models.llama import Tokenizer, default_model_path, load_gguf
-    from spvjit.models.llama.chat import chat_template_of, template_kind
-    from spvjit.models.llama.device_model import DeviceLlama
-    from spvjit.serve.app import ServeState, create_app
-    from spvjit.serve.engine import Engine
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     t0 = time.perf_counter()
     mf = load_gguf(args.model if args.model is not None else default_model_path())

@@ -18,6 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
+from spvjit.models.llama import ModelError, render_chat
+
 from . import protocol as P
 from .engine import Engine, Job, QueueFull
 from .protocol import APIError
@@ -79,7 +81,6 @@ def _job(state: ServeState, rid: str, ids: list[int], params: P.GenParams, strip
 async def _encode(state: ServeState, text: str, param: str) -> list[int]:
     """Token ids of a prompt (special tokens written as text are parsed, as in spvjit run),
     in a worker thread so a long prompt does not stall the other requests' streams."""
-    from spvjit.models.llama import ModelError
     if len(text) > CHARS_PER_POSITION * state.max_ctx:   # cannot fit: refuse before the work
         raise APIError(f"the prompt has {len(text)} characters, far more than the context of {state.max_ctx} "
                        f"positions holds", param=param, code="context_length_exceeded")
@@ -156,7 +157,6 @@ async def chat_completions(request: Request):
     req = P.parse_chat(await read_json(request))
     if state.chat_template is None:
         raise APIError("this model has no chat template; use /v1/completions")
-    from spvjit.models.llama import ModelError, render_chat
     try:
         text = render_chat(req.messages, state.chat_template)
     except (ModelError, ValueError) as e:
