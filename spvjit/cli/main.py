@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 
-COMMANDS = ("devices", "run", "bench", "tune")
+COMMANDS = ("devices", "run", "bench", "tune", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -413,3 +413,34 @@ def test_prompt_matmul_on_cooperative_matrices(qtype, pre):
     bound = (2 * 2.0 ** -11 + 2 * (cols + 2) * 2.0 ** -24 + 8 * 2.0 ** -24) * scale + 1e-30
     err = np.abs(y.numpy() - ref)
     assert np.all(err <= bound), f"max error {err.max():.3g}, worst ratio {np.max(err / bound):.3g}"
+
+
+@pytest.mark.parametrize("qtype", ["Q4_0", "Q4_1", "Q8_0", "F16"])
+@pytest.mark.parametrize("n_vec", [2, 3, 6])
+def test_matvec_batched_rows_equal_single(qtype, n_vec):
+    # Batched decoding: n_vec vectors (row stride ldx) in one launch, results at stride ldy,
+    # with the norm fused in and accumulating into y. Every row must be bit for bit what a
+    # launch for that vector alone gives (the same kernel code per vector), and right (the
+    # dot-product bound of assert_dot_close-style tests).
+    rng = np.random.default_rng(40 + n_vec)
+    rows, cols = 130, width(qtype, 5)
+    raw, w = device_weight(qtype, rows, cols, rng)
+    W = dequantize(raw, qtype, (rows, cols)).astype(np.float64)
+    ldx, ldy = cols + 4, rows + 6
+    x = rng.standard_normal((n_vec, ldx)).astype(np.float32)
+    nw = rng.standard_normal(cols).astype(np.float32)
+    y0 = rng.standard_normal((n_vec, ldy)).astype(np.float32)
+    y = spvjit.tensor(y0.reshape(-1))
+    blocks = {"KB": 2} if qtype != "F16" else None   # K/32 = 5 in chunks: partial sums through y
+    K.matvec(w, spvjit.tensor(x.reshape(-1)), y, y_off=2, acc=True, norm=spvjit.tensor(nw), blocks=blocks,
+             n_vec=n_vec, ldx=ldx, ldy=ldy)
+    got = y.numpy().reshape(n_vec, ldy)
+    for b in range(n_vec):
+        alone = spvjit.tensor(y0[b])
+        K.matvec(w, spvjit.tensor(x[b]), alone, y_off=2, acc=True, norm=spvjit.tensor(nw), blocks=blocks)
+        np.testing.assert_array_equal(got[b], alone.numpy())
+        fx = rms_norm(x[b, :cols], nw, 1e-5).astype(np.float64)
+        ref = fx @ W.T + y0[b, 2 : 2 + rows]
+        assert np.all(np.abs(got[b, 2 : 2 + rows] - ref) <= 1e-5 * (np.abs(fx) @ np.abs(W.T)) + 1e-6 * np.abs(ref))
+        np.testing.assert_array_equal(got[b, :2], y0[b, :2])
+        np.testing.assert_array_equal(got[b, 2 + rows :], y0[b, 2 + rows :])

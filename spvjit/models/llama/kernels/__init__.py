@@ -57,6 +57,15 @@ MATVEC = dict(BR=16, BU=8)
 # 16; 49152x576 no slower). KB = 18: 3072x576 1.13x faster than with 9; 576x1536 (16 then)
 # 1.25x faster than with 48, which also takes 3x longer to compile.
 MATVEC_TILED = dict(KB=18, P=0)
+# Vectors per program of matvec_tiled_kernel when several sequences decode together (spvjit
+# serve): the NV calls of the type's block helper on one tile-block load the same words and
+# decode them alike, which the compiler shares (the batch size rounded up to a power of two,
+# at most MATVEC_NV). Default model on lavapipe, median step times: 4 rows 100 ms against
+# 114 with one vector per program, 8 rows 166 against 193 (one row: 35 ms). Sharing the
+# decode by hand (one word, NV accumulators) measured 1.5x at 4 rows on a busier machine,
+# but needs block helpers that take NV vectors; 8 per program compiled for 6 minutes and
+# ran no faster (register spills).
+MATVEC_NV = 4
 MATMUL = dict(BM=8, BN=64, BU=1)
 # matmul of the row-tiled types (linear.matmul_tiled_kernel): 64 rows of W (one tile) x BM
 # rows of x per program. 128x3072x576 Q4_1: ~24 GFLOP/s, 1.37x matmul_kernel with BU = 1;
@@ -181,13 +190,17 @@ def _largest_divisor(n: int, most: int) -> int:
 
 
 def matvec(w: DeviceWeight, x, y, y_off: int = 0, acc: bool = False, *, x_off: int = 0,
-           norm=None, eps: float = 1e-5, swiglu: bool = False, blocks: dict | None = None) -> None:
+           norm=None, eps: float = 1e-5, swiglu: bool = False, blocks: dict | None = None,
+           n_vec: int = 1, ldx: int = 0, ldy: int = 0) -> None:
     """y[y_off : y_off + w.rows] (+)= W @ f(x[x_off:]), with f = rms_norm(.) * norm when a
     norm weight is given, silu(gate) * up with ``swiglu`` (x = [gate | up]), else identity.
+    ``n_vec`` vectors at once (batched decoding): vector b at x_off + b * ldx, its result
+    at y_off + b * ldy, each computed exactly as it would be alone.
     ``blocks`` overrides MATVEC (BR, BU) or, for the row-tiled types, MATVEC_TILED."""
     if isinstance(w, RowSplit):
         for r0, part in w.parts:
-            matvec(part, x, y, y_off + r0, acc, x_off=x_off, norm=norm, eps=eps, swiglu=swiglu, blocks=blocks)
+            matvec(part, x, y, y_off + r0, acc, x_off=x_off, norm=norm, eps=eps, swiglu=swiglu, blocks=blocks,
+                   n_vec=n_vec, ldx=ldx, ldy=ldy)
         return
     pre, w_norm = _pre(norm, swiglu)
     d = w.desc
@@ -197,13 +210,14 @@ def matvec(w: DeviceWeight, x, y, y_off: int = 0, acc: bool = False, *, x_off: i
         kb = _largest_divisor(nb, max(1, int(cfg["KB"])))
         tiles = spvjit.cdiv(w.rows, 64)
         programs = int(cfg["P"]) or _programs(tiles)
-        matvec_tiled_kernel[(min(programs, tiles),)](
-            w.qw, w.sc, x, y, w_norm, w.rows, w.cols, x_off, y_off, float(eps),
-            MV=d.tiled.matvec_block, XS=d.tiled.x_scale, PRE=pre, KB=kb, ACC=acc)
+        nv = min(_pow2(n_vec), MATVEC_NV)
+        matvec_tiled_kernel[(min(programs, tiles), spvjit.cdiv(n_vec, nv))](
+            w.qw, w.sc, x, y, w_norm, w.rows, w.cols, x_off, y_off, ldx, ldy, n_vec, float(eps),
+            MV=d.tiled.matvec_block, XS=d.tiled.x_scale, PRE=pre, KB=kb, ACC=acc, NV=nv)
         return
     cfg = {**MATVEC, **{k: v for k, v in (blocks or {}).items() if k in MATVEC}}
-    matvec_kernel[(spvjit.cdiv(w.rows, cfg["BR"]),)](
-        *w.arrays, x, y, w_norm, w.rows, w.cols, x_off, y_off, float(eps),
+    matvec_kernel[(spvjit.cdiv(w.rows, cfg["BR"]), n_vec)](
+        *w.arrays, x, y, w_norm, w.rows, w.cols, x_off, y_off, ldx, ldy, float(eps),
         DQ=d.dequant, UE=d.unit_elems, PRE=pre, ACC=acc, **cfg)
 
 
@@ -264,15 +278,26 @@ def rms_norm(x, weight, out, n_rows: int, n_cols: int, eps: float, row0: int = 0
 
 
 def rope_kv(qkv, k_cache, v_cache, inv_freq, n_tokens: int, pos, ld: int,
-            n_head: int, n_kv: int, head_dim: int, *, bias=None, neox: bool = False) -> None:
+            n_head: int, n_kv: int, head_dim: int, *, bias=None, neox: bool = False,
+            base=None, row_pos: bool = False) -> None:
     """Rotate q and k of n_tokens rows of qkv (row stride ld) at positions pos[0] + t;
-    write k and v to the caches. ``pos``: an int32 device tensor holding the position.
-    ``bias``: a [q | k | v] bias added first (qwen2); ``neox``: rotate pairs (i, i + d/2)."""
-    rope_kv_kernel[(n_tokens, n_head + n_kv)](qkv, k_cache, v_cache, inv_freq, pos,
+    write k and v to the caches from cache row base[0] (default 0) on. ``pos``, ``base``:
+    int32 device tensors. ``bias``: a [q | k | v] bias added first (qwen2); ``neox``:
+    rotate pairs (i, i + d/2). ``row_pos``: every row is a sequence of its own, at
+    position pos[t], its cache from row base[t] (batched decoding)."""
+    if base is None:
+        base = _zero_base(row_pos)
+    rope_kv_kernel[(n_tokens, n_head + n_kv)](qkv, k_cache, v_cache, inv_freq, pos, base,
                                                _dummy(np.float32) if bias is None else bias, ld,
                                                N_HEAD=n_head, N_KV=n_kv, D=head_dim,
                                                HALF=_pow2(head_dim // 2), NEOX=bool(neox),
-                                               BIAS=bias is not None)
+                                               BIAS=bias is not None, ROW_POS=row_pos)
+
+
+def _zero_base(row_pos: bool):
+    if row_pos:
+        raise ValueError("row_pos needs a base tensor with one cache row per sequence")
+    return _dummy(np.int32)   # one zero: the cache starts at row 0
 
 
 def attention_decode(q, k_cache, v_cache, out, pos, n_head: int, n_kv: int, head_dim: int) -> None:
@@ -282,31 +307,40 @@ def attention_decode(q, k_cache, v_cache, out, pos, n_head: int, n_kv: int, head
 
 
 def attention_rows(q, k_cache, v_cache, out, n: int, pos, ldq: int,
-                   n_head: int, n_kv: int, head_dim: int, blocks: dict | None = None) -> None:
+                   n_head: int, n_kv: int, head_dim: int, blocks: dict | None = None,
+                   base=None, row_pos: bool = False) -> None:
     """Causal attention, one query row per program; row i of q (stride ldq) is at position
-    pos[0] + i. Used for decoding (n = 1) and prompts. ``blocks`` overrides ATTN_ROWS."""
-    attention_rows_kernel[(n_head, n)](q, k_cache, v_cache, out, pos, ldq, float(head_dim) ** -0.5,
+    pos[0] + i, the cache from row base[0] (default 0) on. Used for decoding (n = 1) and
+    prompts. ``row_pos``: each row a sequence of its own at position pos[i], its cache
+    from row base[i] (batched decoding). ``blocks`` overrides ATTN_ROWS."""
+    if base is None:
+        base = _zero_base(row_pos)
+    attention_rows_kernel[(n_head, n)](q, k_cache, v_cache, out, pos, base, ldq, float(head_dim) ** -0.5,
                                        N_HEAD=n_head, N_KV=n_kv, D=head_dim, BD=_pow2(head_dim),
-                                       GQA=n_head // n_kv, **{**ATTN_ROWS, **(blocks or {})})
+                                       GQA=n_head // n_kv, ROW_POS=row_pos, **{**ATTN_ROWS, **(blocks or {})})
 
 
 def attention_prefill(q, k_cache, v_cache, out, n: int, pos, ldq: int,
-                      n_head: int, n_kv: int, head_dim: int, blocks: dict | None = None) -> None:
+                      n_head: int, n_kv: int, head_dim: int, blocks: dict | None = None,
+                      base=None) -> None:
     """Causal attention in blocks of BQ query rows (flash attention with sl.dot). Same
     arguments as attention_rows (``blocks`` overrides ATTN_BLOCKS). On lavapipe it wins
     from about 128 rows (512 rows of the default model: 34 ms against 70 per layer) but
     compiles in seconds, not 0.1 s."""
+    if base is None:
+        base = _zero_base(False)
     blocks = {**ATTN_BLOCKS, **(blocks or {})}
     grid = (n_head, spvjit.cdiv(n, blocks["BQ"]))
-    attention_prefill_kernel[grid](q, k_cache, v_cache, out, n, pos, ldq, float(head_dim) ** -0.5,
+    attention_prefill_kernel[grid](q, k_cache, v_cache, out, n, pos, base, ldq, float(head_dim) ** -0.5,
                                    N_HEAD=n_head, N_KV=n_kv, D=head_dim, BD=_pow2(head_dim),
                                    GQA=n_head // n_kv, **blocks)
 
 
-def attention(q, k_cache, v_cache, out, n: int, pos, ldq: int, n_head: int, n_kv: int, head_dim: int) -> None:
+def attention(q, k_cache, v_cache, out, n: int, pos, ldq: int, n_head: int, n_kv: int, head_dim: int,
+              base=None) -> None:
     """attention_prefill for long prompts, attention_rows otherwise."""
     launch = attention_prefill if n >= ATTN_BLOCKS_MIN_ROWS else attention_rows
-    launch(q, k_cache, v_cache, out, n, pos, ldq, n_head, n_kv, head_dim)
+    launch(q, k_cache, v_cache, out, n, pos, ldq, n_head, n_kv, head_dim, base=base)
 
 
 def swiglu(gu, out, n_rows: int, n_ff: int, block: int = 512) -> None:
@@ -322,5 +356,6 @@ def softmax(x, out, n_rows: int, n_cols: int) -> None:
     softmax_kernel[(n_rows,)](x, out, n_cols, BLOCK=min(1024, _pow2(n_cols)))
 
 
-def argmax(x, out, n: int, block: int = 1024) -> None:
-    argmax_kernel[(1,)](x, out, n, BLOCK=min(block, _pow2(n)))
+def argmax(x, out, n: int, block: int = 1024, n_rows: int = 1) -> None:
+    """out[r] = argmax of row r of x (rows of n values), for n_rows rows."""
+    argmax_kernel[(n_rows,)](x, out, n, BLOCK=min(block, _pow2(n)))

@@ -80,15 +80,18 @@ def rows_inv_rms(x_rows, K, eps, BM: sl.constexpr):
 
 
 @spvjit.kernel
-def matvec_kernel(qw, sc, aux, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, eps,
+def matvec_kernel(qw, sc, aux, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, ldx, ldy, eps,
                   DQ: sl.constexpr, UE: sl.constexpr, PRE: sl.constexpr, BR: sl.constexpr,
                   BU: sl.constexpr, ACC: sl.constexpr):
     """y[y_off + n] (+)= sum_k W[n, k] f(x)[k], x at x_ptr + x_off; each program owns BR
-    rows and walks their units (UE weights, decoded by DQ) BU at a time (grid: cdiv(N, BR))."""
+    rows and walks their units (UE weights, decoded by DQ) BU at a time (grid: cdiv(N, BR),
+    n_vec). Vector b of a batch (program_id(1)) reads x at x_off + b * ldx and writes y at
+    y_off + b * ldy, with the same arithmetic as a lone vector."""
     rows = sl.program_id(0) * BR + sl.arange(0, BR)
     rmask = rows < N
     r = sl.minimum(rows, N - 1)[:, None]
-    x_row = x_ptr + x_off
+    x_row = x_ptr + x_off + sl.program_id(1) * ldx
+    y_ptr = y_ptr + sl.program_id(1) * ldy
     inv = 1.0
     if PRE == "norm":
         inv = rms_inv(x_row, K, eps)
@@ -107,11 +110,14 @@ def matvec_kernel(qw, sc, aux, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, eps,
 
 
 @spvjit.kernel
-def matvec_tiled_kernel(qw, sc, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, eps,
+def matvec_tiled_kernel(qw, sc, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, ldx, ldy, n_vec, eps,
                         MV: sl.constexpr, XS: sl.constexpr, PRE: sl.constexpr, KB: sl.constexpr,
-                        ACC: sl.constexpr):
-    """matvec for the row-tiled types (see packing.py). Grid: (P,); program p owns a
-    contiguous range of 64-row tiles, which it reads as one stream.
+                        ACC: sl.constexpr, NV: sl.constexpr):
+    """matvec for the row-tiled types (see packing.py). Grid: (P, cdiv(n_vec, NV)); program
+    p owns a contiguous range of 64-row tiles, which it reads as one stream, for NV of the
+    n_vec vectors: vector b reads x at x_off + b * ldx and writes y at y_off + b * ldy.
+    Each vector goes through MV exactly as a lone vector does; the NV calls on one
+    tile-block load the same words and decode them alike, which the compiler shares.
 
     The [2, 8, 4] tiles hold one word of each of a tile's 64 rows (a lane: 4 consecutive
     rows, one vec4 load). f(x) for KB blocks (K/32 % KB == 0) is loaded once per program
@@ -120,10 +126,16 @@ def matvec_tiled_kernel(qw, sc, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, eps,
     quant.py). With K/32 > KB, blocks go KB at a time and y is read back and added to."""
     pid = sl.program_id(0)
     nprog = sl.num_programs(0)
-    x_row = x_ptr + x_off
-    inv = 1.0
-    if PRE == "norm":
-        inv = rms_inv(x_row, K, eps)
+    vb = sl.program_id(1) * NV                          # this program's first vector
+    x_rows = ()
+    invs = ()
+    for vi in sl.static_range(NV):                      # vectors past n_vec: compute row n_vec - 1, store nothing
+        x_row = x_ptr + x_off + sl.minimum(vb + vi, n_vec - 1) * ldx
+        inv = 1.0
+        if PRE == "norm":
+            inv = rms_inv(x_row, K, eps)
+        x_rows = x_rows + (x_row,)
+        invs = invs + (inv,)
     NB = K >> 5
     ntiles = (N + 63) >> 6
     per = (ntiles + nprog - 1) // nprog
@@ -131,27 +143,37 @@ def matvec_tiled_kernel(qw, sc, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, eps,
     t1 = sl.minimum(t0 + per, ntiles)
     lanes = sl.arange(0, 2)[:, None, None] * 32 + sl.arange(0, 8)[None, :, None] * 4
     ro = sl.broadcast_to(lanes, (2, 8, 4)) + sl.broadcast_to(sl.arange(0, 4)[None, None, :], (2, 8, 4))
+    XV = KB * 32                                        # f(x) values per vector and chunk
     for kb in range(0, NB, KB):
-        xs = ()
-        sxs = ()
-        for j in sl.static_range(KB):
-            sx = 0.0
-            for e in sl.static_range(32):
-                v = x_vals(x_row, 32 * (kb + j) + e, K, w_norm, inv, PRE)
-                sx += v
-                xs = xs + (v * XS(e),)
-            sxs = sxs + (sx,)
-        for t in range(t0, t1):
-            acc = sl.zeros((2, 8, 4), sl.float32)
+        xs = ()                                         # [NV][KB * 32], flat
+        sxs = ()                                        # [NV][KB]
+        for vi in sl.static_range(NV):
             for j in sl.static_range(KB):
-                acc += MV(qw, sc, ro, t * NB + kb + j, xs, 32 * j, sxs[j])
+                sx = 0.0
+                for e in sl.static_range(32):
+                    v = x_vals(x_rows[vi], 32 * (kb + j) + e, K, w_norm, invs[vi], PRE)
+                    sx += v
+                    xs = xs + (v * XS(e),)
+                sxs = sxs + (sx,)
+        for t in range(t0, t1):
+            accs = ()
+            for vi in sl.static_range(NV):
+                accs = accs + (sl.zeros((2, 8, 4), sl.float32),)
+            for j in sl.static_range(KB):
+                nxt = ()
+                for vi in sl.static_range(NV):
+                    nxt = nxt + (accs[vi] + MV(qw, sc, ro, t * NB + kb + j, xs, vi * XV + 32 * j, sxs[vi * KB + j]),)
+                accs = nxt
             rows = t * 64 + ro
-            out = y_ptr + y_off + rows
-            if ACC:
-                acc += sl.load(out, mask=rows < N, other=0.0)
-            else:
-                acc += sl.load(out, mask=(rows < N) & (kb > 0), other=0.0)
-            sl.store(out, acc, mask=rows < N)
+            for vi in sl.static_range(NV):
+                keep = (rows < N) & (vb + vi < n_vec)
+                out = y_ptr + y_off + (vb + vi) * ldy + rows
+                acc = accs[vi]
+                if ACC:
+                    acc += sl.load(out, mask=keep, other=0.0)
+                else:
+                    acc += sl.load(out, mask=keep & (kb > 0), other=0.0)
+                sl.store(out, acc, mask=keep)
 
 
 @spvjit.kernel

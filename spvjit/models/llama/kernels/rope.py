@@ -24,17 +24,25 @@ def _biased(row, bias_ptr, col, mask, BIAS: sl.constexpr):
 
 
 @spvjit.kernel
-def rope_kv_kernel(qkv_ptr, k_cache, v_cache, inv_freq, pos_ptr, bias_ptr, ld,
+def rope_kv_kernel(qkv_ptr, k_cache, v_cache, inv_freq, pos_ptr, base_ptr, bias_ptr, ld,
                    N_HEAD: sl.constexpr, N_KV: sl.constexpr, D: sl.constexpr, HALF: sl.constexpr,
-                   NEOX: sl.constexpr, BIAS: sl.constexpr):
+                   NEOX: sl.constexpr, BIAS: sl.constexpr, ROW_POS: sl.constexpr):
     """Grid (n_tokens, N_HEAD + N_KV). Row t of qkv (stride ld) is [q | k | v] for position
-    pos_ptr[0] + t (read from a tensor, so a recorded decode step can be replayed); with
-    BIAS, bias_ptr holds the [q | k | v] bias to add first. Programs h < N_HEAD rotate query
-    head h in place; the others rotate key head h - N_HEAD into k_cache and copy its value
-    head into v_cache (both laid out [position, N_KV, D])."""
+    pos_ptr[0] + t (read from a tensor, so a recorded decode step can be replayed), its
+    keys and values going to cache row base_ptr[0] + position; with BIAS, bias_ptr holds
+    the [q | k | v] bias to add first. With ROW_POS every row is a sequence of its own
+    (batched decoding): position pos_ptr[t], cache row base_ptr[t] + pos_ptr[t]; the
+    arithmetic on the values is the same either way. Programs h < N_HEAD rotate query head
+    h in place; the others rotate key head h - N_HEAD into k_cache and copy its value head
+    into v_cache (both laid out [cache row, N_KV, D])."""
     t = sl.program_id(0)
     h = sl.program_id(1)
-    pos = sl.load(pos_ptr) + t
+    if ROW_POS:
+        pos = sl.load(pos_ptr + t)
+        base = sl.load(base_ptr + t)
+    else:
+        pos = sl.load(pos_ptr) + t
+        base = sl.load(base_ptr)
     i = sl.arange(0, HALF)
     im = i < D // 2
     ang = pos.to(sl.float32) * sl.load(inv_freq + i, mask=im, other=0.0)
@@ -52,7 +60,7 @@ def rope_kv_kernel(qkv_ptr, k_cache, v_cache, inv_freq, pos_ptr, bias_ptr, ld,
     else:
         kh = h - N_HEAD
         col = N_HEAD * D + kh * D + a
-        dst = (pos * N_KV + kh) * D + a
+        dst = ((base + pos) * N_KV + kh) * D + a
         x0 = _biased(row, bias_ptr, col, im, BIAS)
         x1 = _biased(row, bias_ptr, col + OFF, im, BIAS)
         sl.store(k_cache + dst, x0 * c - x1 * s, mask=im)
