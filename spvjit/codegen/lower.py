@@ -27,7 +27,7 @@ class LV:
     binding: int | None = None
 
 
-_FBIN = {"add": "OpFAdd", "sub": "OpFSub", "mul": "OpFMul", "truediv": "OpFDiv", "mod": "OpFRem"}
+_FBIN = {"add": "OpFAdd", "sub": "OpFSub", "mul": "OpFMul", "truediv": "OpFDiv"}
 _IBIN = {"add": "OpIAdd", "sub": "OpISub", "mul": "OpIMul", "and": "OpBitwiseAnd",
          "or": "OpBitwiseOr", "xor": "OpBitwiseXor", "shl": "OpShiftLeftLogical"}
 _BBIN = {"and": "OpLogicalAnd", "or": "OpLogicalOr", "xor": "OpLogicalNotEqual",
@@ -40,7 +40,9 @@ _UCMP = {"lt": "OpULessThan", "le": "OpULessThanEqual", "gt": "OpUGreaterThan",
          "ge": "OpUGreaterThanEqual", "eq": "OpIEqual", "ne": "OpINotEqual"}
 _FUN = {"exp": "Exp", "exp2": "Exp2", "log": "Log", "log2": "Log2", "sqrt": "Sqrt",
         "rsqrt": "InverseSqrt", "sin": "Sin", "cos": "Cos", "floor": "Floor", "ceil": "Ceil",
-        "tanh": "Tanh"}
+        "tanh": "Tanh", "tan": "Tan", "asin": "Asin", "acos": "Acos", "atan": "Atan",
+        "sinh": "Sinh", "cosh": "Cosh", "asinh": "Asinh", "acosh": "Acosh", "atanh": "Atanh",
+        "trunc": "Trunc", "rint": "RoundEven"}
 
 
 class Lowerer:
@@ -243,6 +245,19 @@ class Lowerer:
                 return em.ext(rt, "FMin", *a)
             if name == "pow":
                 return self._pow(rt, *a)
+            if name == "mod":
+                from .float_math import fmod
+                return fmod(em, rt, dt, *a)
+            if name == "erf":
+                from .float_math import erf
+                return erf(em, rt, a[0])
+            if name == "round":
+                from .float_math import round_half_away
+                return round_half_away(em, rt, a[0])
+            if name == "atan2":
+                return em.ext(rt, "Atan2", *a)
+            if name == "fma":
+                return em.ext(rt, "Fma", *a)
             if name == "sigmoid":
                 one = em.b.const(rt, 1.0)
                 e = em.ext(rt, "Exp", em.op("OpFNegate", rt, a[0]))
@@ -273,6 +288,10 @@ class Lowerer:
         if name in ("maximum", "minimum"):
             inst = ("S" if signed else "U") + ("Max" if name == "maximum" else "Min")
             return em.ext(rt, inst, *a)
+        if name == "umulhi":
+            pair = em.b.type_struct([rt, rt])
+            wide = em.op("OpSMulExtended" if signed else "OpUMulExtended", pair, *a)
+            return em.op("OpCompositeExtract", rt, wide, 1)
         raise self.error(f"'{name}' on {dt}")
 
     def _pow(self, rt, x, y) -> int:

@@ -404,7 +404,7 @@ class KernelCodegen(ast.NodeVisitor):
                 raise self.err(f"module '{base.__name__}' has no attribute '{node.attr}'", node)
             return self.check_global(f"{base.__name__}.{node.attr}", attr, node) \
                 if not is_number(attr) else attr
-        if isinstance(base, tensor) and node.attr not in ("to", "T", "shape", "dtype", "numel"):
+        if isinstance(base, tensor) and (node.attr.startswith("_") or not hasattr(tensor, node.attr)):
             raise self.err(f"tensors have no attribute '{node.attr}'", node)
         return getattr(base, node.attr)
 

@@ -172,8 +172,12 @@ class Semantic:
         return tensor(self.b.op1("trans", [x.handle], T.TileType(x.shape[::-1], x.dtype)))
 
     # ---- casts --------------------------------------------------------------
-    def cast(self, x, dtype, bitcast: bool = False) -> tensor:
+    def cast(self, x, dtype, bitcast: bool = False, fp_downcast_rounding=None) -> tensor:
         dtype = unwrap(dtype)
+        bitcast, rounding = unwrap(bitcast), unwrap(fp_downcast_rounding)
+        if rounding not in (None, "rtne"):
+            raise SemanticError(f"fp_downcast_rounding={rounding!r} is not supported; only 'rtne' "
+                                "(round to nearest even, the default) is")
         if not isinstance(dtype, T.DType):
             raise SemanticError(f"expected a dtype such as sl.float32, got {dtype!r}")
         x = self.to_tensor(x)
@@ -218,13 +222,28 @@ class Semantic:
         pb = isinstance(b, tensor) and b.type.is_pointer
         if pa or pb:
             return self._pointer_arith(op, a, b, pa, pb)
+        if op in ("truediv", "floordiv", "mod"):
+            self._check_div_signedness(op, a, b)
+        # Triton: `>>` is arithmetic or logical by the left operand's own signedness, even
+        # when promotion makes the computation type unsigned (int8(-1) >> uint8(1) is 0xFF)
+        left_signed = isinstance(a, tensor) and a.dtype.is_signed
         a, b = self._binary_operands(a, b)
         dt = a.dtype
+        if op == "shr" and left_signed and dt.kind == "uint":
+            signed = T.DTYPES[f"i{dt.bits}"]
+            r = self.binary("shr", self.cast(a, signed, bitcast=True), self.cast(b, signed, bitcast=True))
+            return self.cast(r, dt, bitcast=True)
         if op == "truediv" and not dt.is_float:
             a, b, dt = self.cast(a, T.f32), self.cast(b, T.f32), T.f32
+        if op == "mod" and dt.is_float and dt.bits == 16:
+            # as Triton: 16-bit float remainders are computed exactly in f32, then rounded
+            r = self.binary("mod", self.cast(a, T.f32), self.cast(b, T.f32))
+            return self.cast(r, dt)
         if op == "floordiv" and dt.is_float:
             return self.unary("floor", self.binary("truediv", a, b))
-        if op == "pow" and not dt.is_float:
+        if op == "umulhi" and not (dt.is_int and dt.bits == 32):
+            raise SemanticError(f"umulhi takes int32 or uint32 values, got {dt}")
+        if op in ("pow", "atan2") and not dt.is_float:
             a, b, dt = self.cast(a, T.f32), self.cast(b, T.f32), T.f32
         if op in ("and", "or", "xor", "shl", "shr") and dt.is_float:
             raise SemanticError(f"bitwise operator on {dt} values; they need integers or booleans")
@@ -233,6 +252,16 @@ class Semantic:
         if op in ("add", "sub", "mul", "floordiv", "mod") and dt.is_bool:
             a, b, dt = self.cast(a, T.i32), self.cast(b, T.i32), T.i32
         return tensor(self.b.op1(op, [a.handle, b.handle], a.type))
+
+    def _check_div_signedness(self, op: str, a, b):
+        """Triton refuses `/`, `//` and `%` between signed and unsigned integer tensors."""
+        if not (isinstance(a, tensor) and isinstance(b, tensor)):
+            return
+        ka, kb = a.dtype.kind, b.dtype.kind
+        if {ka, kb} == {"int", "uint"}:
+            sym = {"truediv": "/", "floordiv": "//", "mod": "%"}[op]
+            raise SemanticError(f"Cannot use {sym} with {a.dtype} and {b.dtype} because they have "
+                                f"different signedness; convert one of them with .to() first")
 
     def _pointer_arith(self, op, a, b, pa, pb) -> tensor:
         if op not in ("add", "sub") or (pa and pb) or (pb and op == "sub"):
@@ -259,8 +288,9 @@ class Semantic:
         x = self.to_tensor(x)
         if x.type.is_pointer:
             raise SemanticError(f"'{op}' on a pointer")
+        from ..ir.ops import MATH_UNARY
         float_only = {"exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "sigmoid",
-                      "floor", "ceil", "tanh"}
+                      "floor", "ceil", "tanh"} | MATH_UNARY
         if op in float_only and not x.dtype.is_float:
             x = self.cast(x, T.f32)
         if op != "not" and x.dtype.is_bool:
@@ -268,6 +298,23 @@ class Semantic:
         if op in ("floor", "ceil") and not x.dtype.is_float:
             return x
         return tensor(self.b.op1(op, [x.handle], x.type))
+
+    def fma(self, x, y, z) -> tensor:
+        """x * y + z with one rounding; operands promote like Triton's binary ops."""
+        x, y = self._binary_operands(x, y)
+        z, x = self._binary_operands(z, x)
+        z, y = self._binary_operands(z, y)
+        x, y = self._binary_operands(x, y)
+        if not x.dtype.is_float:
+            raise SemanticError(f"fma takes float values, got {x.dtype}")
+        return tensor(self.b.op1("fma", [x.handle, y.handle, z.handle], x.type))
+
+    def clamp(self, x, lo, hi) -> tensor:
+        """Triton's clamp: min(max(x, lo), hi), floats only."""
+        x = self.to_tensor(x)
+        if not x.dtype.is_float:
+            raise SemanticError(f"clamp supports only floating-point values, got {x.dtype}")
+        return self.binary("minimum", self.binary("maximum", x, lo), hi)
 
     def where(self, cond, a, b) -> tensor:
         cond = self.to_tensor(cond)

@@ -106,6 +106,8 @@ class ProgramRunner:
         if name == "if":
             region = op.regions[0] if bool(a[0]) else op.regions[1]
             return self.run_block(region, dict(env))
+        if name == "fma":
+            return [O.finish(O.fma(*a), dt)]
         if len(a) == 2:
             return [O.finish(O.binary(name, a[0], a[1], dt), dt)]
         if len(a) == 1:

@@ -72,7 +72,31 @@ def binary(name: str, a, b, dt: DType):
         return np.maximum(a, b)
     if name == "minimum":
         return np.minimum(a, b)
+    if name == "atan2":
+        return np.arctan2(a, b)
+    if name == "umulhi":
+        # high half of the double-width product (signed types: the signed product)
+        wide = np.int64 if dt.is_signed else np.uint64
+        return (np.asarray(a).astype(wide) * np.asarray(b).astype(wide)) >> wide(dt.bits)
     raise NotImplementedError(name)
+
+
+def fma(x, y, z):
+    """x * y + z rounded once: the product of two f32/f16 values is exact in float64."""
+    return np.asarray(x, np.float64) * np.asarray(y, np.float64) + np.asarray(z, np.float64)
+
+
+def erf(x):
+    import math
+    return np.vectorize(math.erf, otypes=[np.float64])(np.asarray(x, np.float64))
+
+
+def round_half_away(x):
+    """libdevice round(): halfway cases away from zero (numpy's round is to even).
+    x - trunc(x) is exact, so the comparison with 0.5 decides halfway cases correctly."""
+    x = np.asarray(x, np.float64)
+    t = np.trunc(x)
+    return np.where(np.abs(x - t) >= 0.5, t + np.sign(x), t)
 
 
 def unary(name: str, x, dt: DType):
@@ -86,8 +110,15 @@ def unary(name: str, x, dt: DType):
         return 1.0 / np.sqrt(x)
     if name == "sigmoid":
         return 1.0 / (1.0 + np.exp(-x))
+    if name == "erf":
+        return erf(x)
+    if name == "round":
+        return round_half_away(x)
     fn = {"exp": np.exp, "exp2": np.exp2, "log": np.log, "log2": np.log2, "sqrt": np.sqrt,
-          "sin": np.sin, "cos": np.cos, "floor": np.floor, "ceil": np.ceil, "tanh": np.tanh}[name]
+          "sin": np.sin, "cos": np.cos, "floor": np.floor, "ceil": np.ceil, "tanh": np.tanh,
+          "tan": np.tan, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan, "sinh": np.sinh,
+          "cosh": np.cosh, "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh,
+          "trunc": np.trunc, "rint": np.rint}[name]
     return fn(x)
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 from .types import DType, PointerType, TileType, i1, i32
 
 BINARY = {"add", "sub", "mul", "truediv", "floordiv", "mod", "and", "or", "xor",
-          "shl", "shr", "maximum", "minimum", "pow"}
+          "shl", "shr", "maximum", "minimum", "pow", "atan2", "umulhi"}
+# math functions beyond the basic set (triton.language.math and libdevice names)
+MATH_UNARY = {"erf", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh",
+              "trunc", "rint", "round"}
 UNARY = {"neg", "not", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos",
-         "abs", "sigmoid", "floor", "ceil", "tanh"}
+         "abs", "sigmoid", "floor", "ceil", "tanh"} | MATH_UNARY
 FLOAT_ONLY = {"truediv", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos",
-              "sigmoid", "floor", "ceil", "tanh", "pow"}
-INT_ONLY = {"and", "or", "xor", "shl", "shr", "floordiv"}
+              "sigmoid", "floor", "ceil", "tanh", "pow", "atan2", "fma"} | MATH_UNARY
+INT_ONLY = {"and", "or", "xor", "shl", "shr", "floordiv", "umulhi"}
 BOOL_BINARY = {"and", "or", "xor", "maximum", "minimum"}
 CMP_PREDICATES = {"lt", "le", "gt", "ge", "eq", "ne"}
 REDUCE_KINDS = {"sum", "max", "min", "argmax", "argmin"}
@@ -23,6 +26,7 @@ ATOMIC_KINDS = {"add", "max", "min", "xchg"}
 OPS = {
     **{n: (2, (), 0) for n in BINARY},
     **{n: (1, (), 0) for n in UNARY},
+    "fma": (3, (), 0),         # x * y + z with one rounding
     "cmp": (2, ("pred",), 0),
     "select": (3, (), 0),
     "cast": (1, (), 0),
@@ -90,6 +94,10 @@ def check_op(op) -> str | None:
             return f"'not' needs an integer or boolean operand, got {t[0]}"
         if t[0].elem.is_bool and name != "not":
             return f"'{name}' on booleans; convert them to an integer type first"
+        return None
+    if name == "fma":
+        if not (_same(t[0], t[1]) and _same(t[0], t[2]) and _same(t[0], r[0])) or not t[0].elem.is_float:
+            return f"'fma' needs three float operands and a result of one type, got {t} -> {r[0]}"
         return None
     if name == "cmp":
         if op.attrs["pred"] not in CMP_PREDICATES:

@@ -41,11 +41,38 @@ def abs(x): return _sem().unary("abs", x)
 def floor(x): return _sem().unary("floor", x)
 def ceil(x): return _sem().unary("ceil", x)
 def sigmoid(x): return _sem().unary("sigmoid", x)
+def erf(x): return _sem().unary("erf", x)
+def fma(x, y, z): return _sem().fma(x, y, z)
+def umulhi(x, y): return _sem().binary("umulhi", x, y)
+def clamp(x, min, max, propagate_nan=None): return _sem().clamp(x, min, max)
+def fdiv(x, y, ieee_rounding=False): return _sem().binary("truediv", x, y)
+def div_rn(x, y): return _sem().binary("truediv", x, y)     # OpFDiv: correctly rounded where the device is
+def sqrt_rn(x): return _sem().unary("sqrt", x)
 def expand_dims(x, axis): return _sem().expand_dims(x, _unwrap(axis))
-def broadcast_to(x, shape): return _sem().broadcast_to(_sem().to_tensor(x), tuple(map(_unwrap, shape)))
-def reshape(x, shape, **_kw): return _sem().reshape(x, shape)
-def trans(x): return _sem().trans(x)
-def cast(x, dtype, bitcast=False): return _sem().cast(x, dtype, bitcast)
+def broadcast_to(x, *shape):
+    shape = shape[0] if len(shape) == 1 and isinstance(_unwrap(shape[0]), (tuple, list)) else shape
+    return _sem().broadcast_to(_sem().to_tensor(x), tuple(map(_unwrap, shape)))
+def reshape(x, *shape, can_reorder=False):
+    return _sem().reshape(x, shape[0] if len(shape) == 1 and isinstance(_unwrap(shape[0]), (tuple, list)) else shape)
+
+
+view = reshape
+
+
+def trans(x, *dims):
+    """Transpose a 2-D tile (`dims` may spell the only 2-D permutation, (1, 0))."""
+    dims = tuple(_unwrap(d) for d in (dims[0] if len(dims) == 1 and isinstance(_unwrap(dims[0]), (tuple, list)) else dims))
+    if dims not in ((), (1, 0)):
+        from ..frontend.errors import SemanticError
+        raise SemanticError(f"trans/permute of order {list(dims)} is not supported; only 2-D transposes are")
+    return _sem().trans(x)
+
+
+permute = trans
+
+
+def cast(x, dtype, fp_downcast_rounding=None, bitcast=False):
+    return _sem().cast(x, dtype, bitcast=bitcast, fp_downcast_rounding=fp_downcast_rounding)
 
 
 def sum(input, axis=None, keep_dims=False): return _sem().reduce("sum", input, axis, keep_dims)

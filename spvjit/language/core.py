@@ -30,6 +30,33 @@ class constexpr:
         return bool(self.value)
 
 
+def _b():
+    from . import builtins
+    return builtins
+
+
+def _shape_args(shape):
+    """`x.reshape(4, 8)` and `x.reshape((4, 8))` both mean shape (4, 8)."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+def _member(name):
+    def method(self, *args, **kwargs):
+        return getattr(_b(), name)(self, *args, **kwargs)
+    method.__name__ = name
+    return method
+
+
+def _math_member(name):
+    def method(self):
+        from . import math
+        return getattr(math, name)(self)
+    method.__name__ = name
+    return method
+
+
 def _sem():
     from ..frontend.semantic import current
     return current()
@@ -60,8 +87,29 @@ class tensor:
     def __repr__(self) -> str:
         return f"sl.tensor({self.type})"
 
-    def to(self, dtype, bitcast: bool = False):
-        return _sem().cast(self, dtype, bitcast=bitcast)
+    def to(self, dtype, fp_downcast_rounding=None, bitcast: bool = False):
+        return _sem().cast(self, dtype, bitcast=bitcast, fp_downcast_rounding=fp_downcast_rounding)
+
+    # Triton's tensor methods: x.exp(), x.reshape(...), x.sum(0), ... (same as tl.fn(x, ...))
+    def cast(self, dtype, fp_downcast_rounding=None, bitcast: bool = False):
+        return _sem().cast(self, dtype, bitcast=bitcast, fp_downcast_rounding=fp_downcast_rounding)
+
+    def reshape(self, *shape, can_reorder: bool = False):
+        return _b().reshape(self, _shape_args(shape))
+
+    view = reshape
+
+    def broadcast_to(self, *shape):
+        return _b().broadcast_to(self, _shape_args(shape))
+
+    def expand_dims(self, axis):
+        return _b().expand_dims(self, axis)
+
+    def trans(self, *dims):
+        return _b().trans(self, *dims)
+
+    def ravel(self):
+        return _b().reshape(self, (self.numel,))
 
     @property
     def T(self):
@@ -109,3 +157,10 @@ class tensor:
     def __pos__(self): return self
     def __invert__(self): return _sem().unary("not", self)
     __hash__ = object.__hash__
+
+
+for _name in ("sum", "max", "min", "argmax", "argmin", "sigmoid"):
+    setattr(tensor, _name, _member(_name))
+for _name in ("exp", "exp2", "log", "log2", "cos", "sin", "sqrt", "sqrt_rn", "rsqrt", "abs", "erf",
+              "floor", "ceil"):
+    setattr(tensor, _name, _math_member(_name))
