@@ -97,3 +97,39 @@ def fmod(em, rt, dt, x, y):
 def _frexp(em, struct_t, rt, v):
     s = em.ext(struct_t, "FrexpStruct", v)
     return em.op("OpCompositeExtract", rt, s, 0), em.op("OpCompositeExtract", em.i32, s, 1)
+
+
+def f32_to_f16(em, x):
+    """float32 -> float16 rounded to nearest even, whatever rounding the driver's OpFConvert
+    uses (Vulkan lets it truncate, and lavapipe does: 1 + 2^-11 + 2^-20 became 1.0).
+
+    The driver's result h is one of the two f16 neighbours of x; the other one is h moved by
+    one f16 ulp towards x.  Both differences to x are exact in f32 (Sterbenz), so the nearer
+    one, or on a tie the one with an even last mantissa bit, is the correctly rounded value.
+    |x| >= 65520 (half an ulp past the largest f16) gives infinity; NaN stays NaN."""
+    f32, f16 = em.f32, em.type_of_f16()
+    c = lambda v: em.b.const(f32, v)   # noqa: E731
+    h32 = em.op("OpFConvert", f32, em.op("OpFConvert", f16, x))
+    ax, ab = em.ext(f32, "FAbs", x), em.ext(f32, "FAbs", h32)
+    frexp_t = em.b.type_struct([f32, em.i32])
+    s = em.ext(frexp_t, "FrexpStruct", ab)
+    m, e = em.op("OpCompositeExtract", f32, s, 0), em.op("OpCompositeExtract", em.i32, s, 1)
+    ulp_up = em.ext(f32, "FMax", em.ext(f32, "Ldexp", c(1.0), em.op("OpISub", em.i32, e, em.ci(11))), c(2.0 ** -24))
+    up = em.op("OpFOrdGreaterThan", em.bool, ax, ab)
+    # below a power of two the spacing halves (never under the subnormal spacing 2^-24)
+    at_pow2 = em.op("OpFOrdEqual", em.bool, m, c(0.5))
+    ulp_down = em.select(f32, at_pow2, em.ext(f32, "FMax", em.op("OpFMul", f32, ulp_up, c(0.5)), c(2.0 ** -24)), ulp_up)
+    other = em.select(f32, up, em.op("OpFAdd", f32, ab, ulp_up), em.op("OpFSub", f32, ab, ulp_down))
+    d_h = em.op("OpFSub", f32, em.ext(f32, "FMax", ax, ab), em.ext(f32, "FMin", ax, ab))
+    d_o = em.op("OpFSub", f32, em.ext(f32, "FMax", ax, other), em.ext(f32, "FMin", ax, other))
+    # h's last mantissa bit: h / ulp(h) is an integer; it is even when half of it is too
+    k_half = em.op("OpFMul", f32, em.op("OpFDiv", f32, ab, ulp_up), c(0.5))
+    h_even = em.op("OpFOrdEqual", em.bool, em.ext(f32, "Fract", k_half), c(0.0))
+    pick_other = em.op("OpLogicalOr", em.bool, em.op("OpFOrdLessThan", em.bool, d_o, d_h),
+                       em.land(em.op("OpFOrdEqual", em.bool, d_o, d_h), em.op("OpLogicalNot", em.bool, h_even)))
+    exact = em.op("OpFOrdEqual", em.bool, ax, ab)
+    mag = em.select(f32, em.land(pick_other, em.op("OpLogicalNot", em.bool, exact)), other, ab)
+    mag = em.select(f32, em.op("OpFOrdGreaterThanEqual", em.bool, ax, c(65520.0)), c(float("inf")), mag)
+    signed = em.select(f32, em.op("OpFOrdLessThan", em.bool, x, c(0.0)), em.op("OpFNegate", f32, mag), mag)
+    signed = em.select(f32, em.op("OpIsNan", em.bool, x), x, signed)
+    return em.op("OpFConvert", f16, signed)

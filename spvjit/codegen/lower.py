@@ -324,10 +324,18 @@ class Lowerer:
                 if src.name != "f32":
                     x = em.op("OpFConvert", em.f32, x)
                 return em.round_bf16(x)
+            if dst.name == "f16" and src.bits > 16:
+                from .float_math import f32_to_f16        # the driver may truncate; round to even
+                return f32_to_f16(em, x if em.type_of(src) == em.f32 else em.op("OpFConvert", em.f32, x))
             return x if em.type_of(src) == rt else em.op("OpFConvert", rt, x)
         if src.is_float:
             return em.op("OpConvertFToS" if dst.is_signed else "OpConvertFToU", rt, x)
         if dst.is_float:
+            if dst.name == "f16" and src.bits > 8:
+                # through f32 (exact below 2^24; anything larger overflows f16 anyway), then
+                # rounded to nearest even: the driver's direct conversion may truncate
+                from .float_math import f32_to_f16
+                return f32_to_f16(em, em.op("OpConvertSToF" if src.is_signed else "OpConvertUToF", em.f32, x))
             v = em.op("OpConvertSToF" if src.is_signed else "OpConvertUToF", rt, x)
             return em.round_bf16(v) if dst.name == "bf16" else v
         if src.bits == dst.bits:

@@ -77,6 +77,7 @@ class KernelCodegen(ast.NodeVisitor):
         self.sem = sem
         self.symbols: dict[str, Any] = dict(args)
         self.globals = getattr(src.fn, "__globals__", {})
+        self.closure = _closure_vars(src.fn)     # helpers and constexprs of an enclosing function
         self.helper = helper
         self.return_value = None
 
@@ -286,6 +287,10 @@ class KernelCodegen(ast.NodeVisitor):
             raise self.err("kernels loop only over range(...), sl.range(...) or sl.static_range(...)", it)
         fn = self.eval(it.func)
         args = [self.eval(a) for a in it.args]
+        if fn in (lang_builtins.static_range, lang_builtins.range):
+            args = self._range_args(fn, args, {k.arg: self.eval(k.value) for k in it.keywords}, it)
+        elif it.keywords:
+            raise self.err(f"{getattr(fn, '__name__', fn)}() in a `for` takes no keyword arguments", it)
         if fn is lang_builtins.static_range:
             bounds = [unwrap(a) for a in args]
             if not all(isinstance(a, int) for a in bounds):
@@ -352,6 +357,30 @@ class KernelCodegen(ast.NodeVisitor):
         for n, r in zip(carried, op.results):
             self.symbols[n] = tensor(r)
 
+    def _range_args(self, fn, args, kwargs, node) -> list:
+        """(start, end, step) of `range(...)`/`static_range(...)`, keywords included
+        (`tl.range(0, 10, step=2)`); loop hints such as num_stages are accepted and ignored."""
+        hints = {"num_stages", "loop_unroll_factor", "disallow_acc_multi_buffer", "flatten",
+                 "warp_specialize", "disable_licm"}
+        names = ("arg1", "arg2", "step")
+        given = dict(zip(names, args))
+        if len(args) > 3:
+            raise self.err("range takes 1 to 3 positional arguments", node)
+        for k, v in kwargs.items():
+            if k in hints and fn is lang_builtins.range:
+                continue
+            key = {"start": "arg1", "end": "arg2", "stop": "arg2"}.get(k, k)
+            if key not in names or key in given:
+                raise self.err(f"unexpected or repeated range argument '{k}'", node)
+            given[key] = v
+        if "arg1" not in given:
+            raise self.err("range needs an end", node)
+        if "arg2" not in given:
+            if "step" in given:
+                return [0, given["arg1"], given["step"]]
+            return [given["arg1"]]
+        return [given["arg1"], given["arg2"]] + ([given["step"]] if "step" in given else [])
+
     # ---- expressions ------------------------------------------------------------
     def eval(self, node):
         self.b.loc = self.src.loc(node) if hasattr(node, "lineno") else self.b.loc
@@ -376,6 +405,8 @@ class KernelCodegen(ast.NodeVisitor):
     def lookup(self, name, node):
         if name in self.symbols:
             return self.symbols[name]
+        if name in self.closure:
+            return self.check_global(name, self.closure[name], node)
         if name in self.globals:
             return self.check_global(name, self.globals[name], node)
         if name in _PY_BUILTINS:
@@ -518,3 +549,14 @@ class KernelCodegen(ast.NodeVisitor):
 
 
 _MISSING = object()
+
+
+def _closure_vars(fn) -> dict:
+    code, cells = getattr(fn, "__code__", None), getattr(fn, "__closure__", None) or ()
+    out = {}
+    for name, cell in zip(getattr(code, "co_freevars", ()), cells):
+        try:
+            out[name] = cell.cell_contents
+        except ValueError:       # a cell not yet bound when the kernel compiles
+            pass
+    return out

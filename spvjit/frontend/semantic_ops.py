@@ -110,12 +110,10 @@ class KernelSemantic(Semantic):
         if is_number(value):
             return self.constant(value, elem)
         value = self.to_tensor(value)
+        if value.type.is_pointer:
+            raise SemanticError(f"{what} of a pointer value; store the data it points to instead")
         if value.dtype != elem:
-            if value.dtype.is_float and elem.is_float:
-                value = self.cast(value, elem)   # Triton narrows/widens floats on store
-            else:
-                raise SemanticError(f"{what} of a {value.dtype} value through a pointer to {elem}; "
-                                    f"convert it first with .to(sl.{_lang_name(elem)})")
+            value = self.cast(value, elem)   # as Triton: the value converts to the pointee type
         return value
 
     def store(self, ptr, value, mask=None) -> None:

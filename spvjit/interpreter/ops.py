@@ -6,6 +6,8 @@ and `mod` truncate toward zero (C semantics, as in Triton).
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..ir.types import DType
@@ -148,14 +150,19 @@ def bitcast(x, src: DType, dst: DType):
 def reduce(kind: str, x, axis: int):
     if kind == "sum":
         return np.sum(x, axis=axis, dtype=x.dtype)
-    if kind == "max":
-        return np.max(x, axis=axis)
-    if kind == "min":
-        return np.min(x, axis=axis)
-    if kind == "argmax":
-        return np.argmax(x, axis=axis).astype(np.int32)   # first index on ties
-    if kind == "argmin":
-        return np.argmin(x, axis=axis).astype(np.int32)
+    # max/min/argmax/argmin skip NaN like the device's FMax/FMin and Triton (max of
+    # [nan, 6, 8] is 8 at index 2); an all-NaN slice gives NaN and index 0
+    if kind in ("max", "min"):
+        if np.issubdtype(x.dtype, np.floating):
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return (np.nanmax if kind == "max" else np.nanmin)(x, axis=axis)
+        return np.max(x, axis=axis) if kind == "max" else np.min(x, axis=axis)
+    if kind in ("argmax", "argmin"):
+        if np.issubdtype(x.dtype, np.floating):
+            fill = -np.inf if kind == "argmax" else np.inf
+            x = np.where(np.isnan(x), fill, x)    # first index on ties, NaN never chosen
+        return (np.argmax if kind == "argmax" else np.argmin)(x, axis=axis).astype(np.int32)
     raise NotImplementedError(kind)
 
 

@@ -29,6 +29,40 @@ class constexpr:
     def __bool__(self):
         return bool(self.value)
 
+    # compile-time arithmetic and comparison, as in Triton: constexpr(5) == constexpr(5)
+    def __eq__(self, o): return _cx_op(lambda a, b: a == b, self, o)
+    def __ne__(self, o): return _cx_op(lambda a, b: a != b, self, o)
+    def __lt__(self, o): return _cx_op(lambda a, b: a < b, self, o)
+    def __le__(self, o): return _cx_op(lambda a, b: a <= b, self, o)
+    def __gt__(self, o): return _cx_op(lambda a, b: a > b, self, o)
+    def __ge__(self, o): return _cx_op(lambda a, b: a >= b, self, o)
+    def __add__(self, o): return _cx_op(lambda a, b: a + b, self, o)
+    def __radd__(self, o): return _cx_op(lambda a, b: b + a, self, o)
+    def __sub__(self, o): return _cx_op(lambda a, b: a - b, self, o)
+    def __rsub__(self, o): return _cx_op(lambda a, b: b - a, self, o)
+    def __mul__(self, o): return _cx_op(lambda a, b: a * b, self, o)
+    def __rmul__(self, o): return _cx_op(lambda a, b: b * a, self, o)
+    def __floordiv__(self, o): return _cx_op(lambda a, b: a // b, self, o)
+    def __truediv__(self, o): return _cx_op(lambda a, b: a / b, self, o)
+    def __mod__(self, o): return _cx_op(lambda a, b: a % b, self, o)
+    def __neg__(self): return constexpr(-self.value)
+
+    def __hash__(self):
+        return hash(self.value)
+
+    def __int__(self):
+        return int(self.value)
+
+    def __call__(self, *args, **kwargs):
+        return self.value(*args, **kwargs)
+
+
+def _cx_op(fn, a, b):
+    if isinstance(b, tensor):
+        return NotImplemented      # let the tensor's reflected operator build IR
+    b = b.value if isinstance(b, constexpr) else b
+    return constexpr(fn(a.value, b))
+
 
 def _b():
     from . import builtins
