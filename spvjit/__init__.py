@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as _np
 
-from .frontend.errors import CompilationError
-from .jit import JITFunction, LaunchError, interpret, kernel
+from .errors import CompilationError, DeviceError, LaunchError, SettingError
+from .jit import JITFunction, interpret, kernel
 from .autotune import Autotuner, Config, autotune
 from .launch import batch, record
-from . import language
+from . import cache, knobs, language
 
 jit = kernel
 __version__ = "0.1.0"

@@ -1,36 +1,37 @@
-"""On-disk cache of compiled kernels under SPVJIT_CACHE_DIR (default $XDG_CACHE_HOME/spvjit).
+"""One on-disk store for everything spvjit caches, under SPVJIT_CACHE_DIR.
 
-The key hashes everything the SPIR-V depends on: the kernel's source and the
-sources of the kernels it calls (transitively), its specialization (constexpr
-values, argument dtypes, num_warps), the device, and a fingerprint of the
-compiler itself.  Entries are written atomically (temp file + rename); an
-entry that does not parse is recompiled, never trusted.
+Compiled kernels (`kernels/`), autotuning results (`autotune/`) and the llama runner's
+tuning tables (`tuning/`) share it: entries are JSON files written atomically (temp file +
+rename), read back only when they are regular files of bounded size that parse as a JSON
+object, and the directory is created private to the user.  Kernel entries also record
+their own key and a digest of their content, and their bindings and push-constant size
+are cross-checked against the SPIR-V module's own decorations: anything wrong means
+recompile and overwrite, with one warning, never a dispatch of an entry we cannot trust.
 """
 from __future__ import annotations
 
-import ast
 import base64
 import hashlib
 import json
 import os
+import stat
 import tempfile
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
-from .codegen import lowering_env
+from . import knobs
 from .codegen.compiler import CompiledKernel
 from .codegen.memory import Binding, PushMember
+from .codegen.spirv.interface import module_interface
 from .ir.types import DTYPES
 
-FORMAT = 5
+FORMAT = 6
+MAX_ENTRY_BYTES = 64 << 20       # far above any real entry; bounds what a damaged file costs
 
 
 def cache_dir() -> Path:
-    env = os.environ.get("SPVJIT_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "spvjit"
+    return Path(knobs.get("SPVJIT_CACHE_DIR"))
 
 
 @lru_cache(maxsize=1)
@@ -42,55 +43,126 @@ def compiler_fingerprint() -> str:
         for p in sorted((root / sub).rglob("*.py")):
             h.update(p.name.encode())
             h.update(p.read_bytes())
-    h.update((root / "cache.py").read_bytes())
+    for name in ("cache.py", "compiler.py", "knobs.py"):
+        h.update((root / name).read_bytes())
     return h.hexdigest()[:16]
 
 
-def source_closure(jitfn, seen=None) -> list[str]:
-    """Sources of `jitfn` and of every @spvjit.kernel it can call (by name lookup), plus the
-    values of the sl.constexpr globals they read."""
-    from .jit import JITFunction
-    seen = seen if seen is not None else set()
-    if id(jitfn) in seen:
-        return []
-    seen.add(id(jitfn))
-    out = [jitfn.source.text]
-    glb = getattr(jitfn.fn, "__globals__", {})
-    from .language.core import constexpr
-    for node in ast.walk(jitfn.source.tree):
-        target = None
-        if isinstance(node, ast.Name):
-            target = glb.get(node.id)
-            if isinstance(target, constexpr):      # its value is compiled in: part of the key
-                out.append(f"{node.id}={target.value!r}")
-        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            mod = glb.get(node.value.id)
-            target = getattr(mod, node.attr, None) if mod is not None else None
-        if isinstance(target, JITFunction):
-            out += source_closure(target, seen)
-    return out
+def device_fingerprint(caps) -> str:
+    """Identity of a device and driver for cached results: what compiles or tunes differently."""
+    text = repr((caps.name, caps.driver_info, caps.api_version, caps.subgroup_size, caps.max_shared_memory))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def kernel_key(jitfn, spec, device_caps, extra: tuple = ()) -> str:
+class Store:
+    """One namespace (a folder) of JSON entries in the cache directory."""
+
+    def __init__(self, namespace: str, folder: Path | None = None):
+        self.namespace = namespace
+        self._folder = None if folder is None else Path(folder)
+
+    @property
+    def folder(self) -> Path:
+        """The namespace's folder in SPVJIT_CACHE_DIR, read at each use (tests change it)."""
+        return self._folder if self._folder is not None else cache_dir() / self.namespace
+
+    def path(self, name: str) -> Path:
+        return self.folder / f"{name}.json"
+
+    def read(self, name: str) -> dict | None:
+        """The entry as a dict; None when missing or unusable (a damaged one warns once)."""
+        path = self.path(name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as e:
+            return self._damaged(path, f"cannot be opened ({e.strerror})")
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):        # a FIFO would block, /dev/zero never ends
+                return self._damaged(path, "is not a regular file")
+            if st.st_size > MAX_ENTRY_BYTES:
+                return self._damaged(path, f"is {st.st_size} bytes, over the {MAX_ENTRY_BYTES} limit")
+            data = f.read(MAX_ENTRY_BYTES + 1)
+        try:
+            entry = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            return self._damaged(path, "is not valid JSON")
+        if not isinstance(entry, dict):
+            return self._damaged(path, "is not a JSON object")
+        return entry
+
+    def _damaged(self, path: Path, why: str) -> None:
+        warnings.warn(f"spvjit cache entry {path} {why}; it will be rebuilt", RuntimeWarning, stacklevel=4)
+        return None
+
+    def write(self, name: str, entry: dict, must_succeed: bool = False) -> None:
+        """Atomically replace the entry.  A read-only or full cache only costs a rebuild later,
+        unless `must_succeed` (results a user asked to save): then the OSError propagates."""
+        folder = self.folder
+        tmp = None
+        try:
+            if not _usable_dir(folder, self._folder is None):
+                if must_succeed:
+                    raise PermissionError(f"cache directory {folder} is writable by other users")
+                return
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(entry, f, indent=1, sort_keys=True)
+            os.replace(tmp, self.path(name))
+            tmp = None
+        except OSError:
+            if must_succeed:
+                raise
+        finally:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+
+
+_warned_dirs: set[str] = set()
+
+
+def _usable_dir(folder: Path, in_cache_dir: bool) -> bool:
+    """Create the cache folders private to the user; refuse (with one warning) a cache
+    directory that other users can write, since its entries become code we run."""
+    dirs = (cache_dir(), folder) if in_cache_dir else (folder,)
+    for d in dirs:
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for d in dirs:
+        st = d.stat()
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+            if str(d) not in _warned_dirs:
+                _warned_dirs.add(str(d))
+                warnings.warn(f"spvjit cache directory {d} is writable by other users; not using it "
+                              "(chmod go-w it, or set SPVJIT_CACHE_DIR)", RuntimeWarning, stacklevel=4)
+            return False
+    return True
+
+
+# ---- compiled kernels ----------------------------------------------------------------
+KERNELS = Store("kernels")
+
+
+def disk_key(kernel_cache_key: str, spec_key: tuple) -> str:
+    """The on-disk name of one specialization: the kernel's source key, the same specialization
+    key the in-memory cache uses, and the compiler's fingerprint."""
     h = hashlib.sha256()
-    for text in source_closure(jitfn):
-        h.update(text.encode())
-        h.update(b"\0")
-    h.update(repr(spec.key()).encode())
-    from .jit import JITFunction
-    for _, (kind, value) in sorted(spec.kinds.items()):
-        if kind == "constexpr" and isinstance(value, JITFunction):   # a kernel passed as an argument
-            for text in source_closure(value):
-                h.update(text.encode())
-    caps = device_caps
-    h.update(repr((caps.name, caps.driver_info, caps.api_version, caps.subgroup_size,
-                   caps.max_shared_memory, tuple(extra), lowering_env())).encode())
+    h.update(kernel_cache_key.encode())
+    h.update(repr(spec_key).encode())
     h.update(compiler_fingerprint().encode())
     return h.hexdigest()
 
 
-def _to_json(ck: CompiledKernel) -> dict:
-    return {"format": FORMAT, "name": ck.name, "spirv": base64.b64encode(ck.spirv).decode(),
+def _digest(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _to_json(key: str, ck: CompiledKernel) -> dict:
+    body = {"format": FORMAT, "key": key, "name": ck.name, "spirv": base64.b64encode(ck.spirv).decode(),
             "workgroup_size": ck.workgroup_size, "push_size": ck.push_size,
             "scratch_bytes": ck.scratch_bytes, "capabilities": sorted(ck.capabilities),
             "program_loop": ck.program_loop,
@@ -98,42 +170,46 @@ def _to_json(ck: CompiledKernel) -> dict:
                           b.write_only]
                          for b in ck.bindings],
             "push": [[m.name, m.dtype.name, m.offset] for m in ck.push_members]}
+    return {**body, "digest": _digest(body)}
 
 
-def _from_json(d: dict) -> CompiledKernel:
-    if d.get("format") != FORMAT:
-        raise ValueError("cache format changed")
+def _expect(cond: bool, what: str):
+    if not cond:
+        raise ValueError(what)
+
+
+def _from_json(key: str, d: dict) -> CompiledKernel:
+    body = {k: v for k, v in d.items() if k != "digest"}
+    _expect(d.get("digest") == _digest(body), "does not match its digest")
+    _expect(d.get("key") == key, "was stored under another key")
+    _expect(isinstance(d.get("spirv"), str), "has no SPIR-V")
     spirv = base64.b64decode(d["spirv"], validate=True)
-    if len(spirv) < 20 or len(spirv) % 4 or spirv[:4] != b"\x03\x02\x23\x07":
-        raise ValueError("not a SPIR-V module")
+    ints = ("workgroup_size", "push_size", "scratch_bytes")
+    _expect(all(type(d.get(k)) is int and d[k] >= 0 for k in ints), "has malformed sizes")
+    _expect(isinstance(d.get("bindings"), list) and isinstance(d.get("push"), list), "has malformed lists")
     # by keyword: a field added to Binding must never shift what a cached entry means
-    bindings = [Binding(index=i, name=n, dtype=DTYPES[dt], storage=DTYPES[st], atomic=bool(at), texel=bool(tx),
-                        vec=int(vec), read_only=bool(ro), write_only=bool(wo))
+    bindings = [Binding(index=int(i), name=str(n), dtype=DTYPES[dt], storage=DTYPES[st], atomic=bool(at),
+                        texel=bool(tx), vec=int(vec), read_only=bool(ro), write_only=bool(wo))
                 for i, n, dt, st, at, tx, vec, ro, wo in d["bindings"]]
-    push = [PushMember(n, DTYPES[dt], int(off)) for n, dt, off in d["push"]]
-    return CompiledKernel(d["name"], spirv, int(d["workgroup_size"]), bindings, push,
-                          int(d["push_size"]), int(d["scratch_bytes"]), frozenset(d["capabilities"]),
-                          bool(d["program_loop"]))
+    push = [PushMember(str(n), DTYPES[dt], int(off)) for n, dt, off in d["push"]]
+    decorated, push_bytes = module_interface(spirv)
+    _expect(decorated == {b.index for b in bindings}, "lists other bindings than its SPIR-V declares")
+    _expect(push_bytes == d["push_size"], "has another push-constant size than its SPIR-V")
+    return CompiledKernel(str(d["name"]), spirv, d["workgroup_size"], bindings, push, d["push_size"],
+                          d["scratch_bytes"], frozenset(map(str, d["capabilities"])), bool(d["program_loop"]))
 
 
-def load(key: str) -> CompiledKernel | None:
-    path = cache_dir() / "kernels" / f"{key}.json"
+def load_kernel(key: str) -> CompiledKernel | None:
+    entry = KERNELS.read(key)
+    if entry is None or entry.get("format") != FORMAT:
+        return None         # missing, unreadable, or from another spvjit version: rebuild quietly
     try:
-        with open(path, encoding="utf-8") as f:
-            return _from_json(json.load(f))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return None     # corrupt or truncated: the caller recompiles and overwrites it
+        return _from_json(key, entry)
+    except ValueError as e:
+        return KERNELS._damaged(KERNELS.path(key), str(e))
+    except (KeyError, TypeError, IndexError, AttributeError):
+        return KERNELS._damaged(KERNELS.path(key), "has a malformed field")
 
 
-def store(key: str, ck: CompiledKernel) -> None:
-    folder = cache_dir() / "kernels"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(_to_json(ck), f)
-        os.replace(tmp, folder / f"{key}.json")
-    except OSError:
-        pass    # a read-only or full cache directory only costs a recompile next time
+def store_kernel(key: str, ck: CompiledKernel) -> None:
+    KERNELS.write(key, _to_json(key, ck))

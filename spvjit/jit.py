@@ -7,21 +7,19 @@ num_warps and the device.  `kernel[grid](*args)` launches it.
 from __future__ import annotations
 
 import inspect
-import os
-import sys
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
+from . import compiler, knobs
+from .errors import LaunchError
 from .frontend import build_ir
-from .frontend.source import FunctionSource
+from .frontend.kernel_function import KernelFunction
+from .interpreter import run_interpreted
 from .ir import types as T
+from .ir.printer import print_kernel
 from .language.core import constexpr
-
-
-class LaunchError(TypeError):
-    """Bad launch arguments: wrong count, unsupported type, a value that does not fit."""
+from .launch import launch_on_device
 
 
 def _is_tensor(x) -> bool:
@@ -35,11 +33,7 @@ def _is_constexpr_annotation(ann) -> bool:
 
 
 def interpret_enabled() -> bool:
-    return os.environ.get("SPVJIT_INTERPRET", "0") not in ("", "0", "false", "False")
-
-
-def dump_flags() -> set[str]:
-    return {f.strip() for f in os.environ.get("SPVJIT_DUMP", "").split(",") if f.strip()}
+    return knobs.get("SPVJIT_INTERPRET")
 
 
 @dataclass
@@ -49,16 +43,23 @@ class Specialization:
     num_warps: int
     divisibility: dict = None        # int args known divisible by 16 (lets loads vectorize)
 
-    def key(self, extra=()) -> tuple:
+    def key(self) -> tuple:
+        """What the compiled code depends on, by value: equal keys compile to the same code,
+        in this process or (hashed with the source, see cache.disk_key) in the next one."""
         items = []
         for name, (kind, what) in self.kinds.items():
-            try:
-                hash(what)
-                items.append((name, kind, what))
-            except TypeError:
-                items.append((name, kind, repr(what)))
+            if isinstance(what, KernelFunction):     # a kernel passed as an argument: its source
+                what = ("kernel", what.__name__, what.cache_key)
+            elif isinstance(what, T.DType):
+                what = what.name
+            else:
+                try:
+                    hash(what)
+                except TypeError:
+                    what = repr(what)
+            items.append((name, kind, what))
         div = tuple(sorted((self.divisibility or {}).items()))
-        return (tuple(items), self.num_warps, div) + tuple(extra)
+        return (tuple(items), self.num_warps, div)
 
 
 def _pow2_bucket(v: int) -> int:
@@ -73,23 +74,15 @@ def _pow2_bucket(v: int) -> int:
 _MAX_GRID = 2**31 - 1
 
 
-class JITFunction:
+class JITFunction(KernelFunction):
     def __init__(self, fn, interpret: bool = False):
-        self.fn = fn
-        self.__name__ = fn.__name__
-        self.__doc__ = fn.__doc__
-        self.__module__ = fn.__module__
-        self.__wrapped__ = fn
+        super().__init__(fn)
         self.signature = inspect.signature(fn)
         self.constexpr_names = {n for n, p in self.signature.parameters.items()
                                 if _is_constexpr_annotation(p.annotation)}
         self.force_interpret = interpret
         self._compiled: dict[tuple, object] = {}
         self.compile_seconds: list[float] = []
-
-    @cached_property
-    def source(self) -> FunctionSource:
-        return FunctionSource.of(self.fn)
 
     def __repr__(self) -> str:
         return f"<spvjit.kernel {self.__name__}>"
@@ -160,7 +153,6 @@ class JITFunction:
 
     def ir(self, *args, **kwargs) -> str:
         """The tile IR (text) of this kernel for the given arguments."""
-        from .ir.printer import print_kernel
         return print_kernel(self.ir_module(*args, **kwargs))
 
     # ---- launch -----------------------------------------------------------------
@@ -168,9 +160,11 @@ class JITFunction:
         spec, bound = self.specialize(list(args), dict(kwargs))
         grid = self._grid(grid, bound)
         if self.force_interpret or interpret_enabled():
-            return self._interpret(spec, grid)
-        from .launch import launch_on_device
-        launch_on_device(self, spec, grid)
+            run_interpreted(compiler.compile(self, spec, compiler.INTERPRETER), spec.runtime, grid)
+            return
+        from .runtime import get_device
+        dev = get_device()
+        launch_on_device(compiler.compile(self, spec, dev), spec, grid, dev, self.__name__)
 
     def _grid(self, grid, bound) -> tuple[int, int, int]:
         if callable(grid):
@@ -188,32 +182,6 @@ class JITFunction:
             raise LaunchError(f"grid {g} of kernel {self.__name__} has a size over {_MAX_GRID} "
                               "(program ids are 32-bit signed integers)")
         return g + (1,) * (3 - len(g))
-
-    def _interpret(self, spec: Specialization, grid):
-        from .interpreter import ProgramRunner
-        key = spec.key(("interpret",))
-        kernel = self._compiled.get(key)
-        if kernel is None:
-            kernel = build_ir(self, spec.kinds)
-            from .ir.verifier import verify
-            verify(kernel)
-            if "ir" in dump_flags():
-                from .ir.printer import print_kernel
-                print(print_kernel(kernel), file=sys.stderr)
-            self._compiled[key] = kernel
-        buffers, env = [], {}
-        values = dict(spec.runtime)
-        for param in kernel.params:
-            v = values[param.name]
-            if param.value.type.is_pointer:
-                from .interpreter import Pointer
-                env[id(param.value)] = Pointer(len(buffers), 0)
-                buffers.append(v.view_host().reshape(-1))
-            else:
-                env[id(param.value)] = np.asarray(v, param.value.type.elem.numpy)[()]
-        if 0 in grid:
-            return
-        ProgramRunner(kernel, buffers, env, grid).run_all()
 
 
 # Triton's @jit options that change nothing here: helpers are always inlined (noinline),

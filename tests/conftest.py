@@ -9,6 +9,7 @@ import pytest
 # compile from scratch in every test session (and never touch the user's cache)
 os.environ.setdefault("SPVJIT_CACHE_DIR", tempfile.mkdtemp(prefix="spvjit-test-cache-"))
 
+import spvjit
 from spvjit.codegen import compile_hooks
 from spvjit.codegen.spirv.tools import validate
 
@@ -24,7 +25,7 @@ compile_hooks.append(_validate_hook)
 
 
 def _device_available() -> bool:
-    if os.environ.get("SPVJIT_INTERPRET"):
+    if spvjit.knobs.get("SPVJIT_INTERPRET"):
         return False
     try:
         from spvjit.runtime import get_device

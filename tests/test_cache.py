@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import spvjit
-from spvjit import cache, launch
+from spvjit import cache, compiler
 
 
 def _write_module(tmp_path, name, helper_body="return x + 1"):
@@ -40,12 +40,12 @@ def fresh_cache(tmp_path, monkeypatch):
 
 def _count_compiles(monkeypatch):
     calls = []
-    real = launch._compile
+    real = compiler._lower
 
     def counting(*a, **k):
         calls.append(1)
         return real(*a, **k)
-    monkeypatch.setattr(launch, "_compile", counting)
+    monkeypatch.setattr(compiler, "_lower", counting)
     return calls
 
 
@@ -92,7 +92,7 @@ def test_corrupt_entry_is_recompiled(tmp_path, fresh_cache, monkeypatch, damage)
         entry.write_text(json.dumps(d))
     np.testing.assert_array_equal(_run(_write_module(tmp_path, "m3")), np.arange(8) + 1)
     assert len(calls) == 2
-    assert cache.load(entry.stem) is not None      # rewritten whole
+    assert cache.load_kernel(entry.stem) is not None      # rewritten whole
 
 
 def test_unwritable_cache_dir_still_runs(tmp_path, monkeypatch):
@@ -135,3 +135,71 @@ def test_key_covers_lowering_environment(tmp_path, fresh_cache, monkeypatch):
     np.testing.assert_array_equal(_run(mod), np.arange(8) + 1)
     np.testing.assert_array_equal(_run(_write_module(tmp_path, "m4")), np.arange(8) + 1)
     assert len(calls) == 2 and len(list(fresh_cache.glob("*.json"))) == 2
+
+
+def _redigest(d: dict) -> dict:
+    """Damage that keeps the digest consistent, as a careless tool or an attacker would."""
+    body = {k: v for k, v in d.items() if k != "digest"}
+    return {**body, "digest": cache._digest(body)}
+
+
+@pytest.mark.parametrize("damage", ["null", "list", "missing_binding", "push_size", "fifo", "dev_zero",
+                                    "huge"])
+def test_untrustworthy_entry_is_rebuilt_with_one_warning(tmp_path, fresh_cache, monkeypatch, damage):
+    import os
+    calls = _count_compiles(monkeypatch)
+    _run(_write_module(tmp_path, "m5"))
+    (entry,) = fresh_cache.glob("*.json")
+    d = json.loads(entry.read_text())
+    if damage in ("null", "list"):
+        entry.write_text("null" if damage == "null" else "[1, 2]")
+    elif damage == "missing_binding":       # the module still uses binding 0: must not dispatch
+        entry.write_text(json.dumps(_redigest({**d, "bindings": d["bindings"][1:]})))
+    elif damage == "push_size":
+        entry.write_text(json.dumps(_redigest({**d, "push_size": d["push_size"] - 4})))
+    elif damage == "fifo":                  # reading it would block forever
+        entry.unlink()
+        os.mkfifo(entry)
+    elif damage == "dev_zero":              # reading it would never end
+        entry.unlink()
+        entry.symlink_to("/dev/zero")
+    else:
+        with open(entry, "wb") as f:
+            f.truncate(cache.MAX_ENTRY_BYTES + 1)
+    with pytest.warns(RuntimeWarning, match="spvjit cache entry"):
+        np.testing.assert_array_equal(_run(_write_module(tmp_path, "m5")), np.arange(8) + 1)
+    assert len(calls) == 2
+    if damage not in ("fifo", "dev_zero"):
+        assert cache.load_kernel(entry.stem) is not None      # rewritten whole
+
+
+def test_entry_stored_under_another_key_is_not_run(tmp_path, fresh_cache, monkeypatch):
+    # a compiled `sub` copied over `add`'s entry (digest intact) must not run as `add`
+    mod_add = _write_module(tmp_path, "m_add", helper_body="return x + 1")
+    mod_sub = _write_module(tmp_path, "m_sub", helper_body="return x - 1")
+    _run(mod_add)
+    before = set(fresh_cache.glob("*.json"))
+    _run(mod_sub)
+    (add_entry,) = before
+    (sub_entry,) = set(fresh_cache.glob("*.json")) - before
+    add_entry.write_text(sub_entry.read_text())
+    with pytest.warns(RuntimeWarning, match="stored under another key"):
+        out = _run(_write_module(tmp_path, "m_add", helper_body="return x + 1"))
+    np.testing.assert_array_equal(out, np.arange(8) + 1)
+
+
+def test_cache_directory_writable_by_others_is_refused(tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("SPVJIT_CACHE_DIR", str(shared))
+    with pytest.warns(RuntimeWarning, match="writable by other users"):
+        np.testing.assert_array_equal(_run(_write_module(tmp_path, "m6")), np.arange(8) + 1)
+    assert not list(shared.rglob("*.json"))
+
+
+def test_new_cache_directory_is_private_and_leaves_no_temp_files(tmp_path, fresh_cache):
+    _run(_write_module(tmp_path, "m7"))
+    assert (fresh_cache.parent.stat().st_mode & 0o077) == 0
+    assert (fresh_cache.stat().st_mode & 0o077) == 0
+    assert not list(fresh_cache.glob(".tmp-*"))

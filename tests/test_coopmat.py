@@ -81,3 +81,164 @@ def test_dot_meaning_unchanged_in_interpreter_and_device(out_f16):
         # f16 inputs, f32 sums of 16 products; with an f16 accumulator each add rounds (2^-11 rel)
         tol = 2e-2 if out_f16 else 1e-5
         np.testing.assert_allclose(c.numpy(), ref, rtol=tol, atol=tol)
+
+
+# ---- loop-resident accumulators ----------------------------------------------------------
+
+@spvjit.kernel
+def kloop_matmul(a_ptr, b_ptr, c_ptr, M, N, K, BM: sl.constexpr, BN: sl.constexpr, BK: sl.constexpr,
+                 ACC_F16: sl.constexpr):
+    # Triton's tutorial shape: masks on M and N, a K loop carrying the accumulator
+    pid_m = sl.program_id(0)
+    pid_n = sl.program_id(1)
+    rm = pid_m * BM + sl.arange(0, BM)
+    rn = pid_n * BN + sl.arange(0, BN)
+    rk = sl.arange(0, BK)
+    if ACC_F16:
+        acc = sl.zeros((BM, BN), dtype=sl.float16)
+    else:
+        acc = sl.zeros((BM, BN), dtype=sl.float32)
+    for k in range(0, K, BK):
+        a = sl.load(a_ptr + rm[:, None] * K + (k + rk)[None, :], mask=rm[:, None] < M, other=0.0)
+        b = sl.load(b_ptr + (k + rk)[:, None] * N + rn[None, :], mask=rn[None, :] < N, other=0.0)
+        if ACC_F16:
+            acc = sl.dot(a, b, acc, out_dtype=sl.float16)
+        else:
+            acc = sl.dot(a, b, acc)
+    acc = acc * 0.5
+    sl.store(c_ptr + rm[:, None] * N + rn[None, :], acc.to(sl.float32), mask=(rm[:, None] < M) & (rn[None, :] < N))
+
+
+@spvjit.kernel
+def kloop_matmul_i8(a_ptr, b_ptr, c_ptr, K, BM: sl.constexpr, BN: sl.constexpr, BK: sl.constexpr):
+    rm = sl.arange(0, BM)
+    rn = sl.arange(0, BN)
+    rk = sl.arange(0, BK)
+    acc = sl.zeros((BM, BN), dtype=sl.int32)
+    for k in range(0, K, BK):
+        a = sl.load(a_ptr + rm[:, None] * K + (k + rk)[None, :])
+        b = sl.load(b_ptr + (k + rk)[:, None] * BN + rn[None, :])
+        acc = sl.dot(a, b, acc)
+    sl.store(c_ptr + rm[:, None] * BN + rn[None, :], acc)
+
+
+def _kloop_args(M, N, K, rng=None):
+    rng = rng or np.random.default_rng(7)
+    a = rng.standard_normal((M, K)).astype(np.float16)
+    b = rng.standard_normal((K, N)).astype(np.float16)
+    return a, b
+
+
+def _coop_types_and_phis(spirv: bytes):
+    text = disassemble(spirv)
+    coop_types = {line.split("=")[0].strip() for line in text.splitlines()
+                  if "OpTypeCooperativeMatrixKHR" in line and "=" in line}
+    phi_types = [line.split()[3] for line in text.splitlines() if " OpPhi " in line]
+    return text, coop_types, phi_types
+
+
+@pytest.mark.parametrize("acc_f16,warps", [(False, 1), (False, 4), (True, 2)])
+def test_kloop_accumulator_is_carried_as_cooperative_matrices(monkeypatch, acc_f16, warps):
+    monkeypatch.delenv("SPVJIT_DISABLE_COOPMAT", raising=False)
+    a = spvjit.empty((64, 64), np.float16)
+    c = spvjit.empty((64, 64), np.float32)
+    ir = kloop_matmul.ir_module(a, a, c, 64, 64, 64, BM=64, BN=32, BK=32, ACC_F16=acc_f16)
+    ck = compile_kernel(ir, nvidia_like(), num_warps=warps)
+    validate(ck.spirv, target_env="vulkan1.3")
+    text, coop_types, phi_types = _coop_types_and_phis(ck.spirv)
+    carried = [t for t in phi_types if t in coop_types]
+    # 64x32 in 16x16 tiles = 8 tiles, 8 / warps of them per subgroup, each a loop phi
+    assert len(carried) == 8 // warps, text
+    # the accumulator enters the matrix layout without a shared-memory round trip (a splat)
+    assert "OpCompositeConstruct" in text
+
+
+def _coopmat_device_or_skip():
+    dev = get_device()
+    if not dev.caps.cooperative_matrix:
+        if spvjit.knobs.get("SPVJIT_REQUIRE_COOPMAT"):
+            pytest.fail(f"{dev.caps.name} reports no cooperative matrices, and SPVJIT_REQUIRE_COOPMAT is set")
+        pytest.skip(f"{dev.caps.name} has no cooperative matrices (run under scripts/coopmat-env)")
+    return dev
+
+
+@pytest.mark.parametrize("M,N,K,BM,BN,BK,acc_f16,warps", [
+    (16, 16, 16, 16, 16, 16, False, 1),
+    (40, 24, 64, 16, 16, 32, False, 1),       # masked edges in M and N, two K steps
+    (64, 64, 96, 32, 32, 32, False, 4),       # several subgroups
+    (32, 48, 64, 32, 16, 16, True, 2),        # f16 accumulator
+])
+def test_kloop_matmul_on_a_coopmat_device(M, N, K, BM, BN, BK, acc_f16, warps, monkeypatch):
+    _coopmat_device_or_skip()
+    monkeypatch.delenv("SPVJIT_DISABLE_COOPMAT", raising=False)
+    a, b = _kloop_args(M, N, K)
+    ref = 0.5 * (a.astype(np.float64) @ b.astype(np.float64))
+    grid = (spvjit.cdiv(M, BM), spvjit.cdiv(N, BN))
+    outs = {}
+    for coop in (True, False):
+        if not coop:
+            monkeypatch.setenv("SPVJIT_DISABLE_COOPMAT", "1")
+        c = spvjit.zeros((M, N), np.float32)
+        kloop_matmul[grid](spvjit.tensor(a), spvjit.tensor(b), c, M, N, K, BM=BM, BN=BN, BK=BK,
+                           ACC_F16=acc_f16, num_warps=warps)
+        outs[coop] = c.numpy()
+    # f16 products are exact in f32; f32 sums of K terms of size ~1 round at 2^-24 each.
+    # With an f16 accumulator every add rounds at 2^-11 relative to |acc| <= ~sqrt(K)*4.
+    tol = 0.25 if acc_f16 else 1e-4
+    np.testing.assert_allclose(outs[True], ref, atol=tol, rtol=tol)
+    np.testing.assert_allclose(outs[True], outs[False], atol=tol, rtol=tol)
+
+
+def test_i8_kloop_matmul_on_a_coopmat_device(monkeypatch):
+    dev = _coopmat_device_or_skip()
+    if not any(c.a_type == "i8" for c in dev.caps.cooperative_matrix):
+        pytest.skip("no i8 cooperative matrices")
+    monkeypatch.delenv("SPVJIT_DISABLE_COOPMAT", raising=False)
+    rng = np.random.default_rng(3)
+    BM, BN, BK, K = 16, 16, 16, 48
+    a = rng.integers(-128, 128, (BM, K), dtype=np.int8)
+    b = rng.integers(-128, 128, (K, BN), dtype=np.int8)
+    c = spvjit.zeros((BM, BN), np.int32)
+    kloop_matmul_i8[(1,)](spvjit.tensor(a), spvjit.tensor(b), c, K, BM=BM, BN=BN, BK=BK)
+    np.testing.assert_array_equal(c.numpy(), a.astype(np.int32) @ b.astype(np.int32))     # exact
+
+
+@spvjit.kernel
+def kloop_matmul_plus_equals(a_ptr, b_ptr, c_ptr, K, BM: sl.constexpr, BN: sl.constexpr, BK: sl.constexpr):
+    # the older tutorial form: acc += dot(a, b)
+    rm = sl.arange(0, BM)
+    rn = sl.arange(0, BN)
+    rk = sl.arange(0, BK)
+    acc = sl.zeros((BM, BN), dtype=sl.float32)
+    for k in range(0, K, BK):
+        a = sl.load(a_ptr + rm[:, None] * K + (k + rk)[None, :])
+        b = sl.load(b_ptr + (k + rk)[:, None] * BN + rn[None, :])
+        acc += sl.dot(a, b)
+    sl.store(c_ptr + rm[:, None] * BN + rn[None, :], acc)
+
+
+def test_plus_equals_dot_folds_into_the_accumulator(monkeypatch):
+    from spvjit.ir.passes import run_passes
+    from spvjit.ir.printer import print_kernel
+    monkeypatch.delenv("SPVJIT_DISABLE_COOPMAT", raising=False)
+    a = spvjit.empty((32, 64), np.float16)
+    c = spvjit.empty((32, 32), np.float32)
+    ir = run_passes(kloop_matmul_plus_equals.ir_module(a, a, c, 64, BM=32, BN=32, BK=32))
+    text = print_kernel(ir)
+    assert text.count(" dot ") == 1, text
+    assert not [line for line in text.splitlines() if " add " in line and "32x32xf32" in line], text
+    ck = compile_kernel(ir, nvidia_like(), num_warps=1)
+    validate(ck.spirv, target_env="vulkan1.3")
+    _, coop_types, phi_types = _coop_types_and_phis(ck.spirv)
+    assert sum(t in coop_types for t in phi_types) == 4      # 32x32 in 16x16 tiles
+
+
+def test_plus_equals_dot_matches_numpy_on_every_device():
+    # the rewritten kernel, wherever it runs (coopmat or not), against numpy
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((16, 48)).astype(np.float16)
+    b = rng.standard_normal((48, 16)).astype(np.float16)
+    c = spvjit.zeros((16, 16), np.float32)
+    kloop_matmul_plus_equals[(1,)](spvjit.tensor(a), spvjit.tensor(b), c, 48, BM=16, BN=16, BK=16)
+    # f16 products are exact in f32; 48 f32 adds of terms ~1 stay within 1e-4
+    np.testing.assert_allclose(c.numpy(), a.astype(np.float64) @ b.astype(np.float64), atol=1e-4, rtol=1e-4)

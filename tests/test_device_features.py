@@ -7,7 +7,7 @@ import pytest
 import spvjit
 import spvjit.language as sl
 from spvjit.codegen.compiler import compile_kernel
-from spvjit.launch import check_device_support
+from spvjit.compiler import check_device_support
 from spvjit.runtime import get_device
 
 

@@ -36,7 +36,7 @@ atexit.register(shutil.rmtree, _DIR, True)
 _MODULES: dict[str, object] = {}
 
 # 50 examples per test keep this file near 20 s on a 2-core machine; SPVJIT_DIFF_EXAMPLES=500 digs deeper
-SETTINGS = settings(max_examples=int(os.environ.get("SPVJIT_DIFF_EXAMPLES", 50)), deadline=None, print_blob=False,
+SETTINGS = settings(max_examples=spvjit.knobs.get("SPVJIT_DIFF_EXAMPLES"), deadline=None, print_blob=False,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # name: (numpy dtype of the tensors, kernel dtype).  There are no bf16 tensors (numpy has no

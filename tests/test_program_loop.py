@@ -59,11 +59,10 @@ def test_every_program_runs_once(progs):
 def test_programs_per_workgroup_follow_the_grid(monkeypatch):
     loop = launch.CompiledKernel("k", b"", 8, [], [], 0, 0, frozenset(), True)
     plain = dataclasses.replace(loop, program_loop=False)
-    monkeypatch.delenv("SPVJIT_PROGRAMS_PER_WORKGROUP", raising=False)
-    monkeypatch.setattr(launch, "MAX_PROGRAMS_PER_WORKGROUP", 16)
+    monkeypatch.setenv("SPVJIT_PROGRAMS_PER_WORKGROUP", "16")
     assert launch.programs_per_workgroup(plain, 100_000) == 1
     assert launch.programs_per_workgroup(loop, 3) == 1             # tiny grids keep every thread busy
-    assert 1 < launch.programs_per_workgroup(loop, 100_000) <= launch.MAX_PROGRAMS_PER_WORKGROUP
+    assert 1 < launch.programs_per_workgroup(loop, 100_000) <= 16
 
 
 def test_split_grid_with_program_loop(monkeypatch):
@@ -119,5 +118,5 @@ def test_wide_stores_write_the_right_words(dt, n):
 def test_bad_programs_per_workgroup_setting_is_named(monkeypatch, bad):
     monkeypatch.setenv("SPVJIT_PROGRAMS_PER_WORKGROUP", bad)
     loop = launch.CompiledKernel("k", b"", 8, [], [], 0, 0, frozenset(), True)
-    with pytest.raises(spvjit.LaunchError, match="SPVJIT_PROGRAMS_PER_WORKGROUP must be a positive integer"):
+    with pytest.raises(spvjit.LaunchError, match="SPVJIT_PROGRAMS_PER_WORKGROUP=.*expected an integer >= 1"):
         launch.programs_per_workgroup(loop, 1000)

@@ -10,11 +10,11 @@ are skipped, not fatal.  SPVJIT_PRINT_AUTOTUNING=1 prints the choice.
 """
 from __future__ import annotations
 
-import os
 import sys
 
-from ..frontend.errors import CompilationError
-from ..jit import JITFunction, LaunchError
+from .. import knobs
+from ..errors import CompilationError, DeviceError, LaunchError
+from ..jit import JITFunction
 from . import store
 from .config import Config
 
@@ -39,7 +39,7 @@ class Autotuner:
         self.warmup, self.rep = warmup, rep
         self.cache: dict[str, Config] = {}
         self.timings: dict[str, dict] = {}
-        self._store_path = None
+        self._store_name = None
         self.best_config: Config | None = None      # the config of the latest launch, as in Triton
         self.pre_hook, self.post_hook = pre_hook, post_hook   # Triton's autotune(pre_hook=, post_hook=)
 
@@ -95,9 +95,9 @@ class Autotuner:
         cfg = self.cache.get(key)
         if cfg is None:
             caps = get_device().caps
-            if self._store_path is None:
-                self._store_path = store.store_path(self.fn, caps)
-            saved = store.load(self._store_path).get(key)
+            if self._store_name is None:
+                self._store_name = store.entry_name(self.fn, caps)
+            saved = store.load(self._store_name).get(key)
             if saved is not None:
                 try:
                     cfg = Config.from_json(saved["config"])
@@ -110,7 +110,6 @@ class Autotuner:
         self._launch(cfg, grid, args, kwargs)
 
     def _tune(self, key, bound, grid, args, kwargs) -> Config:
-        from ..runtime import DeviceError
         from ..testing import do_bench
         timings = {}
         zero = [bound[n] for n in self.reset_to_zero if n in bound]
@@ -127,7 +126,7 @@ class Autotuner:
             except (CompilationError, DeviceError) as e:
                 timings[cfg] = None     # the device cannot run this config: skip it
                 errors[cfg] = e
-                if os.environ.get("SPVJIT_PRINT_AUTOTUNING"):
+                if knobs.get("SPVJIT_PRINT_AUTOTUNING"):
                     print(f"autotune {self.__name__} [{key}]: skipped {cfg}: {str(e).splitlines()[0]}",
                           file=sys.stderr)
         ok = {c: t for c, t in timings.items() if t is not None}
@@ -141,11 +140,11 @@ class Autotuner:
         self.timings[key] = {repr(c): t for c, t in timings.items()}
         for t in zero:
             t.copy_from(0)
-        data = store.load(self._store_path)
+        data = store.load(self._store_name)
         data[key] = {"config": best.to_json(), "ms": ok[best],
                      "timings": {repr(c): t for c, t in timings.items()}}
-        store.save(self._store_path, data)
-        if os.environ.get("SPVJIT_PRINT_AUTOTUNING"):
+        store.save(self._store_name, data)
+        if knobs.get("SPVJIT_PRINT_AUTOTUNING"):
             table = ", ".join(f"[{c}] {'-' if t is None else f'{t:.3f} ms'}" for c, t in timings.items())
             print(f"autotune {self.__name__} [{key}]: best {best} ({ok[best]:.3f} ms); {table}", file=sys.stderr)
         return best

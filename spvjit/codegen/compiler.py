@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir.core import KernelIR
-from . import axis_info, subgroup
+from . import axis_info, coopmat, subgroup
 from .emitter import Emitter
 from .layout import choose_workgroup, regs
 from .lower import LoweringError, Lowerer, LV
@@ -144,6 +144,7 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     lw = Lowerer(em, kernel, w, mem, lane, subgroup.available(caps, w))
     lw.axis = axis_info.analyze(kernel, param_div or {})
     lw.caps = caps
+    lw.coop_plan = coopmat.Plan(kernel, caps, w)
     lw.notes = notes
     for p in ptr_params:
         lw.env[id(p.value)] = LV([em.ci(0)], True, ptr_params.index(p))

@@ -1,46 +1,123 @@
 """`dot` on cooperative matrices (VK_KHR_cooperative_matrix), where the device has them.
 
-The operand tiles are staged in shared memory in row-major order, each
-subgroup multiplies the output sub-tiles assigned to it with
-OpCooperativeMatrixMulAddKHR, and the result returns to the blocked layout
-through shared memory.  Chosen only when the device reports a configuration
-(M, N, K granules, A/B/C/result types, subgroup scope) that tiles the dot
-exactly; SPVJIT_DISABLE_COOPMAT=1 turns it off.
+Chosen only when the device reports a configuration (M, N, K granules, A/B/C/result types,
+subgroup scope) that tiles the dot exactly; SPVJIT_DISABLE_COOPMAT=1 turns it off.
+
+Matrix layout of an M x N accumulator: T = (M/m)*(N/n) tiles of m x n; with S subgroups in
+the workgroup, subgroup s owns tiles s, s+S, s+2S, ... (T % S == 0), so such a value is T/S
+cooperative-matrix ids per invocation, uniform within each subgroup.  A value stays in this
+layout while only coopmat-aware ops use it: the accumulator operand of another coopmat `dot`,
+and the carried values of a `for` loop whose body yields a coopmat `dot` result.  So a K loop
+`acc = sl.dot(a, b, acc)` keeps `acc` in matrix registers across iterations; the value is
+converted to the blocked layout (through shared memory) once, where the program uses it
+elementwise or stores it.  A and B are staged through shared memory in row-major order.
 """
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 
+from .. import knobs
 from ..ir import types as T
-from .lower import LV
+from .values import LV
 
 ROW_MAJOR = 0
+# IR dtype of A/B -> the cooperative-matrix component type name the device reports
+_OPERAND_TYPES = {"f16": "f16", "i8": "i8", "u8": "u8"}
+
+
+@dataclass
+class CoopValue:
+    """A value in matrix layout: this subgroup's tiles, in the order of `Plan.owned`."""
+    cfg: object
+    tile_type: int
+    ids: list[int]
 
 
 def find_config(caps, w: int, a_t, b_t, c_t):
-    if os.environ.get("SPVJIT_DISABLE_COOPMAT", "0") not in ("", "0"):
+    if knobs.get("SPVJIT_DISABLE_COOPMAT"):
         return None
     M, K = a_t.shape
     N = b_t.shape[1]
     sg = getattr(caps, "subgroup_size", 0) or 0
     if not sg or w % sg:
         return None                       # every subgroup must be full
-    shared = 2 * (M * K + K * N) + 4 * M * N
+    in_name = _OPERAND_TYPES.get(a_t.elem.name)
+    if in_name is None or b_t.elem.name != a_t.elem.name:
+        return None
+    in_bytes = a_t.elem.bits // 8
+    shared = in_bytes * (M * K + K * N) + 4 * M * N
     if shared > getattr(caps, "max_shared_memory", 0) // 2:
         return None
     best = None
     for c in getattr(caps, "cooperative_matrix", ()) or ():
         if c.scope != "subgroup" or c.saturating:
             continue
-        if (c.a_type, c.b_type) != (a_t.elem.name, b_t.elem.name) or a_t.elem.name != "f16":
+        if (c.a_type, c.b_type) != (in_name, in_name):
             continue
         if c.c_type != c_t.elem.name or c.result_type != c_t.elem.name:
             continue
         if M % c.m or N % c.n or K % c.k:
             continue
+        tiles = (M // c.m) * (N // c.n)
+        if tiles % (w // sg):
+            continue                      # every subgroup owns the same number of tiles
         if best is None or c.m * c.n * c.k > best.m * best.n * best.k:
             best = c
     return best
+
+
+class Plan:
+    """Which values of a kernel live in matrix layout, and which of them also need the
+    blocked layout (some use is not coopmat-aware)."""
+
+    def __init__(self, kernel, caps, w: int):
+        self.dots: dict[int, object] = {}          # id(dot op) -> config
+        self.carried: dict[int, dict] = {}         # id(for op) -> {position: config}
+        self.matrix: dict[int, object] = {}        # id(value) -> config
+        self.loop_of_yield: dict[int, object] = {}  # id(yield op) -> its for op
+        if caps is None:
+            return
+        for op in kernel.walk():
+            if op.name == "dot":
+                cfg = find_config(caps, w, *(v.type for v in op.operands))
+                if cfg is not None:
+                    self.dots[id(op)] = cfg
+                    self.matrix[id(op.result)] = cfg
+        for op in kernel.walk():
+            if op.name != "for" or op.regions[0].terminator is None:
+                continue
+            body = op.regions[0]
+            term = body.terminator
+            if term.name != "yield":
+                continue
+            positions = {}
+            for p, y in enumerate(term.operands):
+                owner = y.owner
+                if owner is not None and id(owner) in self.dots and y.type == op.results[p].type:
+                    positions[p] = self.dots[id(owner)]
+                    self.matrix[id(op.results[p])] = positions[p]
+                    self.matrix[id(body.args[1 + p])] = positions[p]
+            if positions:
+                self.carried[id(op)] = positions
+                self.loop_of_yield[id(term)] = op
+        self.blocked_uses: set[int] = set()        # values with a use that needs registers
+        for op in kernel.walk():
+            for i, v in enumerate(op.operands):
+                if id(v) in self.matrix and not self._matrix_use(op, i, v):
+                    self.blocked_uses.add(id(v))
+
+    def _matrix_use(self, op, i: int, v) -> bool:
+        cfg = self.matrix[id(v)]
+        if op.name == "dot":
+            return i == 2 and self.dots.get(id(op)) == cfg
+        if op.name == "for":
+            return self.carried.get(id(op), {}).get(i - 3) == cfg
+        if op.name == "yield" and id(op) in self.loop_of_yield:
+            return self.carried[id(self.loop_of_yield[id(op)])].get(i) == cfg
+        return False
+
+    def needs_blocked(self, value) -> bool:
+        return id(value) in self.blocked_uses
 
 
 def _enable(em):
@@ -55,7 +132,7 @@ def _enable(em):
 
 
 def _shared_array(mem, name: str, elem_type: int, count: int) -> int:
-    key = ("coop_shared", name, count)
+    key = ("coop_shared", name, elem_type, count)
     if key not in mem._cache:
         b = mem.em.b
         var = b.variable(b.type_pointer("Workgroup", b.type_array(elem_type, count)), "Workgroup")
@@ -64,71 +141,135 @@ def _shared_array(mem, name: str, elem_type: int, count: int) -> int:
     return mem._cache[key]
 
 
-def lower_dot_coopmat(lw, op, cfg, subgroup_size: int):
-    em, mem, W = lw.em, lw.mem, lw.W
+class _Tiles:
+    """The tiles of an M x N matrix-layout value that this invocation's subgroup owns."""
+
+    def __init__(self, lw, cfg, M: int, N: int, subgroup_size: int):
+        em = lw.em
+        self.cfg, self.M, self.N = cfg, M, N
+        n_sub = lw.W // subgroup_size
+        count = (M // cfg.m) * (N // cfg.n)
+        self.cols = N // cfg.n
+        if n_sub == 1:
+            self.index = [em.ci(t) for t in range(count)]
+        else:       # uniform per subgroup: tile s + j*S
+            sgid = em.op("OpSDiv", em.i32, lw.lane, em.ci(subgroup_size))
+            self.index = [em.iadd(sgid, em.ci(j * n_sub)) for j in range(count // n_sub)]
+
+    def row_col(self, em, t):
+        """(first row, first column) of tile t, as i32 ids."""
+        ti = em.op("OpSDiv", em.i32, t, em.ci(self.cols))
+        tj = em.op("OpSMod", em.i32, t, em.ci(self.cols))
+        return em.imul(ti, em.ci(self.cfg.m)), em.imul(tj, em.ci(self.cfg.n))
+
+
+def tile_type(em, cfg, elem: T.DType) -> int:
+    return em.b.type_cooperative_matrix_khr(em.type_of(elem), "Subgroup", cfg.m, cfg.n,
+                                            "MatrixAccumulatorKHR")
+
+
+def _stage(lw, var, ptr_t, numel, regs, src_dt, dst_dt, dst_type):
+    """Write a blocked tile into a row-major shared array (lanes past the end write nothing)."""
+    em = lw.em
+    for q, reg in enumerate(regs):
+        valid = lw.valid(numel, q)
+        idx = lw.flat(q, numel)
+        if valid is not None:       # lanes past the end park their write on element 0
+            idx = em.select(em.i32, valid, idx, em.ci(0))
+        value = lw.convert(reg, src_dt, dst_dt)
+        if valid is not None:
+            cur = em.op("OpLoad", dst_type, em.op("OpAccessChain", ptr_t, var, idx))
+            value = em.select(dst_type, valid, value, cur)
+        em.op("OpStore", None, em.op("OpAccessChain", ptr_t, var, idx), value)
+
+
+def to_matrix(lw, lv: LV, ty: T.TileType, cfg, subgroup_size: int) -> CoopValue:
+    """A blocked (or splat) M x N value in matrix layout."""
+    em, mem = lw.em, lw.mem
     _enable(em)
-    a_t, b_t, c_t = (v.type for v in op.operands)
-    M, K = a_t.shape
-    N = b_t.shape[1]
-    a, b, acc = (lw.get(v) for v in op.operands)
-    out_dt = c_t.elem
-    f16, ct = em.type_of(T.f16), em.type_of(out_dt)
-    a_sh = _shared_array(mem, "coop_a", f16, M * K)
-    b_sh = _shared_array(mem, "coop_b", f16, K * N)
+    M, N = ty.shape
+    elem = ty.elem
+    tc = tile_type(em, cfg, elem)
+    if lv.coop is not None and lv.coop.cfg == cfg:
+        return lv.coop
+    tiles = _Tiles(lw, cfg, M, N, subgroup_size)
+    if len(set(lv.regs)) == 1:          # a splat (sl.zeros, sl.full): every element the same
+        return CoopValue(cfg, tc, [em.op("OpCompositeConstruct", tc, lv.regs[0]) for _ in tiles.index])
+    ct = em.type_of(elem)
     c_sh = _shared_array(mem, "coop_c", ct, M * N)
-    p16, pc = em.b.type_pointer("Workgroup", f16), em.b.type_pointer("Workgroup", ct)
-
-    def put(var, ptr_t, numel, regs, src_dt, dst_dt, dst_type):
-        for q, reg in enumerate(regs):
-            valid = lw.valid(numel, q)
-            idx = lw.flat(q, numel)
-            if valid is not None:       # lanes past the end park their write on element 0
-                idx = em.select(em.i32, valid, idx, em.ci(0))
-            value = lw.convert(reg, src_dt, dst_dt)
-            if valid is not None:
-                cur = em.op("OpLoad", dst_type, em.op("OpAccessChain", ptr_t, var, idx))
-                value = em.select(dst_type, valid, value, cur)
-            em.op("OpStore", None, em.op("OpAccessChain", ptr_t, var, idx), value)
-
+    pc = em.b.type_pointer("Workgroup", ct)
     em.barrier()
-    put(a_sh, p16, M * K, a.regs, a_t.elem, T.f16, f16)
-    put(b_sh, p16, K * N, b.regs, b_t.elem, T.f16, f16)
-    put(c_sh, pc, M * N, acc.regs, out_dt, out_dt, ct)
+    _stage(lw, c_sh, pc, M * N, lv.regs, elem, elem, ct)
     em.barrier()
+    ids = []
+    for t in tiles.index:
+        r0, c0 = tiles.row_col(em, t)
+        ptr = em.op("OpAccessChain", pc, c_sh, em.iadd(em.imul(r0, em.ci(N)), c0))
+        ids.append(em.op("OpCooperativeMatrixLoadKHR", tc, ptr, em.cu(ROW_MAJOR), em.cu(N)))
+    return CoopValue(cfg, tc, ids)
 
-    ta = em.b.type_cooperative_matrix_khr(f16, "Subgroup", cfg.m, cfg.k, "MatrixAKHR")
-    tb = em.b.type_cooperative_matrix_khr(f16, "Subgroup", cfg.k, cfg.n, "MatrixBKHR")
-    tc = em.b.type_cooperative_matrix_khr(ct, "Subgroup", cfg.m, cfg.n, "MatrixAccumulatorKHR")
-    layout = em.cu(ROW_MAJOR)
-    n_sub = W // subgroup_size
-    sgid = em.op("OpSDiv", em.i32, lw.lane, em.ci(subgroup_size)) if n_sub > 1 else None
 
-    def tile(ti, tj):
-        c_ptr = em.op("OpAccessChain", pc, c_sh, em.ci(ti * cfg.m * N + tj * cfg.n))
-        c = em.op("OpCooperativeMatrixLoadKHR", tc, c_ptr, layout, em.cu(N))
-        for tk in range(K // cfg.k):
-            a_ptr = em.op("OpAccessChain", p16, a_sh, em.ci(ti * cfg.m * K + tk * cfg.k))
-            b_ptr = em.op("OpAccessChain", p16, b_sh, em.ci(tk * cfg.k * N + tj * cfg.n))
-            am = em.op("OpCooperativeMatrixLoadKHR", ta, a_ptr, layout, em.cu(K))
-            bm = em.op("OpCooperativeMatrixLoadKHR", tb, b_ptr, layout, em.cu(N))
-            c = em.op("OpCooperativeMatrixMulAddKHR", tc, am, bm, c)
-        em.op("OpCooperativeMatrixStoreKHR", None, c_ptr, c, layout, em.cu(N))
-
-    t = 0
-    for ti in range(M // cfg.m):
-        for tj in range(N // cfg.n):
-            if sgid is None:
-                tile(ti, tj)
-            else:   # output tiles go round-robin to subgroups; the branch is uniform per subgroup
-                with em.if_then(em.op("OpIEqual", em.bool, sgid, em.ci(t % n_sub))):
-                    tile(ti, tj)
-            t += 1
+def to_blocked(lw, cv: CoopValue, ty: T.TileType, subgroup_size: int) -> list[int]:
+    """This lane's registers of a matrix-layout value (through shared memory)."""
+    em, mem = lw.em, lw.mem
+    M, N = ty.shape
+    ct = em.type_of(ty.elem)
+    c_sh = _shared_array(mem, "coop_c", ct, M * N)
+    pc = em.b.type_pointer("Workgroup", ct)
+    tiles = _Tiles(lw, cv.cfg, M, N, subgroup_size)
+    em.barrier()
+    for t, c in zip(tiles.index, cv.ids):
+        r0, c0 = tiles.row_col(em, t)
+        ptr = em.op("OpAccessChain", pc, c_sh, em.iadd(em.imul(r0, em.ci(N)), c0))
+        em.op("OpCooperativeMatrixStoreKHR", None, ptr, c, em.cu(ROW_MAJOR), em.cu(N))
     em.barrier()
     out = []
-    for r in range(len(acc.regs)):
+    for r in range(lw.nregs(ty)):
         valid = lw.valid(M * N, r)
         idx = lw.flat(r, M * N)
         if valid is not None:
             idx = em.select(em.i32, valid, idx, em.ci(0))
         out.append(em.op("OpLoad", ct, em.op("OpAccessChain", pc, c_sh, idx)))
-    lw.bind(op, LV(out, False))
+    return out
+
+
+def lower_dot_coopmat(lw, op, cfg, subgroup_size: int):
+    em, mem = lw.em, lw.mem
+    _enable(em)
+    a_t, b_t, c_t = (v.type for v in op.operands)
+    M, K = a_t.shape
+    N = b_t.shape[1]
+    a, b = lw.get(op.operands[0]), lw.get(op.operands[1])
+    acc = to_matrix(lw, lw.get(op.operands[2]), c_t, cfg, subgroup_size)
+    in_dt = a_t.elem
+    it = em.type_of(in_dt)
+    a_sh = _shared_array(mem, "coop_a", it, M * K)
+    b_sh = _shared_array(mem, "coop_b", it, K * N)
+    pin = em.b.type_pointer("Workgroup", it)
+    em.barrier()
+    _stage(lw, a_sh, pin, M * K, a.regs, in_dt, in_dt, it)
+    _stage(lw, b_sh, pin, K * N, b.regs, in_dt, in_dt, it)
+    em.barrier()
+
+    ta = em.b.type_cooperative_matrix_khr(it, "Subgroup", cfg.m, cfg.k, "MatrixAKHR")
+    tb = em.b.type_cooperative_matrix_khr(it, "Subgroup", cfg.k, cfg.n, "MatrixBKHR")
+    layout = em.cu(ROW_MAJOR)
+    tiles = _Tiles(lw, cfg, M, N, subgroup_size)
+    # signed operands must say so: the component types alone do not carry signedness
+    operands = ["MatrixASignedComponentsKHR|MatrixBSignedComponentsKHR|MatrixCSignedComponentsKHR|"
+                "MatrixResultSignedComponentsKHR"] if in_dt.name == "i8" else []
+    out = []
+    for t, c in zip(tiles.index, acc.ids):
+        r0, c0 = tiles.row_col(em, t)
+        for tk in range(K // cfg.k):
+            a_off = em.iadd(em.imul(r0, em.ci(K)), em.ci(tk * cfg.k))
+            b_off = em.iadd(em.ci(tk * cfg.k * N), c0)
+            am = em.op("OpCooperativeMatrixLoadKHR", ta, em.op("OpAccessChain", pin, a_sh, a_off), layout,
+                       em.cu(K))
+            bm = em.op("OpCooperativeMatrixLoadKHR", tb, em.op("OpAccessChain", pin, b_sh, b_off), layout,
+                       em.cu(N))
+            c = em.op("OpCooperativeMatrixMulAddKHR", acc.tile_type, am, bm, c, *operands)
+        out.append(c)
+    cv = CoopValue(cfg, acc.tile_type, out)
+    regs = to_blocked(lw, cv, c_t, subgroup_size) if lw.coop_plan.needs_blocked(op.result) else None
+    lw.bind(op, LV(regs, False, coop=cv))

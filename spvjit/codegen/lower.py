@@ -7,24 +7,14 @@ memory.py / reduce.py for the ops that touch buffers or move data.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 
 from ..ir import types as T
 from ..ir.core import Block, KernelIR, Operation
 from .emitter import Emitter
 from .layout import IndexMap, broadcast_map, identity_map, regs, trans_map, vec_width
-
-
-class LoweringError(Exception):
-    """The IR is valid but this lowering cannot express it (message names the source line)."""
-
-
-@dataclass
-class LV:
-    """A lowered value: uniform (scalar) or blocked registers; pointers carry their binding."""
-    regs: list[int]
-    uniform: bool
-    binding: int | None = None
+from . import coopmat
+from .reduce import lower_dot, lower_reduce
+from .values import LV, LoweringError
 
 
 _FBIN = {"add": "OpFAdd", "sub": "OpFSub", "mul": "OpFMul", "truediv": "OpFDiv"}
@@ -57,6 +47,7 @@ class Lowerer:
         self.lane_x4 = em.imul(lane, em.ci(4))   # in the entry block: dominates every use
         self.axis = {}             # axis_info.analyze(): contiguity facts for vector loads
         self.caps = None           # device capabilities (cooperative-matrix configurations, ...)
+        self.coop_plan = coopmat.Plan(kernel, None, w)   # values in matrix layout (set by compiler)
         self.notes = None          # id(op) -> lowering choices, when a lowered dump is wanted
         self.current_op = None
         self.env: dict[int, LV] = {}
@@ -370,11 +361,9 @@ class Lowerer:
         self.mem.lower_atomic(self, op)
 
     def op_reduce(self, op):
-        from .reduce import lower_reduce
         lower_reduce(self, op)
 
     def op_dot(self, op):
-        from .reduce import lower_dot
         lower_dot(self, op)
 
     # ---- control flow --------------------------------------------------------------------
@@ -414,6 +403,17 @@ class Lowerer:
         lb, ub, step = (self.get(v).regs[0] for v in op.operands[:3])
         inits = [self.get(v) for v in op.operands[3:]]
         body = op.regions[0]
+        matrix = self.coop_plan.carried.get(id(op), {})     # positions carried as cooperative matrices
+        sg_size = getattr(self.caps, "subgroup_size", 0)
+        init_ids, types = [], []
+        for p, (v, lv) in enumerate(zip(op.results, inits)):
+            if p in matrix:
+                cv = coopmat.to_matrix(self, lv, v.type, matrix[p], sg_size)
+                init_ids.append(cv.ids)
+                types.append(cv.tile_type)
+            else:
+                init_ids.append(lv.regs)
+                types.append(self.value_types(v.type))
         header, body_l, cont, merge = (em.b.new_id() for _ in range(4))
         pre = em.b.current_label
         em.op("OpBranch", None, header)
@@ -421,11 +421,10 @@ class Lowerer:
         iv, iv_next = em.b.new_id(), em.b.new_id()
         em.b.emit_with_id("OpPhi", em.i32, iv, lb, pre, iv_next, cont)
         phis, nexts = [], []
-        for v, lv in zip(op.results, inits):
-            t = self.value_types(v.type)
-            ids = [em.b.new_id() for _ in lv.regs]
-            nxt = [em.b.new_id() for _ in lv.regs]
-            for pid_, init, n in zip(ids, lv.regs, nxt):
+        for t, ids_in in zip(types, init_ids):
+            ids = [em.b.new_id() for _ in ids_in]
+            nxt = [em.b.new_id() for _ in ids_in]
+            for pid_, init, n in zip(ids, ids_in, nxt):
                 em.b.emit_with_id("OpPhi", t, pid_, init, pre, n, cont)
             phis.append(ids)
             nexts.append(nxt)
@@ -439,28 +438,40 @@ class Lowerer:
         em.op("OpBranchConditional", None, cond, body_l, merge)
         em.b.label(body_l)
         self.env[id(body.args[0])] = LV([iv], True)
-        carried = [LV(ids, v.type.is_scalar, lv.binding) for ids, v, lv in zip(phis, op.results, inits)]
-        for arg, lv in zip(body.args[1:], carried):
+
+        def carried_values(block_label_values, values):
+            out = []
+            for p, (ids, v, lv) in enumerate(zip(block_label_values, values, inits)):
+                if p in matrix:
+                    cv = coopmat.CoopValue(matrix[p], types[p], ids)
+                    regs = (coopmat.to_blocked(self, cv, v.type, sg_size)
+                            if self.coop_plan.needs_blocked(v) else None)
+                    out.append(LV(regs, False, coop=cv))
+                else:
+                    out.append(LV(ids, v.type.is_scalar, lv.binding))
+            return out
+
+        for arg, lv in zip(body.args[1:], carried_values(phis, body.args[1:])):
             self.env[id(arg)] = lv
         self._valid_scope_push()
         self.lower_block(body)
-        yielded = carried                      # an unreachable back edge feeds the phis themselves
+        yielded = phis                      # an unreachable back edge feeds the phis themselves
         if not em.terminated:
-            yielded = [self.get(v) for v in body.terminator.operands]
-            self._check_pointer_bindings(yielded, inits)
+            lvs = [self.get(v) for v in body.terminator.operands]
+            self._check_pointer_bindings(lvs, inits)
+            yielded = [lv.coop.ids if p in matrix else lv.regs for p, lv in enumerate(lvs)]
             em.op("OpBranch", None, cont)
         self._valid_scope_pop()
         em.b.label(cont)
         em.terminated = False
         # OpCopyObject gives each back-edge value the id the phis were promised
-        for v, nxt, lv in zip(op.results, nexts, yielded):
-            t = self.value_types(v.type)
-            for n, reg in zip(nxt, lv.regs):
+        for t, nxt, regs in zip(types, nexts, yielded):
+            for n, reg in zip(nxt, regs):
                 em.b.emit_with_id("OpCopyObject", t, n, reg)
         em.b.emit_with_id("OpIAdd", em.i32, iv_next, iv, step)
         em.op("OpBranch", None, header)
         em.b.label(merge)
-        self.bind(op, *carried)
+        self.bind(op, *carried_values(phis, op.results))
 
     def op_if(self, op):
         em = self.em

@@ -17,7 +17,9 @@ import numpy as np
 
 from ..ir import types as T
 from .emitter import SCOPE_DEVICE, Emitter
-from .layout import IndexMap
+from . import subgroup
+from .layout import IndexMap, flat_np, lane_np, reg_np
+from .values import LV
 
 PUSH_HEADER_WORDS = 7
 PROGRAMS_WORD = 6
@@ -390,7 +392,6 @@ class Memory:
                         fill = other.regs[r + i] if other is not None else em.const(dt, 0)
                         v = em.select(rt, pred, v, fill)
                     out.append(v)
-            from .lower import LV
             lw.bind(op, LV(out, False))
             return
         for r, off in enumerate(ptr.regs):
@@ -401,7 +402,6 @@ class Memory:
                 fill = other.regs[r] if other is not None else em.const(dt, 0)
                 v = em.select(rt, pred, v, fill)
             out.append(v)
-        from .lower import LV
         lw.bind(op, LV(out, ptr_t.is_scalar))
 
     def _uniform_guard(self, lw, ptr_t, pred):
@@ -457,7 +457,6 @@ class Memory:
                 with em.if_then(pred):
                     em.store_var(result, self._atomic_one(bd, dt, kind, off, v))
             out.append(em.load_var(rt, result))
-        from .lower import LV
         if ptr_t.is_scalar:
             # the old value lives in lane 0; every lane must see it
             out = self.exchange(lw, out, 1, 1, IndexMap(()), dt, to_uniform=True)
@@ -536,7 +535,6 @@ class Memory:
     def exchange(self, lw, src_regs, src_numel, dst_numel, m: IndexMap, dt: T.DType,
                  to_uniform: bool = False) -> list[int]:
         """Registers of the destination tile, where dest flat f takes source flat m(f)."""
-        from .layout import flat_np, lane_np, reg_np
         W = lw.W
         v_src, v_dst = lw.vec(src_numel), lw.vec(dst_numel)
         n_dst = 1 if to_uniform else max(1, -(-dst_numel // W))
@@ -579,8 +577,6 @@ class Memory:
 
     def _exchange_subgroup(self, lw, src_regs, src_numel, dst_numel, m: IndexMap, dt, plan, to_uniform):
         """The workgroup is one subgroup: broadcasts for elements every lane wants, shuffles else."""
-        from . import subgroup
-        from .layout import flat_np, lane_np, reg_np
         em, W = self.em, lw.W
         v_src, v_dst = lw.vec(src_numel), lw.vec(dst_numel)
         lanes = np.arange(W)

@@ -9,8 +9,9 @@ replaces these with subgroup and register-blocked forms where they win.
 from __future__ import annotations
 
 from ..ir import types as T
-from .layout import reduce_base_map
-from .lower import LV
+from . import coopmat, subgroup
+from .layout import flat_np, lane_np, reduce_base_map, reg_np
+from .values import LV
 
 
 def _identity(em, kind: str, dt: T.DType) -> int:
@@ -109,7 +110,6 @@ def _reduce_full(lw, op, src, numel, kind, dt):
 
 def _subgroup_finish(lw, c, kind, dt, acc, acc_i):
     """Per-lane partials -> one uniform result with subgroup reductions (no shared memory)."""
-    from . import subgroup
     em = lw.em
     if kind == "sum":
         return subgroup.reduce(lw, "sum", dt, acc), None
@@ -127,7 +127,6 @@ def _local_plan(lw, base_map, kstride, K, dst_numel, n_dst):
     """For each dest register: the source register of each k if every lane owns its own
     elements (no data movement at all), else None."""
     import numpy as np
-    from .layout import flat_np, lane_np, reg_np
     W = lw.W
     v_dst, v_src = lw.vec(dst_numel), lw.vec(dst_numel * K)
     lanes = np.arange(W)
@@ -191,8 +190,7 @@ def _reduce_axis(lw, op, src, shape, axis, kind, dt):
 
 
 def lower_dot(lw, op):
-    from . import coopmat
-    cfg = coopmat.find_config(lw.caps, lw.W, *(v.type for v in op.operands)) if lw.caps else None
+    cfg = lw.coop_plan.dots.get(id(op))
     if cfg is not None:
         lw.note(op, f"cooperative matrix {cfg.m}x{cfg.n}x{cfg.k} {cfg.a_type}->{cfg.result_type}")
         coopmat.lower_dot_coopmat(lw, op, cfg, lw.caps.subgroup_size)
@@ -249,7 +247,6 @@ def _reduce_rows_subgroup(lw, op, src, K, kind, dt, c, dst_numel):
     """Reduce the last axis when each row spans whole subgroup-widths: lane-local folds,
     one subgroup reduction per row, then each lane picks the rows it owns."""
     import numpy as np
-    from .layout import flat_np, reg_np
     em, W = lw.em, lw.W
     want_idx = kind in ("argmax", "argmin")
     src_numel = dst_numel * K
@@ -284,8 +281,6 @@ def _dot_subgroup(lw, op) -> bool:
     elements: A[i, k], which every lane of a C row needs, arrives by subgroup broadcast
     (the lavapipe-friendly form: register blocks per lane, operands handed out by lane)."""
     import numpy as np
-    from . import subgroup
-    from .layout import flat_np, lane_np, reg_np
     em, W = lw.em, lw.W
     a_t, b_t, c_t = (v.type for v in op.operands)
     M, K = a_t.shape

@@ -19,6 +19,7 @@ from ..ir.core import Block, Builder
 from ..language import builtins as lang_builtins
 from ..language.core import constexpr, tensor
 from .errors import CompilationError, SemanticError
+from .kernel_function import KernelFunction
 from .semantic import is_number, promote, unwrap
 from .source import FunctionSource
 
@@ -416,10 +417,9 @@ class KernelCodegen(ast.NodeVisitor):
         raise self.err(f"name '{name}' is not defined", node)
 
     def check_global(self, name, value, node):
-        from ..jit import JITFunction
         if isinstance(value, constexpr):
             return value.value
-        if isinstance(value, (pytypes.ModuleType, JITFunction, T.DType, type)) or value is None:
+        if isinstance(value, (pytypes.ModuleType, KernelFunction, T.DType, type)) or value is None:
             return value
         if callable(value) and getattr(value, "__module__", "").startswith("spvjit.language"):
             return value
@@ -514,11 +514,10 @@ class KernelCodegen(ast.NodeVisitor):
         return self.sem.where(cond, self.eval(node.body), self.eval(node.orelse))
 
     def eval_Call(self, node):
-        from ..jit import JITFunction
         fn = self.eval(node.func)
         args = [self.eval(a) for a in node.args]
         kwargs = {k.arg: self.eval(k.value) for k in node.keywords}
-        if isinstance(fn, JITFunction):
+        if isinstance(fn, KernelFunction):
             return self.inline(fn, args, kwargs, node)
         if isinstance(fn, type) and issubclass(fn, (lang_builtins.range, lang_builtins.static_range)):
             raise self.err("range(...) can only be used as a `for` loop's iterable", node)

@@ -10,30 +10,12 @@ Integer `//` and `%` truncate toward zero like C (and Triton), so
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 from ..ir import types as T
 from ..ir.core import Builder
+from ..language.context import active, current  # noqa: F401  (the frontend's entry points)
 from ..language.core import constexpr, tensor
 from .errors import SemanticError
-
-_STACK: list["Semantic"] = []
-
-
-def current() -> "Semantic":
-    if not _STACK:
-        raise RuntimeError("spvjit.language functions can only be called inside a @spvjit.kernel")
-    return _STACK[-1]
-
-
-@contextmanager
-def active(sem: "Semantic"):
-    _STACK.append(sem)
-    try:
-        yield sem
-    finally:
-        _STACK.pop()
-
 
 def is_number(x) -> bool:
     return isinstance(x, (bool, int, float)) and not isinstance(x, tensor)

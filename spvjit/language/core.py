@@ -6,6 +6,7 @@ frontend compiles a kernel), so `a + b` inside a kernel builds IR.
 from __future__ import annotations
 
 from ..ir import types as T
+from .context import current
 
 # dtypes: Triton's names bound to the IR's element types
 float32, float16, bfloat16, float64 = T.f32, T.f16, T.bf16, T.f64
@@ -92,7 +93,6 @@ def _math_member(name):
 
 
 def _sem():
-    from ..frontend.semantic import current
     return current()
 
 

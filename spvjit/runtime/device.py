@@ -14,7 +14,8 @@ from .capabilities import FEATURE_STRUCTS, ChainLink, build_chain
 from .commands import CommandBatch
 from .descriptors import DescriptorCache
 from .errors import DeviceError, check
-from .instance import choose_device, get_instance, vk_api
+from .instance import choose_device, get_instance
+from .vkapi import vk_api
 from .memory import TEXEL_FORMATS, memory_type_orders
 from .pipeline import Pipeline, create_pipeline_layout, create_set_layout
 

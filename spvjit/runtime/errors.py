@@ -8,8 +8,7 @@ so the CLI can print it without a traceback.
 from __future__ import annotations
 
 
-class DeviceError(RuntimeError):
-    """A Vulkan runtime failure (no loader, no device, a failing vk call)."""
+from ..errors import DeviceError  # noqa: F401  (defined at the bottom, re-exported here)
 
 
 # The common VkResult codes, by value. Anything else is looked up in the

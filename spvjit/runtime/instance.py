@@ -1,8 +1,7 @@
 """Vulkan loader, the process-wide VkInstance, and physical-device selection.
 
-The `vulkan` package dlopens libvulkan.so.1 at import time and raises OSError
-when it is missing, so it is imported lazily here and that failure becomes a
-DeviceError that says which package to install.
+The `vulkan` package is imported on first use (vkapi.py): a missing loader
+becomes a DeviceError that says which package to install.
 
 The runtime talks to Vulkan through the package's cffi `ffi`/`lib` objects
 directly rather than its Python wrappers: the wrappers drop falsy struct
@@ -11,12 +10,14 @@ fields and add per-call overhead that matters on the dispatch path.
 
 from __future__ import annotations
 
-import os
 import weakref
 
-from .errors import DeviceError, check
+from .. import knobs
 
-_API = None
+from .capabilities import query_caps
+from .errors import DeviceError, check
+from .vkapi import vk_api
+
 _INSTANCE = None
 
 # The `vulkan` package's headers stop at Vulkan 1.3, so that is the newest API
@@ -28,22 +29,6 @@ NO_DRIVER_HINT = (
     "VK_ICD_FILENAMES / VK_DRIVER_FILES")
 
 _TYPE_RANK = {"discrete": 0, "integrated": 1, "virtual": 2, "cpu": 3, "other": 4}
-
-
-def vk_api():
-    """(vulkan module, ffi, lib), importing the package on first use."""
-    global _API
-    if _API is None:
-        try:
-            import vulkan as vk
-            from vulkan._vulkan import ffi, lib
-        except OSError:
-            raise DeviceError(
-                "the Vulkan loader libvulkan.so.1 was not found: install "
-                "libvulkan1 (apt-get install libvulkan1 mesa-vulkan-drivers)"
-            ) from None
-        _API = (vk, ffi, lib)
-    return _API
 
 
 class Instance:
@@ -98,7 +83,6 @@ class Instance:
               "enumerating physical devices")
         self.physical_devices = [handles[i] for i in range(count[0])]
 
-        from .capabilities import query_caps
         self.caps = [query_caps(self, i, pd) for i, pd in enumerate(self.physical_devices)]
 
 
@@ -122,7 +106,7 @@ def choose_device(caps_list, selector: str | None = None) -> int:
     (discrete > integrated > virtual > cpu > other), then the lowest index.
     """
     if selector is None:
-        selector = os.environ.get("SPVJIT_DEVICE", "")
+        selector = knobs.get("SPVJIT_DEVICE")
     selector = selector.strip()
     ranked = sorted(caps_list, key=lambda c: (_TYPE_RANK.get(c.device_type, 9), c.index))
     if not selector:

@@ -14,11 +14,13 @@ from ..verifier import IRVerificationError, verify
 from .canonical import canonicalize
 from .subexpressions import cse
 from .dead_code import dce
+from .dot_accumulate import accumulate_dots
 from .fold import fold_constants
 
-# canonicalize first, so splat/broadcast of constants become constants fold can use;
-# once more after cse, since folded and merged constants expose `x + 0` and friends
-DEFAULT_PASSES = (canonicalize, fold_constants, cse, canonicalize, dce)
+# canonicalize first, so splat/broadcast of constants become constants fold can use (and
+# accumulate_dots can see a dot's zero accumulator); once more after cse, since folded and
+# merged constants expose `x + 0` and friends
+DEFAULT_PASSES = (canonicalize, fold_constants, accumulate_dots, cse, canonicalize, dce)
 
 
 def run_passes(kernel: KernelIR, passes=DEFAULT_PASSES) -> KernelIR:
@@ -31,4 +33,4 @@ def run_passes(kernel: KernelIR, passes=DEFAULT_PASSES) -> KernelIR:
     return kernel
 
 
-__all__ = ["DEFAULT_PASSES", "run_passes", "canonicalize", "cse", "dce", "fold_constants"]
+__all__ = ["DEFAULT_PASSES", "run_passes", "accumulate_dots", "canonicalize", "cse", "dce", "fold_constants"]

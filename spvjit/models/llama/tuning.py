@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
-import os
 import re
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+
+import spvjit.cache
+import spvjit.knobs
 
 from . import kernels as K
 
@@ -259,14 +259,12 @@ def source_hash(kernel: str) -> str:
     h = _source_hashes.get(kernel)
     if h is not None:
         return h
-    from spvjit.cache import compiler_fingerprint, source_closure
     from spvjit import JITFunction
     d = hashlib.sha256(f"tuning {FORMAT} {kernel}\0".encode())
     for name in sorted(dir(K)):      # matvec: matvec_kernel, matvec_tiled_kernel, ...
         jit = getattr(K, name)
         if isinstance(jit, JITFunction) and name.startswith(kernel):
-            for text in source_closure(jit):
-                d.update(text.encode() + b"\0")
+            d.update(jit.cache_key.encode() + b"\0")
     launchers = ("linear", kernel) if kernel in LINEAR else ("attention", kernel) if kernel.startswith("attention") else (kernel,)
     for name in launchers:
         try:
@@ -277,15 +275,14 @@ def source_hash(kernel: str) -> str:
     for name in sorted(dir(K)) if prefix else ():
         if name.startswith(prefix) and isinstance(getattr(K, name), dict):
             d.update(f"{name}={sorted(getattr(K, name).items())!r}".encode())
-    d.update(compiler_fingerprint().encode())
+    d.update(spvjit.cache.compiler_fingerprint().encode())
     h = _source_hashes[kernel] = d.hexdigest()[:16]
     return h
 
 
 def device_tag(caps) -> str:
-    digest = hashlib.sha256(repr((caps.name, caps.driver_info, caps.api_version, caps.subgroup_size)).encode())
     name = re.sub(r"[^A-Za-z0-9]+", "-", caps.name).strip("-")[:32] or "device"
-    return f"{name}-{digest.hexdigest()[:12]}"
+    return f"{name}-{spvjit.cache.device_fingerprint(caps)[:12]}"
 
 
 def config_str(cfg: dict | None) -> str:
@@ -306,24 +303,22 @@ class TuningTable:
         if caps is None:
             import spvjit
             caps = spvjit.get_device().caps
-        if directory is None:
-            from spvjit.cache import cache_dir
-            directory = cache_dir() / "tuning"
-        table = cls(Path(directory) / f"{device_tag(caps)}.json")
+        store = spvjit.cache.Store("tuning", directory)
+        table = cls(store.path(device_tag(caps)))
         table.entries = table._read()
         return table
 
     @staticmethod
     def disabled() -> bool:
-        return os.environ.get("SPVJIT_DISABLE_TUNING", "") not in ("", "0")
+        return spvjit.knobs.get("SPVJIT_DISABLE_TUNING")
+
+    @property
+    def _store(self):
+        return spvjit.cache.Store("tuning", self.path.parent)
 
     def _read(self) -> dict:
-        try:
-            with open(self.path, encoding="utf-8") as f:
-                data = json.load(f)
-        except (OSError, ValueError):
-            return {}       # missing or damaged: as if never tuned
-        if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("entries"), dict):
+        data = self._store.read(self.path.stem) or {}      # missing or damaged: as if never tuned
+        if data.get("format") != FORMAT or not isinstance(data.get("entries"), dict):
             return {}
         return data["entries"]
 
@@ -341,7 +336,7 @@ class TuningTable:
         e = self.valid(call.key)
         if e is None:
             return None
-        if call.key not in self.used and os.environ.get("SPVJIT_PRINT_AUTOTUNING"):
+        if call.key not in self.used and spvjit.knobs.get("SPVJIT_PRINT_AUTOTUNING"):
             print(f"tuned {call.key}: {config_str(e['config'])}", file=sys.stderr)
         self.used.add(call.key)
         return dict(e["config"])
@@ -359,18 +354,7 @@ class TuningTable:
     def save(self) -> None:
         """Write atomically, merged with entries another process wrote meanwhile."""
         merged = {**self._read(), **self.entries}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"format": FORMAT, "entries": merged}, f, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        self._store.write(self.path.stem, {"format": FORMAT, "entries": merged}, must_succeed=True)
         self.entries = merged
 
 

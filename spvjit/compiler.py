@@ -1,0 +1,127 @@
+"""One compile pipeline for every target: `compile(fn, spec, target)`.
+
+Stages, in order: key -> in-memory cache -> disk cache (device targets) -> tile IR ->
+verify -> passes (device targets) -> lowering to a SPIR-V module -> dumps -> hooks and
+device checks -> pipeline.  The interpreter target stops after `verify`: it runs the IR as
+the frontend built it, so that it checks the passes instead of sharing their mistakes.
+
+The specialization key is computed once per launch (`spec_key`) and serves both caches:
+the in-memory dict keys on it directly, the disk entry on its hash with the kernel's source
+key and the compiler's fingerprint (`cache.disk_key`).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+from . import cache, knobs
+from .codegen import compile_hooks
+from .codegen.compiler import CompiledKernel, compile_kernel
+from .codegen.values import LoweringError
+from .errors import CompilationError, DeviceError
+from .frontend import build_ir
+from .ir.passes import run_passes
+from .ir.printer import print_kernel
+from .ir.verifier import verify
+
+INTERPRETER = "interpreter"
+
+
+@dataclass
+class DeviceKernel:
+    """A kernel compiled for one device: its module, launch layout and Vulkan pipeline."""
+    compiled: CompiledKernel
+    pipeline: object
+
+
+def target_key(target) -> tuple:
+    if target == INTERPRETER:
+        return (INTERPRETER,)
+    caps = target.caps
+    return ("vulkan", caps.index, cache.device_fingerprint(caps)) + knobs.lowering_env()
+
+
+def spec_key(jitfn, spec, target) -> tuple:
+    return spec.key() + target_key(target)
+
+
+def compile(jitfn, spec, target):
+    """The compiled form of `jitfn` for `spec` on `target` (a Device, or INTERPRETER):
+    a verified KernelIR for the interpreter, a DeviceKernel for a device."""
+    key = spec_key(jitfn, spec, target)
+    found = jitfn._compiled.get(key)
+    if found is not None:
+        return found
+    t0 = time.perf_counter()
+    if target == INTERPRETER:
+        result = _build_ir(jitfn, spec, optimize=False)
+    else:
+        result = _compile_for_device(jitfn, spec, target, key)
+    jitfn._compiled[key] = result
+    jitfn.compile_seconds.append(time.perf_counter() - t0)
+    return result
+
+
+def _build_ir(jitfn, spec, optimize: bool):
+    kernel = build_ir(jitfn, spec.kinds)
+    verify(kernel)
+    if optimize:
+        kernel = run_passes(kernel)
+    if "ir" in knobs.get("SPVJIT_DUMP"):
+        print(print_kernel(kernel), file=sys.stderr)
+    return kernel
+
+
+def _compile_for_device(jitfn, spec, dev, key) -> DeviceKernel:
+    dumps = knobs.get("SPVJIT_DUMP")
+    disk = cache.disk_key(jitfn.cache_key, key)
+    ck = None if dumps else cache.load_kernel(disk)     # a dump asks to see the compiler run
+    if ck is None:
+        ck = _lower(jitfn, spec, dev, "lowered" in dumps)
+        cache.store_kernel(disk, ck)
+    check_device_support(ck, dev.caps)
+    for hook in list(compile_hooks):
+        hook(ck)
+    if "spirv" in dumps:
+        from .codegen.spirv.tools import disassemble
+        print(disassemble(ck.spirv), file=sys.stderr)
+    pipe = dev.create_pipeline(ck.spirv, [bd.kind for bd in ck.bindings], ck.push_size)
+    return DeviceKernel(ck, pipe)
+
+
+def _lower(jitfn, spec, dev, show_lowering: bool) -> CompiledKernel:
+    kernel = _build_ir(jitfn, spec, optimize=True)
+    notes = {} if show_lowering else None
+    try:
+        ck = compile_kernel(kernel, dev.caps, spec.num_warps, spec.divisibility or {}, notes)
+    except LoweringError as e:
+        raise CompilationError(f"in kernel {jitfn.__name__}: {e}") from None
+    if notes is not None:
+        loop = ", runs several programs in turn (program loop)" if ck.program_loop else ""
+        print(f"// lowered for {dev.caps.name}: workgroup of {ck.workgroup_size} invocations{loop}, "
+              f"{ck.scratch_bytes} bytes of shared scratch", file=sys.stderr)
+        print(print_kernel(kernel, notes=notes), file=sys.stderr)
+    return ck
+
+
+# SPIR-V capability -> (DeviceCaps field, what to call it in the error)
+_CAPABILITY_FEATURES = {
+    "Float16": ("float16", "16-bit float arithmetic (shaderFloat16)"),
+    "Float64": ("float64", "64-bit floats (shaderFloat64)"),
+    "Int8": ("int8", "8-bit integers (shaderInt8)"),
+    "Int16": ("int16", "16-bit integers (shaderInt16)"),
+    "Int64": ("int64", "64-bit integers (shaderInt64)"),
+    "StorageBuffer16BitAccess": ("storage_buffer_16bit", "16-bit storage buffers (storageBuffer16BitAccess)"),
+    "StorageBuffer8BitAccess": ("storage_buffer_8bit", "8-bit storage buffers (storageBuffer8BitAccess)"),
+    "CooperativeMatrixKHR": ("cooperative_matrix", "cooperative matrices (VK_KHR_cooperative_matrix)"),
+    "VulkanMemoryModel": ("vulkan_memory_model", "the Vulkan memory model"),
+}
+
+
+def check_device_support(ck: CompiledKernel, caps) -> None:
+    """A clear DeviceError when the kernel needs a feature the device lacks."""
+    for cap in sorted(ck.capabilities):
+        field, what = _CAPABILITY_FEATURES.get(cap, (None, None))
+        if field is not None and not getattr(caps, field, False):
+            raise DeviceError(f"kernel {ck.name} needs {what}, which {caps.name} does not support")

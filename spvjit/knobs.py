@@ -1,0 +1,117 @@
+"""Every SPVJIT_* environment variable, declared once with its type, default and meaning.
+
+All of spvjit reads its settings through `get(name)`; a test fails if an SPVJIT_* variable
+is read anywhere else.  One truthiness rule for flags: unset, "", "0", "false", "no" and
+"off" mean off; "1", "true", "yes" and "on" mean on (any case); anything else is a
+SettingError naming the variable.  Values are read at each call, so tests and users may
+change them at run time.  The README's table of settings is `table()`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import SettingError
+
+_OFF = ("", "0", "false", "no", "off")
+_ON = ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Knob:
+    name: str
+    kind: str                 # "flag" | "int" | "str" | "list" | "path"
+    default: object
+    help: str
+    minimum: int = 1          # for "int"
+    choices: tuple = ()       # for "list": the allowed items
+    lowering: bool = False    # changes the SPIR-V a kernel compiles to (part of cache keys)
+
+
+KNOBS: dict[str, Knob] = {k.name: k for k in (
+    Knob("SPVJIT_INTERPRET", "flag", False, "run kernels in the numpy interpreter (no device needed)"),
+    Knob("SPVJIT_DUMP", "list", (), "print each compiled kernel: tile IR, IR annotated with its "
+         "lowering choices, SPIR-V disassembly", choices=("ir", "lowered", "spirv")),
+    Knob("SPVJIT_DEVICE", "str", "", "the Vulkan device to use, by index or by part of its name"),
+    Knob("SPVJIT_CACHE_DIR", "path", None, "compiled kernels and tuning results "
+         "(default $XDG_CACHE_HOME/spvjit)"),
+    Knob("SPVJIT_DISABLE_COOPMAT", "flag", False, "never use cooperative matrices", lowering=True),
+    Knob("SPVJIT_DISABLE_TUNING", "flag", False, "ignore the block sizes `spvjit tune` stored"),
+    Knob("SPVJIT_PRINT_AUTOTUNING", "flag", False, "print each autotuning result"),
+    Knob("SPVJIT_PROGRAMS_PER_WORKGROUP", "int", 256, "CPU drivers: at most this many programs "
+         "run in turn in one workgroup"),
+    Knob("SPVJIT_REQUIRE_COOPMAT", "flag", False, "tests: fail, instead of skipping, where the "
+         "device lacks cooperative matrices"),
+    Knob("SPVJIT_DIFF_EXAMPLES", "int", 50, "tests: hypothesis examples per differential test"),
+)}
+
+
+def get(name: str):
+    """The typed value of an SPVJIT_* variable (its default when unset)."""
+    knob = KNOBS.get(name)
+    if knob is None:
+        raise KeyError(f"{name} is not a registered spvjit setting (see spvjit/knobs.py)")
+    text = os.environ.get(name)
+    if text is None or (text == "" and knob.kind != "flag"):
+        if knob.kind == "path" and knob.default is None:
+            return _default_cache_dir()
+        return knob.default
+    if knob.kind == "flag":
+        low = text.strip().lower()
+        if low in _OFF:
+            return False
+        if low in _ON:
+            return True
+        raise SettingError(f"{name}={text!r}: expected 1/true/yes/on or 0/false/no/off")
+    if knob.kind == "int":
+        try:
+            value = int(text)
+        except ValueError:
+            raise SettingError(f"{name}={text!r}: expected an integer >= {knob.minimum}") from None
+        if value < knob.minimum:
+            raise SettingError(f"{name}={text!r}: expected an integer >= {knob.minimum}")
+        return value
+    if knob.kind == "list":
+        items = tuple(t.strip() for t in text.split(",") if t.strip())
+        bad = [t for t in items if knob.choices and t not in knob.choices]
+        if bad:
+            raise SettingError(f"{name}={text!r}: unknown item {bad[0]!r}; choose from "
+                               + ", ".join(knob.choices))
+        return items
+    return text
+
+
+def _default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "spvjit")
+
+
+def env_int(name: str, default: int) -> int:
+    """A positive integer from a variable spvjit does not own (LP_NUM_THREADS), same rule."""
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SettingError(f"{name} must be a positive integer, got {text!r}")
+    return value
+
+
+def lowering_env() -> tuple:
+    """The settings that change what the lowering emits: cache keys include them."""
+    return tuple((k.name, get(k.name)) for k in KNOBS.values() if k.lowering)
+
+
+def table() -> str:
+    """The Markdown table of settings that the README shows (a test keeps them equal)."""
+    rows = ["| variable | kind | default | meaning |", "|---|---|---|---|"]
+    for k in KNOBS.values():
+        default = "$XDG_CACHE_HOME/spvjit" if k.kind == "path" else (
+            "off" if k.kind == "flag" else (",".join(k.default) or "none") if k.kind == "list"
+            else (k.default if k.default != "" else "first device"))
+        kind = k.kind if not k.choices else "list of " + "/".join(k.choices)
+        rows.append(f"| `{k.name}` | {kind} | {default} | {k.help} |")
+    return "\n".join(rows)
