@@ -103,6 +103,9 @@ class Autotuner:
                     cfg = Config.from_json(saved["config"])
                 except (KeyError, TypeError):
                     cfg = None
+                # the stored result names one of this tuner's configs: use that object, whose
+                # pre_hook JSON cannot hold; a config no longer offered means tuning again
+                cfg = next((c for c in self.configs if c == cfg), None)
             if cfg is None:
                 cfg = self._tune(key, bound, grid, args, kwargs)
             self.cache[key] = cfg
