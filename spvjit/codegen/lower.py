@@ -101,6 +101,8 @@ class Lowerer:
 
     def emit_index(self, m: IndexMap, f: int) -> int:
         em = self.em
+        if hasattr(m, "emit"):                 # a map that is not affine (scan.ShiftMap)
+            return m.emit(self, f)
         s = em.ci(m.offset) if m.offset else None
         for div, mod, mul in m.terms:
             q = f if div == 1 else em.op("OpSDiv", em.i32, f, em.ci(div))
@@ -362,6 +364,10 @@ class Lowerer:
 
     def op_reduce(self, op):
         lower_reduce(self, op)
+
+    def op_scan(self, op):
+        from .scan import lower_scan
+        lower_scan(self, op)
 
     def op_dot(self, op):
         lower_dot(self, op)

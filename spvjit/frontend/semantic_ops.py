@@ -179,6 +179,28 @@ class KernelSemantic(Semantic):
                 r = self.expand_dims(r, axis)
         return r
 
+    def scan(self, kind: str, x, axis=0, reverse=False, dtype=None) -> tensor:
+        """cumsum / cumprod (and max/min scans): Triton's promotion of small ints to int32."""
+        x = self.to_tensor(x)
+        if x.shape == ():
+            raise SemanticError(f"cum{kind} of a scalar; it needs a tensor")
+        if x.type.is_pointer:
+            raise SemanticError("a scan of pointers")
+        axis = _const_int(axis, "the scan's axis")
+        if axis < 0:
+            axis += len(x.shape)
+        if not 0 <= axis < len(x.shape):
+            raise SemanticError(f"axis {axis} out of range for shape {list(x.shape)}")
+        dtype = unwrap(dtype)
+        if dtype is not None:
+            x = self.cast(x, dtype)
+        elif kind in ("sum", "prod") and (x.dtype.is_bool or (x.dtype.is_int and x.dtype.bits < 32)):
+            x = self.cast(x, T.i32)
+        attrs = {"kind": kind, "axis": axis}
+        if unwrap(reverse):
+            attrs["reverse"] = True
+        return tensor(self.b.op1("scan", [x.handle], x.type, **attrs))
+
     def dot(self, a, b, acc=None, out_dtype=None) -> tensor:
         a, b = self.to_tensor(a), self.to_tensor(b)
         if len(a.shape) != 2 or len(b.shape) != 2:

@@ -99,6 +99,8 @@ class ProgramRunner:
             return [self.atomic(op.attrs["kind"], a, dt)]
         if name == "reduce":
             return [O.finish(O.reduce(op.attrs["kind"], a[0], op.attrs["axis"]), dt)]
+        if name == "scan":
+            return [O.finish(O.scan(op.attrs["kind"], a[0], op.attrs["axis"], op.attrs.get("reverse", False), dt), dt)]
         if name == "dot":
             return [O.finish(O.dot(a[0], a[1], a[2], dt), dt)]
         if name == "for":

@@ -166,6 +166,19 @@ def reduce(kind: str, x, axis: int):
     raise NotImplementedError(kind)
 
 
+def scan(kind: str, x, axis: int, reverse: bool, dt: DType):
+    """Inclusive scan in element order; bf16 rounds after every step, as the device does."""
+    x = np.asarray(x)
+    if reverse:
+        x = np.flip(x, axis)
+    fn = {"sum": np.add, "prod": np.multiply, "max": np.maximum, "min": np.minimum}[kind]
+    out = np.moveaxis(x.copy(), axis, 0)
+    for i in range(1, out.shape[0]):
+        out[i] = finish(fn(out[i - 1], out[i]), dt)
+    out = np.moveaxis(out, 0, axis)
+    return np.flip(out, axis) if reverse else out
+
+
 def dot(a, b, acc, out: DType):
     if out.is_float:
         return (a.astype(np.float32) @ b.astype(np.float32) + acc.astype(np.float32))

@@ -21,6 +21,7 @@ BOOL_BINARY = {"and", "or", "xor", "maximum", "minimum"}
 CMP_PREDICATES = {"lt", "le", "gt", "ge", "eq", "ne"}
 REDUCE_KINDS = {"sum", "max", "min", "argmax", "argmin"}
 ATOMIC_KINDS = {"add", "max", "min", "xchg"}
+SCAN_KINDS = {"sum", "prod", "max", "min"}
 
 # name -> (number of operands or None for variable, attrs required, number of regions)
 OPS = {
@@ -47,6 +48,7 @@ OPS = {
     "atomic_rmw": (None, ("kind",), 0),
     "reduce": (1, ("kind", "axis"), 0),
     "dot": (3, (), 0),
+    "scan": (1, ("kind", "axis"), 0),    # inclusive prefix combine along axis (attr reverse=True: suffix)
     "for": (None, (), 1),
     "if": (1, (), 2),
     "yield": (None, (), 0),
@@ -196,6 +198,11 @@ def check_op(op) -> str | None:
         elem = i32 if kind in ("argmax", "argmin") else t[0].elem
         if r[0] != TileType(shape, elem):
             return f"'reduce' of {t[0]} along {ax} gives {TileType(shape, elem)}, not {r[0]}"
+        return None
+    if name == "scan":
+        kind, ax = op.attrs["kind"], op.attrs["axis"]
+        if kind not in SCAN_KINDS or not 0 <= ax < len(t[0].shape) or not _same(t[0], r[0]) or t[0].is_pointer:
+            return f"'scan' kind {kind!r} axis {ax} of {t[0]} must give the same type, got {r[0]}"
         return None
     if name == "dot":
         a, b, c = t

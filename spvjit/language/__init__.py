@@ -7,5 +7,6 @@ from .builtins import (abs, arange, argmax, argmin, atomic_add, atomic_max, atom
                        expand_dims, floor, full, load, log, log2, max, max_contiguous, maximum,
                        min, minimum, multiple_of, num_programs, program_id, range, reshape,
                        rsqrt, sigmoid, sin, sqrt, static_assert, static_range, store, sum,
-                       trans, where, zeros, zeros_like, permute, view)
+                       trans, where, zeros, zeros_like, permute, view,
+                       cumsum, cumprod)
 from . import math, extra  # noqa: E402  (tl.math.*, tl.extra.libdevice.*)

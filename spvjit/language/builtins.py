@@ -92,6 +92,10 @@ def min(input, axis=None, return_indices=False, keep_dims=False):
     return _sem().reduce("min", input, axis, keep_dims)
 
 
+def cumsum(input, axis=0, reverse=False, dtype=None): return _sem().scan("sum", input, axis, reverse, dtype)
+def cumprod(input, axis=0, reverse=False): return _sem().scan("prod", input, axis, reverse)
+
+
 def cdiv(x, div):
     """Ceiling division; plain Python on constexprs, IR on tensors."""
     x, div = _unwrap(x), _unwrap(div)

@@ -193,7 +193,7 @@ class tensor:
     __hash__ = object.__hash__
 
 
-for _name in ("sum", "max", "min", "argmax", "argmin", "sigmoid"):
+for _name in ("sum", "max", "min", "argmax", "argmin", "sigmoid", "cumsum", "cumprod"):
     setattr(tensor, _name, _member(_name))
 for _name in ("exp", "exp2", "log", "log2", "cos", "sin", "sqrt", "sqrt_rn", "rsqrt", "abs", "erf",
               "floor", "ceil"):

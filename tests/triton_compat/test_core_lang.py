@@ -130,21 +130,6 @@ def kernel(X, Z, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, AXIS: tl.constexp
     np.testing.assert_allclose(z.numpy(), ref, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("op", ["cumsum", "cumprod"])
-@pytest.mark.parametrize("dtype", ["int32", "float32"])
-def test_scan1d(mode, op, dtype):
-    x = numpy_random(SIZE, dtype, np.random.RandomState(4), low=-3, high=3)
-    if op == "cumprod":
-        x = np.where(np.abs(x) > 1.5, np.sign(x), x).astype(dtype)   # keep products in range
-    k = launch(make_kernel(REDUCE.replace("tl.store(Z, GENERATE_TEST_HERE)",
-                                          "tl.store(Z + tl.arange(0, BLOCK), GENERATE_TEST_HERE)"),
-                           GENERATE_TEST_HERE=f"tl.{op}(x, 0)"), mode)
-    z = empty_device(SIZE, dtype)
-    with gap("scans (cumsum/cumprod/associative_scan) are not implemented"):
-        k[(1,)](to_device(x), z, BLOCK=SIZE)
-        np.testing.assert_allclose(z.numpy(), getattr(np, op)(x), rtol=1e-5)
-
-
 # ---------------------------------------------------------------------------------------
 # stores convert to the pointee type (Triton's store semantics)
 # ---------------------------------------------------------------------------------------
@@ -379,3 +364,41 @@ def kernel(Z, X, BLOCK: tl.constexpr):
     z = empty_device(n, "float16")
     k[(n // 1024,)](z, to_device(x, src), BLOCK=1024)
     np.testing.assert_array_equal(z.numpy(), x.astype(np.float16))
+
+
+@pytest.mark.parametrize("op", ["cumsum", "cumprod"])
+@pytest.mark.parametrize("dtype", ["int32", "float32", "int8", "float16"])
+@pytest.mark.parametrize("shape, axis", [((128,), 0), ((8, 16), 0), ((8, 16), 1), ((4, 32), 1), ((32, 4), 0)])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_scan(mode, op, dtype, shape, axis, reverse):
+    rs = np.random.RandomState(14)
+    x = numpy_random(shape, dtype, rs, low=-3, high=4)
+    if "float" in dtype:
+        x = rs.uniform(-2, 2, shape).astype(dtype) if op == "cumsum" else rs.uniform(0.8, 1.2, shape).astype(dtype)
+    M, N = (1, shape[0]) if len(shape) == 1 else shape
+    k = launch(make_kernel('''
+@triton.jit
+def kernel(X, Z, M: tl.constexpr, N: tl.constexpr, AXIS: tl.constexpr, REV: tl.constexpr, RANK: tl.constexpr):
+    if RANK == 1:
+        off = tl.arange(0, N)
+    else:
+        off = tl.arange(0, M)[:, None] * N + tl.arange(0, N)[None, :]
+    x = tl.load(X + off)
+    tl.store(Z + off, GENERATE_TEST_HERE)
+''', GENERATE_TEST_HERE=f"tl.{op}(x, AXIS, reverse=REV)"), mode)
+    acc = "int32" if dtype == "int8" else dtype
+    # integers wrap like the device's 32-bit arithmetic: int64 wraps mod 2^64, whose low 32 bits agree
+    wide = np.float64 if "float" in dtype else np.int64
+    xs = np.flip(x, axis) if reverse else x
+    ref = getattr(np, op)(xs.astype(wide), axis=axis)
+    ref = np.flip(ref, axis) if reverse else ref
+    z = empty_device(shape, acc)
+    k[(1,)](to_device(x, dtype), z, M=M, N=N, AXIS=axis, REV=reverse, RANK=len(shape))
+    if "float" in dtype:
+        # every combine rounds to the element type: up to n roundings (the interpreter adds in
+        # order), each at most half an ulp of the largest partial result
+        n = shape[axis]
+        u = 2.0 ** -11 if dtype == "float16" else 2.0 ** -24
+        np.testing.assert_allclose(z.numpy(), ref, rtol=n * u, atol=n * u * np.max(np.abs(ref)))
+    else:
+        np.testing.assert_array_equal(z.numpy(), ref.astype(acc))
