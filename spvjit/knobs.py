@@ -43,6 +43,8 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("SPVJIT_REQUIRE_COOPMAT", "flag", False, "tests: fail, instead of skipping, where the "
          "device lacks cooperative matrices"),
     Knob("SPVJIT_DIFF_EXAMPLES", "int", 50, "tests: hypothesis examples per differential test"),
+    Knob("SPVJIT_TRITON_FULL", "flag", False, "tests: run every device parametrization of the "
+         "Triton-compatibility suite (tests/triton_compat), not the default subset"),
 )}
 
 

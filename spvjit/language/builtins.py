@@ -13,6 +13,19 @@ def _unwrap(x):
     return x.value if isinstance(x, constexpr) else x
 
 
+def _math1(op: str, x):
+    """A math function as Triton defines it: float32 (or float64) values only; float16 and
+    bfloat16 must be converted explicitly (Triton raises the same way).  Integers convert to
+    float32, a convenience Triton does not offer."""
+    x = _sem().to_tensor(x)
+    if x.dtype.is_float and x.dtype.bits < 32:
+        from ..frontend.errors import SemanticError
+        name = {"f16": "fp16", "bf16": "bf16"}[x.dtype.name]
+        raise SemanticError(f"{op}: expected dtype fp32 or fp64 but got {name}; convert with "
+                            f".to(tl.float32) first (Triton refuses 16-bit floats here too)")
+    return _sem().unary(op, x)
+
+
 def program_id(axis=0): return _sem().program_id(axis)
 def num_programs(axis=0): return _sem().num_programs(axis)
 def arange(start, end): return _sem().arange(start, end)
@@ -29,25 +42,25 @@ def dot(a, b, acc=None, out_dtype=None, **_kw): return _sem().dot(a, b, acc, out
 def where(condition, x, y): return _sem().where(condition, x, y)
 def maximum(x, y): return _sem().binary("maximum", x, y)
 def minimum(x, y): return _sem().binary("minimum", x, y)
-def exp(x): return _sem().unary("exp", x)
-def exp2(x): return _sem().unary("exp2", x)
-def log(x): return _sem().unary("log", x)
-def log2(x): return _sem().unary("log2", x)
-def sqrt(x): return _sem().unary("sqrt", x)
-def rsqrt(x): return _sem().unary("rsqrt", x)
-def sin(x): return _sem().unary("sin", x)
-def cos(x): return _sem().unary("cos", x)
+def exp(x): return _math1("exp", x)
+def exp2(x): return _math1("exp2", x)
+def log(x): return _math1("log", x)
+def log2(x): return _math1("log2", x)
+def sqrt(x): return _math1("sqrt", x)
+def rsqrt(x): return _math1("rsqrt", x)
+def sin(x): return _math1("sin", x)
+def cos(x): return _math1("cos", x)
 def abs(x): return _sem().unary("abs", x)
-def floor(x): return _sem().unary("floor", x)
-def ceil(x): return _sem().unary("ceil", x)
-def sigmoid(x): return _sem().unary("sigmoid", x)
-def erf(x): return _sem().unary("erf", x)
+def floor(x): return _math1("floor", x)
+def ceil(x): return _math1("ceil", x)
+def sigmoid(x): return _math1("sigmoid", x)
+def erf(x): return _math1("erf", x)
 def fma(x, y, z): return _sem().fma(x, y, z)
 def umulhi(x, y): return _sem().binary("umulhi", x, y)
 def clamp(x, min, max, propagate_nan=None): return _sem().clamp(x, min, max)
 def fdiv(x, y, ieee_rounding=False): return _sem().binary("truediv", x, y)
 def div_rn(x, y): return _sem().binary("truediv", x, y)     # OpFDiv: correctly rounded where the device is
-def sqrt_rn(x): return _sem().unary("sqrt", x)
+def sqrt_rn(x): return _math1("sqrt", x)
 def expand_dims(x, axis): return _sem().expand_dims(x, _unwrap(axis))
 def broadcast_to(x, *shape):
     shape = shape[0] if len(shape) == 1 and isinstance(_unwrap(shape[0]), (tuple, list)) else shape

@@ -332,13 +332,14 @@ def test_math_of_constant(mode, expr, ref):
     np.testing.assert_allclose(run_unary(mode, expr, x, "float32", "float32"), ref, rtol=4 * 2.0 ** -23)
 
 
-@pytest.mark.parametrize("name", ["exp", "log", "sqrt", "sin", "cos", "exp2", "log2"])
-def test_math_rejects_float16(mode, name):
+@pytest.mark.parametrize("name", ["exp", "log", "sqrt", "sin", "cos", "exp2", "log2", "math.erf",
+                                  "extra.libdevice.tanh"])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_math_rejects_16bit_floats(mode, name, dtype):
     """Triton's math functions take fp32/fp64 only: fp16 must be converted by the user."""
-    x = numpy_random(SIZE, "float16")
-    with gap("spvjit computes fp16 math in fp16 instead of refusing it as Triton does"), \
-            pytest.raises(CompilationError, match="fp32"):
-        run_unary(mode, f"tl.{name}(x)", x, "float16", "float16")
+    x = numpy_random(SIZE, dtype)
+    with pytest.raises(CompilationError, match="fp32"):
+        run_unary(mode, f"tl.{name}(x)", x, dtype, dtype)
 
 
 def test_math_fma(mode):

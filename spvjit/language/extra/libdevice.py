@@ -7,13 +7,13 @@ that have no implementation here are simply absent, so using one is a clear comp
 from __future__ import annotations
 
 from ..core import _sem, float32
-from ..builtins import (abs, ceil, cos, div_rn, erf, exp, exp2, fdiv, floor, fma, log, log2, maximum,
+from ..builtins import (_math1, abs, ceil, cos, div_rn, erf, exp, exp2, fdiv, floor, fma, log, log2, maximum,
                         minimum, rsqrt, sigmoid, sin, sqrt, sqrt_rn, umulhi)
 
 
 def _u(name):
     def f(x):
-        return _sem().unary(name, x)
+        return _math1(name, x)
     f.__name__ = name
     f.__qualname__ = name
     return f
