@@ -431,3 +431,66 @@ def test_fmod_float16_regression(mode):
     got = run_binary(mode, BINARY, "x % y", xs, ys, "float16", "float16", "float16")
     ref = np.fmod(xs.astype(np.float64), ys.astype(np.float64)).astype(np.float16)
     np.testing.assert_array_equal(got, ref)
+
+
+BINARY_BROADCAST_RHS = '''
+@triton.jit
+def kernel(Z, X, Y, SIZE: tl.constexpr):
+    off = tl.arange(0, SIZE)
+    x = tl.load(X + off)
+    y = tl.load(Y)
+    z = GENERATE_TEST_HERE
+    tl.store(Z + off, z)
+'''
+
+
+@pytest.mark.parametrize("dtype_x, dtype_y, op", [
+    (dx, dy, op) for op in ["+", "-", "*", "<", "==", ">="] for dx in dtypes_with_bfloat16 for dy in dtypes_with_bfloat16])
+@pytest.mark.parametrize("side", ["lhs", "rhs"])
+def test_bin_op_broadcast(mode, dtype_x, dtype_y, op, side):
+    """One operand is a scalar loaded from memory (shape ()), the other a tile: the scalar's
+    dtype takes part in promotion like a tensor's (Triton's kernel_broadcast_lhs/rhs)."""
+    rs = np.random.RandomState(21)
+    lim = (-1000, 1000) if "float" in dtype_x + dtype_y else (None, None)
+    x, y = numpy_random(SIZE, dtype_x, rs, *lim), numpy_random(SIZE, dtype_y, rs, *lim)
+    if side == "lhs":
+        x[:] = x[0]
+    else:
+        y[:] = y[0]
+    dz = triton_binary_dtype(dtype_x, dtype_y)
+    if op in CMP:
+        ref, out = CMP[op](x.astype(host_dtype(dz)), y.astype(host_dtype(dz))), "bool"
+        if dz == "bfloat16":
+            ref = CMP[op](round_bf16(x), round_bf16(y))
+    else:
+        ref, _ = _bin_reference(x, y, dtype_x, dtype_y, op)
+        ref, out = as_dtype(ref, dz), dz
+    template = BINARY_BROADCAST_LHS if side == "lhs" else BINARY_BROADCAST_RHS
+    got = run_binary(mode, template, f"x {op} y", x, y, dtype_x, dtype_y, out)
+    assert_close(got, ref, out, err_msg=f"x {op} y, {dtype_x} {dtype_y}")
+
+
+@pytest.mark.parametrize("dtype_x", dtypes_with_bfloat16)
+@pytest.mark.parametrize("scalar", [3, -2, 2.5, True])
+@pytest.mark.parametrize("op", ["+", "*", "<", "=="])
+def test_bin_op_python_scalar(mode, dtype_x, scalar, op):
+    """`x op 3`, `x op 2.5`: an int keeps the tile's type (a float tile stays float), a float
+    next to an integer tile gives float32, as in Triton."""
+    if dtype_x in uint_dtypes and isinstance(scalar, int) and scalar < 0:
+        pytest.skip("a negative literal next to an unsigned tile does not fit its type")
+    rs = np.random.RandomState(22)
+    x = numpy_random(SIZE, dtype_x, rs, -50, 50)
+    if isinstance(scalar, float):
+        dz = dtype_x if "float" in dtype_x else "float32"
+    else:
+        dz = dtype_x
+    xs = x.astype(host_dtype(dz))
+    sv = np.asarray(scalar).astype(host_dtype(dz))
+    if op in CMP:
+        ref, out = CMP[op](xs, sv), "bool"
+    else:
+        with np.errstate(over="ignore"):
+            ref = {"+": np.add, "*": np.multiply}[op](xs, sv)
+        ref, out = as_dtype(ref, dz), dz
+    got = run_binary(mode, BINARY_SCALAR_RHS, f"x {op} y", x, scalar, dtype_x, None, out, y_scalar=True)
+    assert_close(got, ref, out, err_msg=f"x {op} {scalar!r}, {dtype_x}")
