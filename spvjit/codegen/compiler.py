@@ -12,7 +12,8 @@ from .memory import PUSH_HEADER_WORDS, Binding, Memory, PushMember
 from .spirv.builder import ModuleBuilder
 
 # ops whose lowering stages a tile in shared memory: how many words per lane-register
-_STAGING = {"broadcast", "reshape", "trans", "reduce", "dot", "atomic_rmw", "scan"}
+_STAGING = {"broadcast", "reshape", "trans", "reduce", "dot", "atomic_rmw", "scan", "permute", "flip",
+            "extract"}
 
 
 @dataclass

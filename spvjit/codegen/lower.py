@@ -177,6 +177,25 @@ class Lowerer:
     def op_trans(self, op):
         self.move(op, trans_map(op.operands[0].type.shape))
 
+    def op_permute(self, op):
+        from .layout import strides
+        src, dst = op.operands[0].type.shape, op.result.type.shape
+        order = [int(p) for p in op.attrs["order"].split(",")]
+        ds, ss = strides(dst), strides(src)
+        self.move(op, IndexMap(tuple((ds[d], dst[d], ss[order[d]]) for d in range(len(dst)) if dst[d] > 1)))
+
+    def op_flip(self, op):
+        from .layout import strides
+        shape, ax = op.operands[0].type.shape, op.attrs["axis"]
+        s, n = strides(shape)[ax], shape[ax]
+        # f + ((n - 1) - 2 * pos) * s, pos = (f // s) % n
+        self.move(op, IndexMap(((1, 0, 1), (s, n, -2 * s)), (n - 1) * s))
+
+    def op_extract(self, op):
+        from .layout import reduce_base_map
+        m, stride, _ = reduce_base_map(op.operands[0].type.shape, op.attrs["axis"])
+        self.move(op, IndexMap(m.terms, m.offset + op.attrs["index"] * stride))
+
     def move(self, op, m: IndexMap):
         src_t, dst_t = op.operands[0].type, op.result.type
         src = self.get(op.operands[0])
@@ -364,6 +383,17 @@ class Lowerer:
 
     def op_reduce(self, op):
         lower_reduce(self, op)
+
+    def op_barrier(self, op):
+        if self.W > 1:
+            self.em.barrier()
+
+    def op_assert(self, op):
+        pass   # as Triton without debug=True: device_assert is not checked on the device
+
+    def op_print(self, op):
+        raise self.error("tl.device_print is not supported on the device yet; run the kernel with "
+                         "SPVJIT_INTERPRET=1 to see the values")
 
     def op_scan(self, op):
         from .scan import lower_scan

@@ -35,7 +35,8 @@ _PYCMP = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.Gt
           ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Is: operator.is_, ast.IsNot: operator.is_not}
 _PY_BUILTINS = {"range": lang_builtins.range, "min": builtins.min, "max": builtins.max,
                 "float": float, "int": int, "bool": bool, "len": len, "abs": builtins.abs,
-                "tuple": tuple, "isinstance": isinstance, "print": None}
+                "tuple": tuple, "isinstance": isinstance, "print": None, "getattr": getattr,
+                "hasattr": hasattr}
 _UNSUPPORTED = {ast.While: "`while` loops (use `for ... in range(...)`)", ast.Try: "`try`",
                 ast.With: "`with`", ast.Raise: "`raise`", ast.Global: "`global`",
                 ast.Nonlocal: "`nonlocal`", ast.Delete: "`del`", ast.Import: "`import`",
@@ -495,7 +496,14 @@ class KernelCodegen(ast.NodeVisitor):
         return self.sem.compare(_CMPOPS[op], a, b)
 
     def eval_BoolOp(self, node):
-        vals = [unwrap(self.eval(v)) for v in node.values]
+        is_and = isinstance(node.op, ast.And)
+        vals = []
+        for v in node.values:
+            val = unwrap(self.eval(v))
+            vals.append(val)
+            # compile-time values short-circuit as in Python: `X is not None and X.shape[0] > 1`
+            if not any(isinstance(x, tensor) for x in vals) and (not val if is_and else val):
+                return val
         if not any(isinstance(v, tensor) for v in vals):
             out = vals[0]
             for v in vals[1:]:

@@ -148,6 +148,69 @@ class Semantic:
             raise SemanticError(f"cannot reshape {list(x.shape)} ({x.numel} elements) to {list(shape)}")
         return tensor(self.b.op1("reshape", [x.handle], T.TileType(shape, x.dtype)))
 
+    def permute(self, x: tensor, order) -> tensor:
+        order = tuple(int(unwrap(d)) for d in order)
+        rank = len(x.shape)
+        order = tuple(d + rank if d < 0 else d for d in order)
+        if sorted(order) != list(range(rank)):
+            raise SemanticError(f"permute order {list(order)} is not a permutation of the {rank} dims "
+                                f"of a tensor of shape {list(x.shape)}")
+        if order == tuple(range(rank)):
+            return x
+        if rank == 2:
+            return self.trans(x)
+        shape = tuple(x.shape[d] for d in order)
+        return tensor(self.b.op1("permute", [x.handle], T.TileType(shape, x.dtype), order=",".join(map(str, order))))
+
+    def flip(self, x, dim=None) -> tensor:
+        x = self.to_tensor(x)
+        rank = len(x.shape)
+        dim = rank - 1 if unwrap(dim) is None else int(unwrap(dim))
+        if dim < 0:
+            dim += rank
+        if not 0 <= dim < rank:
+            raise SemanticError(f"flip: dim {dim} out of range for shape {list(x.shape)}")
+        if x.shape[dim] == 1:
+            return x
+        return tensor(self.b.op1("flip", [x.handle], x.type, axis=dim))
+
+    def extract(self, x: tensor, axis: int, index: int) -> tensor:
+        shape = x.shape[:axis] + x.shape[axis + 1:]
+        return tensor(self.b.op1("extract", [x.handle], T.TileType(shape, x.dtype), axis=axis, index=index))
+
+    def join(self, a, b) -> tensor:
+        """Stack a and b along a new last dim of size 2 (Triton's join), by two broadcasts and a select."""
+        a, b = self._binary_operands(a, b)
+        shape = a.shape + (2,)
+        a2 = self.broadcast_to(self.expand_dims(a, len(a.shape)), shape)
+        b2 = self.broadcast_to(self.expand_dims(b, len(b.shape)), shape)
+        first = self.compare("eq", self.broadcast_to(self._iota(2, len(shape)), shape), 0)
+        return self.where(first, a2, b2)
+
+    def split(self, x) -> tuple:
+        x = self.to_tensor(x)
+        if not x.shape or x.shape[-1] != 2:
+            raise SemanticError(f"split needs a last dimension of size 2, got shape {list(x.shape)}")
+        ax = len(x.shape) - 1
+        return self.extract(x, ax, 0), self.extract(x, ax, 1)
+
+    def _iota(self, n: int, rank: int) -> tensor:
+        """arange(0, n) shaped [1, ..., 1, n] for a rank-`rank` broadcast."""
+        r = tensor(self.b.op1("arange", [], T.TileType((n,), T.i32), start=0, end=n))
+        while len(r.shape) < rank:
+            r = self.expand_dims(r, 0)
+        return r
+
+    def cat(self, a, b) -> tensor:
+        """Concatenate along dim 0 (exact order; Triton may reorder, so this is one valid result)."""
+        a, b = self._binary_operands(a, b)
+        if not a.shape:
+            raise SemanticError("cat needs tensors, got scalars")
+        j = self.join(a, b)                                  # [n, rest..., 2]
+        rows = a.numel
+        t = self.trans(self.reshape(j, (rows, 2)))           # [2, n * rest]
+        return self.reshape(t, (2 * a.shape[0],) + a.shape[1:])
+
     def trans(self, x: tensor) -> tensor:
         if len(x.shape) != 2:
             raise SemanticError(f"trans needs a 2-D tensor, got shape {list(x.shape)}")

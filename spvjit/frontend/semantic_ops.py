@@ -179,6 +179,19 @@ class KernelSemantic(Semantic):
                 r = self.expand_dims(r, axis)
         return r
 
+    def debug_barrier(self) -> None:
+        self.b.create("barrier", [], [])
+
+    def device_assert(self, cond, msg="") -> None:
+        cond = self.to_tensor(cond)
+        if not cond.dtype.is_bool:
+            cond = self.compare("ne", cond, 0)
+        self.b.create("assert", [cond.handle], [], {"msg": str(unwrap(msg))})
+
+    def device_print(self, prefix, *args) -> None:
+        vals = [self.to_tensor(a) for a in args]
+        self.b.create("print", [v.handle for v in vals], [], {"prefix": str(unwrap(prefix))})
+
     def scan(self, kind: str, x, axis=0, reverse=False, dtype=None) -> tensor:
         """cumsum / cumprod (and max/min scans): Triton's promotion of small ints to int32."""
         x = self.to_tensor(x)

@@ -86,6 +86,8 @@ class ProgramRunner:
             return [O.bitcast(a[0], op.operands[0].type.elem, dt)]
         if name == "assume":
             return [a[0]]
+        if name in ("permute", "flip", "extract"):
+            return [self.move_op(name, a[0], op)]
         if name in ("splat", "broadcast", "expand_dims", "reshape", "trans"):
             return [self.shape_op(name, a[0], rt.shape, op)]
         if name == "addptr":
@@ -99,6 +101,17 @@ class ProgramRunner:
             return [self.atomic(op.attrs["kind"], a, dt)]
         if name == "reduce":
             return [O.finish(O.reduce(op.attrs["kind"], a[0], op.attrs["axis"]), dt)]
+        if name == "barrier":
+            return []
+        if name == "assert":
+            if not np.all(a[0]):
+                where = f"{op.loc.file}:{op.loc.line}: " if op.loc else ""
+                raise AssertionError(f"{where}device_assert failed in program {self.pid}: {op.attrs['msg']}")
+            return []
+        if name == "print":
+            vals = " ".join(np.array2string(np.asarray(v), separator=", ") for v in a)
+            print(f"pid {self.pid} {op.attrs['prefix']}{vals}")
+            return []
         if name == "scan":
             return [O.finish(O.scan(op.attrs["kind"], a[0], op.attrs["axis"], op.attrs.get("reverse", False), dt), dt)]
         if name == "dot":
@@ -115,6 +128,15 @@ class ProgramRunner:
         if len(a) == 1:
             return [O.finish(O.unary(name, a[0], dt), dt)]
         raise NotImplementedError(f"interpreter has no rule for '{name}'")
+
+    def move_op(self, name, x, op):
+        if isinstance(x, Pointer):
+            return Pointer(x.buf, self.move_op(name, x.off, op))
+        if name == "permute":
+            return np.ascontiguousarray(np.transpose(x, [int(p) for p in op.attrs["order"].split(",")]))
+        if name == "flip":
+            return np.ascontiguousarray(np.flip(x, op.attrs["axis"]))
+        return np.ascontiguousarray(np.take(x, op.attrs["index"], axis=op.attrs["axis"]))
 
     def shape_op(self, name, x, shape, op):
         if isinstance(x, Pointer):

@@ -41,6 +41,9 @@ OPS = {
     "expand_dims": (1, ("axis",), 0),
     "reshape": (1, (), 0),
     "trans": (1, (), 0),
+    "permute": (1, ("order",), 0),   # order: the source dim of each result dim, as "2,0,1"
+    "flip": (1, ("axis",), 0),
+    "extract": (1, ("axis", "index"), 0),   # x[..., index, ...]: drops `axis`
     "assume": (1, (), 0),      # identity carrying sl.multiple_of / sl.max_contiguous facts
     "addptr": (2, (), 0),
     "load": (None, (), 0),
@@ -53,6 +56,10 @@ OPS = {
     "if": (1, (), 2),
     "yield": (None, (), 0),
     "return": (0, (), 0),
+    "barrier": (0, (), 0),                # tl.debug_barrier(): all lanes of the program meet
+    "assert": (1, ("msg",), 0),           # tl.device_assert: checked by the interpreter only, as
+                                          # Triton checks it only in debug builds
+    "print": (None, ("prefix",), 0),      # tl.device_print: the interpreter prints
 }
 
 
@@ -154,6 +161,25 @@ def check_op(op) -> str | None:
             if key not in ("div", "contig") or not isinstance(op.attrs[key], int) or op.attrs[key] < 1:
                 return f"'assume' attributes are positive ints div and contig, got {op.attrs}"
         return None
+    if name == "permute":
+        try:
+            order = [int(p) for p in str(op.attrs["order"]).split(",")]
+        except ValueError:
+            return f"'permute' order must be comma-separated dims, got {op.attrs['order']!r}"
+        if sorted(order) != list(range(len(t[0].shape))) or \
+                r[0] != TileType(tuple(t[0].shape[p] for p in order), t[0].elem):
+            return f"'permute' by {order} of {t[0]} cannot give {r[0]}"
+        return None
+    if name == "flip":
+        if not 0 <= op.attrs["axis"] < len(t[0].shape) or not _same(t[0], r[0]):
+            return f"'flip' axis {op.attrs['axis']} of {t[0]} must keep the type, got {r[0]}"
+        return None
+    if name == "extract":
+        ax, i = op.attrs["axis"], op.attrs["index"]
+        if not 0 <= ax < len(t[0].shape) or not 0 <= i < t[0].shape[ax] or \
+                r[0] != TileType(t[0].shape[:ax] + t[0].shape[ax + 1:], t[0].elem):
+            return f"'extract' of index {i} along axis {ax} of {t[0]} cannot give {r[0]}"
+        return None
     if name == "trans":
         if len(t[0].shape) != 2 or r[0] != TileType(t[0].shape[::-1], t[0].elem):
             return f"'trans' takes a 2-D tile to its transpose, got {t[0]} -> {r[0]}"
@@ -227,7 +253,11 @@ def check_op(op) -> str | None:
             if err:
                 return err
         return None
-    if name in ("yield", "return"):
+    if name in ("yield", "return", "barrier", "print"):
+        return None if not r else f"'{name}' has no result"
+    if name == "assert":
+        if r or not t[0].elem.is_bool:
+            return f"'assert' takes a boolean condition and has no result, got {t[0]}"
         return None
     return None
 

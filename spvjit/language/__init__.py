@@ -8,5 +8,6 @@ from .builtins import (abs, arange, argmax, argmin, atomic_add, atomic_max, atom
                        min, minimum, multiple_of, num_programs, program_id, range, reshape,
                        rsqrt, sigmoid, sin, sqrt, static_assert, static_range, store, sum,
                        trans, where, zeros, zeros_like, permute, view,
-                       cumsum, cumprod)
+                       cumsum, cumprod, debug_barrier, device_assert, device_print, static_print,
+                       flip, join, split, cat, interleave)
 from . import math, extra  # noqa: E402  (tl.math.*, tl.extra.libdevice.*)

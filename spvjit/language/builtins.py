@@ -5,6 +5,8 @@ kernel they raise, since they only mean something while IR is being built.
 """
 from __future__ import annotations
 
+import builtins as _py
+
 from ..ir import types as T
 from .core import _sem, constexpr
 
@@ -73,15 +75,30 @@ view = reshape
 
 
 def trans(x, *dims):
-    """Transpose a 2-D tile (`dims` may spell the only 2-D permutation, (1, 0))."""
+    """Transpose: reverse the dims, or permute them in the order given (Triton's trans/permute)."""
     dims = tuple(_unwrap(d) for d in (dims[0] if len(dims) == 1 and isinstance(_unwrap(dims[0]), (tuple, list)) else dims))
-    if dims not in ((), (1, 0)):
-        from ..frontend.errors import SemanticError
-        raise SemanticError(f"trans/permute of order {list(dims)} is not supported; only 2-D transposes are")
-    return _sem().trans(x)
+    if not dims:
+        if len(x.shape) == 2:
+            return _sem().trans(x)
+        dims = tuple(_py.range(len(x.shape) - 1, -1, -1))
+    return _sem().permute(x, dims)
 
 
-permute = trans
+def permute(x, *dims):
+    dims = dims[0] if len(dims) == 1 and isinstance(_unwrap(dims[0]), (tuple, list)) else dims
+    return _sem().permute(x, dims)
+
+
+def flip(x, dim=None): return _sem().flip(x, dim)
+def join(a, b): return _sem().join(a, b)
+def split(a): return _sem().split(a)
+def cat(input, other, can_reorder=False): return _sem().cat(input, other)
+
+
+def interleave(a, b):
+    """Elements of a and b alternating along the last dim (Triton: join, then reshape)."""
+    j = _sem().join(a, b)
+    return _sem().reshape(j, j.shape[:-2] + (j.shape[-2] * 2,))
 
 
 def cast(x, dtype, fp_downcast_rounding=None, bitcast=False):
@@ -125,6 +142,16 @@ def multiple_of(x, values):
 def max_contiguous(x, values):
     """Promise that x rises by one in aligned runs of `values` (Triton's hint)."""
     return _sem().assume(x, contig=values)
+
+
+def debug_barrier(): return _sem().debug_barrier()
+def device_assert(cond, msg="", mask=None): return _sem().device_assert(cond, msg)
+def device_print(prefix, *args, hex=False): return _sem().device_print(prefix, *args)
+
+
+def static_print(*values, sep=" ", end="\n", file=None, flush=False):
+    """Prints at compile time (constexprs and tensor types), as Triton's static_print."""
+    print(*[_unwrap(v) for v in values], sep=sep, end=end, file=file, flush=flush)
 
 
 def static_assert(cond, msg=""):

@@ -142,6 +142,12 @@ class tensor:
     def trans(self, *dims):
         return _b().trans(self, *dims)
 
+    def permute(self, *dims):
+        return _b().permute(self, *dims)
+
+    def split(self):
+        return _b().split(self)
+
     def ravel(self):
         return _b().reshape(self, (self.numel,))
 

@@ -315,7 +315,6 @@ GAPS = {
     "int64 tensors": ("int64", "x + 1", lambda x: x + 1),
     "f16 atomics": ("float16", "tl.atomic_add(Z + off, x)", None),
     "while loops": ("int32", "WHILE", None),
-    "tl.flip": ("int32", "tl.flip(x, 0)", lambda x: x[::-1]),
     "tl.sort": ("int32", "tl.sort(x)", np.sort),
     "tl.associative_scan": ("int32", "tl.associative_scan(x, 0, _add)", np.cumsum),
     "tl.rand": ("float32", "tl.rand(7, off) + x * 0", None),
@@ -402,3 +401,100 @@ def kernel(X, Z, M: tl.constexpr, N: tl.constexpr, AXIS: tl.constexpr, REV: tl.c
         np.testing.assert_allclose(z.numpy(), ref, rtol=n * u, atol=n * u * np.max(np.abs(ref)))
     else:
         np.testing.assert_array_equal(z.numpy(), ref.astype(acc))
+
+
+# ---------------------------------------------------------------------------------------
+# data movement: flip, permute, join / split / interleave / cat
+# ---------------------------------------------------------------------------------------
+MOVE = '''
+@triton.jit
+def kernel(X, Y, Z, A: tl.constexpr, B: tl.constexpr, C: tl.constexpr):
+    off = tl.arange(0, A)[:, None, None] * (B * C) + tl.arange(0, B)[None, :, None] * C + tl.arange(0, C)[None, None, :]
+    x = tl.load(X + off)
+    y = tl.load(Y + off)
+    z = GENERATE_TEST_HERE
+    tl.store(Z + tl.arange(0, A * B * C * OUT_FACTOR), tl.reshape(z, (A * B * C * OUT_FACTOR,)))
+'''
+
+
+@pytest.mark.parametrize("expr, ref, factor", [
+    ("tl.flip(x, 0)", lambda x, y: np.flip(x, 0), 1),
+    ("tl.flip(x, 1)", lambda x, y: np.flip(x, 1), 1),
+    ("tl.flip(x)", lambda x, y: np.flip(x, 2), 1),
+    ("tl.permute(x, 2, 0, 1)", lambda x, y: np.transpose(x, (2, 0, 1)), 1),
+    ("x.permute((1, 2, 0))", lambda x, y: np.transpose(x, (1, 2, 0)), 1),
+    ("tl.trans(x)", lambda x, y: np.transpose(x), 1),
+    ("x.trans(0, 2, 1)", lambda x, y: np.transpose(x, (0, 2, 1)), 1),
+    ("tl.join(x, y)", lambda x, y: np.stack([x, y], -1), 2),
+    ("tl.interleave(x, y)", lambda x, y: np.stack([x, y], -1).reshape(x.shape[:-1] + (-1,)), 2),
+    ("tl.cat(x, y, can_reorder=True)", lambda x, y: np.concatenate([x, y], 0), 2),
+    ("tl.split(tl.join(x, y))[1] + tl.split(tl.join(y, x))[1] * 0", lambda x, y: y, 1),
+    ("tl.join(y, x).split()[0]", lambda x, y: y, 1),
+])
+@pytest.mark.parametrize("dtype", ["int32", "float16"])
+def test_data_movement(mode, expr, ref, factor, dtype):
+    A, B, C = 2, 4, 8
+    rs = np.random.RandomState(15)
+    x, y = numpy_random((A, B, C), dtype, rs), numpy_random((A, B, C), dtype, rs)
+    k = launch(make_kernel(MOVE.replace("OUT_FACTOR", str(factor)), GENERATE_TEST_HERE=expr), mode)
+    z = empty_device(A * B * C * factor, dtype)
+    k[(1,)](to_device(x, dtype), to_device(y, dtype), z, A=A, B=B, C=C)
+    np.testing.assert_array_equal(z.numpy(), np.ascontiguousarray(ref(x, y)).reshape(-1))
+
+
+# ---------------------------------------------------------------------------------------
+# compile-time Python: short-circuits, getattr/hasattr, static_print; debug ops
+# ---------------------------------------------------------------------------------------
+def test_constexpr_short_circuit_and_getattr(mode):
+    k = launch(make_kernel('''
+@triton.jit
+def kernel(Z, X, OPT: tl.constexpr):
+    x = tl.load(X + tl.arange(0, 4))
+    if OPT is not None and OPT.shape[0] > 1:
+        x = x * 100
+    if OPT is None or hasattr(OPT, "no_such_attr"):
+        x = x + getattr(tl, "float32").primitive_bitwidth
+    tl.store(Z + tl.arange(0, 4), x)
+'''), mode)
+    z = empty_device(4, "int32")
+    k[(1,)](z, to_device(np.arange(4, dtype=np.int32)), OPT=None)
+    np.testing.assert_array_equal(z.numpy(), np.arange(4) + 32)
+
+
+def test_static_print(mode, capsys):
+    k = launch(make_kernel('''
+@triton.jit
+def kernel(Z, N: tl.constexpr):
+    tl.static_print("N is", N)
+    tl.store(Z, N)
+'''), mode)
+    k[(1,)](empty_device(1, "int32"), N=77)
+    assert "N is 77" in capsys.readouterr().out
+
+
+def test_debug_barrier_and_device_assert(mode):
+    k = launch(make_kernel('''
+@triton.jit
+def kernel(Z, X, BLOCK: tl.constexpr):
+    x = tl.load(X + tl.arange(0, BLOCK))
+    tl.device_assert(x >= 0, "x must be non-negative")
+    tl.debug_barrier()
+    tl.store(Z + tl.arange(0, BLOCK), x + 1)
+'''), mode)
+    z = empty_device(64, "int32")
+    k[(1,)](z, to_device(np.arange(64, dtype=np.int32)), BLOCK=64)
+    np.testing.assert_array_equal(z.numpy(), np.arange(64) + 1)
+    if mode == "interpreter":   # as Triton: asserts are checked by the interpreter, not on devices
+        with pytest.raises(AssertionError, match="x must be non-negative"):
+            k[(1,)](z, to_device(-np.arange(64, dtype=np.int32) - 1), BLOCK=64)
+
+
+def test_device_print(mode, capsys):
+    k = launch(make_kernel('''
+@triton.jit
+def kernel(X):
+    tl.device_print("x = ", tl.load(X + tl.arange(0, 4)))
+'''), mode)
+    with gap("tl.device_print on the device (needs a debug buffer)" if mode == "device" else None):
+        k[(1,)](to_device(np.arange(4, dtype=np.int32)))
+        assert "x = [0, 1, 2, 3]" in capsys.readouterr().out

@@ -5,10 +5,10 @@ from ..core import Operation, Value
 
 # ops that touch memory or steer control; `load` is here because a store between
 # two equal loads may change what the second reads
-IMPURE = frozenset({"load", "store", "atomic_rmw", "for", "if", "yield", "return"})
+IMPURE = frozenset({"load", "store", "atomic_rmw", "for", "if", "yield", "return", "barrier", "assert", "print"})
 
 # data movement: a uniform constant stays the same value in any shape
-SHAPE_OPS = frozenset({"splat", "broadcast", "expand_dims", "reshape", "trans"})
+SHAPE_OPS = frozenset({"splat", "broadcast", "expand_dims", "reshape", "trans", "permute", "flip", "extract"})
 
 NOT_CONSTANT = object()
 
