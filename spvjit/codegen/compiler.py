@@ -13,7 +13,7 @@ from .spirv.builder import ModuleBuilder
 
 # ops whose lowering stages a tile in shared memory: how many words per lane-register
 _STAGING = {"broadcast", "reshape", "trans", "reduce", "dot", "atomic_rmw", "scan", "permute", "flip",
-            "extract"}
+            "extract", "shift"}
 
 
 @dataclass

@@ -191,6 +191,12 @@ class Lowerer:
         # f + ((n - 1) - 2 * pos) * s, pos = (f // s) % n
         self.move(op, IndexMap(((1, 0, 1), (s, n, -2 * s)), (n - 1) * s))
 
+    def op_shift(self, op):
+        from .layout import strides
+        from .scan import ShiftMap
+        shape, ax = op.operands[0].type.shape, op.attrs["axis"]
+        self.move(op, ShiftMap((), 0, strides(shape)[ax], shape[ax], op.attrs["d"], op.attrs.get("reverse", False)))
+
     def op_extract(self, op):
         from .layout import reduce_base_map
         m, stride, _ = reduce_base_map(op.operands[0].type.shape, op.attrs["axis"])

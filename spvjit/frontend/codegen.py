@@ -531,6 +531,8 @@ class KernelCodegen(ast.NodeVisitor):
             raise self.err("range(...) can only be used as a `for` loop's iterable", node)
         if fn in (float, int, bool) and args and isinstance(unwrap(args[0]), tensor):
             raise self.err(f"{fn.__name__}() of a tensor; use .to(sl.{'float32' if fn is float else 'int32'})", node)
+        # builtins that take a combine function (tl.reduce, tl.associative_scan) inline it here
+        self.sem.jit_caller = lambda f, a: self.inline(f, a, {}, node)
         if fn in (builtins.min, builtins.max) and any(isinstance(unwrap(a), tensor) for a in args):
             # as in Triton: min/max of tensors mean element-wise minimum/maximum
             if len(args) < 2 or kwargs:

@@ -86,7 +86,7 @@ class ProgramRunner:
             return [O.bitcast(a[0], op.operands[0].type.elem, dt)]
         if name == "assume":
             return [a[0]]
-        if name in ("permute", "flip", "extract"):
+        if name in ("permute", "flip", "extract", "shift"):
             return [self.move_op(name, a[0], op)]
         if name in ("splat", "broadcast", "expand_dims", "reshape", "trans"):
             return [self.shape_op(name, a[0], rt.shape, op)]
@@ -136,6 +136,12 @@ class ProgramRunner:
             return np.ascontiguousarray(np.transpose(x, [int(p) for p in op.attrs["order"].split(",")]))
         if name == "flip":
             return np.ascontiguousarray(np.flip(x, op.attrs["axis"]))
+        if name == "shift":
+            ax, d = op.attrs["axis"], op.attrs["d"]
+            n = x.shape[ax]
+            idx = np.arange(n)
+            src = np.where(idx < n - d, idx + d, idx) if op.attrs.get("reverse") else np.where(idx >= d, idx - d, idx)
+            return np.ascontiguousarray(np.take(x, src, axis=ax))
         return np.ascontiguousarray(np.take(x, op.attrs["index"], axis=op.attrs["axis"]))
 
     def shape_op(self, name, x, shape, op):

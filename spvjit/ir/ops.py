@@ -44,6 +44,8 @@ OPS = {
     "permute": (1, ("order",), 0),   # order: the source dim of each result dim, as "2,0,1"
     "flip": (1, ("axis",), 0),
     "extract": (1, ("axis", "index"), 0),   # x[..., index, ...]: drops `axis`
+    # out[.., i, ..] = x[.., i - d, ..] where i >= d (i + d where i + d < n with reverse), else x itself
+    "shift": (1, ("axis", "d"), 0),
     "assume": (1, (), 0),      # identity carrying sl.multiple_of / sl.max_contiguous facts
     "addptr": (2, (), 0),
     "load": (None, (), 0),
@@ -169,6 +171,10 @@ def check_op(op) -> str | None:
         if sorted(order) != list(range(len(t[0].shape))) or \
                 r[0] != TileType(tuple(t[0].shape[p] for p in order), t[0].elem):
             return f"'permute' by {order} of {t[0]} cannot give {r[0]}"
+        return None
+    if name == "shift":
+        if not 0 <= op.attrs["axis"] < len(t[0].shape) or op.attrs["d"] < 1 or not _same(t[0], r[0]):
+            return f"'shift' by {op.attrs['d']} along axis {op.attrs['axis']} of {t[0]} must keep the type"
         return None
     if name == "flip":
         if not 0 <= op.attrs["axis"] < len(t[0].shape) or not _same(t[0], r[0]):

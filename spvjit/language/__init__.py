@@ -9,5 +9,5 @@ from .builtins import (abs, arange, argmax, argmin, atomic_add, atomic_max, atom
                        rsqrt, sigmoid, sin, sqrt, static_assert, static_range, store, sum,
                        trans, where, zeros, zeros_like, permute, view,
                        cumsum, cumprod, debug_barrier, device_assert, device_print, static_print,
-                       flip, join, split, cat, interleave)
+                       flip, join, split, cat, interleave, associative_scan, reduce, sort)
 from . import math, extra  # noqa: E402  (tl.math.*, tl.extra.libdevice.*)

@@ -126,6 +126,17 @@ def cumsum(input, axis=0, reverse=False, dtype=None): return _sem().scan("sum", 
 def cumprod(input, axis=0, reverse=False): return _sem().scan("prod", input, axis, reverse)
 
 
+def associative_scan(input, axis, combine_fn, reverse=False):
+    return _sem().associative_scan(input, axis, combine_fn, reverse)
+
+
+def sort(x, dim=None, descending=False): return _sem().sort(x, dim, descending)
+
+
+def reduce(input, axis, combine_fn, keep_dims=False):
+    return _sem().reduce_with(input, axis, combine_fn, keep_dims)
+
+
 def cdiv(x, div):
     """Ceiling division; plain Python on constexprs, IR on tensors."""
     x, div = _unwrap(x), _unwrap(div)

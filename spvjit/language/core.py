@@ -145,6 +145,18 @@ class tensor:
     def permute(self, *dims):
         return _b().permute(self, *dims)
 
+    def reduce(self, axis, combine_fn, keep_dims=False):
+        return _b().reduce(self, axis, combine_fn, keep_dims)
+
+    def associative_scan(self, axis, combine_fn, reverse=False):
+        return _b().associative_scan(self, axis, combine_fn, reverse)
+
+    def sort(self, dim=None, descending=False):
+        return _b().sort(self, dim, descending)
+
+    def flip(self, dim=None):
+        return _b().flip(self, dim)
+
     def split(self):
         return _b().split(self)
 

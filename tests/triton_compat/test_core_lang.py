@@ -315,8 +315,6 @@ GAPS = {
     "int64 tensors": ("int64", "x + 1", lambda x: x + 1),
     "f16 atomics": ("float16", "tl.atomic_add(Z + off, x)", None),
     "while loops": ("int32", "WHILE", None),
-    "tl.sort": ("int32", "tl.sort(x)", np.sort),
-    "tl.associative_scan": ("int32", "tl.associative_scan(x, 0, _add)", np.cumsum),
     "tl.rand": ("float32", "tl.rand(7, off) + x * 0", None),
 }
 
@@ -498,3 +496,123 @@ def kernel(X):
     with gap("tl.device_print on the device (needs a debug buffer)" if mode == "device" else None):
         k[(1,)](to_device(np.arange(4, dtype=np.int32)))
         assert "x = [0, 1, 2, 3]" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------
+# tl.reduce / tl.associative_scan with combine functions (inlined, as Triton does)
+# ---------------------------------------------------------------------------------------
+COMBINE = '''
+@triton.jit
+def add_fn(a, b):
+    return a + b
+
+
+@triton.jit
+def max_fn(a, b):
+    return tl.maximum(a, b)
+
+
+@triton.jit
+def argmax_fn(v1, i1, v2, i2):
+    # ties keep the smaller index, so the result does not depend on the combine order
+    take2 = (v2 > v1) | ((v2 == v1) & (i2 < i1))
+    return tl.where(take2, v2, v1), tl.where(take2, i2, i1)
+
+
+@triton.jit
+def linear_recurrence(a1, b1, a2, b2):
+    # x_t = a_t * x_{t-1} + b_t composed left to right: not commutative
+    return a1 * a2, b1 * a2 + b2
+
+
+@triton.jit
+def kernel(A, B, Z, ZI, M: tl.constexpr, N: tl.constexpr, AXIS: tl.constexpr):
+    off = tl.arange(0, M)[:, None] * N + tl.arange(0, N)[None, :]
+    a = tl.load(A + off)
+    b = tl.load(B + off)
+    GENERATE_TEST_HERE
+'''
+
+
+def _rec_scan(a, b, axis, reverse):
+    a, b = np.moveaxis(a.astype(np.float64), axis, -1), np.moveaxis(b.astype(np.float64), axis, -1)
+    if reverse:
+        a, b = a[..., ::-1], b[..., ::-1]
+    x = np.zeros(a.shape[:-1])
+    out = np.empty_like(b)
+    for t in range(a.shape[-1]):
+        x = a[..., t] * x + b[..., t]
+        out[..., t] = x
+    if reverse:
+        out = out[..., ::-1]
+    return np.moveaxis(out, -1, axis)
+
+
+@pytest.mark.parametrize("body, ref", [
+    ("tl.store(Z + off, tl.associative_scan(a, AXIS, add_fn))", lambda a, b, ax: np.cumsum(a, ax)),
+    ("tl.store(Z + off, tl.associative_scan(a, AXIS, max_fn, reverse=True))",
+     lambda a, b, ax: np.flip(np.maximum.accumulate(np.flip(a, ax), ax), ax)),
+    ("tl.store(Z + off, tl.associative_scan((a, b), AXIS, linear_recurrence)[1])",
+     lambda a, b, ax: _rec_scan(a, b, ax, False)),
+    ("tl.store(Z + off, tl.associative_scan((a, b), AXIS, linear_recurrence, reverse=True)[1])",
+     lambda a, b, ax: _rec_scan(a, b, ax, True)),
+    ("tl.store(Z + off, tl.reduce(a, AXIS, add_fn, keep_dims=True) + b * 0)",
+     lambda a, b, ax: np.sum(a, ax, keepdims=True) + b * 0),
+    ("tl.store(Z + off, a.reduce(AXIS, max_fn, keep_dims=True) + b * 0)",
+     lambda a, b, ax: np.max(a, ax, keepdims=True) + b * 0),
+])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_combine_fn(mode, body, ref, axis):
+    M, N = 8, 16
+    rs = np.random.RandomState(16)
+    a = rs.uniform(0.5, 1.0, (M, N)).astype(np.float32)
+    b = rs.uniform(-1, 1, (M, N)).astype(np.float32)
+    k = launch(make_kernel(COMBINE, GENERATE_TEST_HERE=body), mode)
+    z = empty_device((M, N), "float32")
+    k[(1,)](to_device(a), to_device(b), z, empty_device(1, "int32"), M=M, N=N, AXIS=axis)
+    # a tree of up to log2(16) + 16 roundings of values below 20 in magnitude
+    np.testing.assert_allclose(z.numpy(), ref(a, b, axis), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("axis", [0, 1, None])
+def test_reduce_tuple_argmax(mode, axis):
+    M, N = 8, 16
+    rs = np.random.RandomState(17)
+    a = rs.randint(0, 5, (M, N)).astype(np.float32)        # many ties: the smaller index must win
+    body = ("idx = tl.broadcast_to(off, (M, N))\n    v, i = tl.reduce((a, idx), AXIS, argmax_fn)\n"
+            "    tl.store(ZI + IOFF, i)")
+    ioff = {0: "tl.arange(0, N)", 1: "tl.arange(0, M)", None: "0"}[axis]
+    k = launch(make_kernel(COMBINE, GENERATE_TEST_HERE=body, IOFF=ioff), mode)
+    zi = empty_device({0: N, 1: M, None: 1}[axis], "int32")
+    k[(1,)](to_device(a), to_device(a), empty_device((M, N), "float32"), zi, M=M, N=N, AXIS=axis)
+    flat = np.arange(M * N).reshape(M, N)
+    if axis is None:
+        want = np.array([np.argmax(a)])
+    else:
+        want = np.take_along_axis(flat, np.expand_dims(np.argmax(a, axis), axis), axis).reshape(-1)
+    np.testing.assert_array_equal(zi.numpy(), want)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "float32", "uint8", "float16"])
+# small tiles: a bitonic network is log2(n)^2/2 stages, each fully unrolled by the lowering today
+@pytest.mark.parametrize("shape, dim", [((32,), None), ((4, 8), 1), ((8, 4), 0), ((2, 16), None)])
+@pytest.mark.parametrize("descending", [False, True])
+def test_sort(mode, dtype, shape, dim, descending):
+    rs = np.random.RandomState(18)
+    x = numpy_random(shape, dtype, rs, low=0 if dtype in uint_dtypes else -30, high=30)
+    M, N = (1, shape[0]) if len(shape) == 1 else shape
+    k = launch(make_kernel('''
+@triton.jit
+def kernel(X, Z, M: tl.constexpr, N: tl.constexpr, DIM: tl.constexpr, DESC: tl.constexpr, RANK: tl.constexpr):
+    if RANK == 1:
+        off = tl.arange(0, N)
+    else:
+        off = tl.arange(0, M)[:, None] * N + tl.arange(0, N)[None, :]
+    x = tl.load(X + off)
+    tl.store(Z + off, tl.sort(x, DIM, descending=DESC))
+'''), mode)
+    z = empty_device(shape, dtype)
+    k[(1,)](to_device(x, dtype), z, M=M, N=N, DIM=dim, DESC=descending, RANK=len(shape))
+    ax = len(shape) - 1 if dim is None else dim
+    want = np.sort(x, axis=ax)
+    np.testing.assert_array_equal(z.numpy(), np.flip(want, ax) if descending else want)

@@ -8,7 +8,7 @@ from ..core import Operation, Value
 IMPURE = frozenset({"load", "store", "atomic_rmw", "for", "if", "yield", "return", "barrier", "assert", "print"})
 
 # data movement: a uniform constant stays the same value in any shape
-SHAPE_OPS = frozenset({"splat", "broadcast", "expand_dims", "reshape", "trans", "permute", "flip", "extract"})
+SHAPE_OPS = frozenset({"splat", "broadcast", "expand_dims", "reshape", "trans", "permute", "flip", "extract", "shift"})
 
 NOT_CONSTANT = object()
 
