@@ -7,13 +7,21 @@
 """
 from __future__ import annotations
 
+from .cli.interrupt import is_spvjit_command as _is_spvjit_command, quiet_interrupts as _quiet_interrupts
+if _is_spvjit_command():
+    _quiet_interrupts()  # Ctrl-C while the `spvjit` command imports: one line, exit 130
+
 import numpy as _np
 
 from .errors import CompilationError, DeviceError, LaunchError, SettingError
-from .jit import JITFunction, interpret, kernel
+from .interpreter import HostTensor
+from .interpreter.ops import bf16_to_bits
+from .ir.types import DType
+from .jit import JITFunction, interpret, interpret_enabled, kernel
 from .autotune import Autotuner, Config, autotune
 from .launch import batch, record
-from . import cache, knobs, language
+from .runtime import Tensor, get_device, list_devices
+from . import cache, knobs, language, runtime, testing
 
 jit = kernel
 __version__ = "0.1.0"
@@ -24,13 +32,11 @@ def cdiv(a: int, b: int) -> int:
 
 
 def _interpreting() -> bool:
-    from .jit import interpret_enabled
     return interpret_enabled()
 
 
 def _storage(dtype):
     """(numpy storage dtype, kernel dtype or None) for a numpy or sl dtype."""
-    from .ir.types import DType
     if isinstance(dtype, DType):
         return (_np.dtype(_np.uint16), dtype) if dtype.name == "bf16" else (dtype.numpy, None)
     return (None if dtype is None else _np.dtype(dtype)), None
@@ -43,13 +49,10 @@ def tensor(data, dtype=None):
     bfloat16 (nearest even) and stores it in 16 bits."""
     storage, kdtype = _storage(dtype)
     if kdtype is not None:
-        from .interpreter.ops import bf16_to_bits
         data = bf16_to_bits(_np.asarray(data, _np.float32))
     if _interpreting():
-        from .interpreter import HostTensor
         return HostTensor(_np.array(data, dtype=storage), kdtype)
-    from .runtime import tensor as _t
-    t = _t(data, storage)
+    t = runtime.tensor(data, storage)
     t.spvjit_dtype = kdtype
     return t
 
@@ -57,10 +60,8 @@ def tensor(data, dtype=None):
 def empty(shape, dtype=_np.float32):
     storage, kdtype = _storage(dtype)
     if _interpreting():
-        from .interpreter import HostTensor
         return HostTensor(_np.empty(shape, storage), kdtype)
-    from .runtime import empty as _e
-    t = _e(shape, storage)
+    t = runtime.empty(shape, storage)
     t.spvjit_dtype = kdtype
     return t
 
@@ -68,10 +69,8 @@ def empty(shape, dtype=_np.float32):
 def zeros(shape, dtype=_np.float32):
     storage, kdtype = _storage(dtype)
     if _interpreting():
-        from .interpreter import HostTensor
         return HostTensor(_np.zeros(shape, storage), kdtype)
-    from .runtime import zeros as _z
-    t = _z(shape, storage)
+    t = runtime.zeros(shape, storage)
     t.spvjit_dtype = kdtype
     return t
 
@@ -83,13 +82,3 @@ def empty_like(t):
 def zeros_like(t):
     return zeros(t.shape, getattr(t, "spvjit_dtype", None) or t.dtype)
 
-
-def __getattr__(name):
-    # lazy: importing spvjit must not need a Vulkan loader
-    if name in ("DeviceError", "Tensor", "get_device", "list_devices"):
-        from . import runtime
-        return getattr(runtime, name)
-    if name == "testing":
-        import importlib
-        return importlib.import_module(".testing", __name__)
-    raise AttributeError(f"module 'spvjit' has no attribute {name!r}")

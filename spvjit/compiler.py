@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from . import cache, knobs
 from .codegen import compile_hooks
 from .codegen.compiler import CompiledKernel, compile_kernel
+from .codegen.spirv.tools import disassemble
 from .codegen.values import LoweringError
 from .errors import CompilationError, DeviceError
 from .frontend import build_ir
@@ -84,7 +85,6 @@ def _compile_for_device(jitfn, spec, dev, key) -> DeviceKernel:
     for hook in list(compile_hooks):
         hook(ck)
     if "spirv" in dumps:
-        from .codegen.spirv.tools import disassemble
         print(disassemble(ck.spirv), file=sys.stderr)
     pipe = dev.create_pipeline(ck.spirv, [bd.kind for bd in ck.bindings], ck.push_size)
     return DeviceKernel(ck, pipe)

@@ -44,6 +44,11 @@ class DeviceError(RuntimeError):
     """A Vulkan runtime failure (no loader, no device, a failing vk call, a missing feature)."""
 
 
+class SemanticError(Exception):
+    """Raised by the language and semantic layers without a location; the frontend's code
+    generator turns it into a CompilationError naming the kernel source line."""
+
+
 class SettingError(LaunchError, ValueError):
     """An SPVJIT_* environment variable whose value is malformed or out of range.
 

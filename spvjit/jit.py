@@ -19,7 +19,8 @@ from .interpreter import run_interpreted
 from .ir import types as T
 from .ir.printer import print_kernel
 from .language.core import constexpr
-from .launch import launch_on_device
+from .launch import check_grid, launch_on_device
+from .runtime import get_device
 
 
 def _is_tensor(x) -> bool:
@@ -162,20 +163,14 @@ class JITFunction(KernelFunction):
         if self.force_interpret or interpret_enabled():
             run_interpreted(compiler.compile(self, spec, compiler.INTERPRETER), spec.runtime, grid)
             return
-        from .runtime import get_device
         dev = get_device()
         launch_on_device(compiler.compile(self, spec, dev), spec, grid, dev, self.__name__)
 
     def _grid(self, grid, bound) -> tuple[int, int, int]:
         if callable(grid):
             grid = grid(dict(bound))
-        if isinstance(grid, int):
-            grid = (grid,)
-        try:
-            g = tuple(int(x) for x in grid)
-        except (TypeError, ValueError):
-            raise LaunchError(f"grid must be a tuple of up to 3 ints or a callable, got {grid!r}") from None
-        if not 1 <= len(g) <= 3 or any(x < 0 for x in g):
+        g = check_grid(grid, self.__name__)
+        if any(x < 0 for x in g):
             raise LaunchError(f"grid must have 1 to 3 non-negative sizes, got {g}")
         if any(x > _MAX_GRID for x in g):
             # program_id and num_programs are int32 inside kernels

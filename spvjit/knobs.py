@@ -26,6 +26,7 @@ class Knob:
     minimum: int = 1          # for "int"
     choices: tuple = ()       # for "list": the allowed items
     lowering: bool = False    # changes the SPIR-V a kernel compiles to (part of cache keys)
+    shown_default: str = ""   # the default as the README table shows it, where it is not a value
 
 
 KNOBS: dict[str, Knob] = {k.name: k for k in (
@@ -33,8 +34,8 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("SPVJIT_DUMP", "list", (), "print each compiled kernel: tile IR, IR annotated with its "
          "lowering choices, SPIR-V disassembly", choices=("ir", "lowered", "spirv")),
     Knob("SPVJIT_DEVICE", "str", "", "the Vulkan device to use, by index or by part of its name"),
-    Knob("SPVJIT_CACHE_DIR", "path", None, "compiled kernels and tuning results "
-         "(default $XDG_CACHE_HOME/spvjit)"),
+    Knob("SPVJIT_CACHE_DIR", "path", None, "compiled kernels and tuning results",
+         shown_default="$XDG_CACHE_HOME/spvjit"),
     Knob("SPVJIT_DISABLE_COOPMAT", "flag", False, "never use cooperative matrices", lowering=True),
     Knob("SPVJIT_DISABLE_TUNING", "flag", False, "ignore the block sizes `spvjit tune` stored"),
     Knob("SPVJIT_PRINT_AUTOTUNING", "flag", False, "print each autotuning result"),
@@ -43,6 +44,11 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("SPVJIT_REQUIRE_COOPMAT", "flag", False, "tests: fail, instead of skipping, where the "
          "device lacks cooperative matrices"),
     Knob("SPVJIT_DIFF_EXAMPLES", "int", 50, "tests: hypothesis examples per differential test"),
+    # read by scripts/coopmat-env (bash), declared here so that every setting has one table
+    Knob("SPVJIT_COOPMAT_ROOT", "str", "/var/cache/spvjit/coopmat-root", "scripts/coopmat-env: "
+         "where the Debian 13 root with Mesa 26.1 lavapipe is built (Debian 12 hosts)"),
+    Knob("SPVJIT_COOPMAT_MIRROR", "str", "", "scripts/coopmat-env: the Debian mirror to build it from",
+         shown_default="the host's apt mirror"),
     Knob("SPVJIT_TRITON_FULL", "flag", False, "tests: run every device parametrization of the "
          "Triton-compatibility suite (tests/triton_compat), not the default subset"),
 )}
@@ -111,7 +117,7 @@ def table() -> str:
     """The Markdown table of settings that the README shows (a test keeps them equal)."""
     rows = ["| variable | kind | default | meaning |", "|---|---|---|---|"]
     for k in KNOBS.values():
-        default = "$XDG_CACHE_HOME/spvjit" if k.kind == "path" else (
+        default = k.shown_default or (
             "off" if k.kind == "flag" else (",".join(k.default) or "none") if k.kind == "list"
             else (k.default if k.default != "" else "first device"))
         kind = k.kind if not k.choices else "list of " + "/".join(k.choices)

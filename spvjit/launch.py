@@ -7,6 +7,7 @@ together (each submit costs ~80 us on lavapipe; a recorded dispatch ~20 us).
 """
 from __future__ import annotations
 
+import numbers
 import os
 import struct
 import threading
@@ -15,8 +16,9 @@ from contextlib import contextmanager
 from . import knobs
 from .codegen.compiler import CompiledKernel
 from .codegen.memory import PUSH_HEADER_WORDS
-from .errors import CompilationError
+from .errors import LaunchError
 from .runtime import get_device
+from .runtime.memory import check_texel_count
 
 _state = threading.local()
 
@@ -53,6 +55,22 @@ def record(timestamps: bool = False):
             _state.batch = None
 
 
+def check_grid(grid, name: str) -> tuple[int, ...]:
+    """A launch grid (after calling a callable grid) as a tuple of 1 to 3 Python ints.
+
+    Only ints count, numpy integers included: ``k[(3.9,)]`` must not run 3 programs, and a
+    string is not a sequence of sizes. ``JITFunction._grid`` checks signs and size limits.
+    """
+    items = (grid,) if isinstance(grid, numbers.Integral) and not isinstance(grid, bool) else grid
+    if not isinstance(items, (tuple, list)) or not 1 <= len(items) <= 3:
+        raise LaunchError(f"grid of kernel {name} must be an int or a tuple of 1 to 3 ints, got {grid!r}")
+    for size in items:
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+            raise LaunchError(f"grid of kernel {name} must hold ints, got {size!r} "
+                              f"({type(size).__name__}) in {grid!r}")
+    return tuple(int(size) for size in items)
+
+
 def _pack(ck: CompiledKernel, spec, offset, grid, programs_per_workgroup: int = 1) -> bytes:
     values = dict(spec.runtime)
     head = struct.pack(f"<{PUSH_HEADER_WORDS}I", *offset, *grid, programs_per_workgroup)
@@ -68,11 +86,9 @@ def launch_on_device(kernel, spec, grid, dev, label: str):
     values = dict(spec.runtime)
     tensors = [values[bd.name] for bd in ck.bindings]
     formats = {bd.index: bd.texel_format for bd in ck.bindings if bd.texel} or None
-    limit = dev.caps.max_texel_buffer_elements
     for bd in ck.bindings:
-        if bd.texel and tensors[bd.index].size // bd.vec > limit:
-            raise CompilationError(f"tensor '{bd.name}' has {tensors[bd.index].size} elements, more than "
-                                   f"the {limit} a texel buffer on {dev.caps.name} can address")
+        if bd.texel:
+            check_texel_count(dev.caps, tensors[bd.index].size // bd.vec, bd.texel_format, f"tensor '{bd.name}'")
     limits = dev.caps.max_workgroup_count
     per_wg = programs_per_workgroup(ck, grid[0])
     chunks = []

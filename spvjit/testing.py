@@ -11,6 +11,9 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
+from .launch import batch
+from .runtime import get_device
+
 
 def do_bench(fn, warmup: int = 3, rep: int = 10, quantiles=None, return_mode: str = "median",
              min_warmup_s: float | None = None):
@@ -18,9 +21,7 @@ def do_bench(fn, warmup: int = 3, rep: int = 10, quantiles=None, return_mode: st
     GPUs, 0.05 s on CPU drivers): an idle GPU runs at a fraction of its clock for a while
     (an H200 idled at 345 MHz and timed a 4096^3 matmul 4x slower until warm); then `rep`
     timed runs."""
-    from .launch import batch
     if min_warmup_s is None:
-        from .runtime import get_device
         min_warmup_s = 0.05 if get_device().caps.device_type == "cpu" else 0.5
     start, done = time.perf_counter(), 0
     while done < warmup or (time.perf_counter() - start < min_warmup_s and done < 1000):

@@ -1,4 +1,10 @@
-"""Suite-wide fixtures: every SPIR-V module any test compiles goes through spirv-val."""
+"""Suite-wide fixtures: every SPIR-V module any test compiles goes through spirv-val.
+
+Also the `coopmat` marker: the tests the coopmat CI stage (.ci/run) runs on Mesa 26.1's
+lavapipe through scripts/coopmat-env. That stage sets SPVJIT_REQUIRE_COOPMAT=1, which makes
+every coopmat test fail (not skip) on a device without cooperative matrices, and fails the
+session if no module dispatched on the device used them.
+"""
 from __future__ import annotations
 
 import os
@@ -14,11 +20,15 @@ from spvjit.codegen import compile_hooks
 from spvjit.codegen.spirv.tools import validate
 
 VALIDATED: list[str] = []
+COOPMAT_MODULES: list[str] = []   # device modules (validated above) that use cooperative matrices
+REQUIRE_COOPMAT = spvjit.knobs.get("SPVJIT_REQUIRE_COOPMAT")
 
 
 def _validate_hook(ck):
     validate(ck.spirv, target_env="vulkan1.3")
     VALIDATED.append(ck.name)
+    if "CooperativeMatrixKHR" in ck.capabilities:
+        COOPMAT_MODULES.append(ck.name)
 
 
 compile_hooks.append(_validate_hook)
@@ -39,6 +49,61 @@ def _device_available() -> bool:
 def device():
     from spvjit.runtime import get_device
     return get_device()
+
+
+# Tests marked `coopmat` without touching their files: whole files (None) or test functions by
+# name (the dot shapes and dtypes), and in test_device_model.py the tests on the tiny model (the
+# default 135M model takes minutes on a CPU driver). A new test can also say @pytest.mark.coopmat.
+_COOPMAT_SELECTION = {
+    "test_coopmat.py": None,
+    "test_tutorials.py": None,
+    "test_language.py": {"test_dot"},
+    "llama/test_kernels.py": None,
+}
+_TINY_MODEL_FIXTURES = {"tiny_model", "tiny_pair"}
+
+
+def _is_coopmat_test(item) -> bool:
+    rel = item.path.relative_to(os.path.dirname(__file__)).as_posix()
+    if rel == "llama/test_device_model.py":
+        return bool(_TINY_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())))
+    if rel not in _COOPMAT_SELECTION:
+        return False
+    names = _COOPMAT_SELECTION[rel]
+    return names is None or getattr(item, "originalname", item.name) in names
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _is_coopmat_test(item):
+            item.add_marker(pytest.mark.coopmat)
+
+
+@pytest.fixture(autouse=True)
+def _coopmat_device_when_required(request):
+    """In the coopmat stage a coopmat test on a device without cooperative matrices fails."""
+    if not REQUIRE_COOPMAT or request.node.get_closest_marker("coopmat") is None:
+        return
+    if spvjit.knobs.get("SPVJIT_DISABLE_COOPMAT"):
+        pytest.fail("SPVJIT_REQUIRE_COOPMAT=1 and SPVJIT_DISABLE_COOPMAT are both set", pytrace=False)
+    from spvjit.runtime import get_device
+    caps = get_device().caps
+    if not caps.cooperative_matrix:
+        pytest.fail(f"SPVJIT_REQUIRE_COOPMAT=1 but the device {caps.name} ({caps.driver_name} "
+                    f"{caps.driver_info}) reports no VK_KHR_cooperative_matrix configurations; "
+                    "run the test through scripts/coopmat-env", pytrace=False)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if REQUIRE_COOPMAT and exitstatus == 0 and session.testscollected and not COOPMAT_MODULES:
+        session.exitstatus = 1   # the stage would have tested no cooperative matrix at all
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if REQUIRE_COOPMAT:
+        terminalreporter.write_line(
+            f"coopmat: {len(COOPMAT_MODULES)} of {len(VALIDATED)} device modules used cooperative matrices"
+            + ("" if COOPMAT_MODULES else " - FAILED: SPVJIT_REQUIRE_COOPMAT=1 needs at least one"))
 
 
 def pytest_report_header(config):

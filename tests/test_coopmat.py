@@ -151,6 +151,9 @@ def test_kloop_accumulator_is_carried_as_cooperative_matrices(monkeypatch, acc_f
     assert len(carried) == 8 // warps, text
     # the accumulator enters the matrix layout without a shared-memory round trip (a splat)
     assert "OpCompositeConstruct" in text
+    if warps == 1:     # (more subgroups also move index tiles through shared memory)
+        # double-buffered A/B: one barrier per K step, then two for the one conversion after the loop
+        assert text.count("OpControlBarrier") == 3, text
 
 
 def _coopmat_device_or_skip():

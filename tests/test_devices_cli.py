@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +48,11 @@ def test_devices_text_lists_capabilities(has_device):
     if "llvmpipe" in out:
         assert "subgroup          8 (basic, vote, arithmetic" in out
         assert "shared memory     32 KiB" in out
-        assert "coop matrix       none" in out
+        if tuple(map(int, re.search(r"Mesa (\d+)\.(\d+)", out).groups())) >= (26, 1):
+            assert "coop matrix       4 configurations" in out    # scripts/coopmat-env
+            assert "8x8x8 f16*f16+f32->f32 (subgroup)" in out
+        else:
+            assert "coop matrix       none" in out
 
 
 def test_devices_json(has_device):

@@ -384,3 +384,91 @@ def test_no_vulkan_device_raises_device_error():
     for what, line in zip(("tensor", "launch"), lines):
         assert line.startswith(f"{what} DeviceError: "), line
         assert "Vulkan" in line, line
+
+
+# ---- recursion and grids (issue 13) ---------------------------------------------------------
+@spvjit.kernel
+def count_down(x, n):
+    if n > 0:
+        x = count_down(x + 1.0, n - 1)  # E-recursion
+    return x
+
+
+@spvjit.kernel
+def runtime_recursion_kernel(x_ptr, n):
+    sl.store(x_ptr + sl.arange(0, 16), count_down(sl.zeros((16,), sl.float32), n))
+
+
+@spvjit.kernel
+def count_down_constexpr(x, n: sl.constexpr):
+    if n > 0:
+        x = count_down_constexpr(x + 1.0, n - 1)
+    return x
+
+
+@spvjit.kernel
+def constexpr_recursion_kernel(x_ptr, N: sl.constexpr):
+    sl.store(x_ptr + sl.arange(0, 16), count_down_constexpr(sl.zeros((16,), sl.float32), N))
+
+
+def test_recursion_with_a_runtime_depth_names_the_call(mode, buf):
+    # Helpers are inlined: a depth known only at run time used to end in a bare
+    # RecursionError with no kernel line.
+    expect_compile_error(runtime_recursion_kernel, "E-recursion", mode, buf, 5, match="nested more than")
+
+
+def test_recursion_with_a_constexpr_depth_still_works(buf):
+    k = spvjit.interpret(constexpr_recursion_kernel)
+    k[(1,)](buf, N=12)
+    np.testing.assert_array_equal(buf.numpy()[:16], np.full(16, 12.0, np.float32))
+
+
+@pytest.mark.parametrize("grid", [(3.9,), "123", (np.float32(2),), (True,), (1, 2, 3, 4), (), None, 2.0])
+def test_check_grid_refuses_non_ints(grid):
+    # k[(3.9,)] ran 3 programs and k["123"] ran a (1, 2, 3) grid: both are mistakes.
+    from spvjit.launch import check_grid
+    with pytest.raises(spvjit.LaunchError, match="grid of kernel k must"):
+        check_grid(grid, "k")
+
+
+def test_check_grid_accepts_ints_and_numpy_ints():
+    from spvjit.launch import check_grid
+    assert check_grid((np.int64(3), np.uint32(2)), "k") == (3, 2)
+    assert check_grid(np.int32(4), "k") == (4,)
+    assert check_grid([1, 2, 3], "k") == (1, 2, 3)
+    assert all(type(x) is int for x in check_grid((np.int64(3),), "k"))
+
+
+@pytest.mark.parametrize("grid", [(3.9,), "abc", (2, "1"), (True,), 2.0, (1, 2, 3, 4), ()])
+def test_launch_refuses_grids_that_are_not_ints(grid):
+    # k[(3.9,)] used to run 3 programs; a string grid used to be taken as sizes
+    x = spvjit.zeros(8, np.float32)
+    with pytest.raises(spvjit.LaunchError, match="grid of kernel"):
+        _grid_probe[grid](x)
+
+
+def test_launch_accepts_numpy_int_grids():
+    x = spvjit.zeros(8, np.float32)
+    _grid_probe[(np.int64(2),)](x)
+    _grid_probe[np.int32(1)](x)
+    np.testing.assert_array_equal(x.numpy(), [1, 1, 0, 0, 0, 0, 0, 0])
+
+
+@spvjit.kernel
+def _grid_probe(x_ptr):
+    sl.store(x_ptr + sl.program_id(0), 1.0)
+
+
+@spvjit.kernel
+def _huge_block(x_ptr, BLOCK: sl.constexpr):
+    offs = sl.arange(0, BLOCK)
+    sl.store(x_ptr + offs, offs.to(sl.float32), mask=offs < 4)
+
+
+def test_a_huge_block_is_refused_at_its_line_before_any_large_allocation():
+    import resource
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(spvjit.CompilationError, match=r"test_errors.py:\d+.*1073741824 elements.*at most 1048576"):
+        _huge_block[(1,)](spvjit.zeros(4, np.float32), BLOCK=2 ** 30)
+    # peak RSS (KiB) grew by far less than one element per byte of the asked-for tile
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000

@@ -7,6 +7,7 @@ on the compiler's SPIR-V builder.
 import dataclasses
 import gc
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -181,13 +182,21 @@ def test_lavapipe_caps_match_design_table(dev):
     assert caps.float16 and caps.int8 and caps.int64 and caps.float64
     assert caps.storage_buffer_16bit and caps.storage_buffer_8bit
     assert caps.integer_dot_product and not caps.integer_dot_product_accelerated
-    assert caps.cooperative_matrix == () and not caps.cooperative_matrix2
+    mesa = tuple(map(int, re.match(r"Mesa (\d+)\.(\d+)", caps.driver_info).groups()))
+    if mesa >= (26, 1):   # trixie-backports (scripts/coopmat-env): 8x8x8, subgroup scope
+        assert {(c.m, c.n, c.k, c.a_type, c.b_type, c.c_type, c.result_type, c.scope)
+                for c in caps.cooperative_matrix} == {
+            (8, 8, 8, "f16", "f16", "f16", "f16", "subgroup"), (8, 8, 8, "f16", "f16", "f32", "f32", "subgroup"),
+            (8, 8, 8, "i8", "i8", "i32", "i32", "subgroup"), (8, 8, 8, "u8", "u8", "u32", "u32", "subgroup")}
+        assert "VK_KHR_cooperative_matrix" in caps.extensions
+    else:                 # Mesa 22.3 (Debian 12), 25.0 (Debian 13)
+        assert caps.cooperative_matrix == () and not caps.cooperative_matrix2
+        assert "VK_KHR_cooperative_matrix" not in caps.extensions
     assert caps.timestamps_supported and caps.timestamp_period_ns == 1.0
     assert caps.api_version >= (1, 3, 0)
     assert caps.driver_info.startswith("Mesa")
     assert caps.memory_heaps and all(isinstance(s, int) and isinstance(local, bool)
                                      for s, local in caps.memory_heaps)
-    assert "VK_KHR_cooperative_matrix" not in caps.extensions
 
 
 def test_caps_are_frozen_and_listed(dev):

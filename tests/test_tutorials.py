@@ -40,10 +40,11 @@ def test_fused_softmax(mode, rows, cols):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("M,N,K,act", [(50, 37, 41, ""), (64, 64, 64, "leaky_relu"), (17, 90, 130, "")])
-def test_matmul(mode, M, N, K, act):
+@pytest.mark.parametrize("in_dtype", [np.float32, np.float16])     # f16: the tutorial's own (coopmat) case
+def test_matmul(mode, M, N, K, act, in_dtype):
     rng = np.random.default_rng(M * N)
-    a = rng.standard_normal((M, K)).astype(np.float32)
-    b = rng.standard_normal((K, N)).astype(np.float32)
+    a = rng.standard_normal((M, K)).astype(in_dtype)
+    b = rng.standard_normal((K, N)).astype(in_dtype)
     ta, tb = spvjit.tensor(a), spvjit.tensor(b)
     tc = spvjit.empty((M, N), np.float16)
     BM, BN, BK = 16, 32, 16

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import sys
 
-from .. import knobs
+from .. import knobs, testing
 from ..errors import CompilationError, DeviceError, LaunchError
 from ..jit import JITFunction
+from ..runtime import get_device
 from . import store
 from .config import Config
 
@@ -89,7 +90,6 @@ class Autotuner:
         return configs
 
     def run(self, *args, grid, **kwargs):
-        from ..runtime import get_device
         bound = self.fn.signature.bind_partial(*args, **kwargs).arguments
         key = self._key(bound)
         cfg = self.cache.get(key)
@@ -113,7 +113,6 @@ class Autotuner:
         self._launch(cfg, grid, args, kwargs)
 
     def _tune(self, key, bound, grid, args, kwargs) -> Config:
-        from ..testing import do_bench
         timings = {}
         zero = [bound[n] for n in self.reset_to_zero if n in bound]
 
@@ -125,7 +124,7 @@ class Autotuner:
         errors = {}
         for cfg in self._candidates(bound, kwargs):
             try:
-                timings[cfg] = do_bench(lambda: once(cfg), warmup=self.warmup, rep=self.rep)
+                timings[cfg] = testing.do_bench(lambda: once(cfg), warmup=self.warmup, rep=self.rep)
             except (CompilationError, DeviceError) as e:
                 timings[cfg] = None     # the device cannot run this config: skip it
                 errors[cfg] = e

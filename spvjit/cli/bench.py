@@ -139,7 +139,9 @@ def _bench(args) -> int:
         print(f"tuned block sizes: {len(tuned)} kernel shapes from {tuning.path}"
               + ("" if tuned else " (run `spvjit tune` to measure them)"), file=sys.stderr)
     head = ("model", "size", "params", "backend", "test", "t/s")
-    rows = [(f"{r['model']} {r['type']}", f"{r['size_bytes'] / 2**20:.2f} MiB", f"{r['params'] / 1e6:.2f} M",
+    # The model's name comes from the file: escape control characters before they reach a terminal.
+    from spvjit.models.llama.errors import printable
+    rows = [(f"{printable(r['model'])} {r['type']}", f"{r['size_bytes'] / 2**20:.2f} MiB", f"{r['params'] / 1e6:.2f} M",
              r["backend"], r["test"], f"{r['avg_ts']:.2f} ± {r['stddev_ts']:.2f}") for r in results]
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 
 COMMANDS = ("devices", "run", "bench", "tune")
@@ -32,16 +34,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .interrupt import quiet_interrupts
+    quiet_interrupts()  # Ctrl-C while modules import: one line, exit 130 (also set by spvjit/__init__)
     args = build_parser().parse_args(argv)  # bad usage exits 2 from argparse
-    from spvjit.runtime.errors import DeviceError
+    from spvjit.errors import DeviceError, LaunchError  # LaunchError covers SettingError
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on: KeyboardInterrupt
     try:
         return int(args.run(args) or 0)
-    except DeviceError as e:
-        # One line, no traceback: these are environment problems, not bugs.
+    except (DeviceError, LaunchError) as e:
+        # One line, no traceback: these are environment problems (no driver, a bad
+        # SPVJIT_*/LP_* variable), not bugs.
         print(f"spvjit: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print("spvjit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `spvjit devices | head`: the reader left; nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

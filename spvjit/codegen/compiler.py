@@ -4,16 +4,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir.core import KernelIR
+from ..ir.ops import OP_INFO, ops_of
 from . import axis_info, coopmat, subgroup
 from .emitter import Emitter
 from .layout import choose_workgroup, regs
 from .lower import LoweringError, Lowerer, LV
 from .memory import PUSH_HEADER_WORDS, Binding, Memory, PushMember
 from .spirv.builder import ModuleBuilder
+from .target import Target
 
-# ops whose lowering stages a tile in shared memory: how many words per lane-register
-_STAGING = {"broadcast", "reshape", "trans", "reduce", "dot", "atomic_rmw", "scan", "permute", "flip",
-            "extract", "shift"}
+# ops whose lowering stages a tile in shared memory (ir/ops.py's table)
+_STAGING = frozenset(n for n, info in OP_INFO.items() if info.scratch)
+_SHAPE_OPS = ops_of("shape")
 
 
 @dataclass
@@ -37,10 +39,11 @@ def _max_numel(kernel: KernelIR) -> int:
     return best
 
 
-def _scratch_words(kernel: KernelIR, w: int) -> int:
+def _scratch_words(kernel: KernelIR, w: int, coop_dots=()) -> int:
+    """Words of the shared scratch; dots lowered on cooperative matrices have their own arrays."""
     need = 0
     for op in kernel.walk():
-        if op.name not in _STAGING:
+        if op.name not in _STAGING or id(op) in coop_dots:
             continue
         if op.name == "dot":
             a, b = op.operands[0].type, op.operands[1].type
@@ -72,7 +75,7 @@ def _param_access(kernel: KernelIR, ptr_params) -> tuple[set[int] | None, set[in
 
     def walk(block):
         for op in block.ops:
-            if op.name in ("addptr", "splat", "broadcast", "expand_dims", "reshape", "trans"):
+            if op.name == "addptr" or op.name in _SHAPE_OPS:
                 roots[id(op.result)] = root(op.operands[0])
             elif op.name == "select" and op.result.type.is_pointer:
                 a, b = root(op.operands[1]), root(op.operands[2])
@@ -102,7 +105,9 @@ def _param_access(kernel: KernelIR, ptr_params) -> tuple[set[int] | None, set[in
 
 def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict | None = None,
                    notes: dict | None = None) -> CompiledKernel:
-    """`notes`, when given a dict, collects the lowering choice of each op (SPVJIT_DUMP=lowered)."""
+    """`caps`: a DeviceCaps or a Target.  `notes`, when given a dict, collects the lowering
+    choice of each op (SPVJIT_DUMP=lowered)."""
+    caps = Target.of(caps)
     w = choose_workgroup(_max_numel(kernel), num_warps, caps)
     b = ModuleBuilder(version=(1, 3))
     b.capability("Shader")
@@ -121,18 +126,19 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     for bd in bindings:
         bd.read_only = written is not None and bd.index not in written
         bd.write_only = read is not None and bd.index not in read
-    cpu = getattr(caps, "device_type", "") == "cpu"
+    cpu = caps.cpu
     if cpu:
         # lavapipe reads per-lane addresses 2-3x faster through texel buffers than storage buffers
-        limit = getattr(caps, "max_texel_buffer_elements", 0)
+        limit = caps.max_texel_buffer_elements
         for bd in bindings:
             if written is not None and bd.index not in written and limit:
                 bd.texel = True
     mem = Memory(em, bindings, push)
-    mem.wide_stores = cpu and getattr(caps, "int64", False)
+    mem.wide_stores = cpu and caps.int64
     mem.declare(_float_atomic_bindings(kernel, bindings))
-    scratch = _scratch_words(kernel, w)
-    max_shared = getattr(caps, "max_shared_memory", 32768)
+    coop_plan = coopmat.Plan(kernel, caps, w)
+    scratch = _scratch_words(kernel, w, coop_plan.dots)
+    max_shared = caps.max_shared_memory
     if scratch * 4 > max_shared:
         raise LoweringError(f"kernel {kernel.name} needs {scratch * 4} bytes of shared memory for its "
                             f"tiles with {w} invocations; the device has {max_shared}; use smaller blocks")
@@ -145,7 +151,7 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     lw = Lowerer(em, kernel, w, mem, lane, subgroup.available(caps, w))
     lw.axis = axis_info.analyze(kernel, param_div or {})
     lw.caps = caps
-    lw.coop_plan = coopmat.Plan(kernel, caps, w)
+    lw.coop_plan = coop_plan
     lw.notes = notes
     for p in ptr_params:
         lw.env[id(p.value)] = LV([em.ci(0)], True, ptr_params.index(p))
@@ -160,6 +166,10 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
         lw.lower_block(kernel.body)
     if not em.terminated:
         b.emit("OpReturn", None)
+    shared = scratch * 4 + getattr(mem, "coop_shared_bytes", 0)
+    if shared > max_shared:
+        raise LoweringError(f"kernel {kernel.name} needs {shared} bytes of shared memory (cooperative-matrix "
+                            f"staging included); the device has {max_shared}; use smaller blocks")
     b.end_function()
     b.entry_point("GLCompute", fn, "main")
     b.execution_mode(fn, "LocalSize", w, 1, 1)

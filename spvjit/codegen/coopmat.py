@@ -33,23 +33,32 @@ class CoopValue:
     ids: list[int]
 
 
+def shared_budget(caps) -> int:
+    """Shared memory the coopmat arrays may take; the rest stays for reductions and moves."""
+    return caps.max_shared_memory * 3 // 4
+
+
+def _staging_bytes(a_t, b_t, double: bool) -> int:
+    """A and B staging (twice when double-buffered) plus the f32-sized C conversion array."""
+    (M, K), N = a_t.shape, b_t.shape[1]
+    return (2 if double else 1) * a_t.elem.bits // 8 * (M * K + K * N) + 4 * M * N
+
+
 def find_config(caps, w: int, a_t, b_t, c_t):
     if knobs.get("SPVJIT_DISABLE_COOPMAT"):
         return None
     M, K = a_t.shape
     N = b_t.shape[1]
-    sg = getattr(caps, "subgroup_size", 0) or 0
+    sg = caps.subgroup_size
     if not sg or w % sg:
         return None                       # every subgroup must be full
     in_name = _OPERAND_TYPES.get(a_t.elem.name)
     if in_name is None or b_t.elem.name != a_t.elem.name:
         return None
-    in_bytes = a_t.elem.bits // 8
-    shared = in_bytes * (M * K + K * N) + 4 * M * N
-    if shared > getattr(caps, "max_shared_memory", 0) // 2:
+    if _staging_bytes(a_t, b_t, double=False) > shared_budget(caps):
         return None
     best = None
-    for c in getattr(caps, "cooperative_matrix", ()) or ():
+    for c in caps.cooperative_matrix:
         if c.scope != "subgroup" or c.saturating:
             continue
         if (c.a_type, c.b_type) != (in_name, in_name):
@@ -131,14 +140,23 @@ def _enable(em):
     b.memory_model("Logical", "Vulkan")
 
 
-def _shared_array(mem, name: str, elem_type: int, count: int) -> int:
+def _shared_array(mem, name: str, elem_type: int, count: int, elem_bytes: int = 4) -> int:
     key = ("coop_shared", name, elem_type, count)
     if key not in mem._cache:
         b = mem.em.b
         var = b.variable(b.type_pointer("Workgroup", b.type_array(elem_type, count)), "Workgroup")
         b.name(var, name)
         mem._cache[key] = var
+        mem.coop_shared_bytes = getattr(mem, "coop_shared_bytes", 0) + elem_bytes * count
     return mem._cache[key]
+
+
+def _parity_variable(lw) -> int:
+    key = ("coop_parity",)
+    if key not in lw.mem._cache:
+        b = lw.em.b
+        lw.mem._cache[key] = b.local_variable(b.type_pointer("Function", lw.em.i32), lw.em.ci(0))
+    return lw.mem._cache[key]
 
 
 class _Tiles:
@@ -168,19 +186,22 @@ def tile_type(em, cfg, elem: T.DType) -> int:
                                             "MatrixAccumulatorKHR")
 
 
-def _stage(lw, var, ptr_t, numel, regs, src_dt, dst_dt, dst_type):
-    """Write a blocked tile into a row-major shared array (lanes past the end write nothing)."""
+def _stage(lw, var, ptr_t, numel, regs, src_dt, dst_dt, base=None):
+    """Write a blocked tile into a row-major shared array at element `base` (an i32 id or
+    None for 0).  Lanes past the end of the tile write nothing: parking their write on a real
+    element would race with the lane that owns it."""
     em = lw.em
     for q, reg in enumerate(regs):
         valid = lw.valid(numel, q)
         idx = lw.flat(q, numel)
-        if valid is not None:       # lanes past the end park their write on element 0
-            idx = em.select(em.i32, valid, idx, em.ci(0))
+        if base is not None:
+            idx = em.iadd(idx, base)
         value = lw.convert(reg, src_dt, dst_dt)
-        if valid is not None:
-            cur = em.op("OpLoad", dst_type, em.op("OpAccessChain", ptr_t, var, idx))
-            value = em.select(dst_type, valid, value, cur)
-        em.op("OpStore", None, em.op("OpAccessChain", ptr_t, var, idx), value)
+        if valid is None:
+            em.op("OpStore", None, em.op("OpAccessChain", ptr_t, var, idx), value)
+        else:
+            with em.if_then(valid):
+                em.op("OpStore", None, em.op("OpAccessChain", ptr_t, var, idx), value)
 
 
 def to_matrix(lw, lv: LV, ty: T.TileType, cfg, subgroup_size: int) -> CoopValue:
@@ -199,7 +220,7 @@ def to_matrix(lw, lv: LV, ty: T.TileType, cfg, subgroup_size: int) -> CoopValue:
     c_sh = _shared_array(mem, "coop_c", ct, M * N)
     pc = em.b.type_pointer("Workgroup", ct)
     em.barrier()
-    _stage(lw, c_sh, pc, M * N, lv.regs, elem, elem, ct)
+    _stage(lw, c_sh, pc, M * N, lv.regs, elem, elem)
     em.barrier()
     ids = []
     for t in tiles.index:
@@ -243,13 +264,28 @@ def lower_dot_coopmat(lw, op, cfg, subgroup_size: int):
     acc = to_matrix(lw, lw.get(op.operands[2]), c_t, cfg, subgroup_size)
     in_dt = a_t.elem
     it = em.type_of(in_dt)
-    a_sh = _shared_array(mem, "coop_a", it, M * K)
-    b_sh = _shared_array(mem, "coop_b", it, K * N)
+    # Double-buffered staging where shared memory allows: consecutive coopmat dots (the K
+    # loop) alternate between two halves, so one barrier per dot suffices, because a write to
+    # a half is always separated from the last reads of that half by another dot's barrier.
+    # The parity is one Function variable shared by every dot of the kernel, so the argument
+    # holds across dot sites too.  Otherwise one buffer, and a barrier before writing it.
+    double = _staging_bytes(a_t, b_t, double=True) <= shared_budget(lw.caps)
+    halves = 2 if double else 1
+    a_sh = _shared_array(mem, "coop_a", it, halves * M * K, in_dt.bits // 8)
+    b_sh = _shared_array(mem, "coop_b", it, halves * K * N, in_dt.bits // 8)
     pin = em.b.type_pointer("Workgroup", it)
+    if double:
+        parity_var = _parity_variable(lw)
+        parity = em.load_var(em.i32, parity_var)
+        em.store_var(parity_var, em.op("OpISub", em.i32, em.ci(1), parity))
+        a_base, b_base = em.imul(parity, em.ci(M * K)), em.imul(parity, em.ci(K * N))
+    else:
+        a_base, b_base = em.ci(0), em.ci(0)
+        em.barrier()
+    _stage(lw, a_sh, pin, M * K, a.regs, in_dt, in_dt, a_base)
+    _stage(lw, b_sh, pin, K * N, b.regs, in_dt, in_dt, b_base)
     em.barrier()
-    _stage(lw, a_sh, pin, M * K, a.regs, in_dt, in_dt, it)
-    _stage(lw, b_sh, pin, K * N, b.regs, in_dt, in_dt, it)
-    em.barrier()
+    lw.note(op, "A/B double-buffered in shared memory" if double else "A/B staged in shared memory")
 
     ta = em.b.type_cooperative_matrix_khr(it, "Subgroup", cfg.m, cfg.k, "MatrixAKHR")
     tb = em.b.type_cooperative_matrix_khr(it, "Subgroup", cfg.k, cfg.n, "MatrixBKHR")
@@ -262,8 +298,8 @@ def lower_dot_coopmat(lw, op, cfg, subgroup_size: int):
     for t, c in zip(tiles.index, acc.ids):
         r0, c0 = tiles.row_col(em, t)
         for tk in range(K // cfg.k):
-            a_off = em.iadd(em.imul(r0, em.ci(K)), em.ci(tk * cfg.k))
-            b_off = em.iadd(em.ci(tk * cfg.k * N), c0)
+            a_off = em.iadd(a_base, em.iadd(em.imul(r0, em.ci(K)), em.ci(tk * cfg.k)))
+            b_off = em.iadd(b_base, em.iadd(em.ci(tk * cfg.k * N), c0))
             am = em.op("OpCooperativeMatrixLoadKHR", ta, em.op("OpAccessChain", pin, a_sh, a_off), layout,
                        em.cu(K))
             bm = em.op("OpCooperativeMatrixLoadKHR", tb, em.op("OpAccessChain", pin, b_sh, b_off), layout,

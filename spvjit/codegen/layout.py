@@ -102,15 +102,15 @@ def choose_workgroup(max_numel: int, num_warps: int, caps) -> int:
     program is one subgroup and all exchanges become subgroup ops.  Never more
     lanes than the largest tile has elements.
     """
-    sg = getattr(caps, "subgroup_size", 0) or 0
-    if getattr(caps, "device_type", "") == "cpu" and sg:
+    sg = caps.subgroup_size
+    if caps.cpu and sg:
         want = sg
     else:
         want = num_warps * 32
     biggest = 1
     while biggest < max_numel:
         biggest *= 2
-    return max(1, min(want, biggest, getattr(caps, "max_workgroup_invocations", 1024)))
+    return max(1, min(want, biggest, caps.max_workgroup_invocations))
 
 
 def tile_numel(shape) -> int:

@@ -10,10 +10,12 @@ import contextlib
 
 from ..ir import types as T
 from ..ir.core import Block, KernelIR, Operation
+from ..ir.ops import OP_INFO
 from .emitter import Emitter
 from .layout import IndexMap, broadcast_map, identity_map, regs, trans_map, vec_width
-from . import coopmat
+from . import coopmat, remat
 from .reduce import lower_dot, lower_reduce
+from .target import Target
 from .values import LV, LoweringError
 
 
@@ -46,7 +48,7 @@ class Lowerer:
         self.vectorize = True      # layouts of width 4 where tiles allow (layout.vec_width)
         self.lane_x4 = em.imul(lane, em.ci(4))   # in the entry block: dominates every use
         self.axis = {}             # axis_info.analyze(): contiguity facts for vector loads
-        self.caps = None           # device capabilities (cooperative-matrix configurations, ...)
+        self.caps = Target()       # what the device can do (codegen/target.py; set by the compiler)
         self.coop_plan = coopmat.Plan(kernel, None, w)   # values in matrix layout (set by compiler)
         self.notes = None          # id(op) -> lowering choices, when a lowered dump is wanted
         self.current_op = None
@@ -125,6 +127,9 @@ class Lowerer:
             self.current_op = op
             handler = getattr(self, "op_" + op.name, None)
             if handler is None:
+                info = OP_INFO.get(op.name)
+                if info is None or info.category != "elementwise":
+                    raise self.error(f"the lowering has no rule for op '{op.name}'")
                 handler = self.op_elementwise
             handler(op)
             if self.notes is not None and op.results and op.name not in ("for", "if"):
@@ -209,7 +214,12 @@ class Lowerer:
             self.bind(op, LV(src.regs * self.nregs(dst_t), dst_t.is_scalar, src.binding))
             return
         elem = T.i32 if dst_t.is_pointer else dst_t.elem
-        out = self.mem.exchange(self, src.regs, src_t.numel, dst_t.numel, m, elem)
+        value = op.operands[0]
+        one_subgroup = self.sg.get("whole") and self.sg.get("broadcast") and self.sg.get("shuffle")
+        recompute = None     # only where the move would go through shared memory (several subgroups)
+        if not one_subgroup and remat.expression(self, value):
+            recompute = lambda g: remat.evaluate(self, value, g)    # noqa: E731
+        out = self.mem.exchange(self, src.regs, src_t.numel, dst_t.numel, m, elem, recompute=recompute)
         self.bind(op, LV(out, False, src.binding))
 
     # ---- elementwise -------------------------------------------------------------------------
@@ -366,10 +376,20 @@ class Lowerer:
 
     def bitcast(self, x: int, src: T.DType, dst: T.DType) -> int:
         em = self.em
-        if src.name == "bf16" or dst.name == "bf16":
-            raise self.error("bitcast to or from bfloat16 is not supported; use .to()")
+        if src == dst:
+            return x
         if src.is_bool or dst.is_bool:
             raise self.error("bitcast of booleans is not supported")
+        if src.name == "bf16" or dst.name == "bf16":
+            # bf16 registers are f32 whose low 16 bits are zero: the bf16 bits are the high half
+            u16 = em.type_of(T.u16)
+            if src.name == "bf16":
+                hi = em.op("OpShiftRightLogical", em.u32, em.op("OpBitcast", em.u32, x), em.cu(16))
+                bits = em.op("OpUConvert", u16, hi)
+                return bits if dst.name == "u16" else em.op("OpBitcast", em.type_of(dst), bits)
+            bits = x if src.name == "u16" else em.op("OpBitcast", u16, x)
+            wide = em.op("OpShiftLeftLogical", em.u32, em.op("OpUConvert", em.u32, bits), em.cu(16))
+            return em.op("OpBitcast", em.f32, wide)
         return em.op("OpBitcast", em.type_of(dst), x)
 
     def op_addptr(self, op):
@@ -446,7 +466,7 @@ class Lowerer:
         inits = [self.get(v) for v in op.operands[3:]]
         body = op.regions[0]
         matrix = self.coop_plan.carried.get(id(op), {})     # positions carried as cooperative matrices
-        sg_size = getattr(self.caps, "subgroup_size", 0)
+        sg_size = self.caps.subgroup_size
         init_ids, types = [], []
         for p, (v, lv) in enumerate(zip(op.results, inits)):
             if p in matrix:
@@ -507,8 +527,8 @@ class Lowerer:
         em.b.label(cont)
         em.terminated = False
         # OpCopyObject gives each back-edge value the id the phis were promised
-        for t, nxt, regs in zip(types, nexts, yielded):
-            for n, reg in zip(nxt, regs):
+        for t, nxt, back in zip(types, nexts, yielded):
+            for n, reg in zip(nxt, back):
                 em.b.emit_with_id("OpCopyObject", t, n, reg)
         em.b.emit_with_id("OpIAdd", em.i32, iv_next, iv, step)
         em.op("OpBranch", None, header)

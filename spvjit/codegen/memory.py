@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir import types as T
+from ..runtime.memory import ELEMENT_TEXEL_FORMATS
 from .emitter import SCOPE_DEVICE, Emitter
 from . import subgroup
 from .layout import IndexMap, flat_np, lane_np, reg_np
@@ -47,15 +48,7 @@ class Binding:
     def texel_format(self) -> str | None:
         if not self.texel:
             return None
-        return (VEC4_TEXEL_FORMATS if self.vec == 4 else TEXEL_FORMATS)[self.dtype.name]
-
-
-# the runtime's format names for a texel view of each element type
-TEXEL_FORMATS = {"f32": "r32f", "f16": "r16f", "bf16": "r16ui", "i32": "r32i", "u32": "r32ui",
-                 "i16": "r16i", "u16": "r16ui", "i8": "r8i", "u8": "r8ui", "i1": "r8ui"}
-VEC4_TEXEL_FORMATS = {"f32": "rgba32f", "f16": "rgba16f", "bf16": "rgba16ui", "i32": "rgba32i",
-                      "u32": "rgba32ui", "i16": "rgba16i", "u16": "rgba16ui", "i8": "rgba8i",
-                      "u8": "rgba8ui", "i1": "rgba8ui"}
+        return ELEMENT_TEXEL_FORMATS[self.dtype.name][self.vec == 4]
 
 
 @dataclass
@@ -533,8 +526,10 @@ class Memory:
         return em.op("OpLoad", em.u32, em.op("OpAccessChain", self.scratch_ptr, self.scratch, idx))
 
     def exchange(self, lw, src_regs, src_numel, dst_numel, m: IndexMap, dt: T.DType,
-                 to_uniform: bool = False) -> list[int]:
-        """Registers of the destination tile, where dest flat f takes source flat m(f)."""
+                 to_uniform: bool = False, recompute=None) -> list[int]:
+        """Registers of the destination tile, where dest flat f takes source flat m(f).
+        `recompute(g)`, when given, computes source element g (an i32 id) in place: used
+        instead of shared memory for index tiles (remat.py)."""
         W = lw.W
         v_src, v_dst = lw.vec(src_numel), lw.vec(dst_numel)
         n_dst = 1 if to_uniform else max(1, -(-dst_numel // W))
@@ -552,10 +547,15 @@ class Memory:
         if all(p[0] == "reg" for p in plan):
             lw.note_move("in-lane register copies")
             return [src_regs[q] for _, q in plan]
-        lw.note_move("subgroup broadcast/shuffle" if lw.sg.get("whole") and lw.sg.get("broadcast")
-                     and lw.sg.get("shuffle") else "shared memory + barriers")
         if lw.sg.get("whole") and lw.sg.get("broadcast") and lw.sg.get("shuffle"):
+            lw.note_move("subgroup broadcast/shuffle")
             return self._exchange_subgroup(lw, src_regs, src_numel, dst_numel, m, dt, plan, to_uniform)
+        if recompute is not None and not to_uniform:
+            # no barrier, no shared memory: each lane computes the elements it lacks (remat.py)
+            lw.note_move("recomputed in each lane (index arithmetic, no data movement)")
+            return [src_regs[arg] if kind == "reg" else recompute(lw.emit_index(m, lw.flat(r, dst_numel)))
+                    for r, (kind, arg) in enumerate(plan)]
+        lw.note_move("shared memory + barriers")
         em = self.em
         need = len(src_regs) * W
         if need > self.scratch_words:

@@ -8,6 +8,8 @@ replaces these with subgroup and register-blocked forms where they win.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..ir import types as T
 from . import coopmat, subgroup
 from .layout import flat_np, lane_np, reduce_base_map, reg_np
@@ -71,8 +73,10 @@ def lower_reduce(lw, op):
     if src.uniform:
         raise lw.error("reduction of a scalar")
     if len(src_t.shape) == 1:
-        lw.note(op, "per-lane fold + " + ("subgroup reduction" if lw.sg.get("reduce") and lw.sg.get("whole")
-                                          else "shared memory"))
+        sg_reduce = lw.sg.get("reduce") and lw.sg.get("size", 0) > 1
+        lw.note(op, "per-lane fold + " + ("subgroup reduction" if sg_reduce and lw.sg.get("whole") else
+                                          "subgroup reductions + partials in shared memory"
+                                          if sg_reduce and lw.W % lw.sg["size"] == 0 else "shared memory"))
         _reduce_full(lw, op, src, src_t.numel, kind, in_dt)
     else:
         _reduce_axis(lw, op, src, src_t.shape, axis, kind, in_dt)
@@ -92,8 +96,26 @@ def _reduce_full(lw, op, src, numel, kind, dt):
             if want_idx:
                 n_i = em.select(em.i32, valid, n_i, acc_i)
         acc, acc_i = n_acc, n_i
+    sg = lw.sg.get("size", 0)
     if W > 1 and lw.sg.get("reduce") and lw.sg.get("whole"):
         acc, acc_i = _subgroup_finish(lw, c, kind, dt, acc, acc_i)
+    elif W > 1 and lw.sg.get("reduce") and sg > 1 and W % sg == 0:
+        # GPUs (several subgroups): reduce inside each subgroup, then only W/sg partials go
+        # through shared memory, instead of every lane folding all W of them
+        acc, acc_i = _subgroup_finish(lw, c, kind, dt, acc, acc_i)
+        parts = W // sg
+        sgid = em.op("OpSDiv", em.i32, lw.lane, em.ci(sg))
+        em.barrier()
+        with em.if_then(em.op("OpIEqual", em.bool, em.op("OpSMod", em.i32, lw.lane, em.ci(sg)), em.ci(0))):
+            mem.scratch_store(sgid, mem.to_word(acc, dt))
+            if want_idx:
+                mem.scratch_store(em.iadd(sgid, em.ci(parts)), mem.to_word(acc_i, T.i32))
+        em.barrier()
+        acc, acc_i = ident, em.ci(numel)
+        for part in range(parts):               # every lane folds the partials in the same order
+            v = mem.from_word(mem.scratch_load(em.ci(part)), dt)
+            v_i = mem.from_word(mem.scratch_load(em.ci(parts + part)), T.i32) if want_idx else None
+            acc, acc_i = c.combine(acc, acc_i, v, v_i)
     elif W > 1:
         em.barrier()
         mem.scratch_store(lw.lane, mem.to_word(acc, dt))
@@ -126,7 +148,6 @@ def _subgroup_finish(lw, c, kind, dt, acc, acc_i):
 def _local_plan(lw, base_map, kstride, K, dst_numel, n_dst):
     """For each dest register: the source register of each k if every lane owns its own
     elements (no data movement at all), else None."""
-    import numpy as np
     W = lw.W
     v_dst, v_src = lw.vec(dst_numel), lw.vec(dst_numel * K)
     lanes = np.arange(W)
@@ -246,7 +267,6 @@ def lower_dot(lw, op):
 def _reduce_rows_subgroup(lw, op, src, K, kind, dt, c, dst_numel):
     """Reduce the last axis when each row spans whole subgroup-widths: lane-local folds,
     one subgroup reduction per row, then each lane picks the rows it owns."""
-    import numpy as np
     em, W = lw.em, lw.W
     want_idx = kind in ("argmax", "argmin")
     src_numel = dst_numel * K
@@ -280,7 +300,6 @@ def _dot_subgroup(lw, op) -> bool:
     """C += A @ B with no shared memory when each lane already owns the B columns of its C
     elements: A[i, k], which every lane of a C row needs, arrives by subgroup broadcast
     (the lavapipe-friendly form: register blocks per lane, operands handed out by lane)."""
-    import numpy as np
     em, W = lw.em, lw.W
     a_t, b_t, c_t = (v.type for v in op.operands)
     M, K = a_t.shape

@@ -20,8 +20,8 @@ _OPS = {("sum", "f"): "OpGroupNonUniformFAdd", ("sum", "i"): "OpGroupNonUniformI
 
 
 def available(caps, w: int) -> dict:
-    ops = set(getattr(caps, "subgroup_ops", ()) or ())
-    sg = getattr(caps, "subgroup_size", 0) or 0
+    ops = set(caps.subgroup_ops)
+    sg = caps.subgroup_size
     return {"reduce": "arithmetic" in ops, "broadcast": "ballot" in ops,
             "shuffle": "shuffle" in ops, "whole": 0 < w <= sg, "size": sg}
 

@@ -73,7 +73,14 @@ def assigned_names(stmts) -> list[str]:
     return out
 
 
+# Helpers are inlined, so a helper that calls itself with a depth known only at run time
+# would inline forever; past this many nested calls it is a CompilationError at the call.
+MAX_INLINE_DEPTH = 24
+
+
 class KernelCodegen(ast.NodeVisitor):
+    inline_depth = 0  # helpers being inlined around this one
+
     def __init__(self, src: FunctionSource, sem, args: dict[str, Any], helper: bool = False):
         self.src = src
         self.sem = sem
@@ -549,10 +556,18 @@ class KernelCodegen(ast.NodeVisitor):
         except TypeError as e:
             raise self.err(f"calling {fn.__name__}: {e}", node)
         bound.apply_defaults()
+        too_deep = (f"calling {fn.__name__}: helper calls nested more than {MAX_INLINE_DEPTH} deep "
+                    "(helpers are inlined: recursion needs a depth known at compile time, as a constexpr)")
+        if self.inline_depth >= MAX_INLINE_DEPTH:
+            raise self.err(too_deep, node)
         callee = KernelCodegen(fn.source, self.sem, dict(bound.arguments), helper=True)
+        callee.inline_depth = self.inline_depth + 1
         callee.root_block = self.b.block
         saved_loc = self.b.loc
-        result = callee.run()
+        try:
+            result = callee.run()
+        except RecursionError:  # deep expressions inside the nesting: same cause, same report
+            raise self.err(too_deep, node) from None
         self.b.loc = saved_loc
         return result
 

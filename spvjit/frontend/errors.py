@@ -1,10 +1,6 @@
 """Frontend errors: CompilationError (defined in spvjit.errors) and SemanticError."""
 from __future__ import annotations
 
-from ..errors import CompilationError
+from ..errors import CompilationError, SemanticError
 
 __all__ = ["CompilationError", "SemanticError"]
-
-
-class SemanticError(Exception):
-    """Raised by the semantic layer without a location; the code generator adds one."""

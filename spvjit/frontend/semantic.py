@@ -13,6 +13,7 @@ import math
 
 from ..ir import types as T
 from ..ir.core import Builder
+from ..ir.ops import OP_INFO
 from ..language.context import active, current  # noqa: F401  (the frontend's entry points)
 from ..language.core import constexpr, tensor
 from .errors import SemanticError
@@ -333,10 +334,7 @@ class Semantic:
         x = self.to_tensor(x)
         if x.type.is_pointer:
             raise SemanticError(f"'{op}' on a pointer")
-        from ..ir.ops import MATH_UNARY
-        float_only = {"exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "sigmoid",
-                      "floor", "ceil", "tanh"} | MATH_UNARY
-        if op in float_only and not x.dtype.is_float:
+        if OP_INFO[op].float_only and not x.dtype.is_float:
             x = self.cast(x, T.f32)
         if op != "not" and x.dtype.is_bool:
             x = self.cast(x, T.i32)   # arithmetic on booleans happens on 0/1 integers

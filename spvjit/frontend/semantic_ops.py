@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..ir import types as T
 from ..language.core import tensor
 from .errors import SemanticError
-from .semantic import Semantic, is_number, unwrap
+from .semantic import Semantic, is_number, promote, unwrap
 
 
 def _const_int(x, what: str) -> int:
@@ -330,7 +330,6 @@ class KernelSemantic(Semantic):
         if a.shape[1] != b.shape[0]:
             raise SemanticError(f"dot shapes {list(a.shape)} and {list(b.shape)} do not chain (K differs)")
         if a.dtype != b.dtype:
-            from .semantic import promote
             dt = promote(a.dtype, b.dtype)
             a, b = self.cast(a, dt), self.cast(b, dt)
         out = unwrap(out_dtype)

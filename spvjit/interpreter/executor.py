@@ -12,7 +12,10 @@ import warnings
 import numpy as np
 
 from ..ir.core import Block, KernelIR
+from ..ir.ops import ops_of
 from . import ops as O
+
+_SHAPE_OPS = ops_of("shape")
 
 
 class _Return(Exception):
@@ -88,7 +91,7 @@ class ProgramRunner:
             return [a[0]]
         if name in ("permute", "flip", "extract", "shift"):
             return [self.move_op(name, a[0], op)]
-        if name in ("splat", "broadcast", "expand_dims", "reshape", "trans"):
+        if name in _SHAPE_OPS:
             return [self.shape_op(name, a[0], rt.shape, op)]
         if name == "addptr":
             return [Pointer(a[0].buf, a[0].off + np.asarray(a[1], np.int64))]

@@ -5,6 +5,8 @@ use it, so an op's rule lives in exactly one place.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .types import DType, PointerType, TileType, i1, i32
 
 BINARY = {"add", "sub", "mul", "truediv", "floordiv", "mod", "and", "or", "xor",
@@ -63,6 +65,56 @@ OPS = {
                                           # Triton checks it only in debug builds
     "print": (None, ("prefix",), 0),      # tl.device_print: the interpreter prints
 }
+
+
+# What the rest of the compiler needs to know of each op, declared here once: its category
+# (how it moves data), whether its lowering may stage a tile in shared memory, and whether it
+# only takes floats or only integers (from FLOAT_ONLY / INT_ONLY above).  Elementwise ops
+# (BINARY, UNARY and the ones in ELEMENTWISE_OTHER) need a scalar rule in the interpreter
+# (interpreter/ops.py) and in the lowering (codegen/lower.py scalar_op); every other op needs
+# an `op_<name>` lowering and a case in the interpreter's executor.  tests/test_op_table.py
+# checks both for every op, and an op missing from this table fails at import.
+ELEMENTWISE_OTHER = {"cmp", "select", "cast", "bitcast", "fma"}
+OTHER_OPS = {            # name -> (category, stages a tile in shared memory)
+    "constant": ("value", False), "program_id": ("value", False), "num_programs": ("value", False),
+    "arange": ("value", False), "assume": ("value", False),
+    "splat": ("shape", False), "broadcast": ("shape", True), "expand_dims": ("shape", False),
+    "reshape": ("shape", True), "trans": ("shape", True), "permute": ("shape", True),
+    "flip": ("shape", True), "extract": ("shape", True), "shift": ("shape", True),
+    "addptr": ("pointer", False), "load": ("memory", False), "store": ("memory", False),
+    "atomic_rmw": ("memory", True),
+    "reduce": ("reduction", True), "dot": ("reduction", True), "scan": ("reduction", True),
+    "for": ("control", False), "if": ("control", False), "yield": ("control", False),
+    "return": ("control", False),
+    # side effects for debugging (kept by DCE and CSE: ir/passes/util.py IMPURE)
+    "barrier": ("control", False), "assert": ("control", False), "print": ("control", False),
+}
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    name: str
+    category: str           # elementwise | value | shape | pointer | memory | reduction | control
+    scratch: bool           # its lowering may stage a tile in shared memory
+    float_only: bool
+    int_only: bool
+
+
+def _info(name: str) -> OpInfo:
+    if name in BINARY or name in UNARY or name in ELEMENTWISE_OTHER:
+        category, scratch = "elementwise", False
+    elif name in OTHER_OPS:
+        category, scratch = OTHER_OPS[name]
+    else:
+        raise KeyError(f"op '{name}' is in OPS but has no category in ir/ops.py's table")
+    return OpInfo(name, category, scratch, name in FLOAT_ONLY, name in INT_ONLY)
+
+
+OP_INFO: dict[str, OpInfo] = {name: _info(name) for name in OPS}
+
+
+def ops_of(category: str) -> frozenset[str]:
+    return frozenset(n for n, i in OP_INFO.items() if i.category == category)
 
 
 def _same(a: TileType, b: TileType) -> bool:

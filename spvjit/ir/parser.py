@@ -16,17 +16,15 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from importlib import resources
+from math import prod
 
-from typing import TYPE_CHECKING
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from .core import Block, KernelIR, Loc, Operation, Param, Value
 from .ops import OPS, check_op
-from .types import DTYPES, PointerType, TileType
+from .types import DTYPES, MAX_TILE_NUMEL, PointerType, TileType
 from .verifier import IRVerificationError, verify
-
-if TYPE_CHECKING:   # lark is imported on first parse, so `import spvjit` stays quick
-    from lark import Lark, Token, Tree
-
 
 class IRParseError(ValueError):
     """Malformed or ill-typed IR text; `line` and `column` are 1-based."""
@@ -41,7 +39,6 @@ class IRParseError(ValueError):
 
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
-    from lark import Lark
     grammar = resources.files(__package__).joinpath("grammar.lark").read_text()
     # LALR with the contextual lexer: `f32` is a TYPE after ':' and a NAME elsewhere
     return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
@@ -49,7 +46,6 @@ def _lark() -> Lark:
 
 def parse(text: str) -> KernelIR:
     """Parse one kernel; raises IRParseError on any syntax, scope or type error."""
-    from lark.exceptions import UnexpectedInput
     try:
         tree = _lark().parse(text)
     except UnexpectedInput as e:
@@ -58,7 +54,6 @@ def parse(text: str) -> KernelIR:
 
 
 def _syntax_error(e, text: str) -> IRParseError:
-    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
     lines = text.splitlines()
     end = (len(lines), len(lines[-1]) + 1) if lines else (1, 1)
     line, column = getattr(e, "line", None), getattr(e, "column", None)
@@ -98,6 +93,8 @@ def parse_type(text: str) -> TileType:
         shape = tuple(int(d) for d in dims)
         if any(d <= 0 for d in shape):
             raise ValueError("tensor dimensions must be positive")
+        if prod(shape) > MAX_TILE_NUMEL:
+            raise ValueError(f"a tile of shape {list(shape)} is over the {MAX_TILE_NUMEL}-element limit")
     if text.startswith("ptr<"):
         inner = text[len("ptr<"):-1]
         if inner not in DTYPES:

@@ -11,6 +11,8 @@ from math import prod
 
 import numpy as np
 
+from ..errors import SemanticError
+
 
 @dataclass(frozen=True)
 class DType:
@@ -134,10 +136,21 @@ class PointerType:
 ElemType = DType | PointerType
 
 
+MAX_TILE_NUMEL = 1 << 20
+
+
 @dataclass(frozen=True)
 class TileType:
     shape: tuple[int, ...]
     elem: ElemType
+
+    def __post_init__(self):
+        # bound tiles before anything is built per element (a BLOCK of 2**30 took 8 GB in the
+        # SPIR-V builder); the frontend reports this at the kernel line that made the tile
+        n = prod(self.shape)
+        if n > MAX_TILE_NUMEL:
+            raise SemanticError(f"a tile of shape {list(self.shape)} has {n} elements; at most "
+                                f"{MAX_TILE_NUMEL} are allowed (as Triton's MAX_TENSOR_NUMEL): use smaller blocks")
 
     @property
     def is_scalar(self) -> bool:

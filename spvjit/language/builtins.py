@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import builtins as _py
 
+from ..errors import SemanticError
 from ..ir import types as T
 from .core import _sem, constexpr
 
@@ -166,7 +167,6 @@ def static_print(*values, sep=" ", end="\n", file=None, flush=False):
 
 
 def static_assert(cond, msg=""):
-    from ..frontend.errors import SemanticError
     if not _unwrap(cond):
         raise SemanticError(f"static_assert failed: {msg}" if msg else "static_assert failed")
 

@@ -9,7 +9,9 @@ by a compute->compute memory barrier so each sees the previous one's writes.
 
 from __future__ import annotations
 
+from ..ir.types import dtype_from_numpy
 from .errors import DeviceError, check
+from .memory import ELEMENT_TEXEL_FORMATS
 
 _BIND_POINT_COMPUTE = 1
 _STAGE_COMPUTE_SHADER, _STAGE_TRANSFER, _STAGE_BOTTOM = 0x800, 0x1000, 0x2000
@@ -180,11 +182,8 @@ def _texel_format(tensor, overrides, slot):
         if fmt is not None:
             return fmt
     dtype = getattr(tensor, "dtype", None)
-    fmt = _DTYPE_TEXEL_FORMAT.get(str(dtype))
-    if fmt is None:
-        raise DeviceError(f"binding {slot}: no texel format for dtype {dtype}; pass texel_format={{{slot}: ...}}")
-    return fmt
-
-
-_DTYPE_TEXEL_FORMAT = {"float32": "r32f", "float16": "r16f", "uint32": "r32ui", "int32": "r32i",
-                       "uint16": "r16ui", "int16": "r16i", "uint8": "r8ui", "int8": "r8i"}
+    try:
+        return ELEMENT_TEXEL_FORMATS[dtype_from_numpy(dtype).name][0]
+    except (TypeError, KeyError):
+        raise DeviceError(f"binding {slot}: no texel format for dtype {dtype}; "
+                          f"pass texel_format={{{slot}: ...}}") from None

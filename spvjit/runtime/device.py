@@ -7,6 +7,7 @@ waited for, so host reads after a batch always see its results.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import weakref
 
@@ -16,7 +17,8 @@ from .descriptors import DescriptorCache
 from .errors import DeviceError, check
 from .instance import choose_device, get_instance
 from .vkapi import vk_api
-from .memory import TEXEL_FORMATS, memory_type_orders
+from .graph import RecordedGraph
+from .memory import TEXEL_FORMATS, check_texel_count, memory_type_orders
 from .pipeline import Pipeline, create_pipeline_layout, create_set_layout
 
 # Features switched on when the device supports them. Deliberately absent:
@@ -145,6 +147,11 @@ class Device:
                                            self.command_pool, self.descriptors,
                                            self._set_layouts, self._pipeline_layouts,
                                            self._all_query_pools, self._free_commands)
+        # At exit, buffers are freed by their finalizers, which run before this device's.  A
+        # Ctrl-C can leave a submission running (it broke out of the fence wait): freeing its
+        # buffers under it made lavapipe abort.  atexit runs this first (registered after the
+        # finalizers' own exit hook), so nothing is freed while the device still works.
+        atexit.register(_wait_idle_at_exit, weakref.ref(self))
 
     def __repr__(self):
         return f"<spvjit Device {self.caps.index}: {self.caps.name}>"
@@ -156,7 +163,6 @@ class Device:
 
     def record(self, timestamps: bool = False):
         """Like batch(), but nothing runs at exit: the recorded commands run at each replay()."""
-        from .graph import RecordedGraph
         return RecordedGraph(self, timestamps)
 
     def batch(self, timestamps: bool = False) -> CommandBatch:
@@ -199,9 +205,7 @@ class Device:
         if not self._format_support[vk_format]:
             raise DeviceError(f"{self.caps.name!r} cannot read {fmt} through a uniform texel buffer")
         count = buf.size // texel
-        if count > self.caps.max_texel_buffer_elements:
-            raise DeviceError(f"texel buffer of {count} {fmt} texels exceeds maxTexelBufferElements "
-                              f"({self.caps.max_texel_buffer_elements}) of {self.caps.name!r}")
+        check_texel_count(self.caps, count, fmt, f"a buffer view of {buf.size} bytes")
         info = ffi.new("VkBufferViewCreateInfo*", {
             "sType": vk.VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO, "buffer": buf.handle,
             "format": vk_format, "offset": 0, "range": count * texel})
@@ -268,6 +272,12 @@ def instance_queue_timestamp_bits(ffi, lib, phys, family):
     fams = ffi.new("VkQueueFamilyProperties[]", count[0])
     lib.vkGetPhysicalDeviceQueueFamilyProperties(phys, count, fams)
     return fams[family].timestampValidBits
+
+
+def _wait_idle_at_exit(device_ref) -> None:
+    device = device_ref()
+    if device is not None and device._finalizer.alive:
+        device.lib.vkDeviceWaitIdle(device.handle)
 
 
 def _destroy_device(ffi, lib, handle, command_pool, descriptors, set_layouts,

@@ -10,12 +10,13 @@ fields and add per-call overhead that matters on the dispatch path.
 
 from __future__ import annotations
 
+import os
 import weakref
 
 from .. import knobs
 
 from .capabilities import query_caps
-from .errors import DeviceError, check
+from .errors import DeviceError, check, result_name
 from .vkapi import vk_api
 
 _INSTANCE = None
@@ -27,6 +28,22 @@ _API_1_3 = (1 << 22) | (3 << 12)
 NO_DRIVER_HINT = (
     "install mesa-vulkan-drivers (lavapipe) or a GPU driver, or check "
     "VK_ICD_FILENAMES / VK_DRIVER_FILES")
+
+def _check_loader(result: int, what: str) -> int:
+    """``check`` for the calls that make the loader read the driver manifests.
+
+    The loader reports a manifest it cannot parse (or whose library will not load) as
+    VK_ERROR_OUT_OF_HOST_MEMORY or VK_ERROR_INITIALIZATION_FAILED, which on its own
+    sends people looking for a memory problem; say which files to look at instead.
+    """
+    if result in (-1, -3):  # VK_ERROR_OUT_OF_HOST_MEMORY, VK_ERROR_INITIALIZATION_FAILED
+        chosen = [f"{var}={os.environ[var]}" for var in ("VK_ICD_FILENAMES", "VK_DRIVER_FILES", "VK_ADD_DRIVER_FILES")
+                  if os.environ.get(var)]
+        where = ", ".join(chosen) if chosen else "the manifests in /usr/share/vulkan/icd.d and /etc/vulkan/icd.d"
+        raise DeviceError(f"{what} failed: {result_name(result)}, which the Vulkan loader reports for a "
+                          f"driver manifest (ICD JSON) it cannot parse or load: check {where}")
+    return check(result, what)
+
 
 _TYPE_RANK = {"discrete": 0, "integrated": 1, "virtual": 2, "cpu": 3, "other": 4}
 
@@ -44,11 +61,11 @@ class Instance:
         # MoltenVK hides behind the portability enumeration; asking for it
         # costs nothing where the loader does not offer it.
         count = ffi.new("uint32_t*")
-        check(lib.vkEnumerateInstanceExtensionProperties(ffi.NULL, count, ffi.NULL),
-              "listing instance extensions")
+        _check_loader(lib.vkEnumerateInstanceExtensionProperties(ffi.NULL, count, ffi.NULL),
+                      "listing instance extensions")
         props = ffi.new("VkExtensionProperties[]", count[0])
-        check(lib.vkEnumerateInstanceExtensionProperties(ffi.NULL, count, props),
-              "listing instance extensions")
+        _check_loader(lib.vkEnumerateInstanceExtensionProperties(ffi.NULL, count, props),
+                      "listing instance extensions")
         available = {ffi.string(p.extensionName).decode() for p in props}
         wanted = [e for e in ("VK_KHR_portability_enumeration",) if e in available]
         ext_names = [ffi.new("char[]", e.encode()) for e in wanted]
@@ -70,7 +87,7 @@ class Instance:
         result = lib.vkCreateInstance(info, ffi.NULL, handle)
         if result == vk.VK_ERROR_INCOMPATIBLE_DRIVER:
             raise DeviceError(f"no Vulkan driver (ICD) found: {NO_DRIVER_HINT}")
-        check(result, "creating the Vulkan instance")
+        _check_loader(result, "creating the Vulkan instance")
         self.handle = handle[0]
         weakref.finalize(self, lib.vkDestroyInstance, self.handle, ffi.NULL)
 

@@ -39,6 +39,22 @@ TEXEL_FORMATS = {
     "rgba32ui": (107, 16), "rgba32i": (108, 16), "rgba32f": (109, 16),
 }
 
+# element type (IR name) -> (texel format of one element, of four): the one table both the
+# code generator (texel views it declares) and the runtime (default views) read
+ELEMENT_TEXEL_FORMATS = {
+    "f32": ("r32f", "rgba32f"), "f16": ("r16f", "rgba16f"), "bf16": ("r16ui", "rgba16ui"),
+    "i32": ("r32i", "rgba32i"), "u32": ("r32ui", "rgba32ui"), "i16": ("r16i", "rgba16i"),
+    "u16": ("r16ui", "rgba16ui"), "i8": ("r8i", "rgba8i"), "u8": ("r8ui", "rgba8ui"),
+    "i1": ("r8ui", "rgba8ui"),
+}
+
+
+def check_texel_count(caps, count: int, fmt: str, what: str) -> None:
+    """The one check of maxTexelBufferElements: a DeviceError naming `what` and the limit."""
+    if count > caps.max_texel_buffer_elements:
+        raise DeviceError(f"{what} needs {count} {fmt} texels, more than the {caps.max_texel_buffer_elements} "
+                          f"a texel buffer on {caps.name!r} can address (maxTexelBufferElements)")
+
 
 class Buffer:
     """A VkBuffer with its memory. `host` is a uint8 view of mapped memory or None."""

@@ -13,7 +13,7 @@ import gguf
 import numpy as np
 import pytest
 
-from spvjit.models.llama import ModelError, default_model_path, load_gguf
+from spvjit.models.llama import QUANT_TYPES, ModelError, default_model_path, load_gguf
 
 Q = gguf.GGMLQuantizationType
 SPACE = "\u2581"
@@ -45,6 +45,33 @@ def tiny_vocab() -> tuple[list[str], list[float], list[int]]:
 
 
 TINY = dict(n_embd=64, n_layer=2, n_head=4, n_head_kv=2, n_ff=96, n_ctx=128, rope_base=10000.0, eps=1e-5)
+# gguf's numpy quantizer covers these; the other types get random blocks (random_quantized)
+GGUF_QUANTIZES = {Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0, Q.BF16}
+
+
+def random_quantized(shape: tuple[int, int], qtype: Q, std: float, rng) -> np.ndarray:
+    """GGUF bytes of a (rows, cols) matrix of type qtype whose values have about ``std``.
+
+    For types gguf cannot quantize (the K-quants, IQ4): random blocks, every quant and
+    packed-scale byte random, the fp16 fields (d, dmin, m) drawn N(0, 1) and then scaled
+    together, so that the decoded values have the wanted spread (they are linear in them).
+    """
+    from spvjit.models.llama import dequantize
+
+    qt = QUANT_TYPES[qtype.name]
+    n_blocks = shape[0] * shape[1] // qt.block_elems
+    blocks = rng.integers(0, 256, (n_blocks, qt.block_bytes), dtype=np.uint8)
+    halves = [f for f in qt.fields if f.dtype == "<f2"]
+    base = {f.name: rng.standard_normal((n_blocks, f.count)) for f in halves}
+
+    def put(scale: float) -> np.ndarray:
+        for f in halves:
+            vals = (base[f.name] * scale).astype("<f2").view(np.uint8).reshape(n_blocks, -1)
+            blocks[:, f.offset:f.offset + f.n_bytes] = vals
+        return blocks.reshape(-1)
+
+    measured = dequantize(put(1.0), qtype.name, shape).std()
+    return put(std / measured)
 
 
 def write_tiny_gguf(
@@ -57,10 +84,17 @@ def write_tiny_gguf(
     type_overrides: dict[str, Q] | None = None,
     tokenizer_model: str = "llama",
     pre: str | None = None,
+    hparams: dict | None = None,
+    all_types: Q | None = None,
+    dims: dict | None = None,
+    rope_freqs: np.ndarray | None = None,
+    qkv_bias: bool = False,
 ) -> Path:
-    """Write a random-weight llama GGUF with the TINY hyperparameters to ``path``."""
+    """Write a random-weight llama GGUF with the TINY hyperparameters (updated by ``dims``, then
+    by ``hparams``) to ``path``. ``all_types``: every matrix (token_embd and output included)
+    of that type."""
     rng = np.random.default_rng(seed)
-    c = TINY
+    c = {**TINY, **(dims or {}), **(hparams or {})}
     head_dim = c["n_embd"] // c["n_head"]
     tokens, scores, types = tiny_vocab()
     w = gguf.GGUFWriter(str(path), arch)
@@ -100,10 +134,22 @@ def write_tiny_gguf(
             b + "ffn_gate.weight": ((f, d), Q.Q8_0), b + "ffn_up.weight": ((f, d), Q.F16),
             b + "ffn_down.weight": ((d, f), Q.Q8_0),
         }
+    if rope_freqs is not None:   # llama 3.1-style frequency factors
+        shapes["rope_freqs.weight"] = ((head_dim // 2,), Q.F32)
+    if qkv_bias:                 # qwen2: biases on the q, k and v projections
+        for i in range(c["n_layer"]):
+            shapes |= {f"blk.{i}.attn_q.bias": ((d,), Q.F32), f"blk.{i}.attn_k.bias": ((kv,), Q.F32),
+                       f"blk.{i}.attn_v.bias": ((kv,), Q.F32)}
     for name, (shape, qtype) in shapes.items():
+        if all_types is not None and len(shape) == 2:
+            qtype = all_types
         qtype = (type_overrides or {}).get(name, qtype)
         if name.endswith("norm.weight"):
             values = 1.0 + 0.1 * rng.standard_normal(shape)
+        elif name == "rope_freqs.weight":
+            values = np.asarray(rope_freqs, np.float32)
+        elif name.endswith(".bias"):
+            values = 0.5 * rng.standard_normal(shape)
         else:  # scaled so activations stay O(1) through the layers
             values = rng.standard_normal(shape) / np.sqrt(shape[-1])
         if name == drop_tensor:
@@ -112,8 +158,15 @@ def write_tiny_gguf(
             w.add_tensor(name, values.astype(np.float32))
         elif qtype == Q.F16:
             w.add_tensor(name, values.astype(np.float16))
-        else:
+        elif qtype in GGUF_QUANTIZES:
             w.add_tensor(name, gguf.quants.quantize(values.astype(np.float32), qtype), raw_dtype=qtype)
+        elif qtype.name in QUANT_TYPES:
+            raw = random_quantized(shape, qtype, 1.0 / np.sqrt(shape[-1]), rng)
+            w.add_tensor(name, raw.reshape(shape[0], -1), raw_dtype=qtype)
+        else:   # a type the runner does not read (the error tests): any bytes of the right size
+            block, size = gguf.GGML_QUANT_SIZES[qtype]
+            w.add_tensor(name, rng.integers(0, 256, (shape[0], shape[1] // block * size), dtype=np.uint8),
+                         raw_dtype=qtype)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

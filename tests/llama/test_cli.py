@@ -36,6 +36,17 @@ def tiny_file(tmp_path_factory):
     return str(write_tiny_gguf(tmp_path_factory.mktemp("cli") / "tiny.gguf"))
 
 
+def test_run_help_lists_the_weight_types():
+    from spvjit.models.llama.kernels import SUPPORTED
+
+    res = spvjit("run", "--help")
+    assert res.returncode == 0
+    text = " ".join(res.stdout.split())
+    for qtype in SUPPORTED:
+        assert qtype in text, qtype
+    assert "IQ4_XS" in text and "Q2_K" in text and "BF16" in text
+
+
 def test_missing_file(tmp_path):
     assert_usage_error(spvjit("run", str(tmp_path / "nope.gguf")), "nope.gguf", "no such model file")
 
@@ -59,8 +70,8 @@ def test_other_architecture(make_tiny_gguf):
 
 
 def test_unknown_tensor_type(make_tiny_gguf):
-    path = make_tiny_gguf("q5.gguf", type_overrides={"blk.1.ffn_up.weight": Q.Q5_0})
-    assert_usage_error(spvjit("run", str(path)), "blk.1.ffn_up.weight", "Q5_0")
+    path = make_tiny_gguf("q8_1.gguf", type_overrides={"blk.1.ffn_up.weight": Q.Q8_1})
+    assert_usage_error(spvjit("run", str(path)), "blk.1.ffn_up.weight", "Q8_1")
 
 
 def test_prompt_longer_than_context(tiny_file):

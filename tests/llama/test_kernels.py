@@ -11,6 +11,7 @@ twice that. Shapes are chosen to not be multiples of the kernels' blocks.
 
 from __future__ import annotations
 
+import gguf
 import numpy as np
 import pytest
 
@@ -22,7 +23,9 @@ from spvjit.models.llama.reference import apply_rope, attention, rms_norm, rope_
 
 from .test_quants import random_blocks
 
-TYPES = ["F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K"]
+TYPES = list(K.SUPPORTED)    # every type with device kernels
+FLOAT_TYPES = [t for t in TYPES if QUANT_TYPES[t].block_elems == 1]
+TILED_TYPES = [t for t in TYPES if K.device_quant(t).tiled]
 U = 2.0**-24
 
 
@@ -32,12 +35,15 @@ def random_weight(qtype: str, rows: int, cols: int, rng) -> np.ndarray:
         return rng.standard_normal(rows * cols).astype(np.float32).view(np.uint8)
     if qtype == "F16":
         return rng.standard_normal(rows * cols).astype(np.float16).view(np.uint8)
+    if qtype == "BF16":   # the top halves of float32s: finite values
+        x = rng.standard_normal(rows * cols).astype(np.float32)
+        return (x.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
     return random_blocks(qtype, rows * cols // QUANT_TYPES[qtype].block_elems, rng)
 
 
 def width(qtype: str, n_blocks: int) -> int:
     """Columns for n_blocks blocks; float types get a width no block size divides."""
-    return n_blocks * QUANT_TYPES[qtype].block_elems if qtype not in ("F32", "F16") else 32 * n_blocks + 5
+    return n_blocks * QUANT_TYPES[qtype].block_elems if qtype not in FLOAT_TYPES else 32 * n_blocks + 5
 
 
 def device_weight(qtype, rows, cols, rng):
@@ -62,7 +68,11 @@ def test_dequant_rows_exact(qtype):
     ids = np.array([6, 0, 3, 3], np.int32)
     out = spvjit.empty((len(ids), cols))
     K.dequant_rows(w, spvjit.tensor(ids), out, len(ids))
-    np.testing.assert_array_equal(out.numpy(), dequantize(raw, qtype, (rows, cols))[ids])
+    got = out.numpy()
+    np.testing.assert_array_equal(got, dequantize(raw, qtype, (rows, cols))[ids])   # the numpy twin
+    if qtype != "F32":   # and gguf's own dequantizer, bit for bit
+        ref = gguf.quants.dequantize(raw.reshape(rows, -1), gguf.GGMLQuantizationType[qtype])
+        np.testing.assert_array_equal(got.view(np.uint32), ref.reshape(rows, cols)[ids].view(np.uint32))
 
 
 def test_packing_keeps_the_bytes():
@@ -83,10 +93,10 @@ def test_unpack_gives_the_file_bytes_back(qtype):
         raw = random_weight(qtype, rows, cols, rng)
         p = K.pack_weight(raw, qtype, (rows, cols))
         np.testing.assert_array_equal(K.unpack(p), raw)
-        np.testing.assert_array_equal(K.unpack(K.concat_rows([p, p])), np.concatenate([raw, raw]))
 
 
-@pytest.mark.parametrize("qtype", ["Q4_0", "Q4_1", "Q8_0"])
+
+@pytest.mark.parametrize("qtype", TILED_TYPES)
 def test_tiled_rows_across_tiles(qtype):
     # more rows than one 64-row tile: the embedding lookup, matvec and matmul
     rng = np.random.default_rng(17)
@@ -107,7 +117,7 @@ def test_tiled_rows_across_tiles(qtype):
         assert_dot_close(y.numpy(), W, x)
 
 
-@pytest.mark.parametrize("qtype", ["Q4_0", "Q4_1", "Q8_0"])
+@pytest.mark.parametrize("qtype", TILED_TYPES)
 @pytest.mark.parametrize("blocks", [{"KB": 2, "P": 3}, {"KB": 1, "P": 1}], ids=["KB2-P3", "KB1-P1"])
 def test_matvec_tiled_k_chunks(qtype, blocks):
     # K/32 = 5 blocks in chunks of KB (largest divisor <= KB: 1): partial sums go through y,
@@ -153,7 +163,7 @@ def test_matmul(qtype):
     assert_dot_close(y.numpy(), W, x)
 
 
-@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0", "Q4_1"])
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"])
 def test_matvec_gguf_quantizer(qtype):
     # Realistic blocks from gguf's quantizer (random blocks can have huge fp16 scales).
     import gguf
@@ -332,3 +342,74 @@ def test_argmax(n):
     out = spvjit.zeros((1,), np.int32)
     K.argmax(spvjit.tensor(x), out, n)
     assert int(out.numpy()[0]) == int(np.argmax(x))
+
+
+@pytest.mark.parametrize("qtype", ["Q4_1", "Q4_K", "F16"])
+def test_row_split_weights_give_the_same_results(qtype):
+    # A matrix over the buffer limit goes up in 64-row parts (kernels.RowSplit); every
+    # launcher gives bit for bit what the unsplit matrix gives (each row is computed the
+    # same way, only by another dispatch), and embedding ids in any part find their row.
+    rng = np.random.default_rng(21)
+    rows, cols = 200, width(qtype, 2) if qtype != "F16" else 64
+    raw = random_weight(qtype, rows, cols, rng)
+    whole = K.upload_weight(raw, qtype, (rows, cols))
+    row_bytes = QUANT_TYPES[qtype].n_bytes(cols)
+    split = K.upload_weight(raw, qtype, (rows, cols), limit=64 * row_bytes + 7)
+    assert isinstance(whole, K.DeviceWeight) and isinstance(split, K.RowSplit)
+    assert [r0 for r0, _ in split.parts] == [0, 64, 128, 192] and split.nbytes == raw.size
+    ids = spvjit.tensor(np.array([199, 0, 64, 130, 63], np.int32))
+    x = rng.standard_normal((3, cols)).astype(np.float32)
+    nw = spvjit.tensor(rng.standard_normal(cols).astype(np.float32))
+    results = []
+    for w in (whole, split):
+        emb = spvjit.empty((5, cols))
+        K.dequant_rows(w, ids, emb, 5)
+        y1 = spvjit.zeros((rows + 2,))
+        K.matvec(w, spvjit.tensor(x[0]), y1, y_off=2, norm=nw)
+        y3 = spvjit.empty((3, rows))
+        K.matmul(w, spvjit.tensor(x), y3, 3)
+        results.append((emb.numpy(), y1.numpy(), y3.numpy()))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(results[1][0], dequantize(raw, qtype, (rows, cols))[[199, 0, 64, 130, 63]])
+    with pytest.raises(ValueError, match="exceed the device's buffer limit"):
+        K.upload_weight(raw, qtype, (rows, cols), limit=32 * row_bytes)
+
+
+@pytest.mark.coopmat
+@pytest.mark.parametrize("qtype", ["Q4_1", "Q8_0", "Q5_0", "F16"])
+@pytest.mark.parametrize("pre", ["none", "norm", "swiglu"])
+def test_prompt_matmul_on_cooperative_matrices(qtype, pre):
+    """m >= MIN_ROWS prompt rows on a coopmat device: the f16 copy of W times f16 activations."""
+    from spvjit.models.llama.kernels import matmul_coop
+    if not matmul_coop.coopmat_f16_available():
+        if spvjit.knobs.get("SPVJIT_REQUIRE_COOPMAT"):
+            pytest.fail("SPVJIT_REQUIRE_COOPMAT is set but the device has no f16 cooperative matrices")
+        pytest.skip("no f16 cooperative matrices here (scripts/coopmat-env has them)")
+    rng = np.random.default_rng(7)
+    rows, cols, m = 70, width(qtype, 5), matmul_coop.MIN_ROWS + 5
+    raw, w = device_weight(qtype, rows, cols, rng)
+    W = dequantize(raw, qtype, (rows, cols))
+    x_in = rng.standard_normal((m, 2 * cols if pre == "swiglu" else cols)).astype(np.float32)
+    norm_w = rng.random(cols).astype(np.float32) + 0.5
+    if pre == "norm":
+        x = x_in / np.sqrt((x_in.astype(np.float64) ** 2).mean(1, keepdims=True) + 1e-5) * norm_w
+        kw = dict(norm=spvjit.tensor(norm_w), eps=1e-5)
+    elif pre == "swiglu":
+        g, u = x_in[:, :cols].astype(np.float64), x_in[:, cols:].astype(np.float64)
+        x = g / (1 + np.exp(-g)) * u
+        kw = dict(swiglu=True)
+    else:
+        x, kw = x_in, {}
+    y = spvjit.empty((m, rows))
+    K.matmul(w, spvjit.tensor(x_in), y, m, **kw)
+    assert getattr(w, "_f16_copy", None) is not None          # it did go through the f16 copy
+    x64, w64 = np.asarray(x, np.float64), W.astype(np.float64)
+    ref = x64 @ w64.T
+    # x and W are rounded to f16 (relative 2^-11 each), products are exact in f32 and summed
+    # in f32 over K terms: |err| <= (2 * 2^-11 + 2 (K + 2) 2^-24) * (|x| @ |W|^T), plus the
+    # prologue's own f32 rounding (a few ulps of each x)
+    scale = np.abs(x64) @ np.abs(w64).T
+    bound = (2 * 2.0 ** -11 + 2 * (cols + 2) * 2.0 ** -24 + 8 * 2.0 ** -24) * scale + 1e-30
+    err = np.abs(y.numpy() - ref)
+    assert np.all(err <= bound), f"max error {err.max():.3g}, worst ratio {np.max(err / bound):.3g}"

@@ -10,7 +10,7 @@ from spvjit.models.llama import QUANT_TYPES, ModelError, dequantize
 from spvjit.models.llama.quants import dequantize_rows, q4_k_scales_mins
 
 Q = gguf.GGMLQuantizationType
-BLOCKED = ["Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K"]
+BLOCKED = [name for name, qt in QUANT_TYPES.items() if qt.block_elems > 1]
 
 
 def random_blocks(name: str, n_blocks: int, rng: np.random.Generator) -> np.ndarray:
@@ -71,6 +71,40 @@ def test_float_types(name):
     np.testing.assert_array_equal(out, x.astype(np.float32))
 
 
+def test_bf16_every_bit_pattern():
+    # all 65536 patterns (NaNs and infinities included): the same float32 bits as gguf's
+    raw = np.arange(1 << 16, dtype=np.uint16).view(np.uint8)
+    mine = dequantize(raw, "BF16", (256, 256))
+    ref = gguf.quants.dequantize(raw.reshape(256, -1), Q.BF16)
+    np.testing.assert_array_equal(mine.view(np.uint32), ref.view(np.uint32))
+    # and the top half of float32s (bf16 is their truncation here)
+    x = np.random.default_rng(4).standard_normal(64).astype(np.float32)
+    top = (x.view(np.uint32) >> 16).astype(np.uint16)
+    np.testing.assert_array_equal(dequantize(top.view(np.uint8), "BF16", (64,)),
+                                  (x.view(np.uint32) & 0xFFFF0000).view(np.float32))
+
+
+@pytest.mark.parametrize("name", ["Q5_0", "Q5_1", "BF16"])
+def test_quantized_real_data_new_types(name):
+    # gguf's own quantizer for the types it implements: exact agreement with its dequantizer
+    x = np.random.default_rng(8).standard_normal((4, 256)).astype(np.float32)
+    raw = gguf.quants.quantize(x, Q[name])
+    mine = dequantize(raw.reshape(-1), name, x.shape)
+    np.testing.assert_array_equal(mine, gguf.quants.dequantize(raw, Q[name]))
+    # Q5: 31 steps across the block's range, so within a step of x; bf16: 8 significant bits
+    assert np.abs(mine - x).max() <= {"BF16": 2 ** -8 * np.abs(x).max(), "Q5_0": 0.3, "Q5_1": 0.2}[name]
+
+
+def test_q3_k_scale_unpacking_by_hand():
+    from spvjit.models.llama.quants import q3_k_scales
+
+    s = np.zeros((1, 12), np.uint8)
+    s[0, 1] = 0b0111_0101   # scale 1 low bits = 5, scale 9 low bits = 7
+    s[0, 9] = 0b00_00_10_11  # scale 1 top bits (bits 0-1 of byte 9) = 3, scale 5 top bits = 2
+    sc = q3_k_scales(s)[0]
+    assert sc[1] == (3 << 4 | 5) - 32 and sc[9] == 7 - 32 and sc[5] == (2 << 4) - 32 and sc[0] == -32
+
+
 def test_layouts():
     # Byte layouts of ggml's block structs, which GPU kernels index by offset.
     def offsets(name):
@@ -121,8 +155,8 @@ def test_dequantize_rows_matches_full():
 
 
 def test_bad_inputs():
-    with pytest.raises(ModelError, match="tensor type Q5_K is not supported"):
-        dequantize(np.zeros(176, np.uint8), "Q5_K", (256,))
+    with pytest.raises(ModelError, match="tensor type IQ2_XS is not supported"):
+        dequantize(np.zeros(74, np.uint8), "IQ2_XS", (256,))
     with pytest.raises(ValueError, match="needs 40 bytes, got 34"):
         dequantize(np.zeros(34, np.uint8), "Q4_1", (1, 64))
     with pytest.raises(ValueError, match="not a multiple of 32"):

@@ -26,7 +26,7 @@ def test_default_model_greedy_continuation(default_ref, default_tokenizer):
     assert default_tokenizer.decode(out).startswith(KNOWN)
 
 
-def neox_rope(x, positions, inv_freq):
+def neox_rope(x, positions, inv_freq, neox=False):
     """HF's rotate-half rope (pairs i, i + d/2): the layout GGUF files are *not* stored for."""
     half = inv_freq.size
     ang = np.asarray(positions, np.float64)[:, None, None] * inv_freq[None, None, :]

@@ -21,6 +21,8 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+from .disasm import disassemble as builtin_disassemble
+
 MIN_YEAR = 2025
 _PREFIX_BIN = Path("cmeel.prefix") / "bin"
 
@@ -96,8 +98,7 @@ def disassemble(binary: bytes, *, header: bool = True, raw_ids: bool = False) ->
     """Text of a module: spirv-dis's friendly output, or the built-in disassembler without it."""
     path = find_tool("spirv-dis")
     if path is None:
-        from .disasm import disassemble as builtin
-        return builtin(binary, header=header)
+        return builtin_disassemble(binary, header=header)
     args = [path] + ([] if header else ["--no-header"]) + (["--raw-id"] if raw_ids else [])
     res = _run(args + ["-o", "-"], binary)
     if res.returncode != 0:

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from ..core import Operation, Value
+from ..ops import ops_of
 
 # ops that touch memory or steer control; `load` is here because a store between
 # two equal loads may change what the second reads
 IMPURE = frozenset({"load", "store", "atomic_rmw", "for", "if", "yield", "return", "barrier", "assert", "print"})
 
 # data movement: a uniform constant stays the same value in any shape
-SHAPE_OPS = frozenset({"splat", "broadcast", "expand_dims", "reshape", "trans", "permute", "flip", "extract", "shift"})
+SHAPE_OPS = ops_of("shape")
 
 NOT_CONSTANT = object()
 

@@ -31,6 +31,10 @@ def chat_template_of(model_file) -> str:
     template = model_file.metadata(TEMPLATE_KEY, None)
     if not template:
         raise ModelError(f"{model_file.path.name}: metadata key {TEMPLATE_KEY!r} is missing")
+    try:
+        template_kind(template)
+    except ModelError as e:  # say which file's template it is
+        raise ModelError(f"{model_file.path.name}: metadata key {TEMPLATE_KEY!r}: {e}") from None
     return template
 
 

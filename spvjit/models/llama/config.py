@@ -7,12 +7,17 @@ without it and looked up as ``f"{arch}.{key}"``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from .errors import ModelError
 
-SUPPORTED_ARCHITECTURES = ("llama",)
+SUPPORTED_ARCHITECTURES = ("llama", "qwen2")
+# Architectures whose GGUF keeps Q/K in HF's order, so rope rotates the pairs (i, i + d/2) of a
+# head (llama.cpp's NEOX rope), and that add biases to the Q/K/V projections.
+NEOX_ROPE_ARCHITECTURES = ("qwen2",)
+QKV_BIAS_ARCHITECTURES = ("qwen2",)
 # llama.cpp's converter writes these when rope scaling is off or unknown.
 _ROPE_SCALING_TYPES = ("none", "linear", "yarn", "longrope")
 
@@ -39,6 +44,7 @@ class LlamaConfig:
     add_eos: bool
     tied_embeddings: bool  # True: no output.weight, logits use token_embd.weight
     name: str = ""
+    rope_neox: bool = False  # rotate pairs (i, i + rope_dim / 2), not (2i, 2i + 1)
 
     @property
     def n_gqa(self) -> int:
@@ -94,6 +100,12 @@ class LlamaConfig:
                 raise ModelError(f"{where}: metadata key {key(k)!r} must be a positive integer, got {v!r}")
             return v
 
+        def positive_float(k: str, v: Any) -> float:
+            # NaN, infinities, 0 and negatives all make rope or RMSNorm silently wrong.
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+                raise ModelError(f"{where}: metadata key {key(k)!r} must be a finite number > 0, got {v!r}")
+            return float(v)
+
         if opt("expert_count", 0):
             raise ModelError(f"{where}: metadata key {key('expert_count')!r}: mixture-of-experts llama is not supported")
         n_embd = positive("embedding_length", req("embedding_length"))
@@ -105,6 +117,9 @@ class LlamaConfig:
                 f"{where}: metadata key {key('attention.head_count_kv')!r}: {n_head} query heads "
                 f"are not a multiple of {n_head_kv} key/value heads"
             )
+        if get(key("attention.key_length")) is None and n_embd % n_head:
+            raise ModelError(f"{where}: metadata key {key('embedding_length')!r}: {n_embd} is not a multiple "
+                             f"of {n_head} heads")
         head_dim = positive("attention.key_length", opt("attention.key_length", n_embd // n_head))
         v_dim = opt("attention.value_length", head_dim)
         if v_dim != head_dim:
@@ -115,13 +130,17 @@ class LlamaConfig:
         rope_dim = positive("rope.dimension_count", opt("rope.dimension_count", head_dim))
         if rope_dim > head_dim or rope_dim % 2:
             raise ModelError(f"{where}: metadata key {key('rope.dimension_count')!r}: bad value {rope_dim} for head size {head_dim}")
+        neox = arch in NEOX_ROPE_ARCHITECTURES
+        if neox and rope_dim != head_dim:
+            raise ModelError(f"{where}: metadata key {key('rope.dimension_count')!r}: partial rotation "
+                             f"({rope_dim} of {head_dim}) with {arch}'s rope is not supported")
         scaling = str(opt("rope.scaling.type", "none"))
         if scaling not in _ROPE_SCALING_TYPES:
             raise ModelError(f"{where}: metadata key {key('rope.scaling.type')!r}: unknown rope scaling {scaling!r}")
-        factor = float(opt("rope.scaling.factor", 1.0) or 1.0)
+        factor = positive_float("rope.scaling.factor", opt("rope.scaling.factor", 1.0) or 1.0)
         # Older files wrote linear scaling only as rope.scale_linear.
         if scaling == "none" and opt("rope.scale_linear", None) not in (None, 1.0):
-            scaling, factor = "linear", float(opt("rope.scale_linear", 1.0))
+            scaling, factor = "linear", positive_float("rope.scale_linear", opt("rope.scale_linear", 1.0))
 
         # SentencePiece ("llama") vocabularies conventionally start with BOS; byte-level BPE
         # ones do not unless the file says so (matching llama.cpp's defaults).
@@ -138,15 +157,16 @@ class LlamaConfig:
             n_head_kv=n_head_kv,
             head_dim=head_dim,
             n_ff=positive("feed_forward_length", req("feed_forward_length")),
-            rope_freq_base=float(opt("rope.freq_base", 10000.0)),
+            rope_freq_base=positive_float("rope.freq_base", opt("rope.freq_base", 10000.0)),
             rope_dim=rope_dim,
             rope_scaling_type=scaling,
             rope_scaling_factor=factor,
-            rms_eps=float(opt("attention.layer_norm_rms_epsilon", 1e-5)),
+            rms_eps=positive_float("attention.layer_norm_rms_epsilon", opt("attention.layer_norm_rms_epsilon", 1e-5)),
             bos_token_id=get("tokenizer.ggml.bos_token_id"),
             eos_token_id=get("tokenizer.ggml.eos_token_id"),
             add_bos=add_bos_default if add_bos is None else bool(add_bos),
             add_eos=False if add_eos is None else bool(add_eos),
             tied_embeddings=tied_embeddings,
             name=str(get("general.name") or ""),
+            rope_neox=neox,
         )

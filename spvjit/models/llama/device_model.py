@@ -46,6 +46,47 @@ ProgressFn = Callable[[int, int], None]  # (bytes uploaded so far, total bytes)
 
 
 @dataclass
+class MemoryNeeds:
+    """What loading a model takes, in bytes: on the device (weights as the file stores
+    them, the KV cache, activations for a prompt batch) and on the host beyond the
+    memory-mapped file (the largest matrix's packed copy while it uploads)."""
+
+    weights: int
+    kv_cache: int
+    activations: int
+    host: int
+
+    @property
+    def device(self) -> int:
+        return self.weights + self.kv_cache + self.activations
+
+    def describe(self) -> str:
+        mib = 2 ** 20
+        return (f"{self.device / mib:.0f} MiB of device memory (weights {self.weights / mib:.0f}, KV cache "
+                f"{self.kv_cache / mib:.0f}, activations {self.activations / mib:.0f}), "
+                f"{self.host / mib:.0f} MiB of host memory besides the mapped file")
+
+
+def memory_needs(model_file: LlamaModelFile, max_ctx: int, max_batch: int = 512) -> MemoryNeeds:
+    c = model_file.config
+    matrices = [model_file.tensor(n) for n in model_file.tensor_names if len(model_file.tensor(n).shape) == 2]
+    weights = sum(model_file.tensor(n).n_bytes for n in model_file.tensor_names)
+    kv = 2 * c.n_layer * max_ctx * c.kv_dim * 4
+    rows = max(1, min(max_batch, max_ctx)) + 1            # a prompt batch and the decode step
+    per_row = 2 * c.n_embd + c.q_dim + 2 * c.kv_dim + c.q_dim + 3 * c.n_ff
+    activations = rows * per_row * 4 + 2 * c.n_vocab * 4
+    per_layer_stack = max((t.n_bytes for t in matrices), default=0) * 3   # q, k, v stacked: at most 3
+    return MemoryNeeds(weights, kv, activations, per_layer_stack)
+
+
+def _device_memory() -> int:
+    """Bytes of the device's largest device-local memory heap (any heap if none is)."""
+    heaps = spvjit.get_device().caps.memory_heaps
+    local = [size for size, is_local in heaps if is_local]
+    return max(local or [size for size, _ in heaps] or [0])
+
+
+@dataclass
 class _Part:
     """One stacked matrix of a projection and the output column it starts at."""
 
@@ -61,6 +102,7 @@ class _Layer:
     ffn_norm: object
     gate_up: list[_Part]
     down: K.DeviceWeight
+    qkv_bias: object = None     # [q | k | v] projection bias (qwen2), added by rope_kv
 
 
 class _Workspace:
@@ -88,18 +130,27 @@ class DeviceLlama:
     :class:`ReferenceModel`'s: it places ``tokens`` at positions start_pos.. (keeping the
     cache below start_pos) and returns logits. ``tuning``: "auto" (the device's table
     from SPVJIT_CACHE_DIR, unless SPVJIT_DISABLE_TUNING=1), a TuningTable, or None (the
-    launchers' default block sizes)."""
+    launchers' default block sizes). ``buffer_limit``: the most bytes one device buffer
+    may hold (default and upper bound: the device's maxStorageBufferRange); matrices
+    larger than that are uploaded in row ranges (kernels.RowSplit). Tests lower it."""
 
     def __init__(self, model_file: LlamaModelFile | str | os.PathLike, max_ctx: int | None = None,
                  progress: ProgressFn | None = None, max_batch: int = 512, fused: bool = True,
-                 tuning: TuningTable | str | None = "auto"):
+                 tuning: TuningTable | str | None = "auto", buffer_limit: int | None = None):
         self.file = model_file if isinstance(model_file, LlamaModelFile) else load_gguf(model_file)
         self.config = c = self.file.config
         self.max_ctx = min(c.n_ctx_train, max_ctx or 2048)
         self.max_batch = max(1, int(max_batch))
         self.fused = fused
         self.n_cached = 0
+        device_limit = spvjit.get_device().caps.max_storage_buffer_range
+        self._buffer_limit = min(device_limit, int(buffer_limit)) if buffer_limit else device_limit
         self._check_types()
+        self.memory = memory_needs(self.file, self.max_ctx, self.max_batch)
+        have = _device_memory()
+        if have and self.memory.device > have:
+            raise ModelError(f"{self.file.path.name} needs {self.memory.describe()}; the device has "
+                             f"{have / 2**20:.0f} MiB (a smaller --ctx shrinks the KV cache)")
         self._upload(progress)
         self.k_cache = [spvjit.zeros((self.max_ctx, c.n_head_kv, c.head_dim)) for _ in range(c.n_layer)]
         self.v_cache = [spvjit.zeros((self.max_ctx, c.n_head_kv, c.head_dim)) for _ in range(c.n_layer)]
@@ -125,16 +176,17 @@ class DeviceLlama:
         return out
 
     def _check_types(self) -> None:
-        """Unsupported types and tensors too big for one device buffer, before uploading."""
-        limit = spvjit.get_device().caps.max_storage_buffer_range
-        self._buffer_limit = limit
+        """Unsupported types, and rows too long for one device buffer, before uploading
+        (larger matrices are split into row ranges)."""
+        limit = self._buffer_limit
         for t in self._matrices():
             if t.ggml_type not in K.SUPPORTED:
                 raise ModelError(f"{self.file.path.name}: tensor {t.name!r} has type {t.ggml_type}, "
                                  f"which the device kernels do not support ({', '.join(K.SUPPORTED)})")
-            if t.n_bytes > limit:
-                raise ModelError(f"{self.file.path.name}: tensor {t.name!r} takes {t.n_bytes / 2**20:.0f} MiB, "
-                                 f"more than one buffer of this device can hold ({limit / 2**20:.0f} MiB)")
+            if 64 * t.quant.n_bytes(t.cols) > limit:
+                raise ModelError(f"{self.file.path.name}: tensor {t.name!r}: 64 rows take "
+                                 f"{64 * t.quant.n_bytes(t.cols) / 2**20:.1f} MiB, more than one buffer of "
+                                 f"this device can hold ({limit / 2**20:.1f} MiB)")
 
     def _upload(self, progress: ProgressFn | None) -> None:
         f, c = self.file, self.config
@@ -154,13 +206,16 @@ class DeviceLlama:
             return v
 
         def matrix(*tensors: QuantTensor) -> list[_Part]:
-            """Upload, stacking the matrices into one when their types agree."""
-            packed = [K.pack_weight(t.data, t.ggml_type, t.shape) for t in tensors]
-            same_type = len({p.qtype for p in packed}) == 1
-            groups = [packed] if same_type else [[p] for p in packed]
+            """Upload, stacking the matrices into one when their types agree. Stacking is
+            decided first and done on the file's bytes (rows of one type and width are
+            consecutive blocks), so each device matrix is packed once."""
+            same_type = len({t.ggml_type for t in tensors}) == 1
+            groups = [list(tensors)] if same_type else [[t] for t in tensors]
             parts, offset = [], 0
             for g in groups:
-                w = K.DeviceWeight.upload(K.concat_rows(g) if len(g) > 1 else g[0])
+                raw = np.concatenate([t.data for t in g]) if len(g) > 1 else g[0].data
+                rows = sum(t.rows for t in g)
+                w = K.upload_weight(raw, g[0].ggml_type, (rows, g[0].cols), self._buffer_limit)
                 parts.append(_Part(w, offset))
                 offset += w.rows
             step(sum(t.n_bytes for t in tensors))
@@ -181,6 +236,7 @@ class DeviceLlama:
                 ffn_norm=vector(f"blk.{i}.ffn_norm.weight"),
                 gate_up=matrix(t("ffn_gate"), t("ffn_up")),
                 down=matrix(t("ffn_down"))[0].weight,
+                qkv_bias=None if (b := f.qkv_bias(i)) is None else spvjit.tensor(b.astype(np.float32)),
             ))
         freq_factors = f.tensor("rope_freqs.weight").dequantize() if f.has_tensor("rope_freqs.weight") else None
         inv = np.zeros(c.head_dim // 2, np.float32)
@@ -326,7 +382,7 @@ class DeviceLlama:
             for p in L.qkv:   # rms_norm fused into the projection
                 K.linear(p.weight, ws.x, ws.qkv, n, ldx=E, ldy=ld, y_off=p.offset, norm=L.attn_norm, eps=eps)
             K.rope_kv(ws.qkv, self.k_cache[i], self.v_cache[i], self.inv_freq, n, ws.pos, ld,
-                      c.n_head, c.n_head_kv, D)
+                      c.n_head, c.n_head_kv, D, bias=L.qkv_bias, neox=c.rope_neox)
             K.attention(ws.qkv, self.k_cache[i], self.v_cache[i], ws.att, n, ws.pos, ld,
                         c.n_head, c.n_head_kv, D)
             K.linear(L.wo, ws.att, ws.x, n, acc=True)
@@ -353,7 +409,7 @@ class DeviceLlama:
             for p in L.qkv:
                 K.linear(p.weight, ws.h, ws.qkv, n, ldy=ld, y_off=p.offset)
             K.rope_kv(ws.qkv, self.k_cache[i], self.v_cache[i], self.inv_freq, n, ws.pos, ld,
-                      c.n_head, c.n_head_kv, D)
+                      c.n_head, c.n_head_kv, D, bias=L.qkv_bias, neox=c.rope_neox)
             K.attention(ws.qkv, self.k_cache[i], self.v_cache[i], ws.att, n, ws.pos, ld,
                         c.n_head, c.n_head_kv, D)
             K.linear(L.wo, ws.att, ws.x, n, acc=True)

@@ -1,8 +1,9 @@
 """Text generation on the device: prompt processing, then one token at a time.
 
 ``generate`` streams text through a callback as tokens come out (complete UTF-8
-characters only, via the tokenizer's StreamDecoder), stops at EOS, at ``n`` tokens or
-when the context is full, and stops cleanly on Ctrl-C: the tokens and timings so far are
+characters only, via the tokenizer's StreamDecoder), stops at an end-of-generation token
+(``tokenizer.eog_ids``: eos, eot, eom and the end-of-turn markers llama.cpp stops at, see
+eog.py), at ``n`` tokens or when the context is full, and stops cleanly on Ctrl-C: the tokens and timings so far are
 returned either way.
 """
 
@@ -24,7 +25,7 @@ class GenerationStats:
     gen_tokens: int = 0          # tokens produced (the first comes from the prompt's logits)
     gen_s: float = 0.0           # time of the single-token forward passes after the prompt
     decode_steps: int = 0        # those forward passes
-    stop_reason: str = ""        # "length", "eos", "context", "interrupted"
+    stop_reason: str = ""        # "length", "eos" (any end-of-generation token), "context", "interrupted"
     tokens: list[int] = field(default_factory=list)
 
     @property
@@ -54,7 +55,7 @@ def generate(model, tokenizer: Tokenizer, prompt_ids: list[int], n: int, sampler
     stats = stats or GenerationStats()
     stats.prompt_tokens = len(prompt_ids)
     decoder = tokenizer.stream_decoder(special=False)
-    eos = model.config.eos_token_id
+    stop_ids = tokenizer.eog_ids
     emit = on_text or (lambda _text: None)
 
     def next_token(tokens, pos):
@@ -75,7 +76,7 @@ def generate(model, tokenizer: Tokenizer, prompt_ids: list[int], n: int, sampler
         while True:
             stats.tokens.append(tok)
             stats.gen_tokens += 1
-            if stop_at_eos and tok == eos:
+            if stop_at_eos and tok in stop_ids:
                 stats.stop_reason = "eos"
                 break
             emit(decoder.push(tok))

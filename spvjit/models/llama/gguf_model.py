@@ -7,7 +7,8 @@ shape ``(rows, cols) = (output features, input features)`` and a layer computes
 One-dimensional tensors (norm weights) have shape ``(n,)``.
 
 Tensor bytes are never copied: ``QuantTensor.data`` is a uint8 view of the file's mmap
-(``gguf.GGUFReader`` maps the file read-only).
+(:mod:`.gguf_reader` maps the file read-only after checking every size in its header;
+:mod:`.metadata_types` lists the type each metadata key must have).
 
 Rope layout. llama.cpp's HF converter permutes the rows of ``attn_q``/``attn_k`` back
 to Meta's original order, so the rope that matches these files rotates *adjacent* pairs
@@ -17,6 +18,7 @@ The reference model applies it that way; its test checks a known continuation.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from .config import LlamaConfig
+from .config import QKV_BIAS_ARCHITECTURES, LlamaConfig
 from .errors import ModelError
+from .gguf_reader import GGUFFile, open_gguf
+from .metadata_types import expected_kind, matches
 from .quants import QUANT_TYPES, QuantType, dequantize, dequantize_rows
 
 _MISSING = object()
@@ -77,24 +81,30 @@ def _layer_shapes(c: LlamaConfig) -> dict[str, tuple[int, ...]]:
     }
 
 
+def _bias_shapes(c: LlamaConfig) -> dict[str, tuple[int, ...]]:
+    """Q/K/V projection biases (qwen2 has them)."""
+    return {"attn_q.bias": (c.q_dim,), "attn_k.bias": (c.kv_dim,), "attn_v.bias": (c.kv_dim,)}
+
+
 class LlamaModelFile:
     """An opened llama GGUF. Use :func:`load_gguf` to make one."""
 
-    def __init__(self, path: Path, reader: Any):
+    def __init__(self, path: Path, reader: GGUFFile):
         self.path = path
         self.reader = reader
         self._where = path.name
         self._values: dict[str, Any] = {}
         self._tensors = {t.name: t for t in reader.tensors}
-        self._check_sizes()
-        tokens = reader.fields.get("tokenizer.ggml.tokens")
+        self._check_metadata_types()
+        n_tokens = self._array_len("tokenizer.ggml.tokens")
         self.config = LlamaConfig.from_metadata(
             self._get_or_none,
             self._where,
-            n_vocab_hint=len(tokens.data) if tokens is not None else None,
+            n_vocab_hint=n_tokens,
             tied_embeddings="output.weight" not in self._tensors,
             tokenizer_model=self._get_or_none("tokenizer.ggml.model"),
         )
+        self._check_vocabulary(n_tokens)
         self._check_tensors()
 
     # -- metadata ---------------------------------------------------------------------
@@ -102,18 +112,15 @@ class LlamaModelFile:
     def metadata(self, key: str, default: Any = _MISSING) -> Any:
         """A metadata value as a Python object (str, int, float, bool or list).
 
-        Without ``default``, a missing key raises ModelError naming it.
+        Without ``default``, a missing key raises ModelError naming it. Keys the runner
+        reads have the types :mod:`.metadata_types` lists (checked when the file opened).
         """
         if key not in self._values:
-            field = self.reader.fields.get(key)
-            if field is None:
+            if key not in self.reader.fields:
                 if default is _MISSING:
                     raise ModelError(f"{self._where}: metadata key {key!r} is missing")
                 return default
-            try:
-                self._values[key] = field.contents()
-            except Exception as e:  # a corrupt string or array inside the field
-                raise ModelError(f"{self._where}: metadata key {key!r} is unreadable ({type(e).__name__}: {e})") from e
+            self._values[key] = self.reader.value(key)
         return self._values[key]
 
     def _get_or_none(self, key: str) -> Any:
@@ -123,7 +130,15 @@ class LlamaModelFile:
         return key in self.reader.fields
 
     def metadata_keys(self) -> list[str]:
-        return [k for k in self.reader.fields if not k.startswith("GGUF.")]
+        return list(self.reader.fields)
+
+    def metadata_type(self, key: str) -> str:
+        """The stored GGUF type of ``key`` in words, e.g. ``array of int32``."""
+        return self.reader.fields[key].type_name
+
+    def _array_len(self, key: str) -> int | None:
+        f = self.reader.fields.get(key)
+        return None if f is None else f.count
 
     # -- tensors ----------------------------------------------------------------------
 
@@ -143,13 +158,22 @@ class LlamaModelFile:
             raise ModelError(
                 f"{self._where}: tensor {name!r} has unsupported type {type_name} (supported: {', '.join(QUANT_TYPES)})"
             )
-        shape = tuple(int(d) for d in reversed(t.shape.tolist()))
-        data = np.asarray(t.data).view(np.uint8).reshape(-1)  # a view: no copy of the mmap
-        return QuantTensor(name, type_name, shape, data, int(t.n_bytes))
+        shape = tuple(int(d) for d in reversed(t.ne))
+        return QuantTensor(name, type_name, shape, t.raw, int(t.n_bytes))  # a view: no copy of the mmap
 
     def layer_tensor(self, layer: int, kind: str) -> QuantTensor:
         """``blk.{layer}.{kind}.weight``, e.g. ``layer_tensor(0, "attn_q")``."""
         return self.tensor(f"blk.{layer}.{kind}.weight")
+
+    def qkv_bias(self, layer: int):
+        """Block ``layer``'s [q | k | v] projection bias as float32, or None without biases."""
+        names = [f"blk.{layer}.attn_{p}.bias" for p in "qkv"]
+        if not any(n in self._tensors for n in names):
+            return None
+        c = self.config
+        sizes = (c.q_dim, c.kv_dim, c.kv_dim)
+        return np.concatenate([self.tensor(n).dequantize().reshape(-1) if n in self._tensors
+                               else np.zeros(k, np.float32) for n, k in zip(names, sizes)])
 
     def output_tensor(self) -> QuantTensor:
         """The output projection: ``output.weight``, or ``token_embd.weight`` when tied."""
@@ -157,18 +181,38 @@ class LlamaModelFile:
 
     # -- validation -------------------------------------------------------------------
 
-    def _check_sizes(self) -> None:
-        """A truncated file maps fine; catch it here, before a kernel reads past the end."""
-        size = self.path.stat().st_size
-        for t in self._tensors.values():
-            end = int(t.data_offset) + int(t.n_bytes)
-            if end > size:
-                raise ModelError(
-                    f"{self._where}: file is truncated: tensor {t.name!r} ends at byte {end}, file has {size}"
-                )
+    def _check_metadata_types(self) -> None:
+        for key, field in self.reader.fields.items():
+            kind = expected_kind(key)
+            if kind is not None and not matches(field, kind):
+                raise ModelError(f"{self._where}: metadata key {key!r} has type {field.type_name}, expected {kind}")
+
+    def _check_vocabulary(self, n_tokens: int | None) -> None:
+        """Token list, its side arrays and the special ids agree with the vocabulary size."""
+        c = self.config
+        if n_tokens is not None and n_tokens != c.n_vocab:
+            raise ModelError(f"{self._where}: metadata key 'tokenizer.ggml.tokens' has {n_tokens} tokens, "
+                             f"but the vocabulary size is {c.n_vocab}")
+        if n_tokens is not None:
+            for key in ("tokenizer.ggml.token_type", "tokenizer.ggml.scores"):
+                n = self._array_len(key)
+                if n is not None and n != n_tokens:
+                    raise ModelError(f"{self._where}: metadata key {key!r} has {n} entries for {n_tokens} tokens")
+        # (not the padding id: the runner never uses it, and some converters write -1 there)
+        for key in ("bos", "eos", "unknown"):
+            tid = self._get_or_none(f"tokenizer.ggml.{key}_token_id")
+            if tid is not None and not 0 <= tid < c.n_vocab:
+                raise ModelError(f"{self._where}: metadata key 'tokenizer.ggml.{key}_token_id' is {tid}, "
+                                 f"not a token id (vocabulary of {c.n_vocab})")
 
     def _check_tensors(self) -> None:
         c = self.config
+        per_block = len(_layer_shapes(c))
+        if c.n_layer * per_block > len(self._tensors):
+            # Checked before building the list of expected names: block_count = 2**31
+            # must not cost a dict entry per layer.
+            raise ModelError(f"{self._where}: metadata key '{c.arch}.block_count' is {c.n_layer}, but the file has "
+                             f"only {len(self._tensors)} tensors ({per_block} per block)")
         expected: dict[str, tuple[int, ...]] = {
             "token_embd.weight": (c.n_vocab, c.n_embd),
             "output_norm.weight": (c.n_embd,),
@@ -180,11 +224,19 @@ class LlamaModelFile:
         for i in range(c.n_layer):
             for kind, shape in _layer_shapes(c).items():
                 expected[f"blk.{i}.{kind}"] = shape
+            for kind, shape in _bias_shapes(c).items():   # required for qwen2; checked if present
+                if c.arch in QKV_BIAS_ARCHITECTURES or f"blk.{i}.{kind}" in self._tensors:
+                    expected[f"blk.{i}.{kind}"] = shape
+        for name in self._tensors:
+            block = name.split(".")[1] if name.startswith("blk.") else None
+            if block is not None and not (block.isdigit() and int(block) < c.n_layer):
+                raise ModelError(f"{self._where}: tensor {name!r} does not belong to any of the "
+                                 f"{c.n_layer} blocks that '{c.arch}.block_count' declares")
         for name, shape in expected.items():
             t = self.tensor(name)  # raises for missing or unsupported-type tensors
             if t.shape != shape:
                 raise ModelError(f"{self._where}: tensor {name!r} has shape {t.shape}, expected {shape}")
-            if t.quant.n_bytes(int(np.prod(shape))) != t.n_bytes or t.cols % t.quant.block_elems:
+            if t.quant.n_bytes(math.prod(shape)) != t.n_bytes or t.cols % t.quant.block_elems:
                 raise ModelError(f"{self._where}: tensor {name!r} has an inconsistent size for type {t.ggml_type}")
 
     def __repr__(self) -> str:
@@ -192,50 +244,7 @@ class LlamaModelFile:
         return f"LlamaModelFile({self._where!r}, {c.n_layer} layers, n_embd {c.n_embd}, vocab {c.n_vocab})"
 
 
-class _Truncated(Exception):
-    def __init__(self, needed: int, size: int):
-        super().__init__(f"file is truncated: needs {needed} bytes, has {size}")
-
-
-def _checked_reader_class():
-    """GGUFReader that reports reads past the end of the file as truncation.
-
-    Plain GGUFReader slices its mmap without bounds checks, so a cut file surfaces as
-    whichever numpy reshape or index fails first. Every read goes through ``_get``, so
-    checking there turns all of those into one clear message.
-    """
-    from gguf import GGUFReader  # imported lazily: keeps importing spvjit.models cheap
-
-    class CheckedReader(GGUFReader):
-        def _get(self, offset, dtype, count=1, *args, **kwargs):
-            end = int(offset) + np.dtype(dtype).itemsize * int(count)
-            if end > self.data.size:
-                raise _Truncated(end, int(self.data.size))
-            return super()._get(offset, dtype, count, *args, **kwargs)
-
-    return CheckedReader
-
-
 def load_gguf(path: str | os.PathLike[str]) -> LlamaModelFile:
     """Open a llama GGUF file (memory-mapped) and validate its metadata and tensors."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such model file")
-    with open(path, "rb") as fh:
-        magic = fh.read(4)
-    if magic != b"GGUF":
-        raise ModelError(f"{path.name}: not a GGUF file (starts with {magic!r}, expected b'GGUF')")
-    try:
-        reader = _checked_reader_class()(path, "r")
-    except _Truncated as e:
-        raise ModelError(f"{path.name}: {e}") from None
-    except Exception as e:
-        # Other damage shows up as whatever parsing trips over first (ValueError for an
-        # unknown type id, UnicodeDecodeError for a broken name, KeyError for duplicates...).
-        msg = str(e).splitlines()[0] if str(e) else ""
-        raise ModelError(f"{path.name}: not a readable GGUF file ({type(e).__name__}: {msg})") from e
-    if reader.byte_order != "I":
-        # Tensor bytes are handed out raw, and the dequantizers and kernels read them as
-        # little-endian; a byte-swapped file would decode to garbage.
-        raise ModelError(f"{path.name}: byte-swapped (big-endian) GGUF files are not supported")
-    return LlamaModelFile(path, reader)
+    return LlamaModelFile(path, open_gguf(path))

@@ -38,20 +38,23 @@ def rope_inv_freq(config: LlamaConfig, freq_factors: np.ndarray | None = None) -
     return inv
 
 
-def apply_rope(x: np.ndarray, positions: np.ndarray, inv_freq: np.ndarray) -> np.ndarray:
+def apply_rope(x: np.ndarray, positions: np.ndarray, inv_freq: np.ndarray, neox: bool = False) -> np.ndarray:
     """Rotate adjacent pairs (2i, 2i+1) of each head by positions * inv_freq[i].
 
     x: (n_tokens, n_heads, head_dim); only the first 2*len(inv_freq) dims rotate. This
     is the layout GGUF llama files expect (see gguf_model's note on the q/k permutation).
+    ``neox``: the pairs are (i, i + n_rot/2) instead, for files that keep HF's order (qwen2).
     """
     n_rot = 2 * inv_freq.size
     angles = np.asarray(positions, np.float64)[:, None] * inv_freq[None, :]  # (n, n_rot/2)
     cos = np.cos(angles).astype(np.float32)[:, None, :]
     sin = np.sin(angles).astype(np.float32)[:, None, :]
     out = x.astype(np.float32, copy=True)
-    x0, x1 = x[..., 0:n_rot:2], x[..., 1:n_rot:2]
-    out[..., 0:n_rot:2] = x0 * cos - x1 * sin
-    out[..., 1:n_rot:2] = x0 * sin + x1 * cos
+    first = slice(0, n_rot // 2) if neox else slice(0, n_rot, 2)
+    second = slice(n_rot // 2, n_rot) if neox else slice(1, n_rot, 2)
+    x0, x1 = x[..., first], x[..., second]
+    out[..., first] = x0 * cos - x1 * sin
+    out[..., second] = x0 * sin + x1 * cos
     return out
 
 
@@ -110,6 +113,7 @@ class ReferenceModel:
         """Dequantized weights of block i (computed on first use, then kept)."""
         if self._layers[i] is None:
             self._layers[i] = {k: self.file.layer_tensor(i, k).dequantize() for k in self._LAYER_WEIGHTS}
+            self._layers[i]["qkv_bias"] = self.file.qkv_bias(i)
         return self._layers[i]
 
     def output_weight(self) -> np.ndarray:
@@ -142,12 +146,17 @@ class ReferenceModel:
         for i in range(c.n_layer):
             w = self.layer(i)
             h = rms_norm(x, w["attn_norm"], c.rms_eps)
-            q = (h @ w["attn_q"].T).reshape(n, c.n_head, c.head_dim)
-            k = (h @ w["attn_k"].T).reshape(n, c.n_head_kv, c.head_dim)
-            v = (h @ w["attn_v"].T).reshape(n, c.n_head_kv, c.head_dim)
-            self.k_cache[i, start_pos:end] = apply_rope(k, positions, self.inv_freq)
+            qkv = np.concatenate([h @ w["attn_q"].T, h @ w["attn_k"].T, h @ w["attn_v"].T], axis=1)
+            if w["qkv_bias"] is not None:
+                qkv = qkv + w["qkv_bias"]
+            q, k, v = np.split(qkv, [c.q_dim, c.q_dim + c.kv_dim], axis=1)
+            q = q.reshape(n, c.n_head, c.head_dim)
+            k = k.reshape(n, c.n_head_kv, c.head_dim)
+            v = v.reshape(n, c.n_head_kv, c.head_dim)
+            self.k_cache[i, start_pos:end] = apply_rope(k, positions, self.inv_freq, c.rope_neox)
             self.v_cache[i, start_pos:end] = v
-            att = attention(apply_rope(q, positions, self.inv_freq), self.k_cache[i, :end], self.v_cache[i, :end], start_pos)
+            att = attention(apply_rope(q, positions, self.inv_freq, c.rope_neox), self.k_cache[i, :end],
+                            self.v_cache[i, :end], start_pos)
             x = x + att @ w["attn_output"].T
             h = rms_norm(x, w["ffn_norm"], c.rms_eps)
             x = x + swiglu(h @ w["ffn_gate"].T, h @ w["ffn_up"].T) @ w["ffn_down"].T

@@ -60,7 +60,8 @@ class Sampler:
         if logits.size == 0:
             raise ValueError("logits is empty")
         if np.isnan(logits).any():
-            raise ValueError("logits contain NaN")
+            from .errors import ModelError  # a ValueError: one line in the CLI, not a traceback
+            raise ModelError("logits contain NaN: the model's weights or activations are not finite")
         if self.greedy:
             return int(np.argmax(logits))
         keep = self.candidates(logits)

@@ -17,6 +17,7 @@ import re
 from typing import Any, Callable
 
 from .bpe import BytePairEncoder, bytes_to_text, parse_merges, text_to_bytes
+from .eog import end_of_generation_ids
 from .errors import ModelError
 from .pretokenize import PRE_TOKENIZERS, pretokenize
 from .sentencepiece import SPACE, SentencePieceEncoder, byte_piece_value
@@ -42,6 +43,7 @@ class Tokenizer:
         add_bos: bool = False,
         add_eos: bool = False,
         add_space_prefix: bool | None = None,
+        eog_ids: frozenset[int] | None = None,
         where: str = "tokenizer",
     ):
         self.where = where
@@ -57,6 +59,8 @@ class Tokenizer:
                 raise ModelError(f"{where}: metadata key 'tokenizer.ggml.{key}_token_id': {tid} is not a token id")
         self.model, self.tokens, self.token_types = model, tokens, token_types
         self.bos_id, self.eos_id, self.unk_id = bos_id, eos_id, unk_id
+        # tokens that end generation (see eog.py); from_metadata finds all of llama.cpp's
+        self.eog_ids = frozenset(eog_ids) if eog_ids is not None else frozenset({eos_id} - {None})
         self.add_bos, self.add_eos = add_bos, add_eos
         # SentencePiece models conventionally prefix a space; byte-level BPE never does.
         self.add_space_prefix = (model == "llama") if add_space_prefix is None else bool(add_space_prefix)
@@ -121,6 +125,7 @@ class Tokenizer:
             add_bos=_flag(get("tokenizer.ggml.add_bos_token"), model == "llama"),
             add_eos=_flag(get("tokenizer.ggml.add_eos_token"), False),
             add_space_prefix=get("tokenizer.ggml.add_space_prefix"),
+            eog_ids=end_of_generation_ids(tokens, get, where),
             where=where,
         )
 

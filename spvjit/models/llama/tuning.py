@@ -127,9 +127,9 @@ def default_config(call: Call) -> dict:
     """The block sizes the launcher uses when nothing overrides them."""
     k = call.kernel
     if k in LINEAR:
-        # MATVEC / MATMUL, or MATVEC_TILED / MATMUL_TILED for the row-tiled types (TILED)
+        # MATVEC / MATMUL, or MATVEC_TILED / MATMUL_TILED for the row-tiled types
         const = CONSTANTS[k]
-        if call.shape.split(" ", 1)[0] in getattr(K, "TILED", ()) and hasattr(K, const + "_TILED"):
+        if K.device_quant(call.shape.split(" ", 1)[0]).tiled:
             const += "_TILED"
         return dict(getattr(K, const))
     if k == "attention_rows":
@@ -265,6 +265,11 @@ def source_hash(kernel: str) -> str:
         jit = getattr(K, name)
         if isinstance(jit, JITFunction) and name.startswith(kernel):
             d.update(jit.cache_key.encode() + b"\0")
+    if kernel in LINEAR + ("dequant_rows",):   # the type helpers they are given as constexprs
+        for dq in K.DEVICE_QUANTS.values():
+            helpers = (dq.dequant,) + ((dq.tiled.unit, dq.tiled.matvec_block, dq.tiled.x_scale) if dq.tiled else ())
+            for jit in helpers:
+                d.update(jit.cache_key.encode() + b"\0")
     launchers = ("linear", kernel) if kernel in LINEAR else ("attention", kernel) if kernel.startswith("attention") else (kernel,)
     for name in launchers:
         try:

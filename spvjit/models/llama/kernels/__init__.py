@@ -1,7 +1,8 @@
 """The llama layers as spvjit kernels, with host-side launchers.
 
-One file per kernel family: :mod:`.quant` (block decoding, one helper per GGUF type),
-:mod:`.packing` (the device weight layout, host side), :mod:`.linear` (quantized
+One file per kernel family: :mod:`.quant` (block decoding, helpers per GGUF type),
+:mod:`.qtypes` (one descriptor per GGUF type: layout and helpers, which the launchers
+below read), :mod:`.packing` (the device weight layout, host side), :mod:`.linear` (quantized
 matrix-vector and matrix-matrix), :mod:`.norm`, :mod:`.rope`, :mod:`.attention`
 (decode, prefill, softmax), :mod:`.activation` (SwiGLU, residual add), :mod:`.argmax`.
 
@@ -24,26 +25,27 @@ from .activation import add_kernel, swiglu_kernel
 from .argmax import argmax_kernel
 from .attention import attention_prefill_kernel, attention_rows_kernel, softmax_kernel
 from .linear import matmul_kernel, matmul_tiled_kernel, matvec_kernel, matvec_tiled_kernel
+from .matmul_coop import MIN_ROWS as MIN_ROWS_COOP, coopmat_f16_available, f16_copy, matmul_f16
 from .norm import rms_norm_kernel
-from .packing import SUPPORTED, TILED, PackedWeight, concat_rows, pack_weight, unpack
+from .packing import PackedWeight, pack_weight, unpack
+from .qtypes import DEVICE_QUANTS, SUPPORTED, DeviceQuant, device_quant
 from .quant import dequant_rows_kernel
 from .rope import rope_kv_kernel
 
 __all__ = [
-    "DeviceWeight", "PackedWeight", "SUPPORTED", "add", "argmax", "attention", "attention_decode",
-    "attention_prefill", "attention_rows", "concat_rows", "dequant_rows", "linear", "matmul", "matvec",
-    "pack_weight", "rms_norm", "rope_kv", "softmax", "swiglu", "unit_elems", "unpack",
+    "DEVICE_QUANTS", "DeviceQuant", "DeviceWeight", "PackedWeight", "RowSplit", "SUPPORTED", "add", "argmax", "attention",
+    "attention_decode", "attention_prefill", "attention_rows", "dequant_rows", "device_quant", "linear",
+    "matmul", "matvec", "pack_weight", "rms_norm", "rope_kv", "softmax", "swiglu", "unit_elems", "unpack", "upload_weight",
 ]
-
-UNIT_ELEMS = {"F32": 1, "F16": 1}  # weights per unit (quant.unit_elems); the others 8
 
 
 def unit_elems(qtype: str) -> int:
-    return UNIT_ELEMS.get(qtype, 8)
+    """Weights per call of the type's row-major helper (dequant_rows' unit)."""
+    return device_quant(qtype).unit_elems
 
 
 # Block sizes, measured on lavapipe (a program is one subgroup of 8 lanes there). matvec_kernel
-# and matmul_kernel (F32, F16, Q4_K, Q6_K): BR rows x BU units, BM x BN x BU units; W in
+# and matmul_kernel (the row-major types): BR rows x BU units, BM x BN x BU units; W in
 # matmul is decoded as [BU, BN] tiles with BN a multiple of 32, which sl.dot's subgroup
 # path needs; BU = 1 made matmul 128x3072x576 Q4_1 (when it went through matmul_kernel)
 # 1.45x faster than BU = 2 and a 128-token prompt 1.13x faster. BT keys for attention.
@@ -95,6 +97,10 @@ class DeviceWeight:
     aux: object
     nbytes: int
 
+    @property
+    def desc(self) -> DeviceQuant:
+        return device_quant(self.qtype)
+
     @classmethod
     def upload(cls, p: PackedWeight) -> "DeviceWeight":
         sc = spvjit.tensor(p.sc.reshape(-1)) if p.sc is not None else _dummy(np.float16)
@@ -104,6 +110,46 @@ class DeviceWeight:
     @property
     def arrays(self):
         return self.qw, self.sc, self.aux
+
+
+@dataclass
+class RowSplit:
+    """A matrix too big for one device buffer, as consecutive row ranges ``(first row,
+    DeviceWeight)``. The launchers take it wherever they take a DeviceWeight: matvec and
+    matmul run each part into its rows of y, the embedding lookup runs each part on the
+    ids that fall in its range."""
+
+    qtype: str
+    rows: int
+    cols: int
+    parts: list
+    nbytes: int
+
+    @property
+    def desc(self) -> DeviceQuant:
+        return device_quant(self.qtype)
+
+
+def upload_weight(raw, qtype: str, shape: tuple[int, int], limit: int | None = None):
+    """A DeviceWeight of the GGUF bytes ``raw`` (a ``rows x cols`` matrix), or a RowSplit
+    when one of its device arrays would exceed ``limit`` bytes (default: the device's
+    maxStorageBufferRange). Parts are whole 64-row tiles; each array of a part is at
+    most its rows' share of the file bytes, so a part of ``limit`` file bytes fits."""
+    rows, cols = (int(v) for v in shape)
+    fmt = device_quant(qtype).format
+    row_bytes = fmt.n_bytes(cols)
+    limit = int(limit or spvjit.get_device().caps.max_storage_buffer_range)
+    if spvjit.cdiv(rows, 64) * 64 * row_bytes <= limit:    # the tiled layouts pad to 64 rows
+        return DeviceWeight.upload(pack_weight(raw, qtype, shape))
+    per = limit // row_bytes // 64 * 64
+    if per < 64:
+        raise ValueError(f"64 rows of {cols} {qtype} weights ({64 * row_bytes} bytes) exceed the "
+                         f"device's buffer limit of {limit} bytes")
+    raw = np.asarray(raw).reshape(rows, row_bytes)
+    parts = [(r0, DeviceWeight.upload(pack_weight(raw[r0:r0 + per].reshape(-1), qtype,
+                                                  (min(per, rows - r0), cols))))
+             for r0 in range(0, rows, per)]
+    return RowSplit(qtype, rows, cols, parts, rows * row_bytes)
 
 
 def _pre(norm, swiglu: bool):
@@ -139,8 +185,13 @@ def matvec(w: DeviceWeight, x, y, y_off: int = 0, acc: bool = False, *, x_off: i
     """y[y_off : y_off + w.rows] (+)= W @ f(x[x_off:]), with f = rms_norm(.) * norm when a
     norm weight is given, silu(gate) * up with ``swiglu`` (x = [gate | up]), else identity.
     ``blocks`` overrides MATVEC (BR, BU) or, for the row-tiled types, MATVEC_TILED."""
+    if isinstance(w, RowSplit):
+        for r0, part in w.parts:
+            matvec(part, x, y, y_off + r0, acc, x_off=x_off, norm=norm, eps=eps, swiglu=swiglu, blocks=blocks)
+        return
     pre, w_norm = _pre(norm, swiglu)
-    if w.qtype in TILED:
+    d = w.desc
+    if d.tiled:
         cfg = {**MATVEC_TILED, **(blocks or {})}
         nb = w.cols // 32
         kb = _largest_divisor(nb, max(1, int(cfg["KB"])))
@@ -148,12 +199,12 @@ def matvec(w: DeviceWeight, x, y, y_off: int = 0, acc: bool = False, *, x_off: i
         programs = int(cfg["P"]) or _programs(tiles)
         matvec_tiled_kernel[(min(programs, tiles),)](
             w.qw, w.sc, x, y, w_norm, w.rows, w.cols, x_off, y_off, float(eps),
-            QTYPE=w.qtype, PRE=pre, KB=kb, ACC=acc)
+            MV=d.tiled.matvec_block, XS=d.tiled.x_scale, PRE=pre, KB=kb, ACC=acc)
         return
     cfg = {**MATVEC, **{k: v for k, v in (blocks or {}).items() if k in MATVEC}}
     matvec_kernel[(spvjit.cdiv(w.rows, cfg["BR"]),)](
         *w.arrays, x, y, w_norm, w.rows, w.cols, x_off, y_off, float(eps),
-        QTYPE=w.qtype, PRE=pre, ACC=acc, **cfg)
+        DQ=d.dequant, UE=d.unit_elems, PRE=pre, ACC=acc, **cfg)
 
 
 def matmul(w: DeviceWeight, x, y, m: int, ldx: int | None = None, ldy: int | None = None,
@@ -161,19 +212,29 @@ def matmul(w: DeviceWeight, x, y, m: int, ldx: int | None = None, ldy: int | Non
            blocks: dict | None = None) -> None:
     """y[i, y_off : y_off + w.rows] (+)= W @ f(x[i]) for the m rows of x (f as in matvec).
     ``blocks`` overrides MATMUL (BM, BN, BU) or, for the row-tiled types, MATMUL_TILED (BM)."""
-    pre, w_norm = _pre(norm, swiglu)
     ldx = (2 * w.cols if swiglu else w.cols) if ldx is None else ldx
     ldy = w.rows if ldy is None else ldy
-    if w.qtype in TILED:
+    if isinstance(w, RowSplit):
+        for r0, part in w.parts:
+            matmul(part, x, y, m, ldx, ldy, y_off + r0, acc, norm=norm, eps=eps, swiglu=swiglu, blocks=blocks)
+        return
+    pre, w_norm = _pre(norm, swiglu)
+    if m >= MIN_ROWS_COOP and w.rows * w.cols * 2 <= spvjit.get_device().caps.max_storage_buffer_range \
+            and coopmat_f16_available():
+        # matrix cores: an f16 copy of W (decoded once) times f16 activations (matmul_coop.py)
+        matmul_f16(f16_copy(w, dequant_rows), x, y, m, w.rows, w.cols, ldx, ldy, y_off, acc, pre, w_norm, eps)
+        return
+    d = w.desc
+    if d.tiled:
         bm = int({**MATMUL_TILED, **{k: v for k, v in (blocks or {}).items() if k in MATMUL_TILED}}["BM"])
         matmul_tiled_kernel[(spvjit.cdiv(w.rows, 64), spvjit.cdiv(m, bm))](
             w.qw, w.sc, x, y, w_norm, m, w.rows, w.cols, ldx, ldy, y_off, float(eps),
-            QTYPE=w.qtype, PRE=pre, BM=bm, ACC=acc)
+            TU=d.tiled.unit, PRE=pre, BM=bm, ACC=acc)
         return
     cfg = {**MATMUL, **{k: v for k, v in (blocks or {}).items() if k in MATMUL}}
     grid = (spvjit.cdiv(w.rows, cfg["BN"]), spvjit.cdiv(m, cfg["BM"]))
     matmul_kernel[grid](*w.arrays, x, y, w_norm, m, w.rows, w.cols, ldx, ldy, y_off, float(eps),
-                        QTYPE=w.qtype, PRE=pre, ACC=acc, **cfg)
+                        DQ=d.dequant, UE=d.unit_elems, PRE=pre, ACC=acc, **cfg)
 
 
 def linear(w: DeviceWeight, x, y, m: int, ldx: int | None = None, ldy: int | None = None,
@@ -186,11 +247,15 @@ def linear(w: DeviceWeight, x, y, m: int, ldx: int | None = None, ldy: int | Non
 
 
 def dequant_rows(w: DeviceWeight, rows, out, n: int, block: int = 64) -> None:
-    """out[i] = row rows[i] of W, for n int32 row ids (the embedding lookup)."""
-    units = w.cols // unit_elems(w.qtype)
+    """out[i] = row rows[i] of W, for n int32 row ids (the embedding lookup). Ids outside
+    0..rows-1 leave their output row as it was."""
+    parts = w.parts if isinstance(w, RowSplit) else [(0, w)]
+    d = w.desc
+    units = w.cols // d.unit_elems
     block = min(block, _pow2(units))
-    dequant_rows_kernel[(n, spvjit.cdiv(units, block))](*w.arrays, rows, out, w.cols,
-                                                         QTYPE=w.qtype, BU=block)
+    for r0, part in parts:
+        dequant_rows_kernel[(n, spvjit.cdiv(units, block))](*part.arrays, rows, out, w.cols, r0, part.rows,
+                                                             DQ=d.dequant, UE=d.unit_elems, BU=block)
 
 
 def rms_norm(x, weight, out, n_rows: int, n_cols: int, eps: float, row0: int = 0) -> None:
@@ -199,12 +264,15 @@ def rms_norm(x, weight, out, n_rows: int, n_cols: int, eps: float, row0: int = 0
 
 
 def rope_kv(qkv, k_cache, v_cache, inv_freq, n_tokens: int, pos, ld: int,
-            n_head: int, n_kv: int, head_dim: int) -> None:
+            n_head: int, n_kv: int, head_dim: int, *, bias=None, neox: bool = False) -> None:
     """Rotate q and k of n_tokens rows of qkv (row stride ld) at positions pos[0] + t;
-    write k and v to the caches. ``pos``: an int32 device tensor holding the position."""
-    rope_kv_kernel[(n_tokens, n_head + n_kv)](qkv, k_cache, v_cache, inv_freq, pos, ld,
+    write k and v to the caches. ``pos``: an int32 device tensor holding the position.
+    ``bias``: a [q | k | v] bias added first (qwen2); ``neox``: rotate pairs (i, i + d/2)."""
+    rope_kv_kernel[(n_tokens, n_head + n_kv)](qkv, k_cache, v_cache, inv_freq, pos,
+                                               _dummy(np.float32) if bias is None else bias, ld,
                                                N_HEAD=n_head, N_KV=n_kv, D=head_dim,
-                                               HALF=_pow2(head_dim // 2))
+                                               HALF=_pow2(head_dim // 2), NEOX=bool(neox),
+                                               BIAS=bias is not None)
 
 
 def attention_decode(q, k_cache, v_cache, out, pos, n_head: int, n_kv: int, head_dim: int) -> None:

@@ -21,6 +21,11 @@ from ..quants import QUANT_TYPES, dequantize
 def _random_quant(qtype: str, n: int, k: int, rng) -> np.ndarray:
     """GGUF bytes of an n x k matrix of realistic blocks (small scales, every quant value)."""
     qt = QUANT_TYPES[qtype]
+    if qt.block_elems == 1:   # float types: normal values (random bits could be NaN)
+        x = rng.standard_normal(n * k).astype(np.float32)
+        if qtype == "BF16":
+            return (x.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
+        return x.astype(qt.fields[0].dtype).view(np.uint8)
     nb = n * k // qt.block_elems
     raw = rng.integers(0, 256, (nb, qt.block_bytes), dtype=np.uint8)
     for name in ("d", "m", "dmin"):

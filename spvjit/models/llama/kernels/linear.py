@@ -6,10 +6,12 @@ and never written out. Two kernel pairs:
 - ``matvec_tiled_kernel`` / ``matmul_tiled_kernel`` for the row-tiled types (Q4_0, Q4_1,
   Q8_0, the default model's): they read one word of each of a tile's 64 rows at a time
   (vec4 loads); the matvec keeps f(x) in registers and reads W as one stream per program.
-- ``matvec_kernel`` / ``matmul_kernel`` for the others (F32, F16, Q4_K, Q6_K): blocks are
-  decoded by the type's helper from :mod:`.quant`, a unit (8 weights) at a time; the dot
-  products run over the columns in the order the units list them, with x gathered at
-  the same columns.
+- ``matvec_kernel`` / ``matmul_kernel`` for the row-major types: blocks are decoded by
+  the type's helper, a unit (UE weights) at a time; the dot products run over the
+  columns in the order the units list them, with x gathered at the same columns.
+
+Which type a kernel reads is only the helpers it is given (constexpr arguments, from
+the type's descriptor in :mod:`.qtypes`): the kernels themselves name no type.
 
 The input can go through the layer before the matrix on the fly (``PRE``), which
 saves a dispatch and a round trip through memory per use:
@@ -27,7 +29,6 @@ from __future__ import annotations
 import spvjit
 import spvjit.language as sl
 
-from .quant import _f16_lo, dequant, unit_elems
 
 
 @spvjit.kernel
@@ -80,10 +81,10 @@ def rows_inv_rms(x_rows, K, eps, BM: sl.constexpr):
 
 @spvjit.kernel
 def matvec_kernel(qw, sc, aux, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, eps,
-                  QTYPE: sl.constexpr, PRE: sl.constexpr, BR: sl.constexpr, BU: sl.constexpr,
-                  ACC: sl.constexpr):
+                  DQ: sl.constexpr, UE: sl.constexpr, PRE: sl.constexpr, BR: sl.constexpr,
+                  BU: sl.constexpr, ACC: sl.constexpr):
     """y[y_off + n] (+)= sum_k W[n, k] f(x)[k], x at x_ptr + x_off; each program owns BR
-    rows and walks their units BU at a time (grid: cdiv(N, BR))."""
+    rows and walks their units (UE weights, decoded by DQ) BU at a time (grid: cdiv(N, BR))."""
     rows = sl.program_id(0) * BR + sl.arange(0, BR)
     rmask = rows < N
     r = sl.minimum(rows, N - 1)[:, None]
@@ -91,12 +92,12 @@ def matvec_kernel(qw, sc, aux, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, eps,
     inv = 1.0
     if PRE == "norm":
         inv = rms_inv(x_row, K, eps)
-    U = K // unit_elems(QTYPE)
+    U = K // UE
     acc = sl.zeros((BR, BU), sl.float32)
     for k in range(0, U, BU):
         u = k + sl.arange(0, BU)
         umask = (u < U)[None, :]
-        vals, cols = dequant(QTYPE, qw, sc, aux, r, sl.minimum(u, U - 1)[None, :], K)
+        vals, cols = DQ(qw, sc, aux, r, sl.minimum(u, U - 1)[None, :], K)
         for s in sl.static_range(len(vals)):
             acc += vals[s] * x_at(x_row, cols[s], umask, K, w_norm, inv, PRE)
     y = sl.sum(acc, axis=1)
@@ -107,17 +108,16 @@ def matvec_kernel(qw, sc, aux, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, eps,
 
 @spvjit.kernel
 def matvec_tiled_kernel(qw, sc, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, eps,
-                        QTYPE: sl.constexpr, PRE: sl.constexpr, KB: sl.constexpr, ACC: sl.constexpr):
-    """matvec for the row-tiled types (Q4_0, Q4_1, Q8_0; see packing.py). Grid: (P,);
-    program p owns a contiguous range of 64-row tiles, which it reads as one stream.
+                        MV: sl.constexpr, XS: sl.constexpr, PRE: sl.constexpr, KB: sl.constexpr,
+                        ACC: sl.constexpr):
+    """matvec for the row-tiled types (see packing.py). Grid: (P,); program p owns a
+    contiguous range of 64-row tiles, which it reads as one stream.
 
     The [2, 8, 4] tiles hold one word of each of a tile's 64 rows (a lane: 4 consecutive
     rows, one vec4 load). f(x) for KB blocks (K/32 % KB == 0) is loaded once per program
-    into uniform registers, each value pre-scaled by 2^-4p (Q8_0: 2^-8i) for its nibble
-    (byte) position, so a quant is decoded with one AND and one conversion: the word AND
-    (15 << 4p) is q * 2^4p, exactly. Per block, y += d * sum(q x) + m * sum(x) (Q4_0:
-    m = -8d; Q8_0: bytes are read as q + 128, then y += d * (sum((q + 128) x) - 128 sum(x))).
-    With K/32 > KB, blocks go KB at a time and y is read back and added to."""
+    into uniform registers, each value pre-scaled by XS(e) for its position in a word, so
+    the type's block helper MV decodes a quant with one AND and one conversion (see
+    quant.py). With K/32 > KB, blocks go KB at a time and y is read back and added to."""
     pid = sl.program_id(0)
     nprog = sl.num_programs(0)
     x_row = x_ptr + x_off
@@ -131,7 +131,6 @@ def matvec_tiled_kernel(qw, sc, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, eps,
     t1 = sl.minimum(t0 + per, ntiles)
     lanes = sl.arange(0, 2)[:, None, None] * 32 + sl.arange(0, 8)[None, :, None] * 4
     ro = sl.broadcast_to(lanes, (2, 8, 4)) + sl.broadcast_to(sl.arange(0, 4)[None, None, :], (2, 8, 4))
-    WB = 8 if QTYPE == "Q8_0" else 4                    # words per block
     for kb in range(0, NB, KB):
         xs = ()
         sxs = ()
@@ -140,33 +139,12 @@ def matvec_tiled_kernel(qw, sc, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, eps,
             for e in sl.static_range(32):
                 v = x_vals(x_row, 32 * (kb + j) + e, K, w_norm, inv, PRE)
                 sx += v
-                if QTYPE == "Q8_0":
-                    xs = xs + (v * (1.0 / (256 ** (e % 4))),)
-                else:
-                    xs = xs + (v * (1.0 / (16 ** (e % 8))),)
+                xs = xs + (v * XS(e),)
             sxs = sxs + (sx,)
         for t in range(t0, t1):
             acc = sl.zeros((2, 8, 4), sl.float32)
             for j in sl.static_range(KB):
-                tb = t * NB + kb + j
-                qx = sl.zeros((2, 8, 4), sl.float32)
-                for w in sl.static_range(WB):
-                    wd = sl.load(qw + ro + (tb * WB + w) * 64)
-                    if QTYPE == "Q8_0":
-                        wd = wd ^ 0x80808080
-                        for i in sl.static_range(4):
-                            qx += (wd & (255 << (8 * i))).to(sl.float32) * xs[32 * j + 4 * w + i]
-                    else:
-                        for p in sl.static_range(8):
-                            qx += (wd & (15 << (4 * p))).to(sl.float32) * xs[32 * j + 8 * w + p]
-                s = sl.load(sc + ro + tb * 64)
-                if QTYPE == "Q4_1":
-                    acc += _f16_lo(s) * qx + _f16_lo(s >> 16) * sxs[j]
-                elif QTYPE == "Q4_0":
-                    acc += s.to(sl.float32) * (qx - 8.0 * sxs[j])
-                else:
-                    sl.static_assert(QTYPE == "Q8_0", "matvec_tiled_kernel: Q4_0, Q4_1 or Q8_0")
-                    acc += s.to(sl.float32) * (qx - 128.0 * sxs[j])
+                acc += MV(qw, sc, ro, t * NB + kb + j, xs, 32 * j, sxs[j])
             rows = t * 64 + ro
             out = y_ptr + y_off + rows
             if ACC:
@@ -178,8 +156,8 @@ def matvec_tiled_kernel(qw, sc, x_ptr, y_ptr, w_norm, N, K, x_off, y_off, eps,
 
 @spvjit.kernel
 def matmul_kernel(qw, sc, aux, x_ptr, y_ptr, w_norm, M, N, K, ldx, ldy, y_off, eps,
-                  QTYPE: sl.constexpr, PRE: sl.constexpr, BM: sl.constexpr, BN: sl.constexpr,
-                  BU: sl.constexpr, ACC: sl.constexpr):
+                  DQ: sl.constexpr, UE: sl.constexpr, PRE: sl.constexpr, BM: sl.constexpr,
+                  BN: sl.constexpr, BU: sl.constexpr, ACC: sl.constexpr):
     """y[m, y_off + n] (+)= sum_k f(x)[m, k] W[n, k] (grid: cdiv(N, BN), cdiv(M, BM)).
     Weights are decoded as [BU, BN] tiles (W transposed), the B operand of sl.dot."""
     offs_n = sl.program_id(0) * BN + sl.arange(0, BN)
@@ -189,12 +167,12 @@ def matmul_kernel(qw, sc, aux, x_ptr, y_ptr, w_norm, M, N, K, ldx, ldy, y_off, e
     inv = 1.0
     if PRE == "norm":
         inv = rows_inv_rms(x_rows, K, eps, BM)
-    U = K // unit_elems(QTYPE)
+    U = K // UE
     acc = sl.zeros((BM, BN), sl.float32)
     for k in range(0, U, BU):
         u = k + sl.arange(0, BU)
         umask = (u < U)[None, :]
-        vals, cols = dequant(QTYPE, qw, sc, aux, n, sl.minimum(u, U - 1)[:, None], K)  # [BU, BN] each
+        vals, cols = DQ(qw, sc, aux, n, sl.minimum(u, U - 1)[:, None], K)  # [BU, BN] each
         for s in sl.static_range(len(vals)):
             x = x_at(x_rows, sl.reshape(cols[s], (1, BU)), umask, K, w_norm, inv, PRE)   # [BM, BU]
             acc = sl.dot(x, vals[s], acc)
@@ -207,11 +185,11 @@ def matmul_kernel(qw, sc, aux, x_ptr, y_ptr, w_norm, M, N, K, ldx, ldy, y_off, e
 
 @spvjit.kernel
 def matmul_tiled_kernel(qw, sc, x_ptr, y_ptr, w_norm, M, N, K, ldx, ldy, y_off, eps,
-                        QTYPE: sl.constexpr, PRE: sl.constexpr, BM: sl.constexpr, ACC: sl.constexpr):
-    """matmul for the row-tiled types (Q4_0, Q4_1, Q8_0; grid: cdiv(N, 64), cdiv(M, BM)):
-    a program owns one 64-row tile of W and BM rows of x. Per block it loads the tile's
-    scales and words as [1, 64] vectors (one word of each row: vec4 loads) and feeds
-    each decoded weight position to sl.dot as a [1, 64] row of B."""
+                        TU: sl.constexpr, PRE: sl.constexpr, BM: sl.constexpr, ACC: sl.constexpr):
+    """matmul for the row-tiled types (grid: cdiv(N, 64), cdiv(M, BM)): a program owns one
+    64-row tile of W and BM rows of x. Per unit of 8 weights, the type's helper TU loads
+    the tile's words and scales as [1, 64] vectors (one word of each row: vec4 loads);
+    each decoded weight position goes to sl.dot as a [1, 64] row of B."""
     tile = sl.program_id(0)
     n64 = sl.arange(0, 64)[None, :]
     offs_m = sl.program_id(1) * BM + sl.arange(0, BM)
@@ -222,31 +200,10 @@ def matmul_tiled_kernel(qw, sc, x_ptr, y_ptr, w_norm, M, N, K, ldx, ldy, y_off, 
     NB = K >> 5
     acc = sl.zeros((BM, 64), sl.float32)
     for u in range(0, K >> 3):                   # units of 8 weights: columns 8u .. 8u + 7
-        tb = tile * NB + (u >> 2)
-        s = sl.load(sc + tb * 64 + n64)
-        if QTYPE == "Q4_1":
-            d = _f16_lo(s)
-            m = _f16_lo(s >> 16)
-        else:
-            d = s.to(sl.float32)
-        if QTYPE == "Q8_0":
-            wds = (sl.load(qw + (tile * NB * 8 + 2 * u) * 64 + n64),
-                   sl.load(qw + (tile * NB * 8 + 2 * u + 1) * 64 + n64))
-        else:
-            wds = (sl.load(qw + (tile * NB * 4 + u) * 64 + n64),)
+        b = TU(qw, sc, tile * NB + (u >> 2), n64, u)
         for e in sl.static_range(8):
-            if QTYPE == "Q8_0":
-                q = (wds[e >> 2] << (24 - 8 * (e & 3))).to(sl.int32, bitcast=True) >> 24
-                b = d * q.to(sl.float32)
-            else:
-                q = ((wds[0] >> (4 * e)) & 15).to(sl.float32)
-                if QTYPE == "Q4_1":
-                    b = d * q + m
-                else:
-                    sl.static_assert(QTYPE == "Q4_0", "matmul_tiled_kernel: Q4_0, Q4_1 or Q8_0")
-                    b = d * (q - 8.0)
             x = x_vals(x_rows, 8 * u + e, K, w_norm, inv, PRE)       # [BM, 1]
-            acc = sl.dot(x, b, acc)
+            acc = sl.dot(x, b[e], acc)
     offs_n = tile * 64 + n64
     out = y_ptr + offs_m[:, None] * ldy + y_off + offs_n
     mask = (offs_m[:, None] < M) & (offs_n < N)

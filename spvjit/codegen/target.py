@@ -1,0 +1,41 @@
+"""What the lowering may assume about a device: one frozen record, built once from DeviceCaps.
+
+Every capability the code generator reads is a field here, with its default in one place,
+so lowering code reads `target.subgroup_size` rather than probing a capability object.
+A DeviceCaps (or a test's stand-in with some fields missing) becomes a Target with
+`Target.of(caps)`; adding a Vulkan capability the lowering uses is one field here plus
+its reading in runtime/capabilities.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str = "unknown device"
+    device_type: str = "other"             # "cpu" for lavapipe/llvmpipe: one program per subgroup
+    subgroup_size: int = 0                 # 0: no subgroup operations at all
+    subgroup_ops: tuple = ()
+    max_shared_memory: int = 32768
+    max_workgroup_invocations: int = 1024
+    max_texel_buffer_elements: int = 0     # 0: no uniform texel buffers
+    int64: bool = False
+    cooperative_matrix: tuple = ()         # CoopMatConfig entries (subgroup scope ones are used)
+
+    @property
+    def cpu(self) -> bool:
+        return self.device_type == "cpu"
+
+    @classmethod
+    def of(cls, caps) -> "Target":
+        if isinstance(caps, Target):
+            return caps
+        if caps is None:
+            return cls()
+        values = {}
+        for f in fields(cls):
+            v = getattr(caps, f.name, None)
+            if v is not None:
+                values[f.name] = tuple(v) if isinstance(v, (list, set, frozenset)) else v
+        return cls(**values)
