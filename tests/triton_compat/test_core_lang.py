@@ -313,7 +313,6 @@ GAPS = {
     "int64 tensors": ("int64", "x + 1", lambda x: x + 1),
     "f16 atomics": ("float16", "tl.atomic_add(Z + off, x)", None),
     "while loops": ("int32", "WHILE", None),
-    "tl.rand": ("float32", "tl.rand(7, off) + x * 0", None),
 }
 
 
