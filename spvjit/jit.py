@@ -98,8 +98,11 @@ class JITFunction(KernelFunction):
     def specialize(self, args, kwargs) -> tuple[Specialization, dict]:
         params = self.signature.parameters
         num_warps = kwargs.pop("num_warps", 4) if "num_warps" not in params else 4
-        if "num_stages" not in params:
-            kwargs.pop("num_stages", None)   # accepted for Triton compatibility; no meaning here
+        for opt in ("num_stages", "maxnreg", "enable_fp_fusion", "launch_cooperative_grid"):
+            if opt not in params:
+                kwargs.pop(opt, None)   # accepted for Triton compatibility; no meaning here
+        if "num_ctas" not in params and kwargs.pop("num_ctas", 1) != 1:
+            raise LaunchError("num_ctas > 1 (CUDA thread-block clusters) is not supported; use num_ctas=1")
         if not isinstance(num_warps, int) or num_warps <= 0 or num_warps & (num_warps - 1):
             raise LaunchError(f"num_warps must be a positive power of two, got {num_warps!r}")
         try:
@@ -176,8 +179,18 @@ class JITFunction(KernelFunction):
         return g + (1,) * (3 - len(g))
 
 
-def kernel(fn=None, *, interpret: bool = False):
-    """Decorator: `@spvjit.kernel` (alias `spvjit.jit`)."""
+# Triton's @jit options that change nothing here: helpers are always inlined (noinline),
+# every int argument is specialized the same way, and there is no debug build
+_JIT_OPTIONS = {"noinline", "debug", "do_not_specialize", "do_not_specialize_on_alignment",
+                "repr", "launch_metadata", "version"}
+
+
+def kernel(fn=None, *, interpret: bool = False, **options):
+    """Decorator: `@spvjit.kernel` (alias `spvjit.jit`); accepts Triton's jit options."""
+    unknown = set(options) - _JIT_OPTIONS
+    if unknown:
+        raise TypeError(f"@spvjit.jit got unexpected option(s) {sorted(unknown)}; "
+                        f"known: interpret, {', '.join(sorted(_JIT_OPTIONS))}")
     if fn is None:
         return lambda f: JITFunction(f, interpret=interpret)
     return JITFunction(fn, interpret=interpret)

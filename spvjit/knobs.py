@@ -49,6 +49,8 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          "where the Debian 13 root with Mesa 26.1 lavapipe is built (Debian 12 hosts)"),
     Knob("SPVJIT_COOPMAT_MIRROR", "str", "", "scripts/coopmat-env: the Debian mirror to build it from",
          shown_default="the host's apt mirror"),
+    Knob("SPVJIT_TRITON_FULL", "flag", False, "tests: run every device parametrization of the "
+         "Triton-compatibility suite (tests/triton_compat), not the default subset"),
 )}
 
 

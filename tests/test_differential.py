@@ -108,11 +108,13 @@ def render(t, dt: str) -> str:
         return f"sl.where({t[1]} > {t[2]}, {render(t[3], dt)}, {render(t[4], dt)})"
     if kind == "un":
         a = render(t[2], dt)
+        # math functions take float32 (Triton refuses 16-bit floats): widen, then round back once
+        w, n = (".to(sl.float32)", ".to(DT)") if dt in ("f16", "bf16") else ("", "")
         return {"neg": f"(-{a})", "abs": f"sl.abs({a})", "not": f"(~{a})",
-                "exp": f"sl.exp(sl.minimum(sl.maximum({a}, -4.0), 4.0))",
-                "sin": f"sl.sin(sl.minimum(sl.maximum({a}, -3.0), 3.0))",
-                "cos": f"sl.cos(sl.minimum(sl.maximum({a}, -3.0), 3.0))",
-                "sqrt": f"sl.sqrt(sl.abs({a}) + 1.0)", "cube": f"({a} ** 3)"}[t[1]]
+                "exp": f"sl.exp(sl.minimum(sl.maximum({a}, -4.0), 4.0){w}){n}",
+                "sin": f"sl.sin(sl.minimum(sl.maximum({a}, -3.0), 3.0){w}){n}",
+                "cos": f"sl.cos(sl.minimum(sl.maximum({a}, -3.0), 3.0){w}){n}",
+                "sqrt": f"sl.sqrt((sl.abs({a}) + 1.0){w}){n}", "cube": f"({a} ** 3)"}[t[1]]
     op, a, b = t[1], render(t[2], dt), render(t[3], dt)
     div = "//" if dt == "i32" else "/"
     return {"add": f"({a} + {b})", "sub": f"({a} - {b})", "mul": f"({a} * {b})",

@@ -140,12 +140,12 @@ def test_arange_bounds(mode, buf):
 @spvjit.kernel
 def store_dtype_kernel(x_ptr):
     offs = sl.arange(0, 16)
-    sl.store(x_ptr + offs, offs)  # E-store-dtype
+    sl.store(x_ptr + offs, x_ptr + offs)  # E-store-dtype
 
 
-def test_store_int_through_float_pointer(mode, buf):
-    msg = expect_compile_error(store_dtype_kernel, "E-store-dtype", mode, buf, match="i32")
-    assert "f32" in msg and ".to(sl.float32)" in msg
+def test_store_of_a_pointer_value(mode, buf):
+    # values of any dtype convert to the pointee type (Triton's store); pointers do not
+    expect_compile_error(store_dtype_kernel, "E-store-dtype", mode, buf, match="store of a pointer value")
 
 
 @spvjit.kernel

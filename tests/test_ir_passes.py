@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from ir_strategies import SUITE, interpret, kernels, random_inputs, same_bits, suite_inputs, suite_module
 from spvjit.ir import (DEFAULT_PASSES, Block, Builder, IRVerificationError, KernelIR, Operation, Param,
                        TileType, Value, canonicalize, cse, dce, fold_constants, parse, print_kernel, run_passes)
-from spvjit.ir.ops import BINARY, CMP_PREDICATES, UNARY, check_op
+from spvjit.ir.ops import MATH_UNARY, BINARY, CMP_PREDICATES, UNARY, check_op
 from spvjit.interpreter import ProgramRunner
 from spvjit.interpreter import ops as O
 from spvjit.ir.types import DTYPES, PointerType
@@ -189,7 +189,11 @@ def test_folding_matches_the_interpreter_for_every_op(dtype):
     for name in before:
         assert same_bits(before[name], after[name]), name
     n_folded = sum(op.name == "constant" for op in folded.walk()) - n_constants
-    assert n_folded > 0.4 * n_ops, "most ops on constants should fold"
+    # transcendental functions stay unfolded on purpose (a device's result differs from numpy's
+    # in the last bits), so they do not count towards "most ops"
+    n_approx = sum(op.name in MATH_UNARY | {"atan2", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin",
+                                            "cos", "sigmoid", "tanh", "pow"} for op in kernel.walk())
+    assert n_folded > 0.4 * (n_ops - n_approx), "most ops on constants should fold"
 
 
 CSE_IN = '''kernel @k(%p: ptr<f32>, %n: i32) {

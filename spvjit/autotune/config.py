@@ -3,11 +3,13 @@ from __future__ import annotations
 
 
 class Config:
-    def __init__(self, kwargs: dict, num_warps: int = 4, num_stages: int = 2, pre_hook=None):
+    def __init__(self, kwargs: dict, num_warps: int = 4, num_stages: int = 2, num_ctas: int = 1,
+                 maxnreg=None, pre_hook=None):
         self.kwargs = dict(kwargs)
         self.num_warps = num_warps
-        self.num_stages = num_stages      # accepted for Triton compatibility; no meaning here
-        self.pre_hook = pre_hook
+        # accepted for Triton compatibility; no meaning here (num_ctas > 1 is refused at launch)
+        self.num_stages, self.num_ctas, self.maxnreg = num_stages, num_ctas, maxnreg
+        self.pre_hook = pre_hook      # called with every argument of the launch, as in Triton
 
     def all_kwargs(self) -> dict:
         return {**self.kwargs, "num_warps": self.num_warps}

@@ -22,7 +22,7 @@ from .config import Config
 
 class Autotuner:
     def __init__(self, fn: JITFunction, configs, key, prune_configs_by=None, reset_to_zero=None,
-                 warmup: int = 2, rep: int = 5):
+                 warmup: int = 2, rep: int = 5, pre_hook=None, post_hook=None):
         if not isinstance(fn, JITFunction):
             raise TypeError("@spvjit.autotune must be stacked on a @spvjit.kernel function")
         if not configs:
@@ -42,6 +42,7 @@ class Autotuner:
         self.timings: dict[str, dict] = {}
         self._store_name = None
         self.best_config: Config | None = None      # the config of the latest launch, as in Triton
+        self.pre_hook, self.post_hook = pre_hook, post_hook   # Triton's autotune(pre_hook=, post_hook=)
 
     def __getitem__(self, grid):
         return lambda *args, **kwargs: self.run(*args, grid=grid, **kwargs)
@@ -56,19 +57,32 @@ class Autotuner:
         dtypes = [str(getattr(v, "spvjit_dtype", None) or v.dtype) for v in bound.values() if hasattr(v, "shape")]
         return ",".join(vals + ([f"dtypes={'/'.join(dtypes)}"] if dtypes else []))
 
-    def _launch(self, cfg: Config, grid, args, kwargs):
+    def _launch(self, cfg: Config, grid, args, kwargs, tuning: bool = False):
         clash = set(cfg.kwargs) & set(kwargs)
         if clash:
             raise LaunchError(f"{self.__name__}: {sorted(clash)} set both by the caller and by the autotune config")
         if cfg.pre_hook:
-            cfg.pre_hook({**kwargs, **cfg.kwargs})
-        self.fn.run(*args, grid=grid, **kwargs, **cfg.all_kwargs())
+            # as Triton: the hook sees every argument by name, the config's values included
+            named = self.fn.signature.bind_partial(*args, **kwargs).arguments
+            cfg.pre_hook({**named, **cfg.all_kwargs()})
+        if tuning and self.pre_hook:
+            self.pre_hook(self.fn.signature.bind_partial(*args, **kwargs).arguments)
+        try:
+            self.fn.run(*args, grid=grid, **kwargs, **cfg.all_kwargs())
+        except Exception as e:
+            if tuning and self.post_hook:
+                self.post_hook(self.fn.signature.bind_partial(*args, **kwargs).arguments, e)
+            raise
+        if tuning and self.post_hook:
+            self.post_hook(self.fn.signature.bind_partial(*args, **kwargs).arguments, None)
 
-    def _candidates(self, bound) -> list[Config]:
+    def _candidates(self, bound, kwargs) -> list[Config]:
         configs = self.configs
         early = self.prune.get("early_config_prune")
         if early:
-            configs = list(early(configs, bound))
+            # Triton calls early_config_prune(configs, named_args, **kwargs)
+            named = {k: v for k, v in bound.items() if k not in kwargs}
+            configs = list(early(configs, named, **kwargs))
         model, top_k = self.prune.get("perf_model"), self.prune.get("top_k")
         if model and top_k:
             ranked = sorted(configs, key=lambda c: model(**bound, **c.all_kwargs()))
@@ -89,6 +103,9 @@ class Autotuner:
                     cfg = Config.from_json(saved["config"])
                 except (KeyError, TypeError):
                     cfg = None
+                # the stored result names one of this tuner's configs: use that object, whose
+                # pre_hook JSON cannot hold; a config no longer offered means tuning again
+                cfg = next((c for c in self.configs if c == cfg), None)
             if cfg is None:
                 cfg = self._tune(key, bound, grid, args, kwargs)
             self.cache[key] = cfg
@@ -102,19 +119,25 @@ class Autotuner:
         def once(cfg):
             for t in zero:
                 t.copy_from(0)
-            self._launch(cfg, grid, args, kwargs)
+            self._launch(cfg, grid, args, kwargs, tuning=True)
 
-        for cfg in self._candidates(bound):
+        errors = {}
+        for cfg in self._candidates(bound, kwargs):
             try:
                 timings[cfg] = testing.do_bench(lambda: once(cfg), warmup=self.warmup, rep=self.rep)
             except (CompilationError, DeviceError) as e:
                 timings[cfg] = None     # the device cannot run this config: skip it
+                errors[cfg] = e
                 if knobs.get("SPVJIT_PRINT_AUTOTUNING"):
                     print(f"autotune {self.__name__} [{key}]: skipped {cfg}: {str(e).splitlines()[0]}",
                           file=sys.stderr)
         ok = {c: t for c, t in timings.items() if t is not None}
         if not ok:
-            raise CompilationError(f"autotune of {self.__name__}: no config runs on this device for {key}")
+            if len(errors) == len(timings) and len({str(e) for e in errors.values()}) == 1:
+                raise next(iter(errors.values()))   # the same error for every config: it is the kernel's
+            detail = "; ".join(f"[{c}] {str(e).splitlines()[0]}" for c, e in errors.items())
+            raise CompilationError(f"autotune of {self.__name__}: no config runs on this device for {key}: "
+                                   f"{detail}")
         best = min(ok, key=ok.get)
         self.timings[key] = {repr(c): t for c, t in timings.items()}
         for t in zero:
@@ -130,8 +153,13 @@ class Autotuner:
 
 
 def autotune(configs, key, prune_configs_by=None, reset_to_zero=None, restore_value=None,
-             warmup: int = 2, rep: int = 5):
-    """Decorator: `@spvjit.autotune(configs=[spvjit.Config({...}, num_warps=4)], key=["n"])`."""
+             warmup: int = 2, rep: int = 5, pre_hook=None, post_hook=None, use_cuda_graph=False,
+             do_bench=None, cache_results=False):
+    """Decorator: `@spvjit.autotune(configs=[spvjit.Config({...}, num_warps=4)], key=["n"])`.
+    Triton's use_cuda_graph and cache_results are accepted (results are always cached on disk)."""
     if restore_value:
         raise NotImplementedError("autotune(restore_value=...) is not supported; use reset_to_zero")
-    return lambda fn: Autotuner(fn, configs, key, prune_configs_by, reset_to_zero, warmup, rep)
+    if do_bench is not None:
+        raise NotImplementedError("autotune(do_bench=...) is not supported; spvjit.testing.do_bench is used")
+    return lambda fn: Autotuner(fn, configs, key, prune_configs_by, reset_to_zero,
+                                2 if warmup is None else warmup, 5 if rep is None else rep, pre_hook, post_hook)

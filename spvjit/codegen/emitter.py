@@ -56,6 +56,9 @@ class Emitter:
             self.capability("Int64")
         return b.type_int(dt.bits, dt.is_signed)
 
+    def type_of_f16(self) -> int:
+        return self.type_of(T.f16)
+
     def capability(self, name: str):
         self.caps_used.add(name)
         self.b.capability(name)

@@ -19,7 +19,7 @@ from .target import Target
 from .values import LV, LoweringError
 
 
-_FBIN = {"add": "OpFAdd", "sub": "OpFSub", "mul": "OpFMul", "truediv": "OpFDiv", "mod": "OpFRem"}
+_FBIN = {"add": "OpFAdd", "sub": "OpFSub", "mul": "OpFMul", "truediv": "OpFDiv"}
 _IBIN = {"add": "OpIAdd", "sub": "OpISub", "mul": "OpIMul", "and": "OpBitwiseAnd",
          "or": "OpBitwiseOr", "xor": "OpBitwiseXor", "shl": "OpShiftLeftLogical"}
 _BBIN = {"and": "OpLogicalAnd", "or": "OpLogicalOr", "xor": "OpLogicalNotEqual",
@@ -32,7 +32,9 @@ _UCMP = {"lt": "OpULessThan", "le": "OpULessThanEqual", "gt": "OpUGreaterThan",
          "ge": "OpUGreaterThanEqual", "eq": "OpIEqual", "ne": "OpINotEqual"}
 _FUN = {"exp": "Exp", "exp2": "Exp2", "log": "Log", "log2": "Log2", "sqrt": "Sqrt",
         "rsqrt": "InverseSqrt", "sin": "Sin", "cos": "Cos", "floor": "Floor", "ceil": "Ceil",
-        "tanh": "Tanh"}
+        "tanh": "Tanh", "tan": "Tan", "asin": "Asin", "acos": "Acos", "atan": "Atan",
+        "sinh": "Sinh", "cosh": "Cosh", "asinh": "Asinh", "acosh": "Acosh", "atanh": "Atanh",
+        "trunc": "Trunc", "rint": "RoundEven"}
 
 
 class Lowerer:
@@ -101,6 +103,8 @@ class Lowerer:
 
     def emit_index(self, m: IndexMap, f: int) -> int:
         em = self.em
+        if hasattr(m, "emit"):                 # a map that is not affine (scan.ShiftMap)
+            return m.emit(self, f)
         s = em.ci(m.offset) if m.offset else None
         for div, mod, mul in m.terms:
             q = f if div == 1 else em.op("OpSDiv", em.i32, f, em.ci(div))
@@ -178,6 +182,31 @@ class Lowerer:
     def op_trans(self, op):
         self.move(op, trans_map(op.operands[0].type.shape))
 
+    def op_permute(self, op):
+        from .layout import strides
+        src, dst = op.operands[0].type.shape, op.result.type.shape
+        order = [int(p) for p in op.attrs["order"].split(",")]
+        ds, ss = strides(dst), strides(src)
+        self.move(op, IndexMap(tuple((ds[d], dst[d], ss[order[d]]) for d in range(len(dst)) if dst[d] > 1)))
+
+    def op_flip(self, op):
+        from .layout import strides
+        shape, ax = op.operands[0].type.shape, op.attrs["axis"]
+        s, n = strides(shape)[ax], shape[ax]
+        # f + ((n - 1) - 2 * pos) * s, pos = (f // s) % n
+        self.move(op, IndexMap(((1, 0, 1), (s, n, -2 * s)), (n - 1) * s))
+
+    def op_shift(self, op):
+        from .layout import strides
+        from .scan import ShiftMap
+        shape, ax = op.operands[0].type.shape, op.attrs["axis"]
+        self.move(op, ShiftMap((), 0, strides(shape)[ax], shape[ax], op.attrs["d"], op.attrs.get("reverse", False)))
+
+    def op_extract(self, op):
+        from .layout import reduce_base_map
+        m, stride, _ = reduce_base_map(op.operands[0].type.shape, op.attrs["axis"])
+        self.move(op, IndexMap(m.terms, m.offset + op.attrs["index"] * stride))
+
     def move(self, op, m: IndexMap):
         src_t, dst_t = op.operands[0].type, op.result.type
         src = self.get(op.operands[0])
@@ -244,6 +273,19 @@ class Lowerer:
                 return em.ext(rt, "FMin", *a)
             if name == "pow":
                 return self._pow(rt, *a)
+            if name == "mod":
+                from .float_math import fmod
+                return fmod(em, rt, dt, *a)
+            if name == "erf":
+                from .float_math import erf
+                return erf(em, rt, a[0])
+            if name == "round":
+                from .float_math import round_half_away
+                return round_half_away(em, rt, a[0])
+            if name == "atan2":
+                return em.ext(rt, "Atan2", *a)
+            if name == "fma":
+                return em.ext(rt, "Fma", *a)
             if name == "sigmoid":
                 one = em.b.const(rt, 1.0)
                 e = em.ext(rt, "Exp", em.op("OpFNegate", rt, a[0]))
@@ -274,6 +316,10 @@ class Lowerer:
         if name in ("maximum", "minimum"):
             inst = ("S" if signed else "U") + ("Max" if name == "maximum" else "Min")
             return em.ext(rt, inst, *a)
+        if name == "umulhi":
+            pair = em.b.type_struct([rt, rt])
+            wide = em.op("OpSMulExtended" if signed else "OpUMulExtended", pair, *a)
+            return em.op("OpCompositeExtract", rt, wide, 1)
         raise self.error(f"'{name}' on {dt}")
 
     def _pow(self, rt, x, y) -> int:
@@ -306,10 +352,18 @@ class Lowerer:
                 if src.name != "f32":
                     x = em.op("OpFConvert", em.f32, x)
                 return em.round_bf16(x)
+            if dst.name == "f16" and src.bits > 16:
+                from .float_math import f32_to_f16        # the driver may truncate; round to even
+                return f32_to_f16(em, x if em.type_of(src) == em.f32 else em.op("OpFConvert", em.f32, x))
             return x if em.type_of(src) == rt else em.op("OpFConvert", rt, x)
         if src.is_float:
             return em.op("OpConvertFToS" if dst.is_signed else "OpConvertFToU", rt, x)
         if dst.is_float:
+            if dst.name == "f16" and src.bits > 8:
+                # through f32 (exact below 2^24; anything larger overflows f16 anyway), then
+                # rounded to nearest even: the driver's direct conversion may truncate
+                from .float_math import f32_to_f16
+                return f32_to_f16(em, em.op("OpConvertSToF" if src.is_signed else "OpConvertUToF", em.f32, x))
             v = em.op("OpConvertSToF" if src.is_signed else "OpConvertUToF", rt, x)
             return em.round_bf16(v) if dst.name == "bf16" else v
         if src.bits == dst.bits:
@@ -355,6 +409,21 @@ class Lowerer:
 
     def op_reduce(self, op):
         lower_reduce(self, op)
+
+    def op_barrier(self, op):
+        if self.W > 1:
+            self.em.barrier()
+
+    def op_assert(self, op):
+        pass   # as Triton without debug=True: device_assert is not checked on the device
+
+    def op_print(self, op):
+        raise self.error("tl.device_print is not supported on the device yet; run the kernel with "
+                         "SPVJIT_INTERPRET=1 to see the values")
+
+    def op_scan(self, op):
+        from .scan import lower_scan
+        lower_scan(self, op)
 
     def op_dot(self, op):
         lower_dot(self, op)

@@ -35,7 +35,8 @@ _PYCMP = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.Gt
           ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Is: operator.is_, ast.IsNot: operator.is_not}
 _PY_BUILTINS = {"range": lang_builtins.range, "min": builtins.min, "max": builtins.max,
                 "float": float, "int": int, "bool": bool, "len": len, "abs": builtins.abs,
-                "tuple": tuple, "isinstance": isinstance, "print": None}
+                "tuple": tuple, "isinstance": isinstance, "print": None, "getattr": getattr,
+                "hasattr": hasattr}
 _UNSUPPORTED = {ast.While: "`while` loops (use `for ... in range(...)`)", ast.Try: "`try`",
                 ast.With: "`with`", ast.Raise: "`raise`", ast.Global: "`global`",
                 ast.Nonlocal: "`nonlocal`", ast.Delete: "`del`", ast.Import: "`import`",
@@ -85,6 +86,7 @@ class KernelCodegen(ast.NodeVisitor):
         self.sem = sem
         self.symbols: dict[str, Any] = dict(args)
         self.globals = getattr(src.fn, "__globals__", {})
+        self.closure = _closure_vars(src.fn)     # helpers and constexprs of an enclosing function
         self.helper = helper
         self.return_value = None
 
@@ -294,6 +296,10 @@ class KernelCodegen(ast.NodeVisitor):
             raise self.err("kernels loop only over range(...), sl.range(...) or sl.static_range(...)", it)
         fn = self.eval(it.func)
         args = [self.eval(a) for a in it.args]
+        if fn in (lang_builtins.static_range, lang_builtins.range):
+            args = self._range_args(fn, args, {k.arg: self.eval(k.value) for k in it.keywords}, it)
+        elif it.keywords:
+            raise self.err(f"{getattr(fn, '__name__', fn)}() in a `for` takes no keyword arguments", it)
         if fn is lang_builtins.static_range:
             bounds = [unwrap(a) for a in args]
             if not all(isinstance(a, int) for a in bounds):
@@ -360,6 +366,30 @@ class KernelCodegen(ast.NodeVisitor):
         for n, r in zip(carried, op.results):
             self.symbols[n] = tensor(r)
 
+    def _range_args(self, fn, args, kwargs, node) -> list:
+        """(start, end, step) of `range(...)`/`static_range(...)`, keywords included
+        (`tl.range(0, 10, step=2)`); loop hints such as num_stages are accepted and ignored."""
+        hints = {"num_stages", "loop_unroll_factor", "disallow_acc_multi_buffer", "flatten",
+                 "warp_specialize", "disable_licm"}
+        names = ("arg1", "arg2", "step")
+        given = dict(zip(names, args))
+        if len(args) > 3:
+            raise self.err("range takes 1 to 3 positional arguments", node)
+        for k, v in kwargs.items():
+            if k in hints and fn is lang_builtins.range:
+                continue
+            key = {"start": "arg1", "end": "arg2", "stop": "arg2"}.get(k, k)
+            if key not in names or key in given:
+                raise self.err(f"unexpected or repeated range argument '{k}'", node)
+            given[key] = v
+        if "arg1" not in given:
+            raise self.err("range needs an end", node)
+        if "arg2" not in given:
+            if "step" in given:
+                return [0, given["arg1"], given["step"]]
+            return [given["arg1"]]
+        return [given["arg1"], given["arg2"]] + ([given["step"]] if "step" in given else [])
+
     # ---- expressions ------------------------------------------------------------
     def eval(self, node):
         self.b.loc = self.src.loc(node) if hasattr(node, "lineno") else self.b.loc
@@ -384,6 +414,8 @@ class KernelCodegen(ast.NodeVisitor):
     def lookup(self, name, node):
         if name in self.symbols:
             return self.symbols[name]
+        if name in self.closure:
+            return self.check_global(name, self.closure[name], node)
         if name in self.globals:
             return self.check_global(name, self.globals[name], node)
         if name in _PY_BUILTINS:
@@ -411,7 +443,7 @@ class KernelCodegen(ast.NodeVisitor):
                 raise self.err(f"module '{base.__name__}' has no attribute '{node.attr}'", node)
             return self.check_global(f"{base.__name__}.{node.attr}", attr, node) \
                 if not is_number(attr) else attr
-        if isinstance(base, tensor) and node.attr not in ("to", "T", "shape", "dtype", "numel"):
+        if isinstance(base, tensor) and (node.attr.startswith("_") or not hasattr(tensor, node.attr)):
             raise self.err(f"tensors have no attribute '{node.attr}'", node)
         return getattr(base, node.attr)
 
@@ -471,7 +503,14 @@ class KernelCodegen(ast.NodeVisitor):
         return self.sem.compare(_CMPOPS[op], a, b)
 
     def eval_BoolOp(self, node):
-        vals = [unwrap(self.eval(v)) for v in node.values]
+        is_and = isinstance(node.op, ast.And)
+        vals = []
+        for v in node.values:
+            val = unwrap(self.eval(v))
+            vals.append(val)
+            # compile-time values short-circuit as in Python: `X is not None and X.shape[0] > 1`
+            if not any(isinstance(x, tensor) for x in vals) and (not val if is_and else val):
+                return val
         if not any(isinstance(v, tensor) for v in vals):
             out = vals[0]
             for v in vals[1:]:
@@ -499,6 +538,8 @@ class KernelCodegen(ast.NodeVisitor):
             raise self.err("range(...) can only be used as a `for` loop's iterable", node)
         if fn in (float, int, bool) and args and isinstance(unwrap(args[0]), tensor):
             raise self.err(f"{fn.__name__}() of a tensor; use .to(sl.{'float32' if fn is float else 'int32'})", node)
+        # builtins that take a combine function (tl.reduce, tl.associative_scan) inline it here
+        self.sem.jit_caller = lambda f, a: self.inline(f, a, {}, node)
         if fn in (builtins.min, builtins.max) and any(isinstance(unwrap(a), tensor) for a in args):
             # as in Triton: min/max of tensors mean element-wise minimum/maximum
             if len(args) < 2 or kwargs:
@@ -532,3 +573,14 @@ class KernelCodegen(ast.NodeVisitor):
 
 
 _MISSING = object()
+
+
+def _closure_vars(fn) -> dict:
+    code, cells = getattr(fn, "__code__", None), getattr(fn, "__closure__", None) or ()
+    out = {}
+    for name, cell in zip(getattr(code, "co_freevars", ()), cells):
+        try:
+            out[name] = cell.cell_contents
+        except ValueError:       # a cell not yet bound when the kernel compiles
+            pass
+    return out

@@ -149,14 +149,81 @@ class Semantic:
             raise SemanticError(f"cannot reshape {list(x.shape)} ({x.numel} elements) to {list(shape)}")
         return tensor(self.b.op1("reshape", [x.handle], T.TileType(shape, x.dtype)))
 
+    def permute(self, x: tensor, order) -> tensor:
+        order = tuple(int(unwrap(d)) for d in order)
+        rank = len(x.shape)
+        order = tuple(d + rank if d < 0 else d for d in order)
+        if sorted(order) != list(range(rank)):
+            raise SemanticError(f"permute order {list(order)} is not a permutation of the {rank} dims "
+                                f"of a tensor of shape {list(x.shape)}")
+        if order == tuple(range(rank)):
+            return x
+        if rank == 2:
+            return self.trans(x)
+        shape = tuple(x.shape[d] for d in order)
+        return tensor(self.b.op1("permute", [x.handle], T.TileType(shape, x.dtype), order=",".join(map(str, order))))
+
+    def flip(self, x, dim=None) -> tensor:
+        x = self.to_tensor(x)
+        rank = len(x.shape)
+        dim = rank - 1 if unwrap(dim) is None else int(unwrap(dim))
+        if dim < 0:
+            dim += rank
+        if not 0 <= dim < rank:
+            raise SemanticError(f"flip: dim {dim} out of range for shape {list(x.shape)}")
+        if x.shape[dim] == 1:
+            return x
+        return tensor(self.b.op1("flip", [x.handle], x.type, axis=dim))
+
+    def extract(self, x: tensor, axis: int, index: int) -> tensor:
+        shape = x.shape[:axis] + x.shape[axis + 1:]
+        return tensor(self.b.op1("extract", [x.handle], T.TileType(shape, x.dtype), axis=axis, index=index))
+
+    def join(self, a, b) -> tensor:
+        """Stack a and b along a new last dim of size 2 (Triton's join), by two broadcasts and a select."""
+        a, b = self._binary_operands(a, b)
+        shape = a.shape + (2,)
+        a2 = self.broadcast_to(self.expand_dims(a, len(a.shape)), shape)
+        b2 = self.broadcast_to(self.expand_dims(b, len(b.shape)), shape)
+        first = self.compare("eq", self.broadcast_to(self._iota(2, len(shape)), shape), 0)
+        return self.where(first, a2, b2)
+
+    def split(self, x) -> tuple:
+        x = self.to_tensor(x)
+        if not x.shape or x.shape[-1] != 2:
+            raise SemanticError(f"split needs a last dimension of size 2, got shape {list(x.shape)}")
+        ax = len(x.shape) - 1
+        return self.extract(x, ax, 0), self.extract(x, ax, 1)
+
+    def _iota(self, n: int, rank: int) -> tensor:
+        """arange(0, n) shaped [1, ..., 1, n] for a rank-`rank` broadcast."""
+        r = tensor(self.b.op1("arange", [], T.TileType((n,), T.i32), start=0, end=n))
+        while len(r.shape) < rank:
+            r = self.expand_dims(r, 0)
+        return r
+
+    def cat(self, a, b) -> tensor:
+        """Concatenate along dim 0 (exact order; Triton may reorder, so this is one valid result)."""
+        a, b = self._binary_operands(a, b)
+        if not a.shape:
+            raise SemanticError("cat needs tensors, got scalars")
+        j = self.join(a, b)                                  # [n, rest..., 2]
+        rows = a.numel
+        t = self.trans(self.reshape(j, (rows, 2)))           # [2, n * rest]
+        return self.reshape(t, (2 * a.shape[0],) + a.shape[1:])
+
     def trans(self, x: tensor) -> tensor:
         if len(x.shape) != 2:
             raise SemanticError(f"trans needs a 2-D tensor, got shape {list(x.shape)}")
         return tensor(self.b.op1("trans", [x.handle], T.TileType(x.shape[::-1], x.dtype)))
 
     # ---- casts --------------------------------------------------------------
-    def cast(self, x, dtype, bitcast: bool = False) -> tensor:
+    def cast(self, x, dtype, bitcast: bool = False, fp_downcast_rounding=None) -> tensor:
         dtype = unwrap(dtype)
+        bitcast, rounding = unwrap(bitcast), unwrap(fp_downcast_rounding)
+        if rounding not in (None, "rtne"):
+            raise SemanticError(f"fp_downcast_rounding={rounding!r} is not supported; only 'rtne' "
+                                "(round to nearest even, the default) is")
         if not isinstance(dtype, T.DType):
             raise SemanticError(f"expected a dtype such as sl.float32, got {dtype!r}")
         x = self.to_tensor(x)
@@ -201,13 +268,28 @@ class Semantic:
         pb = isinstance(b, tensor) and b.type.is_pointer
         if pa or pb:
             return self._pointer_arith(op, a, b, pa, pb)
+        if op in ("truediv", "floordiv", "mod"):
+            self._check_div_signedness(op, a, b)
+        # Triton: `>>` is arithmetic or logical by the left operand's own signedness, even
+        # when promotion makes the computation type unsigned (int8(-1) >> uint8(1) is 0xFF)
+        left_signed = isinstance(a, tensor) and a.dtype.is_signed
         a, b = self._binary_operands(a, b)
         dt = a.dtype
+        if op == "shr" and left_signed and dt.kind == "uint":
+            signed = T.DTYPES[f"i{dt.bits}"]
+            r = self.binary("shr", self.cast(a, signed, bitcast=True), self.cast(b, signed, bitcast=True))
+            return self.cast(r, dt, bitcast=True)
         if op == "truediv" and not dt.is_float:
             a, b, dt = self.cast(a, T.f32), self.cast(b, T.f32), T.f32
+        if op == "mod" and dt.is_float and dt.bits == 16:
+            # as Triton: 16-bit float remainders are computed exactly in f32, then rounded
+            r = self.binary("mod", self.cast(a, T.f32), self.cast(b, T.f32))
+            return self.cast(r, dt)
         if op == "floordiv" and dt.is_float:
             return self.unary("floor", self.binary("truediv", a, b))
-        if op == "pow" and not dt.is_float:
+        if op == "umulhi" and not (dt.is_int and dt.bits == 32):
+            raise SemanticError(f"umulhi takes int32 or uint32 values, got {dt}")
+        if op in ("pow", "atan2") and not dt.is_float:
             a, b, dt = self.cast(a, T.f32), self.cast(b, T.f32), T.f32
         if op in ("and", "or", "xor", "shl", "shr") and dt.is_float:
             raise SemanticError(f"bitwise operator on {dt} values; they need integers or booleans")
@@ -216,6 +298,16 @@ class Semantic:
         if op in ("add", "sub", "mul", "floordiv", "mod") and dt.is_bool:
             a, b, dt = self.cast(a, T.i32), self.cast(b, T.i32), T.i32
         return tensor(self.b.op1(op, [a.handle, b.handle], a.type))
+
+    def _check_div_signedness(self, op: str, a, b):
+        """Triton refuses `/`, `//` and `%` between signed and unsigned integer tensors."""
+        if not (isinstance(a, tensor) and isinstance(b, tensor)):
+            return
+        ka, kb = a.dtype.kind, b.dtype.kind
+        if {ka, kb} == {"int", "uint"}:
+            sym = {"truediv": "/", "floordiv": "//", "mod": "%"}[op]
+            raise SemanticError(f"Cannot use {sym} with {a.dtype} and {b.dtype} because they have "
+                                f"different signedness; convert one of them with .to() first")
 
     def _pointer_arith(self, op, a, b, pa, pb) -> tensor:
         if op not in ("add", "sub") or (pa and pb) or (pb and op == "sub"):
@@ -249,6 +341,23 @@ class Semantic:
         if op in ("floor", "ceil") and not x.dtype.is_float:
             return x
         return tensor(self.b.op1(op, [x.handle], x.type))
+
+    def fma(self, x, y, z) -> tensor:
+        """x * y + z with one rounding; operands promote like Triton's binary ops."""
+        x, y = self._binary_operands(x, y)
+        z, x = self._binary_operands(z, x)
+        z, y = self._binary_operands(z, y)
+        x, y = self._binary_operands(x, y)
+        if not x.dtype.is_float:
+            raise SemanticError(f"fma takes float values, got {x.dtype}")
+        return tensor(self.b.op1("fma", [x.handle, y.handle, z.handle], x.type))
+
+    def clamp(self, x, lo, hi) -> tensor:
+        """Triton's clamp: min(max(x, lo), hi), floats only."""
+        x = self.to_tensor(x)
+        if not x.dtype.is_float:
+            raise SemanticError(f"clamp supports only floating-point values, got {x.dtype}")
+        return self.binary("minimum", self.binary("maximum", x, lo), hi)
 
     def where(self, cond, a, b) -> tensor:
         cond = self.to_tensor(cond)

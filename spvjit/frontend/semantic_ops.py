@@ -110,12 +110,10 @@ class KernelSemantic(Semantic):
         if is_number(value):
             return self.constant(value, elem)
         value = self.to_tensor(value)
+        if value.type.is_pointer:
+            raise SemanticError(f"{what} of a pointer value; store the data it points to instead")
         if value.dtype != elem:
-            if value.dtype.is_float and elem.is_float:
-                value = self.cast(value, elem)   # Triton narrows/widens floats on store
-            else:
-                raise SemanticError(f"{what} of a {value.dtype} value through a pointer to {elem}; "
-                                    f"convert it first with .to(sl.{_lang_name(elem)})")
+            value = self.cast(value, elem)   # as Triton: the value converts to the pointee type
         return value
 
     def store(self, ptr, value, mask=None) -> None:
@@ -180,6 +178,150 @@ class KernelSemantic(Semantic):
             else:
                 r = self.expand_dims(r, axis)
         return r
+
+    # ---- reductions and scans with a user combine function ---------------------
+    def _call_combine(self, fn, args):
+        caller = getattr(self, "jit_caller", None)
+        if caller is None or not callable(fn):
+            raise SemanticError("combine_fn must be a @jit function")
+        out = caller(fn, list(args))
+        return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+    def _tuple_input(self, input, what: str):
+        single = not isinstance(input, (tuple, list))
+        xs = [self.to_tensor(x) for x in ((input,) if single else input)]
+        shape = xs[0].shape
+        if not shape or any(x.shape != shape for x in xs):
+            raise SemanticError(f"{what} needs tensors of one shape, got {[list(x.shape) for x in xs]}")
+        return xs, single
+
+    def _axis(self, axis, rank: int, what: str) -> int:
+        axis = _const_int(axis, f"{what}'s axis")
+        if axis < 0:
+            axis += rank
+        if not 0 <= axis < rank:
+            raise SemanticError(f"{what}: axis {axis} out of range for rank {rank}")
+        return axis
+
+    def associative_scan(self, input, axis, combine_fn, reverse=False):
+        """Inclusive scan with `combine_fn` (Hillis-Steele: log2(n) shifted combines); the
+        combine sees (earlier, later) operands, so it may be non-commutative."""
+        xs, single = self._tuple_input(input, "associative_scan")
+        axis = self._axis(axis, len(xs[0].shape), "associative_scan")
+        reverse = bool(unwrap(reverse))
+        shape, n = xs[0].shape, xs[0].shape[axis]
+        pos = tensor(self.b.op1("arange", [], T.TileType((n,), T.i32), start=0, end=n))
+        for _ in range(len(shape) - axis - 1):
+            pos = self.expand_dims(pos, len(pos.shape))
+        d = 1
+        while d < n:
+            attrs = {"axis": axis, "d": d, **({"reverse": True} if reverse else {})}
+            shifted = [tensor(self.b.op1("shift", [x.handle], x.type, **attrs)) for x in xs]
+            comb = self._call_combine(combine_fn, shifted + xs)
+            if len(comb) != len(xs):
+                raise SemanticError(f"combine_fn returned {len(comb)} values for {len(xs)} inputs")
+            has = self.compare("lt", pos, n - d) if reverse else self.compare("ge", pos, d)
+            xs = [self.where(has, c, x) for c, x in zip(comb, xs)]
+            d *= 2
+        return xs[0] if single else tuple(xs)
+
+    def reduce_with(self, input, axis, combine_fn, keep_dims=False):
+        """tl.reduce with a combine function: a tree of adjacent pairs, log2(n) combines."""
+        xs, single = self._tuple_input(input, "reduce")
+        if unwrap(axis) is None:
+            xs = [self.reshape(x, (x.numel,)) for x in xs]
+            axis = 0
+        rank = len(xs[0].shape)
+        axis = self._axis(axis, rank, "reduce")
+        n = xs[0].shape[axis]
+        if n & (n - 1):
+            raise SemanticError(f"reduce with a combine_fn needs a power-of-two axis, got {n}")
+        while n > 1:
+            shape = xs[0].shape
+            pairs = shape[:axis] + (n // 2, 2) + shape[axis + 1:]
+            rs = [self.reshape(x, pairs) for x in xs]
+            a = [self.extract(r, axis + 1, 0) for r in rs]
+            b = [self.extract(r, axis + 1, 1) for r in rs]
+            xs = list(self._call_combine(combine_fn, a + b))
+            n //= 2
+        xs = [self.reshape(x, x.shape[:axis] + x.shape[axis + 1:]) for x in xs]
+        if unwrap(keep_dims):
+            xs = [self.expand_dims(x, axis) for x in xs]
+        return xs[0] if single else tuple(xs)
+
+    def sort(self, x, dim=None, descending=False) -> tensor:
+        """Bitonic sorting network along `dim` (default the last), composed from moves, min/max
+        and selects: log2(n) * (log2(n) + 1) / 2 compare-exchange stages, n a power of two."""
+        x = self.to_tensor(x)
+        rank = len(x.shape)
+        if rank == 0:
+            raise SemanticError("sort of a scalar")
+        axis = rank - 1 if unwrap(dim) is None else self._axis(dim, rank, "sort")
+        n = x.shape[axis]
+        if n & (n - 1):
+            raise SemanticError(f"sort needs a power-of-two dimension, got {n}")
+        desc = bool(unwrap(descending))
+        shape = x.shape
+        idx = tensor(self.b.op1("arange", [], T.TileType((n,), T.i32), start=0, end=n))
+        for _ in range(rank - axis - 1):
+            idx = self.expand_dims(idx, len(idx.shape))
+        idx = self.broadcast_to(idx, shape)
+        k = 2
+        while k <= n:
+            j = k // 2
+            while j >= 1:
+                split = shape[:axis] + (n // (2 * j), 2, j) + shape[axis + 1:]
+                xr, ir = self.reshape(x, split), self.reshape(idx, split)
+                left, right = self.extract(xr, axis + 1, 0), self.extract(xr, axis + 1, 1)
+                i_left = self.extract(ir, axis + 1, 0)
+                # blocks of k alternate direction; the last merge (k == n) runs one way only
+                up = self.compare("eq", self.binary("and", i_left, k), 0)
+                if desc:
+                    up = self.unary("not", up)
+                lo, hi = self.binary("minimum", left, right), self.binary("maximum", left, right)
+                new_l, new_r = self.where(up, lo, hi), self.where(up, hi, lo)
+                joined = self.join(new_l, new_r)                  # [..., n/2j, j, ..., 2]
+                jr = len(joined.shape)
+                order = list(range(axis + 1)) + [jr - 1] + list(range(axis + 1, jr - 1))
+                x = self.reshape(self.permute(joined, order), shape)
+                j //= 2
+            k *= 2
+        return x
+
+    def debug_barrier(self) -> None:
+        self.b.create("barrier", [], [])
+
+    def device_assert(self, cond, msg="") -> None:
+        cond = self.to_tensor(cond)
+        if not cond.dtype.is_bool:
+            cond = self.compare("ne", cond, 0)
+        self.b.create("assert", [cond.handle], [], {"msg": str(unwrap(msg))})
+
+    def device_print(self, prefix, *args) -> None:
+        vals = [self.to_tensor(a) for a in args]
+        self.b.create("print", [v.handle for v in vals], [], {"prefix": str(unwrap(prefix))})
+
+    def scan(self, kind: str, x, axis=0, reverse=False, dtype=None) -> tensor:
+        """cumsum / cumprod (and max/min scans): Triton's promotion of small ints to int32."""
+        x = self.to_tensor(x)
+        if x.shape == ():
+            raise SemanticError(f"cum{kind} of a scalar; it needs a tensor")
+        if x.type.is_pointer:
+            raise SemanticError("a scan of pointers")
+        axis = _const_int(axis, "the scan's axis")
+        if axis < 0:
+            axis += len(x.shape)
+        if not 0 <= axis < len(x.shape):
+            raise SemanticError(f"axis {axis} out of range for shape {list(x.shape)}")
+        dtype = unwrap(dtype)
+        if dtype is not None:
+            x = self.cast(x, dtype)
+        elif kind in ("sum", "prod") and (x.dtype.is_bool or (x.dtype.is_int and x.dtype.bits < 32)):
+            x = self.cast(x, T.i32)
+        attrs = {"kind": kind, "axis": axis}
+        if unwrap(reverse):
+            attrs["reverse"] = True
+        return tensor(self.b.op1("scan", [x.handle], x.type, **attrs))
 
     def dot(self, a, b, acc=None, out_dtype=None) -> tensor:
         a, b = self.to_tensor(a), self.to_tensor(b)

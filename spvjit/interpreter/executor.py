@@ -89,6 +89,8 @@ class ProgramRunner:
             return [O.bitcast(a[0], op.operands[0].type.elem, dt)]
         if name == "assume":
             return [a[0]]
+        if name in ("permute", "flip", "extract", "shift"):
+            return [self.move_op(name, a[0], op)]
         if name in _SHAPE_OPS:
             return [self.shape_op(name, a[0], rt.shape, op)]
         if name == "addptr":
@@ -102,6 +104,19 @@ class ProgramRunner:
             return [self.atomic(op.attrs["kind"], a, dt)]
         if name == "reduce":
             return [O.finish(O.reduce(op.attrs["kind"], a[0], op.attrs["axis"]), dt)]
+        if name == "barrier":
+            return []
+        if name == "assert":
+            if not np.all(a[0]):
+                where = f"{op.loc.file}:{op.loc.line}: " if op.loc else ""
+                raise AssertionError(f"{where}device_assert failed in program {self.pid}: {op.attrs['msg']}")
+            return []
+        if name == "print":
+            vals = " ".join(np.array2string(np.asarray(v), separator=", ") for v in a)
+            print(f"pid {self.pid} {op.attrs['prefix']}{vals}")
+            return []
+        if name == "scan":
+            return [O.finish(O.scan(op.attrs["kind"], a[0], op.attrs["axis"], op.attrs.get("reverse", False), dt), dt)]
         if name == "dot":
             return [O.finish(O.dot(a[0], a[1], a[2], dt), dt)]
         if name == "for":
@@ -109,11 +124,28 @@ class ProgramRunner:
         if name == "if":
             region = op.regions[0] if bool(a[0]) else op.regions[1]
             return self.run_block(region, dict(env))
+        if name == "fma":
+            return [O.finish(O.fma(*a), dt)]
         if len(a) == 2:
             return [O.finish(O.binary(name, a[0], a[1], dt), dt)]
         if len(a) == 1:
             return [O.finish(O.unary(name, a[0], dt), dt)]
         raise NotImplementedError(f"interpreter has no rule for '{name}'")
+
+    def move_op(self, name, x, op):
+        if isinstance(x, Pointer):
+            return Pointer(x.buf, self.move_op(name, x.off, op))
+        if name == "permute":
+            return np.ascontiguousarray(np.transpose(x, [int(p) for p in op.attrs["order"].split(",")]))
+        if name == "flip":
+            return np.ascontiguousarray(np.flip(x, op.attrs["axis"]))
+        if name == "shift":
+            ax, d = op.attrs["axis"], op.attrs["d"]
+            n = x.shape[ax]
+            idx = np.arange(n)
+            src = np.where(idx < n - d, idx + d, idx) if op.attrs.get("reverse") else np.where(idx >= d, idx - d, idx)
+            return np.ascontiguousarray(np.take(x, src, axis=ax))
+        return np.ascontiguousarray(np.take(x, op.attrs["index"], axis=op.attrs["axis"]))
 
     def shape_op(self, name, x, shape, op):
         if isinstance(x, Pointer):

@@ -39,6 +39,9 @@ class HostTensor:
     def stride(self, i: int) -> int:
         return self.strides[i]
 
+    def data_ptr(self) -> int:
+        return int(self._array.ctypes.data)
+
     def numpy(self) -> np.ndarray:
         if self.spvjit_dtype is not None and self.spvjit_dtype.name == "bf16":
             return (self._array.astype(np.uint32) << 16).view(np.float32)

@@ -6,6 +6,8 @@ and `mod` truncate toward zero (C semantics, as in Triton).
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..ir.types import DType
@@ -72,7 +74,31 @@ def binary(name: str, a, b, dt: DType):
         return np.maximum(a, b)
     if name == "minimum":
         return np.minimum(a, b)
+    if name == "atan2":
+        return np.arctan2(a, b)
+    if name == "umulhi":
+        # high half of the double-width product (signed types: the signed product)
+        wide = np.int64 if dt.is_signed else np.uint64
+        return (np.asarray(a).astype(wide) * np.asarray(b).astype(wide)) >> wide(dt.bits)
     raise NotImplementedError(name)
+
+
+def fma(x, y, z):
+    """x * y + z rounded once: the product of two f32/f16 values is exact in float64."""
+    return np.asarray(x, np.float64) * np.asarray(y, np.float64) + np.asarray(z, np.float64)
+
+
+def erf(x):
+    import math
+    return np.vectorize(math.erf, otypes=[np.float64])(np.asarray(x, np.float64))
+
+
+def round_half_away(x):
+    """libdevice round(): halfway cases away from zero (numpy's round is to even).
+    x - trunc(x) is exact, so the comparison with 0.5 decides halfway cases correctly."""
+    x = np.asarray(x, np.float64)
+    t = np.trunc(x)
+    return np.where(np.abs(x - t) >= 0.5, t + np.sign(x), t)
 
 
 def unary(name: str, x, dt: DType):
@@ -86,8 +112,15 @@ def unary(name: str, x, dt: DType):
         return 1.0 / np.sqrt(x)
     if name == "sigmoid":
         return 1.0 / (1.0 + np.exp(-x))
+    if name == "erf":
+        return erf(x)
+    if name == "round":
+        return round_half_away(x)
     fn = {"exp": np.exp, "exp2": np.exp2, "log": np.log, "log2": np.log2, "sqrt": np.sqrt,
-          "sin": np.sin, "cos": np.cos, "floor": np.floor, "ceil": np.ceil, "tanh": np.tanh}[name]
+          "sin": np.sin, "cos": np.cos, "floor": np.floor, "ceil": np.ceil, "tanh": np.tanh,
+          "tan": np.tan, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan, "sinh": np.sinh,
+          "cosh": np.cosh, "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh,
+          "trunc": np.trunc, "rint": np.rint}[name]
     return fn(x)
 
 
@@ -117,15 +150,33 @@ def bitcast(x, src: DType, dst: DType):
 def reduce(kind: str, x, axis: int):
     if kind == "sum":
         return np.sum(x, axis=axis, dtype=x.dtype)
-    if kind == "max":
-        return np.max(x, axis=axis)
-    if kind == "min":
-        return np.min(x, axis=axis)
-    if kind == "argmax":
-        return np.argmax(x, axis=axis).astype(np.int32)   # first index on ties
-    if kind == "argmin":
-        return np.argmin(x, axis=axis).astype(np.int32)
+    # max/min/argmax/argmin skip NaN like the device's FMax/FMin and Triton (max of
+    # [nan, 6, 8] is 8 at index 2); an all-NaN slice gives NaN and index 0
+    if kind in ("max", "min"):
+        if np.issubdtype(x.dtype, np.floating):
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return (np.nanmax if kind == "max" else np.nanmin)(x, axis=axis)
+        return np.max(x, axis=axis) if kind == "max" else np.min(x, axis=axis)
+    if kind in ("argmax", "argmin"):
+        if np.issubdtype(x.dtype, np.floating):
+            fill = -np.inf if kind == "argmax" else np.inf
+            x = np.where(np.isnan(x), fill, x)    # first index on ties, NaN never chosen
+        return (np.argmax if kind == "argmax" else np.argmin)(x, axis=axis).astype(np.int32)
     raise NotImplementedError(kind)
+
+
+def scan(kind: str, x, axis: int, reverse: bool, dt: DType):
+    """Inclusive scan in element order; bf16 rounds after every step, as the device does."""
+    x = np.asarray(x)
+    if reverse:
+        x = np.flip(x, axis)
+    fn = {"sum": np.add, "prod": np.multiply, "max": np.maximum, "min": np.minimum}[kind]
+    out = np.moveaxis(x.copy(), axis, 0)
+    for i in range(1, out.shape[0]):
+        out[i] = finish(fn(out[i - 1], out[i]), dt)
+    out = np.moveaxis(out, 0, axis)
+    return np.flip(out, axis) if reverse else out
 
 
 def dot(a, b, acc, out: DType):

@@ -10,21 +10,26 @@ from dataclasses import dataclass
 from .types import DType, PointerType, TileType, i1, i32
 
 BINARY = {"add", "sub", "mul", "truediv", "floordiv", "mod", "and", "or", "xor",
-          "shl", "shr", "maximum", "minimum", "pow"}
+          "shl", "shr", "maximum", "minimum", "pow", "atan2", "umulhi"}
+# math functions beyond the basic set (triton.language.math and libdevice names)
+MATH_UNARY = {"erf", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh",
+              "trunc", "rint", "round"}
 UNARY = {"neg", "not", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos",
-         "abs", "sigmoid", "floor", "ceil", "tanh"}
+         "abs", "sigmoid", "floor", "ceil", "tanh"} | MATH_UNARY
 FLOAT_ONLY = {"truediv", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos",
-              "sigmoid", "floor", "ceil", "tanh", "pow"}
-INT_ONLY = {"and", "or", "xor", "shl", "shr", "floordiv"}
+              "sigmoid", "floor", "ceil", "tanh", "pow", "atan2", "fma"} | MATH_UNARY
+INT_ONLY = {"and", "or", "xor", "shl", "shr", "floordiv", "umulhi"}
 BOOL_BINARY = {"and", "or", "xor", "maximum", "minimum"}
 CMP_PREDICATES = {"lt", "le", "gt", "ge", "eq", "ne"}
 REDUCE_KINDS = {"sum", "max", "min", "argmax", "argmin"}
 ATOMIC_KINDS = {"add", "max", "min", "xchg"}
+SCAN_KINDS = {"sum", "prod", "max", "min"}
 
 # name -> (number of operands or None for variable, attrs required, number of regions)
 OPS = {
     **{n: (2, (), 0) for n in BINARY},
     **{n: (1, (), 0) for n in UNARY},
+    "fma": (3, (), 0),         # x * y + z with one rounding
     "cmp": (2, ("pred",), 0),
     "select": (3, (), 0),
     "cast": (1, (), 0),
@@ -38,6 +43,11 @@ OPS = {
     "expand_dims": (1, ("axis",), 0),
     "reshape": (1, (), 0),
     "trans": (1, (), 0),
+    "permute": (1, ("order",), 0),   # order: the source dim of each result dim, as "2,0,1"
+    "flip": (1, ("axis",), 0),
+    "extract": (1, ("axis", "index"), 0),   # x[..., index, ...]: drops `axis`
+    # out[.., i, ..] = x[.., i - d, ..] where i >= d (i + d where i + d < n with reverse), else x itself
+    "shift": (1, ("axis", "d"), 0),
     "assume": (1, (), 0),      # identity carrying sl.multiple_of / sl.max_contiguous facts
     "addptr": (2, (), 0),
     "load": (None, (), 0),
@@ -45,10 +55,15 @@ OPS = {
     "atomic_rmw": (None, ("kind",), 0),
     "reduce": (1, ("kind", "axis"), 0),
     "dot": (3, (), 0),
+    "scan": (1, ("kind", "axis"), 0),    # inclusive prefix combine along axis (attr reverse=True: suffix)
     "for": (None, (), 1),
     "if": (1, (), 2),
     "yield": (None, (), 0),
     "return": (0, (), 0),
+    "barrier": (0, (), 0),                # tl.debug_barrier(): all lanes of the program meet
+    "assert": (1, ("msg",), 0),           # tl.device_assert: checked by the interpreter only, as
+                                          # Triton checks it only in debug builds
+    "print": (None, ("prefix",), 0),      # tl.device_print: the interpreter prints
 }
 
 
@@ -59,17 +74,20 @@ OPS = {
 # (interpreter/ops.py) and in the lowering (codegen/lower.py scalar_op); every other op needs
 # an `op_<name>` lowering and a case in the interpreter's executor.  tests/test_op_table.py
 # checks both for every op, and an op missing from this table fails at import.
-ELEMENTWISE_OTHER = {"cmp", "select", "cast", "bitcast"}
+ELEMENTWISE_OTHER = {"cmp", "select", "cast", "bitcast", "fma"}
 OTHER_OPS = {            # name -> (category, stages a tile in shared memory)
     "constant": ("value", False), "program_id": ("value", False), "num_programs": ("value", False),
     "arange": ("value", False), "assume": ("value", False),
     "splat": ("shape", False), "broadcast": ("shape", True), "expand_dims": ("shape", False),
-    "reshape": ("shape", True), "trans": ("shape", True),
+    "reshape": ("shape", True), "trans": ("shape", True), "permute": ("shape", True),
+    "flip": ("shape", True), "extract": ("shape", True), "shift": ("shape", True),
     "addptr": ("pointer", False), "load": ("memory", False), "store": ("memory", False),
     "atomic_rmw": ("memory", True),
-    "reduce": ("reduction", True), "dot": ("reduction", True),
+    "reduce": ("reduction", True), "dot": ("reduction", True), "scan": ("reduction", True),
     "for": ("control", False), "if": ("control", False), "yield": ("control", False),
     "return": ("control", False),
+    # side effects for debugging (kept by DCE and CSE: ir/passes/util.py IMPURE)
+    "barrier": ("control", False), "assert": ("control", False), "print": ("control", False),
 }
 
 
@@ -140,6 +158,10 @@ def check_op(op) -> str | None:
         if t[0].elem.is_bool and name != "not":
             return f"'{name}' on booleans; convert them to an integer type first"
         return None
+    if name == "fma":
+        if not (_same(t[0], t[1]) and _same(t[0], t[2]) and _same(t[0], r[0])) or not t[0].elem.is_float:
+            return f"'fma' needs three float operands and a result of one type, got {t} -> {r[0]}"
+        return None
     if name == "cmp":
         if op.attrs["pred"] not in CMP_PREDICATES:
             return f"unknown predicate {op.attrs['pred']!r}"
@@ -193,6 +215,29 @@ def check_op(op) -> str | None:
             if key not in ("div", "contig") or not isinstance(op.attrs[key], int) or op.attrs[key] < 1:
                 return f"'assume' attributes are positive ints div and contig, got {op.attrs}"
         return None
+    if name == "permute":
+        try:
+            order = [int(p) for p in str(op.attrs["order"]).split(",")]
+        except ValueError:
+            return f"'permute' order must be comma-separated dims, got {op.attrs['order']!r}"
+        if sorted(order) != list(range(len(t[0].shape))) or \
+                r[0] != TileType(tuple(t[0].shape[p] for p in order), t[0].elem):
+            return f"'permute' by {order} of {t[0]} cannot give {r[0]}"
+        return None
+    if name == "shift":
+        if not 0 <= op.attrs["axis"] < len(t[0].shape) or op.attrs["d"] < 1 or not _same(t[0], r[0]):
+            return f"'shift' by {op.attrs['d']} along axis {op.attrs['axis']} of {t[0]} must keep the type"
+        return None
+    if name == "flip":
+        if not 0 <= op.attrs["axis"] < len(t[0].shape) or not _same(t[0], r[0]):
+            return f"'flip' axis {op.attrs['axis']} of {t[0]} must keep the type, got {r[0]}"
+        return None
+    if name == "extract":
+        ax, i = op.attrs["axis"], op.attrs["index"]
+        if not 0 <= ax < len(t[0].shape) or not 0 <= i < t[0].shape[ax] or \
+                r[0] != TileType(t[0].shape[:ax] + t[0].shape[ax + 1:], t[0].elem):
+            return f"'extract' of index {i} along axis {ax} of {t[0]} cannot give {r[0]}"
+        return None
     if name == "trans":
         if len(t[0].shape) != 2 or r[0] != TileType(t[0].shape[::-1], t[0].elem):
             return f"'trans' takes a 2-D tile to its transpose, got {t[0]} -> {r[0]}"
@@ -238,6 +283,11 @@ def check_op(op) -> str | None:
         if r[0] != TileType(shape, elem):
             return f"'reduce' of {t[0]} along {ax} gives {TileType(shape, elem)}, not {r[0]}"
         return None
+    if name == "scan":
+        kind, ax = op.attrs["kind"], op.attrs["axis"]
+        if kind not in SCAN_KINDS or not 0 <= ax < len(t[0].shape) or not _same(t[0], r[0]) or t[0].is_pointer:
+            return f"'scan' kind {kind!r} axis {ax} of {t[0]} must give the same type, got {r[0]}"
+        return None
     if name == "dot":
         a, b, c = t
         if len(a.shape) != 2 or len(b.shape) != 2 or a.shape[1] != b.shape[0]:
@@ -261,7 +311,11 @@ def check_op(op) -> str | None:
             if err:
                 return err
         return None
-    if name in ("yield", "return"):
+    if name in ("yield", "return", "barrier", "print"):
+        return None if not r else f"'{name}' has no result"
+    if name == "assert":
+        if r or not t[0].elem.is_bool:
+            return f"'assert' takes a boolean condition and has no result, got {t[0]}"
         return None
     return None
 

@@ -48,6 +48,39 @@ class DType:
     def __str__(self) -> str:
         return self.name
 
+    # Triton's dtype queries (methods there, so kernels ported from Triton call them)
+    def is_floating(self) -> bool:
+        return self.kind == "float"
+
+    def is_int_signed(self) -> bool:
+        return self.kind == "int"
+
+    def is_int_unsigned(self) -> bool:
+        return self.kind == "uint"
+
+    def is_fp16(self) -> bool:
+        return self.name == "f16"
+
+    def is_bf16(self) -> bool:
+        return self.name == "bf16"
+
+    def is_fp32(self) -> bool:
+        return self.name == "f32"
+
+    def is_fp64(self) -> bool:
+        return self.name == "f64"
+
+    def is_ptr(self) -> bool:
+        return False
+
+    @property
+    def primitive_bitwidth(self) -> int:
+        return self.bits
+
+    @property
+    def scalar(self) -> "DType":
+        return self
+
 
 f32 = DType("f32", "float", 32)
 f16 = DType("f16", "float", 16)
@@ -83,6 +116,18 @@ class PointerType:
     @property
     def name(self) -> str:
         return f"ptr<{self.pointee.name}>"
+
+    @property
+    def element_ty(self) -> DType:
+        """Triton's name for the pointee type (`ptr.dtype.element_ty`)."""
+        return self.pointee
+
+    def is_ptr(self) -> bool:
+        return True
+
+    @property
+    def scalar(self) -> "PointerType":
+        return self
 
     def __str__(self) -> str:
         return self.name

@@ -30,6 +30,67 @@ class constexpr:
     def __bool__(self):
         return bool(self.value)
 
+    # compile-time arithmetic and comparison, as in Triton: constexpr(5) == constexpr(5)
+    def __eq__(self, o): return _cx_op(lambda a, b: a == b, self, o)
+    def __ne__(self, o): return _cx_op(lambda a, b: a != b, self, o)
+    def __lt__(self, o): return _cx_op(lambda a, b: a < b, self, o)
+    def __le__(self, o): return _cx_op(lambda a, b: a <= b, self, o)
+    def __gt__(self, o): return _cx_op(lambda a, b: a > b, self, o)
+    def __ge__(self, o): return _cx_op(lambda a, b: a >= b, self, o)
+    def __add__(self, o): return _cx_op(lambda a, b: a + b, self, o)
+    def __radd__(self, o): return _cx_op(lambda a, b: b + a, self, o)
+    def __sub__(self, o): return _cx_op(lambda a, b: a - b, self, o)
+    def __rsub__(self, o): return _cx_op(lambda a, b: b - a, self, o)
+    def __mul__(self, o): return _cx_op(lambda a, b: a * b, self, o)
+    def __rmul__(self, o): return _cx_op(lambda a, b: b * a, self, o)
+    def __floordiv__(self, o): return _cx_op(lambda a, b: a // b, self, o)
+    def __truediv__(self, o): return _cx_op(lambda a, b: a / b, self, o)
+    def __mod__(self, o): return _cx_op(lambda a, b: a % b, self, o)
+    def __neg__(self): return constexpr(-self.value)
+
+    def __hash__(self):
+        return hash(self.value)
+
+    def __int__(self):
+        return int(self.value)
+
+    def __call__(self, *args, **kwargs):
+        return self.value(*args, **kwargs)
+
+
+def _cx_op(fn, a, b):
+    if isinstance(b, tensor):
+        return NotImplemented      # let the tensor's reflected operator build IR
+    b = b.value if isinstance(b, constexpr) else b
+    return constexpr(fn(a.value, b))
+
+
+def _b():
+    from . import builtins
+    return builtins
+
+
+def _shape_args(shape):
+    """`x.reshape(4, 8)` and `x.reshape((4, 8))` both mean shape (4, 8)."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+def _member(name):
+    def method(self, *args, **kwargs):
+        return getattr(_b(), name)(self, *args, **kwargs)
+    method.__name__ = name
+    return method
+
+
+def _math_member(name):
+    def method(self):
+        from . import math
+        return getattr(math, name)(self)
+    method.__name__ = name
+    return method
+
 
 def _sem():
     return current()
@@ -60,8 +121,47 @@ class tensor:
     def __repr__(self) -> str:
         return f"sl.tensor({self.type})"
 
-    def to(self, dtype, bitcast: bool = False):
-        return _sem().cast(self, dtype, bitcast=bitcast)
+    def to(self, dtype, fp_downcast_rounding=None, bitcast: bool = False):
+        return _sem().cast(self, dtype, bitcast=bitcast, fp_downcast_rounding=fp_downcast_rounding)
+
+    # Triton's tensor methods: x.exp(), x.reshape(...), x.sum(0), ... (same as tl.fn(x, ...))
+    def cast(self, dtype, fp_downcast_rounding=None, bitcast: bool = False):
+        return _sem().cast(self, dtype, bitcast=bitcast, fp_downcast_rounding=fp_downcast_rounding)
+
+    def reshape(self, *shape, can_reorder: bool = False):
+        return _b().reshape(self, _shape_args(shape))
+
+    view = reshape
+
+    def broadcast_to(self, *shape):
+        return _b().broadcast_to(self, _shape_args(shape))
+
+    def expand_dims(self, axis):
+        return _b().expand_dims(self, axis)
+
+    def trans(self, *dims):
+        return _b().trans(self, *dims)
+
+    def permute(self, *dims):
+        return _b().permute(self, *dims)
+
+    def reduce(self, axis, combine_fn, keep_dims=False):
+        return _b().reduce(self, axis, combine_fn, keep_dims)
+
+    def associative_scan(self, axis, combine_fn, reverse=False):
+        return _b().associative_scan(self, axis, combine_fn, reverse)
+
+    def sort(self, dim=None, descending=False):
+        return _b().sort(self, dim, descending)
+
+    def flip(self, dim=None):
+        return _b().flip(self, dim)
+
+    def split(self):
+        return _b().split(self)
+
+    def ravel(self):
+        return _b().reshape(self, (self.numel,))
 
     @property
     def T(self):
@@ -109,3 +209,10 @@ class tensor:
     def __pos__(self): return self
     def __invert__(self): return _sem().unary("not", self)
     __hash__ = object.__hash__
+
+
+for _name in ("sum", "max", "min", "argmax", "argmin", "sigmoid", "cumsum", "cumprod"):
+    setattr(tensor, _name, _member(_name))
+for _name in ("exp", "exp2", "log", "log2", "cos", "sin", "sqrt", "sqrt_rn", "rsqrt", "abs", "erf",
+              "floor", "ceil"):
+    setattr(tensor, _name, _math_member(_name))

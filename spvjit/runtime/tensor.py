@@ -87,6 +87,11 @@ class Tensor:
             raise DeviceError("view_host: this tensor's memory is not host-visible; use numpy()")
         return np.asarray(_HostView(self))
 
+    def data_ptr(self) -> int:
+        """An integer naming this tensor's memory (its host mapping where there is one), as
+        torch's data_ptr(): equal for the same tensor, different for live distinct tensors."""
+        return self._buf.address or (self._buf.uid << 16)
+
     def numpy(self) -> np.ndarray:
         """A host copy with this tensor's shape and dtype (bfloat16 tensors give float32)."""
         raw = self._numpy_raw()

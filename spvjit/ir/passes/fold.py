@@ -33,8 +33,8 @@ from ..ops import CMP_PREDICATES
 from .util import NOT_CONSTANT, SHAPE_OPS, Substitution, constant_value, make_constant
 
 _FOLD_BINARY = {"add", "sub", "mul", "truediv", "floordiv", "mod", "and", "or", "xor",
-                "shl", "shr", "maximum", "minimum"}
-_FOLD_UNARY = {"neg", "not", "abs", "floor", "ceil"}
+                "shl", "shr", "maximum", "minimum", "umulhi"}
+_FOLD_UNARY = {"neg", "not", "abs", "floor", "ceil", "trunc", "rint", "round"}   # exact on every device
 _BOOL_OK = {"and", "or", "xor", "not"}     # numpy's `+` and `-` on bools mean nothing a device does
 
 
