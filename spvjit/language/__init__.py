@@ -13,3 +13,7 @@ from .builtins import (abs, arange, argmax, argmin, atomic_add, atomic_max, atom
 from . import math, extra  # noqa: E402  (tl.math.*, tl.extra.libdevice.*)
 from .random import (pair_uniform_to_normal, philox, philox_impl, rand, rand4x, randint,  # noqa: E402
                      randint4x, randn, randn4x, uint_to_uniform_float)
+from . import builtins as _builtins  # noqa: E402
+from .core import bind_method_modules as _bind  # noqa: E402
+
+_bind(_builtins, math)

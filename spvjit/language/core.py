@@ -65,9 +65,17 @@ def _cx_op(fn, a, b):
     return constexpr(fn(a.value, b))
 
 
+# the modules behind tensor methods (`x.exp()`, `x.reshape(...)`): they import this module,
+# so language/__init__ binds them here once both exist, instead of an import cycle
+_impl: dict = {}
+
+
+def bind_method_modules(builtins_module, math_module) -> None:
+    _impl["builtins"], _impl["math"] = builtins_module, math_module
+
+
 def _b():
-    from . import builtins
-    return builtins
+    return _impl["builtins"]
 
 
 def _shape_args(shape):
@@ -86,8 +94,7 @@ def _member(name):
 
 def _math_member(name):
     def method(self):
-        from . import math
-        return getattr(math, name)(self)
+        return getattr(_impl["math"], name)(self)
     method.__name__ = name
     return method
 
