@@ -48,10 +48,18 @@ def compiler_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
+_fingerprints: dict[int, tuple[object, str]] = {}    # id(caps) -> (caps, fingerprint): every launch asks
+
+
 def device_fingerprint(caps) -> str:
     """Identity of a device and driver for cached results: what compiles or tunes differently."""
+    known = _fingerprints.get(id(caps))
+    if known is not None and known[0] is caps:
+        return known[1]
     text = repr((caps.name, caps.driver_info, caps.api_version, caps.subgroup_size, caps.max_shared_memory))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    fingerprint = hashlib.sha256(text.encode()).hexdigest()[:16]
+    _fingerprints[id(caps)] = (caps, fingerprint)     # holding caps keeps its id from being reused
+    return fingerprint
 
 
 class Store:

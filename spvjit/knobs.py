@@ -72,13 +72,7 @@ def get(name: str):
             return True
         raise SettingError(f"{name}={text!r}: expected 1/true/yes/on or 0/false/no/off")
     if knob.kind == "int":
-        try:
-            value = int(text)
-        except ValueError:
-            raise SettingError(f"{name}={text!r}: expected an integer >= {knob.minimum}") from None
-        if value < knob.minimum:
-            raise SettingError(f"{name}={text!r}: expected an integer >= {knob.minimum}")
-        return value
+        return _parse_int(name, text, knob.minimum)
     if knob.kind == "list":
         items = tuple(t.strip() for t in text.split(",") if t.strip())
         bad = [t for t in items if knob.choices and t not in knob.choices]
@@ -97,14 +91,16 @@ def _default_cache_dir() -> str:
 def env_int(name: str, default: int) -> int:
     """A positive integer from a variable spvjit does not own (LP_NUM_THREADS), same rule."""
     text = os.environ.get(name)
-    if not text:
-        return default
+    return _parse_int(name, text, 1) if text else default
+
+
+def _parse_int(name: str, text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise SettingError(f"{name} must be a positive integer, got {text!r}")
+        value = minimum - 1
+    if value < minimum:
+        raise SettingError(f"{name}={text!r}: expected an integer >= {minimum}")
     return value
 
 
