@@ -162,7 +162,8 @@ def _parity_variable(lw) -> int:
 class _Tiles:
     """The tiles of an M x N matrix-layout value that this invocation's subgroup owns."""
 
-    def __init__(self, lw, cfg, M: int, N: int, subgroup_size: int):
+    def __init__(self, lw, cfg, M: int, N: int):
+        subgroup_size = lw.caps.subgroup_size
         em = lw.em
         self.cfg, self.M, self.N = cfg, M, N
         n_sub = lw.W // subgroup_size
@@ -173,6 +174,11 @@ class _Tiles:
         else:       # uniform per subgroup: tile s + j*S
             sgid = em.op("OpSDiv", em.i32, lw.lane, em.ci(subgroup_size))
             self.index = [em.iadd(sgid, em.ci(j * n_sub)) for j in range(count // n_sub)]
+
+    def offset(self, em, t):
+        """Element offset of tile t's first element in the row-major M x N matrix."""
+        r0, c0 = self.row_col(em, t)
+        return em.iadd(em.imul(r0, em.ci(self.N)), c0)
 
     def row_col(self, em, t):
         """(first row, first column) of tile t, as i32 ids."""
@@ -204,7 +210,7 @@ def _stage(lw, var, ptr_t, numel, regs, src_dt, dst_dt, base=None):
                 em.op("OpStore", None, em.op("OpAccessChain", ptr_t, var, idx), value)
 
 
-def to_matrix(lw, lv: LV, ty: T.TileType, cfg, subgroup_size: int) -> CoopValue:
+def to_matrix(lw, lv: LV, ty: T.TileType, cfg) -> CoopValue:
     """A blocked (or splat) M x N value in matrix layout."""
     em, mem = lw.em, lw.mem
     _enable(em)
@@ -213,7 +219,7 @@ def to_matrix(lw, lv: LV, ty: T.TileType, cfg, subgroup_size: int) -> CoopValue:
     tc = tile_type(em, cfg, elem)
     if lv.coop is not None and lv.coop.cfg == cfg:
         return lv.coop
-    tiles = _Tiles(lw, cfg, M, N, subgroup_size)
+    tiles = _Tiles(lw, cfg, M, N)
     if len(set(lv.regs)) == 1:          # a splat (sl.zeros, sl.full): every element the same
         return CoopValue(cfg, tc, [em.op("OpCompositeConstruct", tc, lv.regs[0]) for _ in tiles.index])
     ct = em.type_of(elem)
@@ -224,24 +230,22 @@ def to_matrix(lw, lv: LV, ty: T.TileType, cfg, subgroup_size: int) -> CoopValue:
     em.barrier()
     ids = []
     for t in tiles.index:
-        r0, c0 = tiles.row_col(em, t)
-        ptr = em.op("OpAccessChain", pc, c_sh, em.iadd(em.imul(r0, em.ci(N)), c0))
+        ptr = em.op("OpAccessChain", pc, c_sh, tiles.offset(em, t))
         ids.append(em.op("OpCooperativeMatrixLoadKHR", tc, ptr, em.cu(ROW_MAJOR), em.cu(N)))
     return CoopValue(cfg, tc, ids)
 
 
-def to_blocked(lw, cv: CoopValue, ty: T.TileType, subgroup_size: int) -> list[int]:
+def to_blocked(lw, cv: CoopValue, ty: T.TileType) -> list[int]:
     """This lane's registers of a matrix-layout value (through shared memory)."""
     em, mem = lw.em, lw.mem
     M, N = ty.shape
     ct = em.type_of(ty.elem)
     c_sh = _shared_array(mem, "coop_c", ct, M * N)
     pc = em.b.type_pointer("Workgroup", ct)
-    tiles = _Tiles(lw, cv.cfg, M, N, subgroup_size)
+    tiles = _Tiles(lw, cv.cfg, M, N)
     em.barrier()
     for t, c in zip(tiles.index, cv.ids):
-        r0, c0 = tiles.row_col(em, t)
-        ptr = em.op("OpAccessChain", pc, c_sh, em.iadd(em.imul(r0, em.ci(N)), c0))
+        ptr = em.op("OpAccessChain", pc, c_sh, tiles.offset(em, t))
         em.op("OpCooperativeMatrixStoreKHR", None, ptr, c, em.cu(ROW_MAJOR), em.cu(N))
     em.barrier()
     out = []
@@ -254,14 +258,14 @@ def to_blocked(lw, cv: CoopValue, ty: T.TileType, subgroup_size: int) -> list[in
     return out
 
 
-def lower_dot_coopmat(lw, op, cfg, subgroup_size: int):
+def lower_dot_coopmat(lw, op, cfg):
     em, mem = lw.em, lw.mem
     _enable(em)
     a_t, b_t, c_t = (v.type for v in op.operands)
     M, K = a_t.shape
     N = b_t.shape[1]
     a, b = lw.get(op.operands[0]), lw.get(op.operands[1])
-    acc = to_matrix(lw, lw.get(op.operands[2]), c_t, cfg, subgroup_size)
+    acc = to_matrix(lw, lw.get(op.operands[2]), c_t, cfg)
     in_dt = a_t.elem
     it = em.type_of(in_dt)
     # Double-buffered staging where shared memory allows: consecutive coopmat dots (the K
@@ -290,7 +294,7 @@ def lower_dot_coopmat(lw, op, cfg, subgroup_size: int):
     ta = em.b.type_cooperative_matrix_khr(it, "Subgroup", cfg.m, cfg.k, "MatrixAKHR")
     tb = em.b.type_cooperative_matrix_khr(it, "Subgroup", cfg.k, cfg.n, "MatrixBKHR")
     layout = em.cu(ROW_MAJOR)
-    tiles = _Tiles(lw, cfg, M, N, subgroup_size)
+    tiles = _Tiles(lw, cfg, M, N)
     # signed operands must say so: the component types alone do not carry signedness
     operands = ["MatrixASignedComponentsKHR|MatrixBSignedComponentsKHR|MatrixCSignedComponentsKHR|"
                 "MatrixResultSignedComponentsKHR"] if in_dt.name == "i8" else []
@@ -307,5 +311,5 @@ def lower_dot_coopmat(lw, op, cfg, subgroup_size: int):
             c = em.op("OpCooperativeMatrixMulAddKHR", acc.tile_type, am, bm, c, *operands)
         out.append(c)
     cv = CoopValue(cfg, acc.tile_type, out)
-    regs = to_blocked(lw, cv, c_t, subgroup_size) if lw.coop_plan.needs_blocked(op.result) else None
+    regs = to_blocked(lw, cv, c_t) if lw.coop_plan.needs_blocked(op.result) else None
     lw.bind(op, LV(regs, False, coop=cv))

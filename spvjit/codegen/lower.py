@@ -466,11 +466,10 @@ class Lowerer:
         inits = [self.get(v) for v in op.operands[3:]]
         body = op.regions[0]
         matrix = self.coop_plan.carried.get(id(op), {})     # positions carried as cooperative matrices
-        sg_size = self.caps.subgroup_size
         init_ids, types = [], []
         for p, (v, lv) in enumerate(zip(op.results, inits)):
             if p in matrix:
-                cv = coopmat.to_matrix(self, lv, v.type, matrix[p], sg_size)
+                cv = coopmat.to_matrix(self, lv, v.type, matrix[p])
                 init_ids.append(cv.ids)
                 types.append(cv.tile_type)
             else:
@@ -506,7 +505,7 @@ class Lowerer:
             for p, (ids, v, lv) in enumerate(zip(block_label_values, values, inits)):
                 if p in matrix:
                     cv = coopmat.CoopValue(matrix[p], types[p], ids)
-                    regs = (coopmat.to_blocked(self, cv, v.type, sg_size)
+                    regs = (coopmat.to_blocked(self, cv, v.type)
                             if self.coop_plan.needs_blocked(v) else None)
                     out.append(LV(regs, False, coop=cv))
                 else:

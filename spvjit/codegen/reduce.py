@@ -214,7 +214,7 @@ def lower_dot(lw, op):
     cfg = lw.coop_plan.dots.get(id(op))
     if cfg is not None:
         lw.note(op, f"cooperative matrix {cfg.m}x{cfg.n}x{cfg.k} {cfg.a_type}->{cfg.result_type}")
-        coopmat.lower_dot_coopmat(lw, op, cfg, lw.caps.subgroup_size)
+        coopmat.lower_dot_coopmat(lw, op, cfg)
         return
     if lw.sg.get("whole") and lw.sg.get("broadcast") and _dot_subgroup(lw, op):
         lw.note(op, "register blocks, A by subgroup broadcast")
