@@ -49,8 +49,11 @@ def _scratch_words(kernel: KernelIR, w: int, coop_dots=()) -> int:
         if op.name == "dot":
             a, b = op.operands[0].type, op.operands[1].type
             need = max(need, (regs(a.numel, w) + regs(b.numel, w)) * w)
-        elif op.name == "atomic_rmw":
+        elif op.name in ("atomic_rmw", "atomic_cas"):
             need = max(need, w)
+        elif op.name == "histogram":     # the bins, then the result read back from them
+            t = op.operands[0].type
+            need = max(need, op.attrs["num_bins"], regs(op.attrs["num_bins"], w) * w, regs(t.numel, w) * w)
         else:
             t = op.operands[0].type
             need = max(need, (regs(t.numel, w) if t.shape else 1) * w, 2 * w)
@@ -58,9 +61,10 @@ def _scratch_words(kernel: KernelIR, w: int, coop_dots=()) -> int:
 
 
 def _float_atomic_bindings(kernel: KernelIR, bindings) -> set[int]:
-    """Float atomics run as compare-exchange on 32-bit words, so with any float atomic in the
+    """f32 atomics run on the bits of 32-bit words (codegen/atomics.py), so with any in the
     kernel every f32 buffer is declared as u32 (loads and stores bitcast, which is free)."""
-    if not any(op.name == "atomic_rmw" and op.result.type.elem.is_float for op in kernel.walk()):
+    if not any(op.name in ("atomic_rmw", "atomic_cas") and op.result.type.elem.name == "f32"
+               for op in kernel.walk()):
         return set()
     return {bd.index for bd in bindings if bd.dtype.name == "f32"}
 
@@ -92,9 +96,9 @@ def _param_access(kernel: KernelIR, ptr_params) -> tuple[set[int] | None, set[in
                         for res, y in zip(op.results, term.operands):
                             roots.setdefault(id(res), root(y))
                 continue
-            if op.name in ("store", "atomic_rmw"):
+            if op.name in ("store", "atomic_rmw", "atomic_cas"):
                 written.add(root(op.operands[0]))
-            if op.name in ("load", "atomic_rmw"):
+            if op.name in ("load", "atomic_rmw", "atomic_cas"):
                 read.add(root(op.operands[0]))
             for region in op.regions:
                 walk(region)
@@ -133,6 +137,9 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
         if m.dtype.bits != 32:
             raise LoweringError(f"scalar argument '{m.name}' must be 32-bit, got {m.dtype}")
     written, read = _param_access(kernel, ptr_params)
+    if written is not None:
+        # retry loops of atomics write the status buffer from the lowering, not through IR stores
+        written |= {bd.index for bd in bindings if bd.name == loop_budget.STATUS_PARAM}
     for bd in bindings:
         bd.read_only = written is not None and bd.index not in written
         bd.write_only = read is not None and bd.index not in read

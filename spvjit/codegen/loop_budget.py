@@ -15,6 +15,8 @@ visits do.  This module owns the three lowering decisions that follow from it:
 - `add_exit_checks(kernel)`: where the visits are not bounded under the limit, each loop
   checks at its exit whether its condition still held (only the limiter stops a loop there)
   and reports it through a hidden status buffer that the launcher turns into an error.
+  Atomics lowered as compare-and-swap retry loops (codegen/atomics.py: f32 add, 16-bit
+  atomics) make the visits unknown too, and report a cut retry loop the same way.
 
 The transforms run on the optimized IR right before lowering; the interpreter runs the IR
 as the frontend built it, so the differential tests check that the copies compute the same.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 from ..ir.core import Block, KernelIR, Operation, Param, Value
 from ..ir.types import PointerType, TileType, i1, i32
+from .atomics import needs_retry_loop
 
 INT32_MIN = -(1 << 31)
 OPS_BUDGET = 64          # U * body weight stays under this: bounds code size and lavapipe's compile time
@@ -81,6 +84,8 @@ class VisitCounter:
 def _visits(block: Block, scalars) -> int | None:
     total = 0
     for op in block.ops:
+        if needs_retry_loop(op):
+            return None                    # a compare-and-swap retry loop: runs until it wins
         inner = 0
         for region in op.regions:
             v = _visits(region, scalars)
@@ -316,9 +321,12 @@ def add_exit_checks(kernel: KernelIR) -> bool:
     driver's limiter ends a loop that way.  Then the program writes 1 to a hidden buffer
     (pointer parameter STATUS_PARAM, appended to the kernel's) that the launcher reads back and
     turns into an error.  Each loop carries its induction variable out for the check (one
-    more phi).  Returns whether anything was added (no loops: nothing to check)."""
+    more phi).  Atomics lowered as compare-and-swap retry loops check themselves (codegen/
+    atomics.py) and need the buffer too.  Returns whether anything was added (no loops:
+    nothing to check)."""
     status = Value(TileType((), PointerType(i32)), STATUS_PARAM)
-    if not _check_block(kernel.body, status):
+    loops = _check_block(kernel.body, status)
+    if not loops and not any(needs_retry_loop(op) for op in kernel.walk()):
         return False
     kernel.params.append(Param(STATUS_PARAM, status))
     return True

@@ -14,6 +14,8 @@ from ..ir.ops import OP_INFO
 from .emitter import Emitter
 from .layout import IndexMap, broadcast_map, identity_map, regs, trans_map, vec_width
 from . import coopmat, remat
+from .atomics import lower_atomic
+from .gather import lower_gather, lower_histogram
 from .reduce import lower_dot, lower_reduce
 from .target import Target
 from .values import LV, LoweringError
@@ -405,7 +407,16 @@ class Lowerer:
         self.mem.lower_store(self, op)
 
     def op_atomic_rmw(self, op):
-        self.mem.lower_atomic(self, op)
+        lower_atomic(self, op)
+
+    def op_atomic_cas(self, op):
+        lower_atomic(self, op)
+
+    def op_histogram(self, op):
+        lower_histogram(self, op)
+
+    def op_gather(self, op):
+        lower_gather(self, op)
 
     def op_reduce(self, op):
         lower_reduce(self, op)

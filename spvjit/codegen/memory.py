@@ -398,7 +398,8 @@ class Memory:
         lw.bind(op, LV(out, ptr_t.is_scalar))
 
     def _uniform_guard(self, lw, ptr_t, pred):
-        """Scalar stores and atomics run in lane 0 only, so they happen once per program."""
+        """Scalar stores and atomics (codegen/atomics.py) run in lane 0 only, so they happen
+        once per program."""
         if not ptr_t.is_scalar:
             return pred
         em = self.em
@@ -430,65 +431,6 @@ class Memory:
             else:
                 with em.if_then(pred):
                     self.store_elem(bd, off, v)
-
-    def lower_atomic(self, lw, op):
-        em = self.em
-        kind = op.attrs["kind"]
-        ptr_t = op.operands[0].type
-        ptr, val = lw.get(op.operands[0]), lw.get(op.operands[1])
-        mask = lw.get(op.operands[2]) if len(op.operands) > 2 else None
-        bd = self.bindings[ptr.binding]
-        dt = op.result.type.elem
-        rt = em.type_of(dt)
-        out = []
-        for r, (off, v) in enumerate(zip(ptr.regs, val.regs)):
-            pred = self._uniform_guard(lw, ptr_t, self._guards(lw, op, ptr_t, mask, r))
-            result = em.local_var(rt, em.const(dt, 0))
-            if pred is None:
-                em.store_var(result, self._atomic_one(bd, dt, kind, off, v))
-            else:
-                with em.if_then(pred):
-                    em.store_var(result, self._atomic_one(bd, dt, kind, off, v))
-            out.append(em.load_var(rt, result))
-        if ptr_t.is_scalar:
-            # the old value lives in lane 0; every lane must see it
-            out = self.exchange(lw, out, 1, 1, IndexMap(()), dt, to_uniform=True)
-        lw.bind(op, LV(out, ptr_t.is_scalar))
-
-    def _atomic_one(self, bd: Binding, dt: T.DType, kind: str, idx: int, v: int) -> int:
-        em = self.em
-        p = self._elem_ptr(bd, idx)
-        scope, sem = em.cu(SCOPE_DEVICE), em.cu(0)
-        rt = em.type_of(dt)
-        if not dt.is_float:
-            opname = {"add": "OpAtomicIAdd", "xchg": "OpAtomicExchange",
-                      "max": "OpAtomicSMax" if dt.is_signed else "OpAtomicUMax",
-                      "min": "OpAtomicSMin" if dt.is_signed else "OpAtomicUMin"}[kind]
-            return em.op(opname, rt, p, scope, sem, v)
-        if kind == "xchg":
-            old = em.op("OpAtomicExchange", em.u32, p, scope, sem, em.op("OpBitcast", em.u32, v))
-            return em.op("OpBitcast", rt, old)
-        # float add/max/min: compare-and-swap loop on the word (portable; no float atomics needed)
-        expected = em.local_var(em.u32, em.op("OpLoad", em.u32, p))
-        header, body, cont, merge = (em.b.new_id() for _ in range(4))
-        em.op("OpBranch", None, header)
-        em.b.label(header)
-        em.op("OpLoopMerge", None, merge, cont, 0)
-        em.op("OpBranch", None, body)
-        em.b.label(body)
-        cur = em.load_var(em.u32, expected)
-        curf = em.op("OpBitcast", rt, cur)
-        new = {"add": lambda: em.op("OpFAdd", rt, curf, v), "max": lambda: em.ext(rt, "FMax", curf, v),
-               "min": lambda: em.ext(rt, "FMin", curf, v)}[kind]()
-        seen = em.op("OpAtomicCompareExchange", em.u32, p, scope, sem, sem,
-                     em.op("OpBitcast", em.u32, new), cur)
-        em.store_var(expected, seen)
-        done = em.op("OpIEqual", em.bool, seen, cur)
-        em.op("OpBranchConditional", None, done, merge, cont)
-        em.b.label(cont)
-        em.op("OpBranch", None, header)
-        em.b.label(merge)
-        return em.op("OpBitcast", rt, em.load_var(em.u32, expected))
 
     # ---- moving elements between lanes ------------------------------------------------------
     def to_word(self, v: int, dt: T.DType) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..ir import types as T
+from ..ir.ops import ATOMIC_SCOPES, ATOMIC_SEMS, atomic_type_error
 from ..language.core import tensor
 from .errors import SemanticError
 from .semantic import Semantic, is_number, promote, unwrap
@@ -131,12 +132,29 @@ class KernelSemantic(Semantic):
             operands.append(self.broadcast_to(mask, shape).handle)
         self.b.create("store", operands, [])
 
-    def atomic(self, kind: str, ptr, value, mask=None) -> tensor:
-        ptr = self._pointer(ptr, f"atomic_{kind}")
+    def _atomic_attrs(self, what: str, sem, scope) -> dict:
+        """Triton's `sem=` and `scope=` (None: acq_rel and gpu, as in Triton)."""
+        sem, scope = unwrap(sem), unwrap(scope)
+        attrs = {}
+        if sem is not None:
+            if sem not in ATOMIC_SEMS:
+                raise SemanticError(f"{what}: sem must be one of {sorted(ATOMIC_SEMS)}, got {sem!r}")
+            attrs["sem"] = sem
+        if scope is not None:
+            if scope not in ATOMIC_SCOPES:
+                raise SemanticError(f"{what}: scope must be one of {sorted(ATOMIC_SCOPES)}, got {scope!r}")
+            attrs["scope"] = scope
+        return attrs
+
+    def atomic(self, kind: str, ptr, value, mask=None, sem=None, scope=None) -> tensor:
+        what = f"atomic_{kind}"
+        ptr = self._pointer(ptr, what)
         elem = ptr.dtype.pointee
-        if elem.name not in ("f32", "i32", "u32"):
-            raise SemanticError(f"atomic_{kind} supports float32, int32 and uint32 tensors, not {elem}")
-        value = self._stored_value(value, elem, f"atomic_{kind}")
+        err = atomic_type_error(kind, elem)
+        if err:
+            raise SemanticError(err)
+        attrs = self._atomic_attrs(what, sem, scope)
+        value = self._stored_value(value, elem, what)
         mask = self._mask(unwrap(mask), ptr.shape)
         shape = self.broadcast_shapes(ptr.shape, value.shape)
         if mask is not None:
@@ -144,7 +162,73 @@ class KernelSemantic(Semantic):
         operands = [self.broadcast_to(ptr, shape).handle, self.broadcast_to(value, shape).handle]
         if mask is not None:
             operands.append(self.broadcast_to(mask, shape).handle)
-        return tensor(self.b.op1("atomic_rmw", operands, T.TileType(shape, elem), kind=kind))
+        return tensor(self.b.op1("atomic_rmw", operands, T.TileType(shape, elem), kind=kind, **attrs))
+
+    def atomic_cas(self, ptr, cmp, val, sem=None, scope=None) -> tensor:
+        ptr = self._pointer(ptr, "atomic_cas")
+        elem = ptr.dtype.pointee
+        err = atomic_type_error("cas", elem)
+        if err:
+            raise SemanticError(err)
+        attrs = self._atomic_attrs("atomic_cas", sem, scope)
+        cmp = self._stored_value(cmp, elem, "atomic_cas")
+        val = self._stored_value(val, elem, "atomic_cas")
+        shape = self.broadcast_shapes(self.broadcast_shapes(ptr.shape, cmp.shape), val.shape)
+        operands = [self.broadcast_to(x, shape).handle for x in (ptr, cmp, val)]
+        return tensor(self.b.op1("atomic_cas", operands, T.TileType(shape, elem), **attrs))
+
+    def histogram(self, x, num_bins, mask=None) -> tensor:
+        """Triton's tl.histogram: bins of width 1 from 0; values outside [0, num_bins) and
+        masked-off elements are not counted."""
+        x = self.to_tensor(x)
+        num_bins = _const_int(num_bins, "histogram's num_bins")
+        if len(x.shape) != 1 or x.type.is_pointer or not x.dtype.is_int or x.dtype.is_bool:
+            raise SemanticError(f"histogram takes a 1-D integer tensor, got {x.type}")
+        if num_bins < 1:
+            raise SemanticError(f"histogram needs at least one bin, got {num_bins}")
+        operands = [x.handle]
+        mask = self._mask(unwrap(mask), x.shape)
+        if mask is not None:
+            operands.append(self.broadcast_to(mask, x.shape).handle)
+        return tensor(self.b.op1("histogram", operands, T.TileType((num_bins,), T.i32), num_bins=num_bins))
+
+    def gather(self, src, index, axis) -> tensor:
+        """Triton's tl.gather: out[.., i, ..] = src[.., index[.., i, ..], ..] along `axis`; src and
+        index have one rank and equal sizes outside `axis`."""
+        src, index = self.to_tensor(src), self.to_tensor(index)
+        rank = len(src.shape)
+        if rank == 0 or len(index.shape) != rank:
+            raise SemanticError(f"gather needs a source and an index of one rank >= 1, got shapes "
+                                f"{list(src.shape)} and {list(index.shape)}")
+        if not index.dtype.is_int or index.dtype.is_bool or index.type.is_pointer:
+            raise SemanticError(f"gather's index must be an integer tensor, got {index.type}")
+        if src.type.is_pointer:
+            raise SemanticError("gather of pointers; gather the offsets instead")
+        axis = self._axis(axis, rank, "gather")
+        for d in range(rank):
+            if d != axis and src.shape[d] != index.shape[d]:
+                raise SemanticError(f"gather: index dim {d} is {index.shape[d]} but the source's is "
+                                    f"{src.shape[d]} (only axis {axis} may differ)")
+        return tensor(self.b.op1("gather", [src.handle, index.handle], T.TileType(index.shape, src.dtype),
+                                 axis=axis))
+
+    def topk(self, x, k, dim=None) -> tensor:
+        """Triton's tl.topk: the k largest elements along the last dim, largest first.  A
+        descending bitonic sort, then the first k (k and the dim powers of two)."""
+        x = self.to_tensor(x)
+        rank = len(x.shape)
+        if rank == 0:
+            raise SemanticError("topk of a scalar")
+        axis = rank - 1 if unwrap(dim) is None else self._axis(dim, rank, "topk")
+        if axis != rank - 1:
+            raise SemanticError(f"topk works along the last dim only (as in Triton), got dim {axis}")
+        k, n = _const_int(k, "topk's k"), x.shape[-1]
+        if k < 1 or k > n or k & (k - 1):
+            raise SemanticError(f"topk needs k a power of two in [1, {n}], got {k}")
+        y = self.sort(x, axis, True)
+        if k == n:
+            return y
+        return self.extract(self.reshape(y, x.shape[:-1] + (n // k, k)), rank - 1, 0)
 
     # ---- reductions ---------------------------------------------------------
     def reduce(self, kind: str, x, axis=None, keep_dims: bool = False) -> tensor:

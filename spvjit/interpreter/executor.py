@@ -13,6 +13,7 @@ import numpy as np
 
 from ..ir.core import Block, KernelIR
 from ..ir.ops import ops_of
+from . import atomics as A
 from . import ops as O
 
 _SHAPE_OPS = ops_of("shape")
@@ -102,6 +103,13 @@ class ProgramRunner:
             return []
         if name == "atomic_rmw":
             return [self.atomic(op.attrs["kind"], a, dt)]
+        if name == "atomic_cas":
+            self._elem_ok(a[0], None)
+            return [A.atomic_cas(self.buffers[a[0].buf], a[0].off, a[1], a[2], dt)]
+        if name == "histogram":
+            return [A.histogram(a[0], op.attrs["num_bins"], a[1] if len(a) > 1 else None)]
+        if name == "gather":
+            return [O.finish(A.gather(a[0], a[1], op.attrs["axis"]), dt)]
         if name == "reduce":
             return [O.finish(O.reduce(op.attrs["kind"], a[0], op.attrs["axis"]), dt)]
         if name == "barrier":
@@ -196,20 +204,10 @@ class ProgramRunner:
         buf[p.off[mask]] = val[mask].astype(buf.dtype)
 
     def atomic(self, kind, a, dt):
-        p, val = a[0], np.broadcast_to(a[1], np.shape(a[0].off))
+        p = a[0]
         mask = np.asarray(a[2]) if len(a) > 2 else np.ones(np.shape(p.off), bool)
         self._elem_ok(p, mask)
-        buf = self.buffers[p.buf]
-        old = np.zeros(np.shape(p.off), buf.dtype)
-        for i in zip(*np.nonzero(mask)) if np.ndim(mask) else [()]:
-            if np.ndim(mask) == 0 and not mask:
-                break
-            j = int(p.off[i])
-            old[i] = buf[j]
-            v = val[i]
-            buf[j] = {"add": lambda o: o + v, "max": lambda o: max(o, v), "min": lambda o: min(o, v),
-                      "xchg": lambda o: v}[kind](buf[j])
-        return old
+        return A.atomic_rmw(self.buffers[p.buf], p.off, kind, a[1], mask, dt)
 
     def run_for(self, op, a, env):
         lb, ub, step = int(a[0]), int(a[1]), int(a[2])

@@ -22,7 +22,10 @@ INT_ONLY = {"and", "or", "xor", "shl", "shr", "floordiv", "umulhi"}
 BOOL_BINARY = {"and", "or", "xor", "maximum", "minimum"}
 CMP_PREDICATES = {"lt", "le", "gt", "ge", "eq", "ne"}
 REDUCE_KINDS = {"sum", "max", "min", "argmax", "argmin"}
-ATOMIC_KINDS = {"add", "max", "min", "xchg"}
+ATOMIC_KINDS = {"add", "max", "min", "and", "or", "xor", "xchg"}
+# Triton's memory orders and scopes (atomics take them as attributes `sem` and `scope`)
+ATOMIC_SEMS = {"relaxed", "acquire", "release", "acq_rel"}
+ATOMIC_SCOPES = {"gpu", "cta", "sys"}
 SCAN_KINDS = {"sum", "prod", "max", "min"}
 
 # name -> (number of operands or None for variable, attrs required, number of regions)
@@ -52,7 +55,10 @@ OPS = {
     "addptr": (2, (), 0),
     "load": (None, (), 0),
     "store": (None, (), 0),
-    "atomic_rmw": (None, ("kind",), 0),
+    "atomic_rmw": (None, ("kind",), 0),  # attrs sem, scope optional (default acq_rel, gpu)
+    "atomic_cas": (3, (), 0),             # pointer, cmp, val -> old values; sem, scope optional
+    "histogram": (None, ("num_bins",), 0),  # 1-D ints, optional mask -> i32 [num_bins]
+    "gather": (2, ("axis",), 0),          # out[.., i, ..] = src[.., index[.., i, ..], ..]
     "reduce": (1, ("kind", "axis"), 0),
     "dot": (3, (), 0),
     "scan": (1, ("kind", "axis"), 0),    # inclusive prefix combine along axis (attr reverse=True: suffix)
@@ -82,7 +88,8 @@ OTHER_OPS = {            # name -> (category, stages a tile in shared memory)
     "reshape": ("shape", True), "trans": ("shape", True), "permute": ("shape", True),
     "flip": ("shape", True), "extract": ("shape", True), "shift": ("shape", True),
     "addptr": ("pointer", False), "load": ("memory", False), "store": ("memory", False),
-    "atomic_rmw": ("memory", True),
+    "atomic_rmw": ("memory", True), "atomic_cas": ("memory", True),
+    "histogram": ("reduction", True), "gather": ("reduction", True),
     "reduce": ("reduction", True), "dot": ("reduction", True), "scan": ("reduction", True),
     "for": ("control", False), "if": ("control", False), "yield": ("control", False),
     "return": ("control", False),
@@ -266,13 +273,27 @@ def check_op(op) -> str | None:
         if len(t) == 3 and t[2] != TileType(t[0].shape, i1):
             return f"'store' mask must be {TileType(t[0].shape, i1)}, got {t[2]}"
         return None
-    if name == "atomic_rmw":
-        if op.attrs["kind"] not in ATOMIC_KINDS or not 2 <= len(t) <= 3 or not t[0].is_pointer:
-            return "'atomic_rmw' takes a kind, a pointer, a value and an optional mask"
-        if t[1] != TileType(t[0].shape, t[0].elem.pointee) or not _same(t[1], r[0]):
-            return f"'atomic_rmw' value must be {TileType(t[0].shape, t[0].elem.pointee)}, got {t[1]}"
-        if t[1].elem.name not in ("f32", "i32", "u32"):
-            return f"atomics support f32, i32 and u32, got {t[1].elem}"
+    if name in ("atomic_rmw", "atomic_cas"):
+        return _check_atomic(op, t, r)
+    if name == "histogram":
+        if not 1 <= len(t) <= 2 or len(t[0].shape) != 1 or t[0].is_pointer or not t[0].elem.is_int \
+                or t[0].elem.is_bool:
+            return f"'histogram' takes a 1-D integer tensor and an optional mask, got {t[0]}"
+        if len(t) == 2 and t[1] != TileType(t[0].shape, i1):
+            return f"'histogram' mask must be {TileType(t[0].shape, i1)}, got {t[1]}"
+        nb = op.attrs["num_bins"]
+        if not isinstance(nb, int) or nb < 1 or r[0] != TileType((nb,), i32):
+            return f"'histogram' with {nb} bins gives tensor<{nb}xi32>, not {r[0]}"
+        return None
+    if name == "gather":
+        src, index, ax = t[0], t[1], op.attrs["axis"]
+        if len(src.shape) != len(index.shape) or not 0 <= ax < len(src.shape) or src.is_pointer \
+                or index.is_pointer or not index.elem.is_int or index.elem.is_bool:
+            return f"'gather' takes a tensor and an integer index tensor of its rank, got {src}, {index}"
+        if any(a != b for d, (a, b) in enumerate(zip(src.shape, index.shape)) if d != ax):
+            return f"'gather' index {index} must match source {src} outside axis {ax}"
+        if r[0] != TileType(index.shape, src.elem):
+            return f"'gather' gives {TileType(index.shape, src.elem)}, not {r[0]}"
         return None
     if name == "reduce":
         kind, ax = op.attrs["kind"], op.attrs["axis"]
@@ -318,6 +339,46 @@ def check_op(op) -> str | None:
             return f"'assert' takes a boolean condition and has no result, got {t[0]}"
         return None
     return None
+
+
+# element types of each atomic, as Triton allows them (semantic.py atom_red_typechecking_impl):
+# 16-bit floats only for add, no 8/16-bit integers; compare-and-swap on any 16- or 32-bit type
+_ATOMIC_TYPES = {"add": {"f32", "i32", "u32", "f16", "bf16"}, "max": {"f32", "i32", "u32"},
+                 "min": {"f32", "i32", "u32"}, "xchg": {"f32", "i32", "u32"},
+                 "and": {"i32", "u32"}, "or": {"i32", "u32"}, "xor": {"i32", "u32"},
+                 "cas": {"f32", "i32", "u32", "f16", "bf16", "i16", "u16"}}
+
+
+def atomic_type_error(kind: str, elem) -> str | None:
+    """Why atomic `kind` ('cas' for compare-and-swap) cannot act on elements of `elem`, or None."""
+    allowed = _ATOMIC_TYPES[kind]
+    if elem.name in allowed:
+        return None
+    names = ", ".join(sorted(allowed))
+    what = "atomic_cas" if kind == "cas" else f"atomic_{kind}"
+    return f"{what} does not support {elem}; it takes {names}"
+
+
+def _check_atomic(op, t, r) -> str | None:
+    name = op.name
+    if op.attrs.get("sem", "acq_rel") not in ATOMIC_SEMS or op.attrs.get("scope", "gpu") not in ATOMIC_SCOPES:
+        return f"'{name}' sem must be one of {sorted(ATOMIC_SEMS)} and scope one of {sorted(ATOMIC_SCOPES)}"
+    if name == "atomic_rmw":
+        kind = op.attrs["kind"]
+        if kind not in ATOMIC_KINDS or not 2 <= len(t) <= 3 or not t[0].is_pointer:
+            return "'atomic_rmw' takes a kind, a pointer, a value and an optional mask"
+        values = t[1:2]
+        if len(t) == 3 and t[2] != TileType(t[0].shape, i1):
+            return f"'atomic_rmw' mask must be {TileType(t[0].shape, i1)}, got {t[2]}"
+    else:
+        kind = "cas"
+        if not t[0].is_pointer:
+            return "'atomic_cas' takes a pointer, a compare value and a new value"
+        values = t[1:3]
+    want = TileType(t[0].shape, t[0].elem.pointee)
+    if any(v != want for v in values) or len(r) != 1 or r[0] != want:
+        return f"'{name}' values and result must be {want}, got {', '.join(map(str, values))} -> {r}"
+    return atomic_type_error(kind, want.elem)
 
 
 def _check_yield(block, result_types, owner: str) -> str | None:

@@ -2,7 +2,8 @@
 from .core import (bfloat16, constexpr, dtype, float16, float32, float64, int1, int8, int16,
                    int32, int64, pointer_type, tensor, uint8, uint16, uint32)
 from .builtins import (abs, arange, argmax, argmin, atomic_add, atomic_max, atomic_min,
-                       atomic_xchg, broadcast_to, cast, cdiv, ceil, clamp, cos, div_rn, dot, erf,
+                       atomic_xchg, atomic_and, atomic_or, atomic_xor, atomic_cas, histogram,
+                       gather, topk, broadcast_to, cast, cdiv, ceil, clamp, cos, div_rn, dot, erf,
                        exp, exp2, fdiv, fma, sqrt_rn, umulhi,
                        expand_dims, floor, full, load, log, log2, max, max_contiguous, maximum,
                        min, minimum, multiple_of, num_programs, program_id, range, reshape,

@@ -37,10 +37,26 @@ def full(shape, value, dtype): return _sem().full(shape, value, dtype)
 def zeros_like(x): return _sem().full(x.shape, 0, x.dtype)
 def load(pointer, mask=None, other=None, **_hints): return _sem().load(pointer, mask, other)
 def store(pointer, value, mask=None, **_hints): return _sem().store(pointer, value, mask)
-def atomic_add(pointer, val, mask=None, **_kw): return _sem().atomic("add", pointer, val, mask)
-def atomic_max(pointer, val, mask=None, **_kw): return _sem().atomic("max", pointer, val, mask)
-def atomic_min(pointer, val, mask=None, **_kw): return _sem().atomic("min", pointer, val, mask)
-def atomic_xchg(pointer, val, mask=None, **_kw): return _sem().atomic("xchg", pointer, val, mask)
+# Triton's atomics: old values back; sem in relaxed/acquire/release/acq_rel (default acq_rel),
+# scope in gpu/cta/sys (default gpu); masked-off lanes touch nothing and get 0 back
+def atomic_add(pointer, val, mask=None, sem=None, scope=None):
+    return _sem().atomic("add", pointer, val, mask, sem, scope)
+def atomic_max(pointer, val, mask=None, sem=None, scope=None):
+    return _sem().atomic("max", pointer, val, mask, sem, scope)
+def atomic_min(pointer, val, mask=None, sem=None, scope=None):
+    return _sem().atomic("min", pointer, val, mask, sem, scope)
+def atomic_xchg(pointer, val, mask=None, sem=None, scope=None):
+    return _sem().atomic("xchg", pointer, val, mask, sem, scope)
+def atomic_and(pointer, val, mask=None, sem=None, scope=None):
+    return _sem().atomic("and", pointer, val, mask, sem, scope)
+def atomic_or(pointer, val, mask=None, sem=None, scope=None):
+    return _sem().atomic("or", pointer, val, mask, sem, scope)
+def atomic_xor(pointer, val, mask=None, sem=None, scope=None):
+    return _sem().atomic("xor", pointer, val, mask, sem, scope)
+def atomic_cas(pointer, cmp, val, sem=None, scope=None): return _sem().atomic_cas(pointer, cmp, val, sem, scope)
+def histogram(input, num_bins, mask=None): return _sem().histogram(input, num_bins, mask)
+def gather(src, index, axis): return _sem().gather(src, index, axis)
+def topk(x, k, dim=None): return _sem().topk(x, k, dim)
 def dot(a, b, acc=None, out_dtype=None, **_kw): return _sem().dot(a, b, acc, out_dtype)
 def where(condition, x, y): return _sem().where(condition, x, y)
 def maximum(x, y): return _sem().binary("maximum", x, y)

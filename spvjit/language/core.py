@@ -161,6 +161,15 @@ class tensor:
     def sort(self, dim=None, descending=False):
         return _b().sort(self, dim, descending)
 
+    def histogram(self, num_bins, mask=None):
+        return _b().histogram(self, num_bins, mask)
+
+    def gather(self, index, axis):
+        return _b().gather(self, index, axis)
+
+    def topk(self, k, dim=None):
+        return _b().topk(self, k, dim)
+
     def flip(self, dim=None):
         return _b().flip(self, dim)
 

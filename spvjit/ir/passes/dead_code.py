@@ -11,7 +11,7 @@ from collections import Counter
 
 from ..core import Block, KernelIR, Operation
 
-_KEEP = frozenset({"load", "store", "atomic_rmw", "yield", "return", "barrier", "assert", "print"})
+_KEEP = frozenset({"load", "store", "atomic_rmw", "atomic_cas", "yield", "return", "barrier", "assert", "print"})
 
 
 def dce(kernel: KernelIR) -> KernelIR:

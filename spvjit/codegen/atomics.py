@@ -1,0 +1,274 @@
+"""Atomics on storage buffers: Triton's atomic_add/max/min/and/or/xor/xchg and atomic_cas.
+
+Each lane applies its elements one at a time (masked-off lanes and lanes past the tile's end
+do nothing and get 0 back); a scalar pointer's atomic runs once, in lane 0, and every lane
+sees its old value.  Lanes that hit one address all apply: that is what the atomic
+instructions guarantee.  How each element type is done:
+
+- i32/u32: the native SPIR-V atomics.
+- f32 (the binding is declared as u32 words, compiler._float_atomic_bindings): xchg and
+  compare-and-swap are native on the bits; max/min as Triton lowers them, with no loop: a
+  value with its sign bit clear takes the signed maximum (minimum) of the bit patterns,
+  one with it set the unsigned minimum (maximum); add is a compare-and-swap loop on the word
+  (portable: VK_EXT_shader_atomic_float would need the buffer declared as floats, which the
+  bit-pattern ops above cannot share).
+- 16-bit (f16/bf16 add, compare-and-swap of f16/bf16/i16/u16): Vulkan has no 16-bit
+  atomics, so a compare-and-swap loop on the 32-bit word holding the element, through a
+  second, u32 declaration of the same buffer (`word_view`); both declarations carry the
+  Aliased decoration, since plain 16-bit loads and stores of the kernel reach the same
+  memory.  The loop replaces only this element's half of the word and retries when the
+  other half changed meanwhile.
+
+Retry loops and the loop limit (lavapipe before Mesa 26, codegen/loop_budget.py): a retry
+loop's trip count is not known, so a kernel with one gets the hidden status buffer and no
+program loop (loop_budget.needs_retry_loop), and a loop that the driver's limiter stops
+before its compare-and-swap succeeded writes 1 there, which the launcher turns into an
+error instead of a silently lost update.
+
+`sem=` and `scope=` map onto SPIR-V memory semantics (relaxed: none; acquire, release,
+acq_rel: that order on storage-buffer memory) and scopes (gpu and sys: Device, since Vulkan
+has no system scope for shader atomics; cta: Workgroup).
+"""
+from __future__ import annotations
+
+from ..ir import types as T
+from .emitter import SCOPE_DEVICE, SCOPE_WORKGROUP
+from .layout import IndexMap
+from .memory import Binding
+from .values import LV
+
+_UNIFORM_MEMORY = 0x40
+_ORDER = {"relaxed": 0, "acquire": 0x2, "release": 0x4, "acq_rel": 0x8}
+_SCOPE = {"gpu": SCOPE_DEVICE, "sys": SCOPE_DEVICE, "cta": SCOPE_WORKGROUP}
+_INT_OPS = {"add": "OpAtomicIAdd", "xchg": "OpAtomicExchange", "and": "OpAtomicAnd",
+            "or": "OpAtomicOr", "xor": "OpAtomicXor"}
+
+
+def needs_retry_loop(op) -> bool:
+    """Whether the lowering of `op` has a compare-and-swap retry loop (see the docstring)."""
+    if op.name not in ("atomic_rmw", "atomic_cas"):
+        return False
+    elem = op.results[0].type.elem
+    if elem.bits == 16:
+        return True
+    return op.name == "atomic_rmw" and elem.name == "f32" and op.attrs["kind"] == "add"
+
+
+def lower_atomic(lw, op):
+    """atomic_rmw and atomic_cas, register by register."""
+    em, mem = lw.em, lw.mem
+    ptr_t = op.operands[0].type
+    ptr = lw.get(op.operands[0])
+    if op.name == "atomic_rmw":
+        kind = op.attrs["kind"]
+        values = [lw.get(op.operands[1])]
+        mask = lw.get(op.operands[2]) if len(op.operands) > 2 else None
+    else:
+        kind, mask = "cas", None
+        values = [lw.get(op.operands[1]), lw.get(op.operands[2])]
+    bd = mem.bindings[ptr.binding]
+    dt = op.result.type.elem
+    rt = em.type_of(dt)
+    order = _ORDER[op.attrs.get("sem", "acq_rel")]
+    sems = (em.cu(order | _UNIFORM_MEMORY if order else 0), _cas_unequal(em, order))
+    scope = em.cu(_SCOPE[op.attrs.get("scope", "gpu")])
+    how = "compare-and-swap loop on the 32-bit word" if needs_retry_loop(op) else "native atomic"
+    lw.note(op, f"{how} ({op.attrs.get('sem', 'acq_rel')}, {op.attrs.get('scope', 'gpu')})")
+    at = _Atomic(lw, bd, dt, scope, sems)
+    out = []
+    for r, off in enumerate(ptr.regs):
+        pred = mem._uniform_guard(lw, ptr_t, mem._guards(lw, op, ptr_t, mask, r))
+        vals = [v.regs[r] for v in values]
+        result = em.local_var(rt, em.const(dt, 0))
+        if pred is None:
+            em.store_var(result, at.one(kind, off, vals))
+        else:
+            with em.if_then(pred):
+                em.store_var(result, at.one(kind, off, vals))
+        out.append(em.load_var(rt, result))
+    if ptr_t.is_scalar:
+        # the old value lives in lane 0; every lane must see it
+        out = mem.exchange(lw, out, 1, 1, IndexMap(()), dt, to_uniform=True)
+    lw.bind(op, LV(out, ptr_t.is_scalar))
+
+
+def _cas_unequal(em, order: int) -> int:
+    """Semantics of a compare-and-swap that fails: it only reads, so no release part."""
+    if order in (_ORDER["acquire"], _ORDER["acq_rel"]):
+        return em.cu(_ORDER["acquire"] | _UNIFORM_MEMORY)
+    return em.cu(0)
+
+
+class _Atomic:
+    def __init__(self, lw, bd: Binding, dt: T.DType, scope: int, sems: tuple[int, int]):
+        self.lw, self.em, self.mem = lw, lw.em, lw.mem
+        self.bd, self.dt, self.scope = bd, dt, scope
+        self.sem, self.sem_unequal = sems
+
+    def one(self, kind: str, idx: int, vals: list[int]) -> int:
+        """The old value of element `idx` after applying `kind` with `vals` (cas: cmp, val)."""
+        if self.dt.bits == 16:
+            return self._half_word(kind, idx, vals)
+        em, dt = self.em, self.dt
+        p = self.mem._elem_ptr(self.bd, idx)
+        if not dt.is_float:
+            rt = em.type_of(dt)
+            if kind == "cas":
+                return em.op("OpAtomicCompareExchange", rt, p, self.scope, self.sem, self.sem_unequal,
+                             vals[1], vals[0])
+            name = _INT_OPS.get(kind) or {
+                "max": "OpAtomicSMax" if dt.is_signed else "OpAtomicUMax",
+                "min": "OpAtomicSMin" if dt.is_signed else "OpAtomicUMin"}[kind]
+            return em.op(name, rt, p, self.scope, self.sem, vals[0])
+        # f32 on a binding declared as u32 words
+        bits = [em.op("OpBitcast", em.u32, v) for v in vals]
+        if kind == "cas":
+            old = em.op("OpAtomicCompareExchange", em.u32, p, self.scope, self.sem, self.sem_unequal,
+                        bits[1], bits[0])
+        elif kind == "xchg":
+            old = em.op("OpAtomicExchange", em.u32, p, self.scope, self.sem, bits[0])
+        elif kind in ("max", "min"):
+            old = self._float_minmax(kind, p, bits[0])
+        else:
+            f32 = em.f32
+
+            def add(cur):
+                return em.op("OpBitcast", em.u32, em.op("OpFAdd", f32, em.op("OpBitcast", f32, cur), vals[0]))
+            old = self._retry(p, add)
+        return em.op("OpBitcast", em.f32, old)
+
+    def _float_minmax(self, kind: str, p: int, bits: int) -> int:
+        """Triton's float max/min: signed max/min for values with the sign bit clear, unsigned
+        min/max for those with it set (the bit patterns of negative floats order backwards)."""
+        em = self.em
+        neg = em.op("OpINotEqual", em.bool, em.op("OpShiftRightLogical", em.u32, bits, em.cu(31)), em.cu(0))
+        pos_op, neg_op = ("OpAtomicSMax", "OpAtomicUMin") if kind == "max" else ("OpAtomicSMin", "OpAtomicUMax")
+        result = em.local_var(em.u32, em.cu(0))
+        with em.if_then(neg):
+            em.store_var(result, em.op(neg_op, em.u32, p, self.scope, self.sem, bits))
+        with em.if_then(em.op("OpLogicalNot", em.bool, neg)):
+            em.store_var(result, em.op(pos_op, em.u32, p, self.scope, self.sem, bits))
+        return em.load_var(em.u32, result)
+
+    # ---- compare-and-swap loops ------------------------------------------------------------
+    def _retry(self, p: int, update) -> int:
+        """Loop: cur = *p; new = update(cur); CAS(p, cur -> new) until it finds cur there.
+        Returns the word it replaced.  A loop cut short by the driver's iteration limit
+        reports itself through the loop-budget status buffer (see the module docstring)."""
+        em = self.em
+        u32 = em.u32
+        relaxed = em.cu(0)
+        expected = em.local_var(u32, em.op("OpAtomicLoad", u32, p, self.scope, relaxed))
+        ok = em.local_var(em.bool, em.b.const(em.bool, False))
+        header, body, cont, merge = (em.b.new_id() for _ in range(4))
+        em.op("OpBranch", None, header)
+        em.b.label(header)
+        em.op("OpLoopMerge", None, merge, cont, 0)
+        em.op("OpBranch", None, body)
+        em.b.label(body)
+        cur = em.load_var(u32, expected)
+        seen = em.op("OpAtomicCompareExchange", u32, p, self.scope, self.sem, self.sem_unequal, update(cur), cur)
+        em.store_var(expected, seen)
+        done = em.op("OpIEqual", em.bool, seen, cur)
+        em.store_var(ok, done)
+        em.op("OpBranchConditional", None, done, merge, cont)
+        em.b.label(cont)
+        em.op("OpBranch", None, header)
+        em.b.label(merge)
+        self._report_if_cut(em.load_var(em.bool, ok))
+        return em.load_var(u32, expected)
+
+    def _report_if_cut(self, ok: int):
+        from .loop_budget import STATUS_PARAM
+        status = next((b for b in self.mem.bindings if b.name == STATUS_PARAM and b.vec == 1), None)
+        if status is None:
+            return
+        em = self.em
+        with em.if_then(em.op("OpLogicalNot", em.bool, ok)):
+            self.mem.store_elem(status, em.ci(0), em.ci(1))
+
+    def _half_word(self, kind: str, idx: int, vals: list[int]) -> int:
+        """A 16-bit element through its 32-bit word: element idx is half idx & 1 of word idx >> 1
+        (little-endian: even elements in the low half)."""
+        em, dt = self.em, self.dt
+        u32 = em.u32
+        view = word_view(self.mem, self.bd)
+        widx = em.op("OpShiftRightArithmetic", em.i32, idx, em.ci(1))
+        shift = em.op("OpShiftLeftLogical", u32, em.op("OpBitcast", u32, em.op("OpBitwiseAnd", em.i32, idx, em.ci(1))),
+                      em.cu(4))
+        p = em.op("OpAccessChain", view.ptr_type, view.var, em.ci(0), widx)
+        keep = em.op("OpNot", u32, em.op("OpShiftLeftLogical", u32, em.cu(0xFFFF), shift))
+        vbits = [_bits16(em, v, dt) for v in vals]
+
+        def half(word):
+            return em.op("OpBitwiseAnd", u32, em.op("OpShiftRightLogical", u32, word, shift), em.cu(0xFFFF))
+
+        def update(cur):
+            old = half(cur)
+            if kind == "cas":
+                new = em.select(u32, em.op("OpIEqual", em.bool, old, vbits[0]), vbits[1], old)
+            elif kind == "add":
+                new = _bits16(em, _add16(em, _from_bits16(em, old, dt), vals[0], dt), dt)
+            else:
+                raise AssertionError(f"16-bit atomic_{kind} is refused by the IR verifier")
+            return em.op("OpBitwiseOr", u32, em.op("OpBitwiseAnd", u32, cur, keep),
+                         em.op("OpShiftLeftLogical", u32, new, shift))
+        return _from_bits16(em, half(self._retry(p, update)), dt)
+
+
+def word_view(mem, bd: Binding) -> Binding:
+    """A u32 declaration of the same buffer as `bd` (another binding slot, bound by the launcher to
+    the same tensor, as the vec4 views are); both declarations are marked Aliased."""
+    key = ("wordview", bd.index)
+    if key not in mem._cache:
+        b = mem.em.b
+        view = Binding(len(mem.bindings), bd.name, bd.dtype, T.u32)
+        mem.bindings.append(view)
+        arr = b.type_runtime_array(mem.em.u32, stride=4)
+        struct = b.type_struct([arr], name=f"{bd.name}_words")
+        b.decorate(struct, "Block")
+        b.member_decorate(struct, 0, "Offset", 0)
+        var = b.variable(b.type_pointer("StorageBuffer", struct), "StorageBuffer")
+        b.decorate(var, "DescriptorSet", 0)
+        b.decorate(var, "Binding", view.index)
+        b.decorate(var, "Aliased")
+        b.decorate(bd.var, "Aliased")
+        b.name(var, f"{bd.name}_words")
+        view.var, view.ptr_type = var, b.type_pointer("StorageBuffer", mem.em.u32)
+        mem._cache[key] = view
+    return mem._cache[key]
+
+
+def _bits16(em, v: int, dt: T.DType) -> int:
+    """A 16-bit register value -> its bits in the low half of a u32 (no 16-bit integer types
+    needed for floats: an f16 pair bitcasts to a u32)."""
+    u32 = em.u32
+    if dt.name == "bf16":        # registers hold f32 values already rounded to bf16
+        return em.op("OpShiftRightLogical", u32, em.op("OpBitcast", u32, v), em.cu(16))
+    if dt.is_float:
+        f16 = em.type_of(dt)
+        pair = em.op("OpCompositeConstruct", em.b.type_vector(f16, 2), v, em.const(dt, 0))
+        return em.op("OpBitwiseAnd", u32, em.op("OpBitcast", u32, pair), em.cu(0xFFFF))
+    wide = em.op("OpUConvert", u32, em.op("OpBitcast", em.b.type_int(16, False), v)) if dt.is_signed else \
+        em.op("OpUConvert", u32, v)
+    return wide
+
+
+def _from_bits16(em, bits: int, dt: T.DType) -> int:
+    """The low 16 bits of a u32 -> a register of type dt (inverse of _bits16)."""
+    if dt.name == "bf16":
+        return em.op("OpBitcast", em.f32, em.op("OpShiftLeftLogical", em.u32, bits, em.cu(16)))
+    if dt.is_float:
+        f16 = em.type_of(dt)
+        return em.op("OpCompositeExtract", f16, em.op("OpBitcast", em.b.type_vector(f16, 2), bits), 0)
+    u16 = em.op("OpUConvert", em.b.type_int(16, False), bits)
+    return em.op("OpBitcast", em.type_of(dt), u16) if dt.is_signed else u16
+
+
+def _add16(em, old: int, v: int, dt: T.DType) -> int:
+    """old + v computed in f32 and rounded once to dt (what numpy does for float16)."""
+    f32 = em.f32
+    if dt.name == "bf16":
+        return em.round_bf16(em.op("OpFAdd", f32, old, v))
+    wide = em.op("OpFAdd", f32, em.op("OpFConvert", f32, old), em.op("OpFConvert", f32, v))
+    return em.op("OpFConvert", em.type_of(dt), wide)
