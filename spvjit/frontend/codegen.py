@@ -516,11 +516,16 @@ class KernelCodegen(ast.NodeVisitor):
             for v in vals[1:]:
                 out = (out and v) if isinstance(node.op, ast.And) else (out or v)
             return out
-        conds = [self.sem.to_cond(v) if isinstance(v, tensor) else bool(v) for v in vals]
+        # tensors combine elementwise, as Triton's logical_and / logical_or: `mask and (x > 0)`
+        conds = [(self._elementwise_cond(v) if v.shape else self.sem.to_cond(v)) if isinstance(v, tensor)
+                 else bool(v) for v in vals]
         out = conds[0]
         for c in conds[1:]:
             out = self.sem.binary("and" if isinstance(node.op, ast.And) else "or", out, c)
         return out
+
+    def _elementwise_cond(self, x: tensor) -> tensor:
+        return x if x.dtype.is_bool else self.sem.compare("ne", x, 0)
 
     def eval_IfExp(self, node):
         cond = unwrap(self.eval(node.test))
