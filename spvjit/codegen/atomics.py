@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from ..ir import types as T
 from .emitter import SCOPE_DEVICE, SCOPE_WORKGROUP
+from .float_math import f32_to_f16
 from .layout import IndexMap
 from .memory import Binding
 from .values import LV
@@ -266,9 +267,9 @@ def _from_bits16(em, bits: int, dt: T.DType) -> int:
 
 
 def _add16(em, old: int, v: int, dt: T.DType) -> int:
-    """old + v computed in f32 and rounded once to dt (what numpy does for float16)."""
+    """old + v computed in f32 and rounded once, to nearest even, to dt (what numpy does for
+    float16; float_math.f32_to_f16 because the driver's OpFConvert may truncate)."""
     f32 = em.f32
     if dt.name == "bf16":
         return em.round_bf16(em.op("OpFAdd", f32, old, v))
-    wide = em.op("OpFAdd", f32, em.op("OpFConvert", f32, old), em.op("OpFConvert", f32, v))
-    return em.op("OpFConvert", em.type_of(dt), wide)
+    return f32_to_f16(em, em.op("OpFAdd", f32, em.op("OpFConvert", f32, old), em.op("OpFConvert", f32, v)))
