@@ -25,9 +25,10 @@ program loop (loop_budget.needs_retry_loop), and a loop that the driver's limite
 before its compare-and-swap succeeded writes 1 there, which the launcher turns into an
 error instead of a silently lost update.
 
-`sem=` and `scope=` map onto SPIR-V memory semantics (relaxed: none; acquire, release,
-acq_rel: that order on storage-buffer memory) and scopes (gpu and sys: Device, since Vulkan
-has no system scope for shader atomics; cta: Workgroup).
+`sem=` and `scope=` map onto SPIR-V memory barriers around the op (release: one before it,
+acquire: one after, acq_rel: both; on UniformMemory, the storage buffers) with relaxed atomics
+between, which orders them as release/acquire atomics would (fence synchronization), and scopes
+(gpu and sys: Device, since Vulkan has no system scope for shader atomics; cta: Workgroup).
 """
 from __future__ import annotations
 
@@ -71,8 +72,15 @@ def lower_atomic(lw, op):
     dt = op.result.type.elem
     rt = em.type_of(dt)
     order = _ORDER[op.attrs.get("sem", "acq_rel")]
-    sems = (em.cu(order | _UNIFORM_MEMORY if order else 0), _cas_unequal(em, order))
     scope = em.cu(_SCOPE[op.attrs.get("scope", "gpu")])
+    # The ordering is two fences around the whole op, in the op's own (uniform) control flow;
+    # the per-lane atomics are relaxed.  An ordered atomic inside the per-lane `if`s and retry
+    # loops lost updates on lavapipe once a program spans several subgroups (the driver
+    # treats the memory barrier it implies as a workgroup barrier, which diverged lanes miss).
+    relaxed = em.cu(0)
+    sems = (relaxed, relaxed)
+    if order in (_ORDER["release"], _ORDER["acq_rel"]):
+        em.op("OpMemoryBarrier", None, scope, em.cu(_ORDER["release"] | _UNIFORM_MEMORY))
     how = "compare-and-swap loop on the 32-bit word" if needs_retry_loop(op) else "native atomic"
     lw.note(op, f"{how} ({op.attrs.get('sem', 'acq_rel')}, {op.attrs.get('scope', 'gpu')})")
     at = _Atomic(lw, bd, dt, scope, sems)
@@ -87,17 +95,12 @@ def lower_atomic(lw, op):
             with em.if_then(pred):
                 em.store_var(result, at.one(kind, off, vals))
         out.append(em.load_var(rt, result))
+    if order in (_ORDER["acquire"], _ORDER["acq_rel"]):
+        em.op("OpMemoryBarrier", None, scope, em.cu(_ORDER["acquire"] | _UNIFORM_MEMORY))
     if ptr_t.is_scalar:
         # the old value lives in lane 0; every lane must see it
         out = mem.exchange(lw, out, 1, 1, IndexMap(()), dt, to_uniform=True)
     lw.bind(op, LV(out, ptr_t.is_scalar))
-
-
-def _cas_unequal(em, order: int) -> int:
-    """Semantics of a compare-and-swap that fails: it only reads, so no release part."""
-    if order in (_ORDER["acquire"], _ORDER["acq_rel"]):
-        return em.cu(_ORDER["acquire"] | _UNIFORM_MEMORY)
-    return em.cu(0)
 
 
 class _Atomic:
