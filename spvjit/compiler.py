@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from . import cache, knobs
 from .codegen import compile_hooks
 from .codegen.compiler import CompiledKernel, compile_kernel
+from .codegen.atomics import mark_native_atomics
 from .codegen.loop_budget import STATUS_PARAM, VisitCounter, unroll_for_budget
 from .codegen.spirv.tools import disassemble
 from .codegen.target import Target
@@ -94,7 +95,8 @@ def _compile_for_device(jitfn, spec, dev, key) -> DeviceKernel:
         # loops whose trip counts follow from the arguments share the budget of a program loop:
         # the launcher counts their header visits per launch, from the IR as it was lowered
         if kernel is None:
-            kernel = unroll_for_budget(_build_ir(jitfn, spec, optimize=True))
+            kernel = unroll_for_budget(mark_native_atomics(_build_ir(jitfn, spec, optimize=True),
+                                                           Target.of(dev.caps)))
         visits = VisitCounter(kernel)
     check_device_support(ck, dev.caps)
     for hook in list(compile_hooks):
@@ -133,6 +135,7 @@ _CAPABILITY_FEATURES = {
     "StorageBuffer8BitAccess": ("storage_buffer_8bit", "8-bit storage buffers (storageBuffer8BitAccess)"),
     "CooperativeMatrixKHR": ("cooperative_matrix", "cooperative matrices (VK_KHR_cooperative_matrix)"),
     "VulkanMemoryModel": ("vulkan_memory_model", "the Vulkan memory model"),
+    "AtomicFloat32AddEXT": ("float32_atomic_add", "float atomic add (shaderBufferFloat32AtomicAdd)"),
 }
 
 

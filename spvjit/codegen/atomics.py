@@ -9,9 +9,9 @@ instructions guarantee.  How each element type is done:
 - f32 (the binding is declared as u32 words, compiler._float_atomic_bindings): xchg and
   compare-and-swap are native on the bits; max/min as Triton lowers them, with no loop: a
   value with its sign bit clear takes the signed maximum (minimum) of the bit patterns,
-  one with it set the unsigned minimum (maximum); add is a compare-and-swap loop on the word
-  (portable: VK_EXT_shader_atomic_float would need the buffer declared as floats, which the
-  bit-pattern ops above cannot share).
+  one with it set the unsigned minimum (maximum); add is OpAtomicFAddEXT through an Aliased
+  f32 declaration of the buffer where the device reports shaderBufferFloat32AtomicAdd
+  (VK_EXT_shader_atomic_float; `mark_native_atomics`), else a compare-and-swap loop on the word.
 - 16-bit (f16/bf16 add, compare-and-swap of f16/bf16/i16/u16): Vulkan has no 16-bit
   atomics, so a compare-and-swap loop on the 32-bit word holding the element, through a
   second, u32 declaration of the same buffer (`word_view`); both declarations carry the
@@ -46,14 +46,27 @@ _INT_OPS = {"add": "OpAtomicIAdd", "xchg": "OpAtomicExchange", "and": "OpAtomicA
             "or": "OpAtomicOr", "xor": "OpAtomicXor"}
 
 
+def _f32_add(op) -> bool:
+    return op.name == "atomic_rmw" and op.attrs["kind"] == "add" and op.results[0].type.elem.name == "f32"
+
+
+def mark_native_atomics(kernel, target):
+    """On a device with shaderBufferFloat32AtomicAdd, f32 adds become OpAtomicFAddEXT: marked
+    on the op (attribute native_fadd) before the loop budget looks for retry loops."""
+    if target.float32_atomic_add:
+        for op in kernel.walk():
+            if _f32_add(op):
+                op.attrs["native_fadd"] = True
+    return kernel
+
+
 def needs_retry_loop(op) -> bool:
     """Whether the lowering of `op` has a compare-and-swap retry loop (see the docstring)."""
     if op.name not in ("atomic_rmw", "atomic_cas"):
         return False
-    elem = op.results[0].type.elem
-    if elem.bits == 16:
+    if op.results[0].type.elem.bits == 16:
         return True
-    return op.name == "atomic_rmw" and elem.name == "f32" and op.attrs["kind"] == "add"
+    return _f32_add(op) and not op.attrs.get("native_fadd")
 
 
 def lower_atomic(lw, op):
@@ -81,9 +94,11 @@ def lower_atomic(lw, op):
     sems = (relaxed, relaxed)
     if order in (_ORDER["release"], _ORDER["acq_rel"]):
         em.op("OpMemoryBarrier", None, scope, em.cu(_ORDER["release"] | _UNIFORM_MEMORY))
-    how = "compare-and-swap loop on the 32-bit word" if needs_retry_loop(op) else "native atomic"
+    how = "compare-and-swap loop on the 32-bit word" if needs_retry_loop(op) else \
+        "OpAtomicFAddEXT" if op.attrs.get("native_fadd") else "native atomic"
     lw.note(op, f"{how} ({op.attrs.get('sem', 'acq_rel')}, {op.attrs.get('scope', 'gpu')})")
     at = _Atomic(lw, bd, dt, scope, sems)
+    at.native_fadd = bool(op.attrs.get("native_fadd"))
     out = []
     for r, off in enumerate(ptr.regs):
         pred = mem._uniform_guard(lw, ptr_t, mem._guards(lw, op, ptr_t, mask, r))
@@ -133,6 +148,10 @@ class _Atomic:
             old = em.op("OpAtomicExchange", em.u32, p, self.scope, self.sem, bits[0])
         elif kind in ("max", "min"):
             old = self._float_minmax(kind, p, bits[0])
+        elif self.native_fadd:
+            view = float_view(self.mem, self.bd)
+            fp = em.op("OpAccessChain", view.ptr_type, view.var, em.ci(0), idx)
+            return em.op("OpAtomicFAddEXT", em.f32, fp, self.scope, self.sem, vals[0])
         else:
             f32 = em.f32
 
@@ -223,22 +242,38 @@ class _Atomic:
 def word_view(mem, bd: Binding) -> Binding:
     """A u32 declaration of the same buffer as `bd` (another binding slot, bound by the launcher to
     the same tensor, as the vec4 views are); both declarations are marked Aliased."""
-    key = ("wordview", bd.index)
+    return _aliased_view(mem, bd, T.u32, "words")
+
+
+def float_view(mem, bd: Binding) -> Binding:
+    """An f32 declaration of an f32 buffer that the kernel declares as u32 words (for
+    OpAtomicFAddEXT, which needs a float pointer); Aliased like word_view."""
+    em = mem.em
+    em.capability("AtomicFloat32AddEXT")
+    em.b.extension("SPV_EXT_shader_atomic_float_add")
+    return _aliased_view(mem, bd, T.f32, "floats")
+
+
+def _aliased_view(mem, bd: Binding, st: T.DType, suffix: str) -> Binding:
+    key = (suffix, bd.index)
     if key not in mem._cache:
-        b = mem.em.b
-        view = Binding(len(mem.bindings), bd.name, bd.dtype, T.u32)
+        em, b = mem.em, mem.em.b
+        view = Binding(len(mem.bindings), bd.name, bd.dtype, st)
         mem.bindings.append(view)
-        arr = b.type_runtime_array(mem.em.u32, stride=4)
-        struct = b.type_struct([arr], name=f"{bd.name}_words")
+        elem = em.type_of(st)
+        arr = b.type_runtime_array(elem, stride=4)
+        struct = b.type_struct([arr], name=f"{bd.name}_{suffix}")
         b.decorate(struct, "Block")
         b.member_decorate(struct, 0, "Offset", 0)
         var = b.variable(b.type_pointer("StorageBuffer", struct), "StorageBuffer")
         b.decorate(var, "DescriptorSet", 0)
         b.decorate(var, "Binding", view.index)
         b.decorate(var, "Aliased")
-        b.decorate(bd.var, "Aliased")
-        b.name(var, f"{bd.name}_words")
-        view.var, view.ptr_type = var, b.type_pointer("StorageBuffer", mem.em.u32)
+        if not mem._cache.get(("aliased", bd.index)):
+            b.decorate(bd.var, "Aliased")
+            mem._cache[("aliased", bd.index)] = True
+        b.name(var, f"{bd.name}_{suffix}")
+        view.var, view.ptr_type = var, b.type_pointer("StorageBuffer", elem)
         mem._cache[key] = view
     return mem._cache[key]
 

@@ -7,6 +7,7 @@ from .. import knobs
 from ..ir.core import KernelIR
 from ..ir.ops import OP_INFO, ops_of
 from . import axis_info, coopmat, loop_budget, subgroup
+from .atomics import mark_native_atomics
 from .emitter import Emitter
 from .layout import choose_workgroup, regs
 from .lower import LoweringError, Lowerer, LV
@@ -117,6 +118,7 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     forbids running several programs per workgroup."""
     caps = Target.of(caps)
     loop_limit = caps.loop_iteration_limit
+    mark_native_atomics(kernel, caps)      # before the loop budget: native ones have no retry loop
     if loop_limit is not None:
         kernel = loop_budget.unroll_for_budget(kernel)
         visits = loop_budget.header_visits(kernel)

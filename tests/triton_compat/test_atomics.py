@@ -631,3 +631,30 @@ def kernel(Z, X, OUT, N: tl.constexpr):
     xd = rnd(x)
     want = rnd(xd.astype(np.float32) + rnd(xd.astype(np.float32) * np.float32(0.5)).astype(np.float32))
     np.testing.assert_array_equal(z.numpy(), want)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_float_add_is_native_where_the_device_has_it(native):
+    """With shaderBufferFloat32AtomicAdd an f32 add is one OpAtomicFAddEXT and a loop-limited
+    CPU driver keeps its program loop; without it, a retry loop, the hidden status buffer and
+    one program per workgroup (the retry count has no bound)."""
+    from spvjit.codegen.compiler import compile_kernel
+    from spvjit.codegen.loop_budget import STATUS_PARAM
+    from spvjit.codegen.spirv.tools import disassemble, validate
+    from spvjit.codegen.target import Target
+    kernel = make_kernel('''
+@triton.jit
+def kernel(Z, X, N: tl.constexpr):
+    off = tl.arange(0, N)
+    tl.atomic_add(Z + off % 4, tl.load(X + off))
+''')
+    z, x = to_device(np.zeros(4, np.float32)), to_device(np.ones(16, np.float32))
+    target = Target(device_type="cpu", subgroup_size=8, loop_iteration_limit=65535,
+                    float32_atomic_add=native, max_texel_buffer_elements=1 << 20)
+    ck = compile_kernel(kernel.ir_module(z, x, N=16), target)
+    validate(ck.spirv, target_env="vulkan1.3")
+    asm = disassemble(ck.spirv)
+    assert ("OpAtomicFAddEXT" in asm) == native
+    assert ("OpAtomicCompareExchange" in asm) != native
+    assert ck.program_loop == native
+    assert any(bd.name == STATUS_PARAM for bd in ck.bindings) != native
