@@ -90,15 +90,12 @@ def lower_atomic(lw, op):
     # the per-lane atomics are relaxed.  An ordered atomic inside the per-lane `if`s and retry
     # loops lost updates on lavapipe once a program spans several subgroups (the driver
     # treats the memory barrier it implies as a workgroup barrier, which diverged lanes miss).
-    relaxed = em.cu(0)
-    sems = (relaxed, relaxed)
     if order in (_ORDER["release"], _ORDER["acq_rel"]):
         em.op("OpMemoryBarrier", None, scope, em.cu(_ORDER["release"] | _UNIFORM_MEMORY))
     how = "compare-and-swap loop on the 32-bit word" if needs_retry_loop(op) else \
         "OpAtomicFAddEXT" if op.attrs.get("native_fadd") else "native atomic"
     lw.note(op, f"{how} ({op.attrs.get('sem', 'acq_rel')}, {op.attrs.get('scope', 'gpu')})")
-    at = _Atomic(lw, bd, dt, scope, sems)
-    at.native_fadd = bool(op.attrs.get("native_fadd"))
+    at = _Atomic(lw, bd, dt, scope, bool(op.attrs.get("native_fadd")))
     out = []
     for r, off in enumerate(ptr.regs):
         pred = mem._uniform_guard(lw, ptr_t, mem._guards(lw, op, ptr_t, mask, r))
@@ -119,10 +116,12 @@ def lower_atomic(lw, op):
 
 
 class _Atomic:
-    def __init__(self, lw, bd: Binding, dt: T.DType, scope: int, sems: tuple[int, int]):
+    def __init__(self, lw, bd: Binding, dt: T.DType, scope: int, native_fadd: bool):
         self.lw, self.em, self.mem = lw, lw.em, lw.mem
         self.bd, self.dt, self.scope = bd, dt, scope
-        self.sem, self.sem_unequal = sems
+        self.native_fadd = native_fadd
+        # relaxed: lower_atomic orders the whole op with memory barriers around it
+        self.sem = self.sem_unequal = self.em.cu(0)
 
     def one(self, kind: str, idx: int, vals: list[int]) -> int:
         """The old value of element `idx` after applying `kind` with `vals` (cas: cmp, val)."""
