@@ -256,8 +256,10 @@ def helper_arity_kernel(x_ptr):
 
 @spvjit.kernel
 def _helper_returning_in_if(a):
-    if a > 0:  # E-helper-return
-        return a
+    # a return inside an `if` at the helper's top level is fine; inside a loop it is not
+    for i in range(a):
+        if i > 2:  # E-helper-return
+            return i
     return -a
 
 
