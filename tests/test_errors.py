@@ -257,8 +257,8 @@ def helper_arity_kernel(x_ptr):
 @spvjit.kernel
 def _helper_returning_in_if(a):
     # a return inside an `if` at the helper's top level is fine; inside a loop it is not
-    for i in range(a):
-        if i > 2:  # E-helper-return
+    for i in range(a):  # E-helper-return
+        if i > 2:
             return i
     return -a
 
