@@ -84,6 +84,11 @@ def _param_access(kernel: KernelIR, ptr_params) -> tuple[set[int] | None, set[in
             elif op.name == "for":
                 for arg, init, res in zip(op.regions[0].args[1:], op.operands[3:], op.results):
                     roots[id(arg)] = roots[id(res)] = root(init)
+            elif op.name == "while":
+                for i, (init, res) in enumerate(zip(op.operands, op.results)):
+                    roots[id(res)] = root(init)
+                    for region in op.regions:
+                        roots[id(region.args[i])] = root(init)
             elif op.name == "if":
                 for region in op.regions:
                     walk(region)

@@ -37,11 +37,13 @@ _PY_BUILTINS = {"range": lang_builtins.range, "min": builtins.min, "max": builti
                 "float": float, "int": int, "bool": bool, "len": len, "abs": builtins.abs,
                 "tuple": tuple, "isinstance": isinstance, "print": None, "getattr": getattr,
                 "hasattr": hasattr}
-_UNSUPPORTED = {ast.While: "`while` loops (use `for ... in range(...)`)", ast.Try: "`try`",
+_UNSUPPORTED = {ast.Try: "`try`",
                 ast.With: "`with`", ast.Raise: "`raise`", ast.Global: "`global`",
                 ast.Nonlocal: "`nonlocal`", ast.Delete: "`del`", ast.Import: "`import`",
                 ast.ImportFrom: "`import`", ast.ClassDef: "class definitions",
-                ast.FunctionDef: "nested functions", ast.Break: "`break`", ast.Continue: "`continue`",
+                ast.FunctionDef: "nested functions",
+                ast.Break: "`break` (as in Triton; carry a flag into the loop's condition instead)",
+                ast.Continue: "`continue` (as in Triton; guard the rest of the body with `if`)",
                 ast.AsyncFor: "`async for`", ast.AsyncWith: "`async with`", ast.Match: "`match`"}
 _UNSUPPORTED_EXPR = {ast.ListComp: "list comprehensions", ast.SetComp: "set comprehensions",
                      ast.DictComp: "dict comprehensions", ast.GeneratorExp: "generator expressions",
@@ -324,14 +326,7 @@ class KernelCodegen(ast.NodeVisitor):
         if any(b.shape != () for b in bounds):
             raise self.err("range bounds must be scalars", it)
         carried = [n for n in assigned_names(node.body) if n in self.symbols and n != node.target.id]
-        inits = []
-        for n in carried:
-            v = unwrap(self.symbols[n])
-            if is_number(v):
-                v = self.sem.to_tensor(v)
-            if not isinstance(v, tensor):
-                raise self.err(f"'{n}' holds the compile-time value {v!r} and is reassigned in a runtime loop", node)
-            inits.append(v)
+        inits = self._carried_inits(carried, node)
         body = Block()
         iv = body.add_arg(T.TileType((), T.i32), node.target.id)
         args_v = [body.add_arg(v.type, n) for n, v in zip(carried, inits)]
@@ -343,25 +338,83 @@ class KernelCodegen(ast.NodeVisitor):
             raise self.err("a helper kernel may return only at its top level", node)
         terminated = self._lower_region(body, node.body)
         if not terminated:
-            outs = []
-            saved, self.b.block = self.b.block, body
-            for n, init in zip(carried, inits):
-                v = unwrap(self.symbols[n])
-                if is_number(v) and init.shape == ():
-                    try:
-                        v = self.sem.constant(v, init.dtype)   # `acc = 0` inside the loop keeps acc's type
-                    except SemanticError:                      # `acc = 2.5` with an i32 acc
-                        raise self.err(f"loop-carried value '{n}' changes type from {init.type} to the "
-                                       f"constant {v!r} inside the loop; start it as {v!r}'s type", node) from None
-                if not isinstance(v, tensor) or v.type != init.type:
-                    got = v.type if isinstance(v, tensor) else repr(v)
-                    raise self.err(f"loop-carried value '{n}' changes type from {init.type} to {got} "
-                                   f"inside the loop; convert it with .to() so both agree", node)
-                outs.append(v)
-            self.b.block = saved
-            self._yield(body, outs, node)
+            self._yield_carried(body, carried, inits, node)
         op = self.b.create("for", [b.handle for b in bounds] + [v.handle for v in inits],
                            [v.type for v in inits], regions=[body], hints=list(carried))
+        self.symbols = before
+        for n, r in zip(carried, op.results):
+            self.symbols[n] = tensor(r)
+
+    def _carried_inits(self, carried, node) -> list:
+        """The current values of the names a runtime loop reassigns, as tensors."""
+        inits = []
+        for n in carried:
+            v = unwrap(self.symbols[n])
+            if is_number(v):
+                v = self.sem.to_tensor(v)
+            if not isinstance(v, tensor):
+                raise self.err(f"'{n}' holds the compile-time value {v!r} and is reassigned in a runtime loop", node)
+            inits.append(v)
+        return inits
+
+    def _yield_carried(self, body: Block, carried, inits, node):
+        """End a loop body: yield the carried names' new values, which must keep their types."""
+        outs = []
+        saved, self.b.block = self.b.block, body
+        for n, init in zip(carried, inits):
+            v = unwrap(self.symbols[n])
+            if is_number(v) and init.shape == ():
+                try:
+                    v = self.sem.constant(v, init.dtype)   # `acc = 0` inside the loop keeps acc's type
+                except SemanticError:                      # `acc = 2.5` with an i32 acc
+                    raise self.err(f"loop-carried value '{n}' changes type from {init.type} to the "
+                                   f"constant {v!r} inside the loop; start it as {v!r}'s type", node) from None
+            if not isinstance(v, tensor) or v.type != init.type:
+                got = v.type if isinstance(v, tensor) else repr(v)
+                raise self.err(f"loop-carried value '{n}' changes type from {init.type} to {got} "
+                               f"inside the loop; convert it with .to() so both agree", node)
+            outs.append(v)
+        self.b.block = saved
+        self._yield(body, outs, node)
+
+    # ---- while ----------------------------------------------------------------
+    def visit_While(self, node):
+        """`while cond:` with a scalar runtime condition (as in Triton): an IR `while` whose
+        first region evaluates `cond` from the carried names, the second runs the body."""
+        if node.orelse:
+            raise self.err("`while ... else` is not supported", node)
+        if self.helper and self._has_return(node):
+            raise self.err("a helper kernel may return only at its top level", node)
+        carried = [n for n in assigned_names(node.body) if n in self.symbols]
+        inits = self._carried_inits(carried, node)
+        before = dict(self.symbols)
+        cond_block, body = Block(), Block()
+        for block in (cond_block, body):
+            for n, v in zip(carried, inits):
+                self.symbols[n] = tensor(block.add_arg(v.type, n))
+            if block is cond_block:
+                saved, self.b.block = self.b.block, cond_block
+                try:
+                    self.b.loc = self.src.loc(node.test)
+                    cond = unwrap(self.eval(node.test))
+                    if not isinstance(cond, tensor):
+                        if cond:
+                            raise self.err("this `while` condition is always true and kernels have no "
+                                           "`break`: the loop would never end", node.test)
+                        self.symbols = before
+                        return           # never runs: nothing to emit
+                    try:
+                        cond = self.sem.to_cond(cond)
+                    except SemanticError as e:
+                        raise self.err(f"`while` on a tensor: {e}", node.test) from None
+                    self.b.create("yield", [cond.handle], [])
+                finally:
+                    self.b.block = saved
+        if not self._lower_region(body, node.body):
+            self._yield_carried(body, carried, inits, node)
+        self.b.loc = self.src.loc(node)
+        op = self.b.create("while", [v.handle for v in inits], [v.type for v in inits],
+                           regions=[cond_block, body], hints=list(carried))
         self.symbols = before
         for n, r in zip(carried, op.results):
             self.symbols[n] = tensor(r)

@@ -121,6 +121,8 @@ class ProgramRunner:
             return [O.finish(O.dot(a[0], a[1], a[2], dt), dt)]
         if name == "for":
             return self.run_for(op, a, env)
+        if name == "while":
+            return self.run_while(op, a, env)
         if name == "if":
             region = op.regions[0] if bool(a[0]) else op.regions[1]
             return self.run_block(region, dict(env))
@@ -222,3 +224,15 @@ class ProgramRunner:
                 inner[id(arg)] = v
             carried = self.run_block(body, inner)
         return carried
+
+    def run_while(self, op, a, env):
+        before, body = op.regions
+        carried = list(a)
+        while True:
+            inner = dict(env)
+            inner.update((id(arg), v) for arg, v in zip(before.args, carried))
+            if not bool(self.run_block(before, inner)[0]):
+                return carried
+            inner = dict(env)
+            inner.update((id(arg), v) for arg, v in zip(body.args, carried))
+            carried = self.run_block(body, inner)
