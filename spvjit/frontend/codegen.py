@@ -18,6 +18,7 @@ from ..ir import types as T
 from ..ir.core import Block, Builder
 from ..language import builtins as lang_builtins
 from ..language.core import constexpr, tensor
+from .block_pointer import BlockPointer
 from .errors import CompilationError, SemanticError
 from .kernel_function import KernelFunction
 from .semantic import is_number, promote, unwrap
@@ -203,7 +204,7 @@ class KernelCodegen(ast.NodeVisitor):
             terminated = self._lower_region(block, stmts)
             branches.append((block, dict(self.symbols), terminated))
         live = [br for br in branches if not br[2]]
-        names = self._merged_names(before, live)
+        names = self._merged_names(before, live, node)
         result_types = []
         for name in names:
             result_types.append(self._merged_type(name, live, node))
@@ -236,7 +237,7 @@ class KernelCodegen(ast.NodeVisitor):
         finally:
             self.b.block = saved
 
-    def _merged_names(self, before, live) -> list[str]:
+    def _merged_names(self, before, live, node) -> list[str]:
         names = []
         if not live:
             return names
@@ -244,6 +245,9 @@ class KernelCodegen(ast.NodeVisitor):
         for name in sorted(keys):
             vals = [s[name] for _, s, _ in live]
             changed = any(v is not before.get(name, _MISSING) for v in vals)
+            if changed and any(isinstance(v, BlockPointer) for v in vals) and name in before:
+                raise self.err(f"'{name}' is a block pointer reassigned inside a runtime `if`, which is not "
+                               "supported; advance it by sl.where(cond, step, 0) instead", node)
             if changed and (any(isinstance(v, tensor) for v in vals) or len(live) == 1 and name in before):
                 names.append(name)
             elif changed and not all(v == vals[0] for v in vals):
@@ -329,21 +333,49 @@ class KernelCodegen(ast.NodeVisitor):
         inits = self._carried_inits(carried, node)
         body = Block()
         iv = body.add_arg(T.TileType((), T.i32), node.target.id)
-        args_v = [body.add_arg(v.type, n) for n, v in zip(carried, inits)]
         before = dict(self.symbols)
+        self._bind_carried_args(body, carried, inits)
         self.symbols[node.target.id] = tensor(iv)
-        for n, a in zip(carried, args_v):
-            self.symbols[n] = tensor(a)
         if self.helper and self._has_return(node):
             raise self.err("a helper kernel may return only at its top level", node)
         terminated = self._lower_region(body, node.body)
         if not terminated:
             self._yield_carried(body, carried, inits, node)
-        op = self.b.create("for", [b.handle for b in bounds] + [v.handle for v in inits],
-                           [v.type for v in inits], regions=[body], hints=list(carried))
+        leaves, hints = self._flatten(carried, inits)
+        op = self.b.create("for", [b.handle for b in bounds] + [v.handle for v in leaves],
+                           [v.type for v in leaves], regions=[body], hints=hints)
         self.symbols = before
-        for n, r in zip(carried, op.results):
-            self.symbols[n] = tensor(r)
+        self._bind_carried_results(op, carried, inits)
+
+    # A loop carries tensors, and block pointers by their scalar fields (block_pointer.py).
+    @staticmethod
+    def _flatten(carried, values) -> tuple[list, list]:
+        leaves, hints = [], []
+        for n, v in zip(carried, values):
+            fields = v.fields() if isinstance(v, BlockPointer) else [v]
+            leaves += fields
+            hints += [n] if len(fields) == 1 else [f"{n}.{i}" for i in range(len(fields))]
+        return leaves, hints
+
+    @staticmethod
+    def _rebuild(init, leaves: list):
+        """The carried value of `init`'s kind over the next values of `leaves` (consumed)."""
+        if isinstance(init, BlockPointer):
+            n = len(init.fields())
+            taken = [tensor(leaves.pop(0)) for _ in range(n)]
+            return init.rebuild(taken)
+        return tensor(leaves.pop(0))
+
+    def _bind_carried_args(self, block: Block, carried, inits):
+        _, hints = self._flatten(carried, inits)
+        args = [block.add_arg(v.type, h) for v, h in zip(self._flatten(carried, inits)[0], hints)]
+        for n, init in zip(carried, inits):
+            self.symbols[n] = self._rebuild(init, args)
+
+    def _bind_carried_results(self, op, carried, inits):
+        results = list(op.results)
+        for n, init in zip(carried, inits):
+            self.symbols[n] = self._rebuild(init, results)
 
     def _carried_inits(self, carried, node) -> list:
         """The current values of the names a runtime loop reassigns, as tensors."""
@@ -352,7 +384,7 @@ class KernelCodegen(ast.NodeVisitor):
             v = unwrap(self.symbols[n])
             if is_number(v):
                 v = self.sem.to_tensor(v)
-            if not isinstance(v, tensor):
+            if not isinstance(v, (tensor, BlockPointer)):
                 raise self.err(f"'{n}' holds the compile-time value {v!r} and is reassigned in a runtime loop", node)
             inits.append(v)
         return inits
@@ -363,6 +395,12 @@ class KernelCodegen(ast.NodeVisitor):
         saved, self.b.block = self.b.block, body
         for n, init in zip(carried, inits):
             v = unwrap(self.symbols[n])
+            if isinstance(init, BlockPointer) or isinstance(v, BlockPointer):
+                if not (isinstance(init, BlockPointer) and init.same_kind(v)):
+                    raise self.err(f"loop-carried value '{n}' changes from {init!r} to {v!r} inside the loop; "
+                                   "a carried block pointer keeps its element type and block shape", node)
+                outs += v.fields()
+                continue
             if is_number(v) and init.shape == ():
                 try:
                     v = self.sem.constant(v, init.dtype)   # `acc = 0` inside the loop keeps acc's type
@@ -390,8 +428,7 @@ class KernelCodegen(ast.NodeVisitor):
         before = dict(self.symbols)
         cond_block, body = Block(), Block()
         for block in (cond_block, body):
-            for n, v in zip(carried, inits):
-                self.symbols[n] = tensor(block.add_arg(v.type, n))
+            self._bind_carried_args(block, carried, inits)
             if block is cond_block:
                 saved, self.b.block = self.b.block, cond_block
                 try:
@@ -413,11 +450,11 @@ class KernelCodegen(ast.NodeVisitor):
         if not self._lower_region(body, node.body):
             self._yield_carried(body, carried, inits, node)
         self.b.loc = self.src.loc(node)
-        op = self.b.create("while", [v.handle for v in inits], [v.type for v in inits],
-                           regions=[cond_block, body], hints=list(carried))
+        leaves, hints = self._flatten(carried, inits)
+        op = self.b.create("while", [v.handle for v in leaves], [v.type for v in leaves],
+                           regions=[cond_block, body], hints=hints)
         self.symbols = before
-        for n, r in zip(carried, op.results):
-            self.symbols[n] = tensor(r)
+        self._bind_carried_results(op, carried, inits)
 
     def _range_args(self, fn, args, kwargs, node) -> list:
         """(start, end, step) of `range(...)`/`static_range(...)`, keywords included
