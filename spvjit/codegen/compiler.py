@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from .. import knobs
 from ..ir.core import KernelIR
 from ..ir.ops import OP_INFO, ops_of
-from . import axis_info, coopmat, loop_budget, subgroup
+from . import axis_info, coopmat, debug_print, loop_budget, subgroup
 from .emitter import Emitter
 from .layout import choose_workgroup, regs
 from .lower import LoweringError, Lowerer, LV
@@ -117,6 +117,7 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     checks and a hidden status buffer where the limit could cut a loop).  `program_loop=False`
     forbids running several programs per workgroup."""
     caps = Target.of(caps)
+    debug_print.add_print_buffer(kernel)         # before loop unrolling copies any print
     loop_limit = caps.loop_iteration_limit
     if loop_limit is not None:
         kernel = loop_budget.unroll_for_budget(kernel)
@@ -141,6 +142,10 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     for bd in bindings:
         bd.read_only = written is not None and bd.index not in written
         bd.write_only = read is not None and bd.index not in read
+    for bd in bindings:
+        if bd.name == debug_print.PRINT_PARAM:   # written through atomics the IR does not show
+            bd.read_only = bd.write_only = False
+            written = None if written is None else written | {bd.index}
     cpu = caps.cpu
     if cpu:
         # lavapipe reads per-lane addresses 2-3x faster through texel buffers than storage buffers

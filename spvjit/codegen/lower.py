@@ -418,8 +418,8 @@ class Lowerer:
         pass   # as Triton without debug=True: device_assert is not checked on the device
 
     def op_print(self, op):
-        raise self.error("tl.device_print is not supported on the device yet; run the kernel with "
-                         "SPVJIT_INTERPRET=1 to see the values")
+        from .debug_print import lower_print
+        lower_print(self, op)
 
     def op_scan(self, op):
         from .scan import lower_scan

@@ -316,9 +316,13 @@ class KernelSemantic(Semantic):
             cond = self.compare("ne", cond, 0)
         self.b.create("assert", [cond.handle], [], {"msg": str(unwrap(msg))})
 
-    def device_print(self, prefix, *args) -> None:
+    def device_print(self, prefix, *args, hex=False) -> None:
+        prefix = unwrap(prefix)
+        if not isinstance(prefix, str):
+            raise SemanticError(f"device_print's prefix must be a string, got {prefix!r}")
         vals = [self.to_tensor(a) for a in args]
-        self.b.create("print", [v.handle for v in vals], [], {"prefix": str(unwrap(prefix))})
+        attrs = {"prefix": prefix, **({"hex": True} if unwrap(hex) else {})}
+        self.b.create("print", [v.handle for v in vals], [], attrs)
 
     def scan(self, kind: str, x, axis=0, reverse=False, dtype=None) -> tensor:
         """cumsum / cumprod (and max/min scans): Triton's promotion of small ints to int32."""

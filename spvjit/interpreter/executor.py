@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 
+from ..ir import print_format
 from ..ir.core import Block, KernelIR
 from ..ir.ops import ops_of
 from . import ops as O
@@ -112,8 +113,10 @@ class ProgramRunner:
                 raise AssertionError(f"{where}device_assert failed in program {self.pid}: {op.attrs['msg']}")
             return []
         if name == "print":
-            vals = " ".join(np.array2string(np.asarray(v), separator=", ") for v in a)
-            print(f"pid {self.pid} {op.attrs['prefix']}{vals}")
+            dtypes = ["ptr" if v.type.is_pointer else v.type.elem.name for v in op.operands]
+            values = [x.off if isinstance(x, Pointer) else x for x in a]
+            print("\n".join(print_format.program_lines(self.pid, op.attrs["prefix"], values, dtypes,
+                                                       bool(op.attrs.get("hex")))))
             return []
         if name == "scan":
             return [O.finish(O.scan(op.attrs["kind"], a[0], op.attrs["axis"], op.attrs.get("reverse", False), dt), dt)]

@@ -173,7 +173,7 @@ def max_contiguous(x, values):
 
 def debug_barrier(): return _sem().debug_barrier()
 def device_assert(cond, msg="", mask=None): return _sem().device_assert(cond, msg)
-def device_print(prefix, *args, hex=False): return _sem().device_print(prefix, *args)
+def device_print(prefix, *args, hex=False): return _sem().device_print(prefix, *args, hex=hex)
 
 
 def static_print(*values, sep=" ", end="\n", file=None, flush=False):
