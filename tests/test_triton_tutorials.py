@@ -247,6 +247,9 @@ def matmul_kernel_persistent(a_ptr, b_ptr, c_ptr, M, N, K,
                              BLOCK_SIZE_M: tl.constexpr, BLOCK_SIZE_N: tl.constexpr,
                              BLOCK_SIZE_K: tl.constexpr, GROUP_SIZE_M: tl.constexpr, NUM_SMS: tl.constexpr):
     start_pid = tl.program_id(axis=0)
+    tl.assume(start_pid >= 0)                # optimizer hints, as the tutorial gives them
+    tl.assume(stride_am > 0)
+    tl.assume(stride_bn > 0)
     num_pid_m = tl.cdiv(M, BLOCK_SIZE_M)
     num_pid_n = tl.cdiv(N, BLOCK_SIZE_N)
     k_tiles = tl.cdiv(K, BLOCK_SIZE_K)

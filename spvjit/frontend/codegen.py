@@ -4,7 +4,8 @@ Names hold either IR tiles (`sl.tensor`) or plain Python values (constexprs,
 dtypes, tuples): arithmetic on Python values folds at compile time, as in
 Triton.  `if` on a constexpr picks a branch statically; `if` on a runtime
 scalar becomes an IR `if` whose results are the names either branch assigns;
-`range` loops become IR `for` with the names the body reassigns carried.
+`range` loops become IR `for` and `while cond:` an IR `while`, with the names
+the body reassigns carried (block pointers by their scalar fields).
 """
 from __future__ import annotations
 

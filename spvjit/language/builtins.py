@@ -171,6 +171,13 @@ def max_contiguous(x, values):
     return _sem().assume(x, contig=values)
 
 
+def assume(cond):
+    """Triton's promise that `cond` holds (an optimizer hint): checked for type, then unused."""
+    c = _unwrap(cond)
+    if hasattr(c, "dtype") and not c.dtype.is_bool:
+        raise SemanticError(f"assume takes a boolean condition, got {c.dtype}")
+
+
 def debug_barrier(): return _sem().debug_barrier()
 def device_assert(cond, msg="", mask=None): return _sem().device_assert(cond, msg)
 def device_print(prefix, *args, hex=False): return _sem().device_print(prefix, *args, hex=hex)
