@@ -104,7 +104,7 @@ def _compile_for_device(jitfn, spec, dev, key) -> DeviceKernel:
     if any(bd.name == PRINT_PARAM for bd in ck.bindings):
         if kernel is None:          # a disk-cache hit: the table comes from the same IR
             kernel = _build_ir(jitfn, spec, optimize=True)
-        prints = print_table(kernel)
+        prints = print_table(kernel, asserts=knobs.get("SPVJIT_DEBUG"))
     check_device_support(ck, dev.caps)
     for hook in list(compile_hooks):
         hook(ck)

@@ -150,8 +150,10 @@ def after_run(kernel, label: str, prints_used: int | None = None) -> None:
     buffers the run wrote (a replayed graph's), else those taken since the last run."""
     if prints_used is None:
         prints_used, kernel.prints_used = kernel.prints_used, 0
-    flush_prints(kernel, prints_used)
+    failure = flush_prints(kernel, prints_used)
     check_loop_status(kernel, label)
+    if failure is not None:
+        raise AssertionError(f"kernel {label}: {failure}")
 
 
 def budget_programs(kernel, spec) -> int:
@@ -199,20 +201,24 @@ def take_print_buffer(kernel, dev):
         return kernel.print_buffers[kernel.prints_used - 1]
 
 
-def flush_prints(kernel, used: int) -> None:
+def flush_prints(kernel, used: int) -> str | None:
     """Print the records of the first `used` debug buffers, in launch order and within each
-    in program order (Triton's format), and empty them."""
+    in program order (Triton's format), and empty them; the first failed device_assert
+    (SPVJIT_DEBUG=1) they hold, or None."""
+    failure = None
     for buf in kernel.print_buffers[:used]:
         words = buf.numpy()
         if not words[0]:
             continue
         buf.copy_from(np.zeros(1, np.uint32))           # the next launch starts clean
-        lines, dropped = debug_print.format_records(words, kernel.prints)
+        lines, dropped, failed = debug_print.format_records(words, kernel.prints)
+        failure = failure or failed
         if lines:
             print("\n".join(lines), flush=True)
         if dropped:
             print(f"spvjit: device_print: {dropped} records dropped (the debug buffer holds "
                   f"{debug_print.CAPACITY} per launch)", file=sys.stderr, flush=True)
+    return failure
 
 
 _HOST_CPUS = os.cpu_count() or 1     # lavapipe's default thread count (LP_NUM_THREADS overrides)

@@ -110,3 +110,30 @@ def test_a_disk_cache_hit_decodes_the_same(tmp_path, monkeypatch, capsys):
     shows_values._compiled.clear()                   # the next launch loads the module from disk
     shows_values[(1,)](spvjit.tensor(x), 1, BLOCK=8)
     assert capsys.readouterr().out == first and first.splitlines() == _expected(x, 1, 8, 1)
+
+
+@spvjit.kernel
+def checks(X, BLOCK: tl.constexpr):
+    x = tl.load(X + tl.arange(0, BLOCK))
+    tl.device_assert(x >= 0, "x must be non-negative")
+    tl.device_print("x", tl.sum(x, axis=0))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_device_assert_in_debug_builds(mode, monkeypatch, capsys):
+    x = np.arange(8, dtype=np.int32)
+    bad = x.copy()
+    bad[5] = -1
+    if mode == "device":
+        checks[(1,)](spvjit.tensor(bad), BLOCK=8)      # as Triton: unchecked outside debug builds
+        assert capsys.readouterr().out == "pid (0, 0, 0) idx () x: 22\n"
+        monkeypatch.setenv("SPVJIT_DEBUG", "1")
+    k = _k(checks, mode)
+    k[(1,)](spvjit.tensor(x), BLOCK=8)
+    assert capsys.readouterr().out == "pid (0, 0, 0) idx () x: 28\n"
+    with pytest.raises(AssertionError, match=r"test_device_print.py:\d+: device_assert failed in program "
+                                             r"\(0, 0, 0\).*x must be non-negative") as e:
+        k[(1,)](spvjit.tensor(bad), BLOCK=8)
+    if mode == "device":
+        assert "at index (5,)" in str(e.value)            # the failing element is named
+        assert capsys.readouterr().out == "pid (0, 0, 0) idx () x: 22\n"   # prints still come out

@@ -117,7 +117,8 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     checks and a hidden status buffer where the limit could cut a loop).  `program_loop=False`
     forbids running several programs per workgroup."""
     caps = Target.of(caps)
-    debug_print.add_print_buffer(kernel)         # before loop unrolling copies any print
+    # before loop unrolling copies any print; asserts are checked in debug builds, as in Triton
+    debug_print.add_print_buffer(kernel, asserts=knobs.get("SPVJIT_DEBUG"))
     loop_limit = caps.loop_iteration_limit
     if loop_limit is not None:
         kernel = loop_budget.unroll_for_budget(kernel)

@@ -36,25 +36,34 @@ BUFFER_BYTES = 1 << 20
 RECORD_WORDS = 8
 CAPACITY = BUFFER_BYTES // (4 * RECORD_WORDS) - 1       # the first record's place is the header
 NO_VALUE = 0x7FFF                                       # operand field of a print without values
+FAILED = 0x7FFE                                         # operand field of a failed assert's element
 
 
 @dataclass(frozen=True)
 class PrintSite:
-    prefix: str
+    prefix: str                # an assert's message
     hex: bool
     operands: tuple            # (dtype name, shape) per operand
     where: str                 # file:line of the call, for messages
+    is_assert: bool = False
 
 
-def print_table(kernel: KernelIR) -> list[PrintSite]:
-    """The kernel's prints by id: the `id` attributes where add_print_buffer numbered them
-    (loop unrolling may have copied an op since), else walk order, the order it numbers in."""
+def _debug_ops(kernel: KernelIR, asserts: bool) -> list:
+    names = ("print", "assert") if asserts else ("print",)
+    return [op for op in kernel.walk() if op.name in names]
+
+
+def print_table(kernel: KernelIR, asserts: bool = False) -> list[PrintSite]:
+    """The kernel's prints (and checked asserts) by id: the `id` attributes where
+    add_print_buffer numbered them (loop unrolling may have copied an op since), else walk
+    order, the order it numbers in."""
     sites: dict[int, PrintSite] = {}
-    for n, op in enumerate(op for op in kernel.walk() if op.name == "print"):
+    for n, op in enumerate(_debug_ops(kernel, asserts)):
         where = f"{op.loc.file}:{op.loc.line}" if op.loc else "?"
+        checked = op.name == "assert"
         sites.setdefault(op.attrs.get("id", n), PrintSite(
-            op.attrs["prefix"], bool(op.attrs.get("hex", False)),
-            tuple((_elem_name(v.type), v.type.shape) for v in op.operands), where))
+            op.attrs["msg"] if checked else op.attrs["prefix"], bool(op.attrs.get("hex", False)),
+            tuple((_elem_name(v.type), v.type.shape) for v in op.operands), where, checked))
     return [sites[i] for i in sorted(sites)]
 
 
@@ -62,13 +71,14 @@ def _elem_name(ty: TileType) -> str:
     return "ptr" if ty.is_pointer else ty.elem.name
 
 
-def add_print_buffer(kernel: KernelIR) -> bool:
-    """Number the kernel's print ops (attribute `id`, before any pass copies them) and append
-    the hidden buffer parameter; False when the kernel prints nothing."""
-    prints = [op for op in kernel.walk() if op.name == "print"]
-    if not prints:
+def add_print_buffer(kernel: KernelIR, asserts: bool = False) -> bool:
+    """Number the kernel's print ops, and its assert ops where they are checked (`asserts`),
+    with an attribute `id` before any pass copies them, and append the hidden buffer
+    parameter; False when the kernel has none of them."""
+    ops = _debug_ops(kernel, asserts)
+    if not ops:
         return False
-    for i, op in enumerate(prints):
+    for i, op in enumerate(ops):
         op.attrs["id"] = i
     kernel.params.append(Param(PRINT_PARAM, Value(TileType((), PointerType(T.u32)), PRINT_PARAM)))
     return True
@@ -108,6 +118,26 @@ def lower_print(lw, op) -> None:
                     _append(em, mem, bd, fields)
 
 
+def lower_assert(lw, op) -> None:
+    """A checked device_assert: a record for every element whose condition is false."""
+    em, mem = lw.em, lw.mem
+    bd = next(b for b in mem.bindings if b.name == PRINT_PARAM)
+    pids = [em.op("OpBitcast", em.u32, mem.program_id(a)) for a in range(3)]
+    ty = op.operands[0].type
+    tag = em.cu(op.attrs["id"] | (FAILED << 16))
+    for r, ok in enumerate(lw.get(op.operands[0]).regs):
+        failed = em.op("OpLogicalNot", em.bool, ok)
+        if ty.is_scalar:
+            index = em.cu(0)
+            failed = em.land(failed, em.op("OpIEqual", em.bool, lw.lane, em.ci(0)))
+        else:
+            index = em.op("OpBitcast", em.u32, lw.flat(r, ty.numel))
+            valid = lw.valid(ty.numel, r)
+            failed = failed if valid is None else em.land(failed, valid)
+        with em.if_then(failed):
+            _append(em, mem, bd, [tag, *pids, index, em.cu(0), em.cu(0), em.cu(0)])
+
+
 def _append(em, mem, bd, fields) -> None:
     slot = mem._atomic_one(bd, T.u32, "add", em.ci(0), em.cu(1))
     with em.if_then(em.op("OpULessThan", em.bool, slot, em.cu(CAPACITY))):
@@ -130,17 +160,25 @@ def _value(word: int, dtype: str):
     return int(np.uint32(word).view(np.int32)) if dt.is_signed else word
 
 
-def format_records(words: np.ndarray, table: list[PrintSite]) -> tuple[list[str], int]:
-    """(lines in program order, records dropped) from the buffer's words."""
+def format_records(words: np.ndarray, table: list[PrintSite]) -> tuple[list[str], int, str | None]:
+    """(lines in program order, records dropped, the first failed assertion's message or
+    None) from the buffer's words."""
     count = int(words[0])
     kept = min(count, CAPACITY)
     recs = words[RECORD_WORDS:RECORD_WORDS * (kept + 1)].reshape(kept, RECORD_WORDS).astype(np.int64)
     order = sorted(range(kept), key=lambda i: (recs[i, 3], recs[i, 2], recs[i, 1], recs[i, 6],
                                                 recs[i, 0] >> 16, recs[i, 4]))
-    lines = []
+    lines, failure = [], None
     for i in order:
         tag, px, py, pz, flat, word = (int(x) for x in recs[i, :6])
         pid_, k = tag & 0xFFFF, tag >> 16
+        if pid_ < len(table) and k == FAILED and table[pid_].is_assert:
+            if failure is None:
+                site = table[pid_]
+                idx = np.unravel_index(flat, site.operands[0][1]) if site.operands[0][1] else ()
+                failure = (f"{site.where}: device_assert failed in program ({px}, {py}, {pz}) at index "
+                           f"{tuple(int(i) for i in idx)}: {site.prefix}")
+            continue
         if pid_ < len(table) and k == NO_VALUE:
             lines.append(print_format.line((px, py, pz), (), table[pid_].prefix, None, 0, ""))
             continue
@@ -151,4 +189,4 @@ def format_records(words: np.ndarray, table: list[PrintSite]) -> tuple[list[str]
         idx = np.unravel_index(flat, shape) if shape else ()
         text = print_format.format_value(_value(word, dtype), dtype, site.hex)
         lines.append(print_format.line((px, py, pz), idx, site.prefix, k, len(site.operands), text))
-    return lines, count - kept
+    return lines, count - kept, failure

@@ -415,7 +415,10 @@ class Lowerer:
             self.em.barrier()
 
     def op_assert(self, op):
-        pass   # as Triton without debug=True: device_assert is not checked on the device
+        # as Triton: checked only in debug builds (SPVJIT_DEBUG=1, numbered by compile_kernel)
+        if "id" in op.attrs:
+            from .debug_print import lower_assert
+            lower_assert(self, op)
 
     def op_print(self, op):
         from .debug_print import lower_print
