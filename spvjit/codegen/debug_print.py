@@ -80,6 +80,8 @@ def add_print_buffer(kernel: KernelIR, asserts: bool = False) -> bool:
         return False
     for i, op in enumerate(ops):
         op.attrs["id"] = i
+    if any(p.name == PRINT_PARAM for p in kernel.params):
+        return True                  # lowered before (for another target): one buffer is enough
     kernel.params.append(Param(PRINT_PARAM, Value(TileType((), PointerType(T.u32)), PRINT_PARAM)))
     return True
 
