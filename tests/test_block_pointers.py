@@ -104,6 +104,30 @@ def test_three_dimensional_block(mode):
     np.testing.assert_array_equal(z.numpy(), want + 1)
 
 
+@spvjit.kernel
+def advanced_in_if(X, Z, n, BLOCK: tl.constexpr):
+    """A block pointer advanced in one branch of a runtime `if` (the `if` yields its fields)."""
+    p = tl.make_block_ptr(X, (n,), (1,), (0,), (BLOCK,), (0,))
+    if tl.program_id(0) == 1:
+        p = tl.advance(p, (BLOCK // 2,))
+    elif tl.program_id(0) == 2:
+        p = tl.advance(p, (n - 3,))
+    tl.store(Z + tl.program_id(0) * BLOCK + tl.arange(0, BLOCK), tl.load(p, boundary_check=(0,)))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_advance_in_a_runtime_if(mode):
+    n, block = 20, 8
+    x = np.arange(1, n + 1, dtype=np.float32)
+    z = spvjit.zeros(3 * block)
+    _k(advanced_in_if, mode)[(3,)](spvjit.tensor(x), z, n, BLOCK=block)
+    want = np.zeros((3, block), np.float32)
+    for pid, start in enumerate([0, block // 2, n - 3]):
+        part = x[start:start + block]
+        want[pid, :len(part)] = part
+    np.testing.assert_array_equal(z.numpy(), want.reshape(-1))
+
+
 # ---- misuse -------------------------------------------------------------------------------
 @spvjit.kernel
 def with_mask(X):
@@ -139,10 +163,10 @@ def advance_plain(X):
 
 
 @spvjit.kernel
-def merged_in_if(X, n):
+def mixed_in_if(X, n):
     p = tl.make_block_ptr(X, (4,), (1,), (0,), (4,), (0,))
     if n > 1:
-        p = tl.advance(p, (1,))
+        p = tl.make_block_ptr(X, (4,), (1,), (0,), (2,), (0,))
     tl.store(p, 1, boundary_check=(0,))
 
 
@@ -153,11 +177,11 @@ def merged_in_if(X, n):
     (bad_dim, "boundary_check=(1,)", "names dimension 1, but the block pointer has 1 dimensions"),
     (bad_rank, "tl.make_block_ptr(X, (4, 4)", "offsets has 1 entries but the block has 2 dimensions"),
     (advance_plain, "tl.advance(X", "advance takes a block pointer"),
-    (merged_in_if, "if n > 1:", "'p' is a block pointer reassigned inside a runtime `if`"),
+    (mixed_in_if, "if n > 1:", "both branches must leave a block pointer of one element type and block shape"),
 ])
 def test_misuse_is_one_clear_error_naming_the_line(kernel, line, match):
     x = spvjit.zeros(4, np.int32)
-    args = (x, 2) if kernel is merged_in_if else (x,)
+    args = (x, 2) if kernel is mixed_in_if else (x,)
     with pytest.raises(CompilationError, match=match) as e:
         kernel[(1,)](*args)
     assert "test_block_pointers.py:" in str(e.value) and line in str(e.value)

@@ -210,22 +210,47 @@ class KernelCodegen(ast.NodeVisitor):
             branches.append((block, dict(self.symbols), terminated))
         live = [br for br in branches if not br[2]]
         names = self._merged_names(before, live, node)
+        pointers = self._merged_block_pointers(before, live, node)
         result_types = []
         for name in names:
             result_types.append(self._merged_type(name, live, node))
         for block, syms, terminated in branches:
             if not terminated:
-                self._yield(block, [self._coerce(syms[n], t, node) for n, t in zip(names, result_types)], node)
-        op = self.b.create("if", [cond.handle], result_types, regions=[b for b, _, _ in branches],
-                           hints=list(names))
+                fields = [f for n in pointers for f in syms[n].fields()]
+                self._yield(block, [self._coerce(syms[n], t, node) for n, t in zip(names, result_types)]
+                            + fields, node)
+        field_values, field_hints = self._flatten(pointers, [live[0][1][n] for n in pointers]) if live else ([], [])
+        op = self.b.create("if", [cond.handle], result_types + [f.type for f in field_values],
+                           regions=[b for b, _, _ in branches], hints=list(names) + field_hints)
         self.symbols = dict(before)
         if not live:
             raise _Returned()
         if len(live) == 1:
             # names only one live branch set are still defined after the `if`
-            self.symbols.update({k: v for k, v in live[0][1].items() if k not in names})
+            self.symbols.update({k: v for k, v in live[0][1].items() if k not in names and k not in pointers})
         for name, res in zip(names, op.results):
             self.symbols[name] = tensor(res)
+        rest = list(op.results[len(names):])
+        for name in pointers:
+            self.symbols[name] = self._rebuild(live[0][1][name], rest)
+
+    def _merged_block_pointers(self, before, live, node) -> list[str]:
+        """Block pointers a branch reassigns: the `if` yields their scalar fields."""
+        if not live:
+            return []
+        out = []
+        for name in sorted(set.intersection(*(set(s) for _, s, _ in live))):
+            vals = [s[name] for _, s, _ in live]
+            if not any(isinstance(v, BlockPointer) for v in vals):
+                continue
+            if all(v is before.get(name, _MISSING) for v in vals):
+                continue
+            if not all(isinstance(v, BlockPointer) and vals[0].same_kind(v) for v in vals):
+                raise self.err(f"'{name}' is {vals[0]!r} in one branch and {vals[-1]!r} in the other; "
+                               "both branches must leave a block pointer of one element type and block "
+                               "shape", node)
+            out.append(name)
+        return out
 
     def _if_that_returns(self, node, rest):
         """A helper's `if` with a `return` inside, at the helper's top level (as Triton allows):
@@ -284,9 +309,8 @@ class KernelCodegen(ast.NodeVisitor):
         for name in sorted(keys):
             vals = [s[name] for _, s, _ in live]
             changed = any(v is not before.get(name, _MISSING) for v in vals)
-            if changed and any(isinstance(v, BlockPointer) for v in vals) and name in before:
-                raise self.err(f"'{name}' is a block pointer reassigned inside a runtime `if`, which is not "
-                               "supported; advance it by sl.where(cond, step, 0) instead", node)
+            if any(isinstance(v, BlockPointer) for v in vals):
+                continue                       # _merged_block_pointers
             if changed and (any(isinstance(v, tensor) for v in vals) or len(live) == 1 and name in before):
                 names.append(name)
             elif changed and not all(v == vals[0] for v in vals):
