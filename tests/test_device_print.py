@@ -137,3 +137,28 @@ def test_device_assert_in_debug_builds(mode, monkeypatch, capsys):
     if mode == "device":
         assert "at index (5,)" in str(e.value)            # the failing element is named
         assert capsys.readouterr().out == "pid (0, 0, 0) idx () x: 22\n"   # prints still come out
+
+
+def test_several_subgroups_per_program(capsys):
+    """Compiled as for a GPU (4 warps: 128 invocations in several subgroups on this device),
+    each lane writes the elements it holds; the host still prints them in order."""
+    from test_gpu_layouts import gpu_like_target
+    from spvjit.codegen.compiler import compile_kernel
+    from spvjit.compiler import DeviceKernel, _build_ir
+    from spvjit.launch import launch_on_device
+    from spvjit.runtime import get_device
+
+    block, grid, n = 256, 2, 1
+    x = np.arange(block * grid, dtype=np.int32) - 100
+    args = [spvjit.tensor(x), n]
+    spec, _ = shows_values.specialize(args, {"BLOCK": block})
+    kernel = _build_ir(shows_values, spec, optimize=True)
+    ck = compile_kernel(kernel, gpu_like_target(), spec.num_warps, spec.divisibility or {})
+    assert ck.workgroup_size == 128
+    for hook in spvjit.codegen.compile_hooks:
+        hook(ck)
+    dev = get_device()
+    pipe = dev.create_pipeline(ck.spirv, [bd.kind for bd in ck.bindings], ck.push_size)
+    dk = DeviceKernel(ck, pipe, prints=debug_print.print_table(kernel))
+    launch_on_device(dk, spec, (grid, 1, 1), dev, "shows_values")
+    assert capsys.readouterr().out.splitlines() == _expected(x, n, block, grid)
