@@ -82,17 +82,18 @@ def with_kernel(x_ptr):
 
 
 @spvjit.kernel
-def while_kernel(x_ptr, n):
+def break_kernel(x_ptr, n):
     i = 0
-    while i < n:  # E-while
+    while i < n:
         i += 1
+        break  # E-break
 
 
 @pytest.mark.parametrize("kernel,marker,what", [(try_kernel, "E-try", "`try`"),
                                                 (with_kernel, "E-with", "`with`"),
-                                                (while_kernel, "E-while", "`while`")])
+                                                (break_kernel, "E-break", "`break`")])
 def test_unsupported_statements(mode, buf, kernel, marker, what):
-    args = (buf, 3) if kernel is while_kernel else (buf,)
+    args = (buf, 3) if kernel is break_kernel else (buf,)
     expect_compile_error(kernel, marker, mode, *args, match=f"{what}")
     expect_compile_error(kernel, marker, mode, *args, match="not supported")
 

@@ -130,6 +130,14 @@ def _op(op, info):
         for r, c in zip(op.results, cur):
             info[id(r)] = c
         return
+    elif name == "while":
+        # carried values change at run time: nothing is known of them, but the ops inside
+        # still get their facts (loads in the body may vectorize)
+        for region in op.regions:
+            for arg in region.args:
+                info[id(arg)] = Info()
+            _block(region, info)
+        return
     elif name == "if":
         for region in op.regions:
             _block(region, info)

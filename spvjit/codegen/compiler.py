@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from .. import knobs
 from ..ir.core import KernelIR
 from ..ir.ops import OP_INFO, ops_of
-from . import axis_info, coopmat, loop_budget, subgroup
+from . import axis_info, coopmat, debug_print, loop_budget, subgroup
 from .emitter import Emitter
 from .layout import choose_workgroup, regs
 from .lower import LoweringError, Lowerer, LV
@@ -84,6 +84,11 @@ def _param_access(kernel: KernelIR, ptr_params) -> tuple[set[int] | None, set[in
             elif op.name == "for":
                 for arg, init, res in zip(op.regions[0].args[1:], op.operands[3:], op.results):
                     roots[id(arg)] = roots[id(res)] = root(init)
+            elif op.name == "while":
+                for i, (init, res) in enumerate(zip(op.operands, op.results)):
+                    roots[id(res)] = root(init)
+                    for region in op.regions:
+                        roots[id(region.args[i])] = root(init)
             elif op.name == "if":
                 for region in op.regions:
                     walk(region)
@@ -112,6 +117,8 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     checks and a hidden status buffer where the limit could cut a loop).  `program_loop=False`
     forbids running several programs per workgroup."""
     caps = Target.of(caps)
+    # before loop unrolling copies any print; asserts are checked in debug builds, as in Triton
+    debug_print.add_print_buffer(kernel, asserts=knobs.get("SPVJIT_DEBUG"))
     loop_limit = caps.loop_iteration_limit
     if loop_limit is not None:
         kernel = loop_budget.unroll_for_budget(kernel)
@@ -136,6 +143,10 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     for bd in bindings:
         bd.read_only = written is not None and bd.index not in written
         bd.write_only = read is not None and bd.index not in read
+    for bd in bindings:
+        if bd.name == debug_print.PRINT_PARAM:   # written through atomics the IR does not show
+            bd.read_only = bd.write_only = False
+            written = None if written is None else written | {bd.index}
     cpu = caps.cpu
     if cpu:
         # lavapipe reads per-lane addresses 2-3x faster through texel buffers than storage buffers

@@ -132,7 +132,7 @@ class Lowerer:
                     raise self.error(f"the lowering has no rule for op '{op.name}'")
                 handler = self.op_elementwise
             handler(op)
-            if self.notes is not None and op.results and op.name not in ("for", "if"):
+            if self.notes is not None and op.results and op.name not in ("for", "while", "if"):
                 t = op.results[0].type
                 lay = "uniform" if t.is_scalar else f"W={self.W} v={self.vec(t.numel)} regs={self.nregs(t)}"
                 self.note(op, lay, first=True)
@@ -415,11 +415,14 @@ class Lowerer:
             self.em.barrier()
 
     def op_assert(self, op):
-        pass   # as Triton without debug=True: device_assert is not checked on the device
+        # as Triton: checked only in debug builds (SPVJIT_DEBUG=1, numbered by compile_kernel)
+        if "id" in op.attrs:
+            from .debug_print import lower_assert
+            lower_assert(self, op)
 
     def op_print(self, op):
-        raise self.error("tl.device_print is not supported on the device yet; run the kernel with "
-                         "SPVJIT_INTERPRET=1 to see the values")
+        from .debug_print import lower_print
+        lower_print(self, op)
 
     def op_scan(self, op):
         from .scan import lower_scan
@@ -533,6 +536,62 @@ class Lowerer:
         em.op("OpBranch", None, header)
         em.b.label(merge)
         self.bind(op, *carried_values(phis, op.results))
+
+    def op_while(self, op):
+        """`while`: a structured loop whose header carries the values as OpPhi and branches to
+        a block that evaluates the condition region; that block leaves the loop (a break to
+        the merge block) or enters the body.  The results are the header's phis: the
+        condition region passes the carried values through unchanged."""
+        em = self.em
+        inits = [self.get(v) for v in op.operands]
+        before, body = op.regions
+        types = [self.value_types(v.type) for v in op.results]
+        header, cond_l, body_l, cont, merge = (em.b.new_id() for _ in range(5))
+        pre = em.b.current_label
+        em.op("OpBranch", None, header)
+        em.b.label(header)
+        phis, nexts = [], []
+        for t, lv in zip(types, inits):
+            ids = [em.b.new_id() for _ in lv.regs]
+            nxt = [em.b.new_id() for _ in lv.regs]
+            for phi, init, n in zip(ids, lv.regs, nxt):
+                em.b.emit_with_id("OpPhi", t, phi, init, pre, n, cont)
+            phis.append(ids)
+            nexts.append(nxt)
+        em.op("OpLoopMerge", None, merge, cont, 0)
+        em.op("OpBranch", None, cond_l)
+        em.b.label(cond_l)
+
+        def carried(args):
+            return [LV(ids, v.type.is_scalar, lv.binding) for ids, v, lv in zip(phis, args, inits)]
+
+        for arg, lv in zip(before.args, carried(before.args)):
+            self.env[id(arg)] = lv
+        self._valid_scope_push()         # the condition block dominates the body, not the merge
+        self.lower_ops(before.ops[:-1])
+        cond = self.get(before.terminator.operands[0]).regs[0]
+        em.op("OpBranchConditional", None, cond, body_l, merge)
+        em.b.label(body_l)
+        for arg, lv in zip(body.args, carried(body.args)):
+            self.env[id(arg)] = lv
+        self._valid_scope_push()
+        self.lower_block(body)
+        yielded = phis                      # an unreachable back edge feeds the phis themselves
+        if not em.terminated:
+            lvs = [self.get(v) for v in body.terminator.operands]
+            self._check_pointer_bindings(lvs, inits)
+            yielded = [lv.regs for lv in lvs]
+            em.op("OpBranch", None, cont)
+        self._valid_scope_pop()
+        self._valid_scope_pop()
+        em.b.label(cont)
+        em.terminated = False
+        for t, nxt, back in zip(types, nexts, yielded):
+            for n, reg in zip(nxt, back):
+                em.b.emit_with_id("OpCopyObject", t, n, reg)
+        em.op("OpBranch", None, header)
+        em.b.label(merge)
+        self.bind(op, *carried(op.results))
 
     def op_if(self, op):
         em = self.em
