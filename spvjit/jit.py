@@ -130,9 +130,6 @@ class JITFunction(KernelFunction):
                 dt = dt or T.dtype_from_numpy(value.dtype)
             except TypeError:
                 raise LaunchError(f"argument '{name}' of {self.__name__}: tensors of dtype {value.dtype} are not supported") from None
-            if dt.name in ("f64", "i64"):
-                raise LaunchError(f"argument '{name}' of {self.__name__}: {value.dtype} tensors are not "
-                                  "supported; use float32/int32")
             return ("ptr", dt)
         if isinstance(value, np.ndarray):
             raise LaunchError(f"argument '{name}' of {self.__name__} is a numpy array; "

@@ -141,7 +141,8 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
         # lavapipe reads per-lane addresses 2-3x faster through texel buffers than storage buffers
         limit = caps.max_texel_buffer_elements
         for bd in bindings:
-            if written is not None and bd.index not in written and limit:
+            # texel formats stop at 32 bits: 64-bit tensors stay storage buffers
+            if written is not None and bd.index not in written and limit and bd.dtype.bits <= 32:
                 bd.texel = True
     mem = Memory(em, bindings, push)
     mem.wide_stores = cpu and caps.int64
