@@ -52,8 +52,10 @@ def _scratch_words(kernel: KernelIR, w: int, coop_dots=()) -> int:
         elif op.name == "atomic_rmw":
             need = max(need, w)
         else:
+            # a 64-bit value is two words; reductions keep value, index and high words per partial
             t = op.operands[0].type
-            need = max(need, (regs(t.numel, w) if t.shape else 1) * w, 2 * w)
+            words = 2 if getattr(t.elem, "bits", 32) == 64 else 1
+            need = max(need, words * (regs(t.numel, w) if t.shape else 1) * w, (words + 1) * w)
     return need
 
 
@@ -127,11 +129,7 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     scalar_params = [p for p in kernel.params if not p.value.type.is_pointer]
     bindings = [Binding(i, p.name, p.value.type.elem.pointee, p.value.type.elem.pointee)
                 for i, p in enumerate(ptr_params)]
-    push = [PushMember(p.name, p.value.type.elem, 4 * (PUSH_HEADER_WORDS + i))
-            for i, p in enumerate(scalar_params)]
-    for m in push:
-        if m.dtype.bits != 32:
-            raise LoweringError(f"scalar argument '{m.name}' must be 32-bit, got {m.dtype}")
+    push, push_size = push_layout(scalar_params)
     written, read = _param_access(kernel, ptr_params)
     for bd in bindings:
         bd.read_only = written is not None and bd.index not in written
@@ -186,7 +184,23 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     b.execution_mode(fn, "LocalSize", w, 1, 1)
     b.name(fn, kernel.name)
     return CompiledKernel(kernel.name, b.assemble(), w, bindings, push,
-                          4 * (PUSH_HEADER_WORDS + len(push)), scratch * 4, frozenset(em.caps_used), program_loop)
+                          push_size, scratch * 4, frozenset(em.caps_used), program_loop)
+
+
+def push_layout(scalar_params) -> tuple[list[PushMember], int]:
+    """Scalar arguments after the launch header, each at an offset aligned to its own size
+    (a 64-bit argument takes two words on an 8-byte boundary, as Vulkan's push-constant
+    layout requires); returns the members and the block's size in bytes."""
+    push, offset = [], 4 * PUSH_HEADER_WORDS
+    for p in scalar_params:
+        dt = p.value.type.elem
+        if dt.bits not in (32, 64):
+            raise LoweringError(f"scalar argument '{p.name}' must be 32- or 64-bit, got {dt}")
+        size = dt.bits // 8
+        offset = -(-offset // size) * size
+        push.append(PushMember(p.name, dt, offset))
+        offset += size
+    return push, offset
 
 
 def _fits_budget(kernel: KernelIR, loop_limit: int | None) -> bool:

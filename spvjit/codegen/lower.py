@@ -348,6 +348,9 @@ class Lowerer:
         if src.is_bool:
             return em.select(rt, x, em.const(dst, 1), em.const(dst, 0))
         if src.is_float and dst.is_float:
+            if src.bits == 64 and dst.bits == 16:
+                from .float_math import f64_to_f32_odd     # one rounding, not f64->f32->f16 two
+                x, src = f64_to_f32_odd(em, x), T.f32
             if dst.name == "bf16":
                 if src.name != "f32":
                     x = em.op("OpFConvert", em.f32, x)

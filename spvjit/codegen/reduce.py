@@ -107,24 +107,24 @@ def _reduce_full(lw, op, src, numel, kind, dt):
         sgid = em.op("OpSDiv", em.i32, lw.lane, em.ci(sg))
         em.barrier()
         with em.if_then(em.op("OpIEqual", em.bool, em.op("OpSMod", em.i32, lw.lane, em.ci(sg)), em.ci(0))):
-            mem.scratch_store(sgid, mem.to_word(acc, dt))
+            mem.store_value(sgid, acc, dt, 2 * parts)       # 64-bit: high words after the indices
             if want_idx:
                 mem.scratch_store(em.iadd(sgid, em.ci(parts)), mem.to_word(acc_i, T.i32))
         em.barrier()
         acc, acc_i = ident, em.ci(numel)
         for part in range(parts):               # every lane folds the partials in the same order
-            v = mem.from_word(mem.scratch_load(em.ci(part)), dt)
+            v = mem.load_value(em.ci(part), dt, 2 * parts)
             v_i = mem.from_word(mem.scratch_load(em.ci(parts + part)), T.i32) if want_idx else None
             acc, acc_i = c.combine(acc, acc_i, v, v_i)
     elif W > 1:
         em.barrier()
-        mem.scratch_store(lw.lane, mem.to_word(acc, dt))
+        mem.store_value(lw.lane, acc, dt, 2 * W)
         if want_idx:
             mem.scratch_store(em.iadd(lw.lane, em.ci(W)), mem.to_word(acc_i, T.i32))
         em.barrier()
         acc, acc_i = ident, em.ci(numel)
         for lane in range(min(W, numel)):         # every lane folds the partials in the same order
-            v = mem.from_word(mem.scratch_load(em.ci(lane)), dt)
+            v = mem.load_value(em.ci(lane), dt, 2 * W)
             v_i = mem.from_word(mem.scratch_load(em.ci(W + lane)), T.i32) if want_idx else None
             acc, acc_i = c.combine(acc, acc_i, v, v_i)
     lw.bind(op, LV([acc_i if want_idx else acc], True))
@@ -193,7 +193,7 @@ def _reduce_axis(lw, op, src, shape, axis, kind, dt):
     lw.note(op, "shared memory + barriers")
     em.barrier()
     for q, reg in enumerate(src.regs):
-        mem.scratch_store(lw.flat(q, src_numel), mem.to_word(reg, dt))
+        mem.store_value(lw.flat(q, src_numel), reg, dt, len(src.regs) * W)
     em.barrier()
     out = []
     for r in range(lw.nregs(op.result.type)):
@@ -204,7 +204,7 @@ def _reduce_axis(lw, op, src, shape, axis, kind, dt):
         base = lw.emit_index(base_map, g)
         acc, acc_i = _identity(em, kind, dt), em.ci(K)
         for k in range(K):
-            v = mem.from_word(mem.scratch_load(em.iadd(base, em.ci(k * kstride))), dt)
+            v = mem.load_value(em.iadd(base, em.ci(k * kstride)), dt, len(src.regs) * W)
             acc, acc_i = c.combine(acc, acc_i, v, em.ci(k) if want_idx else None)
         out.append(acc_i if want_idx else acc)
     lw.bind(op, LV(out, False))

@@ -347,6 +347,6 @@ class KernelSemantic(Semantic):
 
 
 def _lang_name(dt: T.DType) -> str:
-    return {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "f64": "float64", "i64": "int64",
+    return {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "f64": "float64", "i64": "int64", "u64": "uint64",
             "i32": "int32", "u32": "uint32", "i16": "int16", "u16": "uint16", "i8": "int8",
             "u8": "uint8", "i1": "int1"}[dt.name]

@@ -22,6 +22,20 @@ def round_bf16(x: np.ndarray) -> np.ndarray:
     return np.where(nan, np.float32(np.nan), out)
 
 
+def f64_to_f32_odd(x: np.ndarray) -> np.ndarray:
+    """float64 -> float32 rounded to odd (an inexact result gets an odd last bit), so a second
+    rounding to bf16 equals the single rounding of x (as the device lowering does)."""
+    x = np.asarray(x, np.float64)
+    with np.errstate(over="ignore"):
+        r = x.astype(np.float32)
+    back = r.astype(np.float64)
+    bits = r.view(np.uint32)
+    with np.errstate(invalid="ignore"):
+        fix = (back != x) & ~np.isnan(x) & (bits & 1 == 0)
+        moved = np.where(np.abs(x) > np.abs(back), bits + np.uint32(1), bits - np.uint32(1))
+    return np.where(fix, moved, bits).astype(np.uint32).view(np.float32)
+
+
 def bf16_from_bits(u16: np.ndarray) -> np.ndarray:
     return (u16.astype(np.uint32) << 16).view(np.float32)
 
@@ -136,6 +150,8 @@ def cast(x, src: DType, dst: DType):
         x = np.trunc(x)
         info = np.iinfo(dst.numpy)
         x = np.clip(np.nan_to_num(x), info.min, info.max)   # out of range is undefined on devices
+    if src.bits == 64 and src.is_float and dst.name == "bf16":
+        x = f64_to_f32_odd(x)
     return finish(np.asarray(x).astype(value_dtype(dst)), dst)
 
 
