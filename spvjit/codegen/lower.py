@@ -10,7 +10,7 @@ import contextlib
 
 from ..ir import types as T
 from ..ir.core import Block, KernelIR, Operation
-from ..ir.ops import OP_INFO
+from ..ir.ops import NO_FLOAT64, OP_INFO
 from .emitter import Emitter
 from .layout import IndexMap, broadcast_map, identity_map, regs, trans_map, vec_width
 from . import coopmat, remat
@@ -261,6 +261,8 @@ class Lowerer:
                 return em.op(_BBIN[name], rt, *a)
             raise self.error(f"'{name}' on booleans")
         if dt.is_float:
+            if dt.name == "f64" and name in NO_FLOAT64:
+                raise self.error(f"'{name}' on float64 values (GLSL.std.450 has no 64-bit {name})")
             if name in _FBIN:
                 return em.op(_FBIN[name], rt, *a)
             if name == "neg":
@@ -341,6 +343,8 @@ class Lowerer:
     def convert(self, x: int, src: T.DType, dst: T.DType) -> int:
         em = self.em
         rt = em.type_of(dst)
+        if src == dst:
+            return x
         if dst.is_bool:
             if src.is_float:
                 return em.op("OpFUnordNotEqual", em.bool, x, em.const(src, 0.0))

@@ -13,7 +13,7 @@ import math
 
 from ..ir import types as T
 from ..ir.core import Builder
-from ..ir.ops import OP_INFO
+from ..ir.ops import NO_FLOAT64, OP_INFO
 from ..language.context import active, current  # noqa: F401  (the frontend's entry points)
 from ..language.core import constexpr, tensor
 from .errors import SemanticError
@@ -32,14 +32,8 @@ def _int_fits(v: int, dt: T.DType) -> bool:
     return -(1 << (dt.bits - 1)) <= v < (1 << (dt.bits - 1))
 
 
-# GLSL.std.450 defines these for 16- and 32-bit floats only; a float64 version computed in f32
-# would silently lose precision, so they are refused (sqrt, rsqrt, floor, fma, fmod, ... are exact)
-_NO_F64 = frozenset({"exp", "exp2", "log", "log2", "sin", "cos", "tan", "tanh", "asin", "acos", "atan",
-                     "sinh", "cosh", "asinh", "acosh", "atanh", "erf", "sigmoid", "pow", "atan2"})
-
-
 def _check_f64(op: str, dt: T.DType):
-    if dt.name == "f64" and op in _NO_F64:
+    if dt.name == "f64" and op in NO_FLOAT64:
         raise SemanticError(f"{op} of float64 values is not supported (Vulkan's GLSL.std.450 {op} is "
                             f"32-bit only); convert with .to(tl.float32) first")
 

@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from ..ir.ops import NO_FLOAT64
 from ..ir.types import DType
 
 
@@ -60,6 +61,7 @@ def trunc_div(a, b):
 
 
 def binary(name: str, a, b, dt: DType):
+    _no_float64(name, dt)
     if name == "add":
         return a + b
     if name == "sub":
@@ -115,7 +117,13 @@ def round_half_away(x):
     return np.where(np.abs(x - t) >= 0.5, t + np.sign(x), t)
 
 
+def _no_float64(name: str, dt: DType):
+    if dt.name == "f64" and name in NO_FLOAT64:       # as the lowering: no 64-bit GLSL.std.450 form
+        raise TypeError(f"'{name}' has no float64 meaning")
+
+
 def unary(name: str, x, dt: DType):
+    _no_float64(name, dt)
     if name == "neg":
         return -x
     if name == "not":
