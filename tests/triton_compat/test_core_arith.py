@@ -326,6 +326,22 @@ def test_math_op(mode, name, form):
     np.testing.assert_allclose(got, ref, rtol=4 * 2.0 ** -23, atol=2.0 ** -20)
 
 
+# Triton's test_math_op runs float64 too.  GLSL.std.450 has 64-bit sqrt, rsqrt (InverseSqrt),
+# floor, ceil and abs only: the others are refused with a clear error instead of being computed
+# in float32 (a silent loss of precision)
+@pytest.mark.parametrize("name", list(MATH))
+def test_math_op_float64(mode, name):
+    fn, (lo, hi) = MATH[name]
+    x = np.random.RandomState(3).uniform(lo, hi, SIZE)
+    if name in ("sqrt", "rsqrt", "floor", "ceil", "abs"):
+        got = run_unary(mode, f"tl.{name}(x)", x, "float64", "float64")
+        # floor/ceil/abs exact; Vulkan's sqrt and inversesqrt are not correctly rounded: 2 ulp
+        np.testing.assert_allclose(got, fn(x), rtol=2 * 2.0 ** -52, atol=0)
+    else:
+        with pytest.raises(CompilationError, match="float64 values is not supported"):
+            run_unary(mode, f"tl.{name}(x)", x, "float64", "float64")
+
+
 @pytest.mark.parametrize("expr, ref", [
     ("tl.exp(3.0) + x * 0", np.exp(3.0)), ("tl.sqrt(4.0) + x * 0", 2.0), ("tl.log2(8.0) + x * 0", 3.0)])
 def test_math_of_constant(mode, expr, ref):
