@@ -402,3 +402,21 @@ def test_32bit_kernels_need_no_64bit_support():
     ir = add_one.ir_module(x, x, BLOCK=16)
     bare = Target(name="bare", device_type="discrete", subgroup_size=32)
     check_device_support(compile_kernel(ir, bare), bare)
+
+
+@spvjit.jit
+def loop_to(Z, n):
+    acc = 0
+    for i in range(0, n):
+        acc += 1
+    tl.store(Z, acc)
+
+
+def test_64bit_loop_bounds_are_refused(mode):
+    """The induction variable is an int32: a 64-bit bound (an int argument past int32) is a
+    clear error at the loop, not a silently truncated trip count."""
+    z = spvjit.empty(1, np.int32)
+    launch(loop_to, mode)[(1,)](z, 5)
+    assert z.numpy()[0] == 5
+    with pytest.raises(CompilationError, match="range bounds must be 32-bit integers, got i64"):
+        launch(loop_to, mode)[(1,)](z, 2**40)
