@@ -420,3 +420,44 @@ def test_64bit_loop_bounds_are_refused(mode):
     assert z.numpy()[0] == 5
     with pytest.raises(CompilationError, match="range bounds must be 32-bit integers, got i64"):
         launch(loop_to, mode)[(1,)](z, 2**40)
+
+
+@spvjit.jit
+def dot64(A, B, C, M: tl.constexpr, N: tl.constexpr, K: tl.constexpr):
+    rm, rn, rk = tl.arange(0, M), tl.arange(0, N), tl.arange(0, K)
+    a = tl.load(A + rm[:, None] * K + rk[None, :])
+    b = tl.load(B + rk[:, None] * N + rn[None, :])
+    tl.store(C + rm[:, None] * N + rn[None, :], tl.dot(a, b))
+
+
+def _dot_inputs():
+    rs = np.random.RandomState(10)
+    a, b = rs.normal(0, 1, (16, 32)), rs.normal(0, 1, (32, 16))
+    # K roundings of float64 partial sums, each at most half an ulp of sum|a||b|
+    tol = 32 * 2.0 ** -53 * (np.abs(a) @ np.abs(b))
+    return a, b, tol
+
+
+def test_float64_dot_accumulates_in_float64(mode):
+    """Triton: a float64 dot returns float64; float32 accumulation would be off by ~1e-6."""
+    a, b, tol = _dot_inputs()
+    c = spvjit.empty((16, 16), np.float64)
+    launch(dot64, mode)[(1,)](spvjit.tensor(a), spvjit.tensor(b), c, M=16, N=16, K=32)
+    assert np.all(np.abs(c.numpy() - a @ b) <= tol)
+
+
+@pytest.mark.skipif(not _device_ok(), reason="needs a Vulkan device")
+def test_float64_dot_in_gpu_layout():
+    """Several subgroups: A and B are staged in the shared scratch as two words per element."""
+    from test_gpu_layouts import run_as_gpu
+    a, b, tol = _dot_inputs()
+    c = spvjit.empty((16, 16), np.float64)
+    ck = run_as_gpu(dot64, (1,), spvjit.tensor(a), spvjit.tensor(b), c, M=16, N=16, K=32, num_warps=4)
+    assert "Workgroup" in disassemble(ck.spirv)
+    assert np.all(np.abs(c.numpy() - a @ b) <= tol)
+
+
+def test_int64_dot_is_refused(mode):
+    x = spvjit.tensor(np.ones((16, 16), np.int64))
+    with pytest.raises(CompilationError, match="dot of int64 values is not supported"):
+        launch(dot64, mode)[(1,)](x, x, spvjit.empty((16, 16), np.int64), M=16, N=16, K=16)

@@ -48,7 +48,8 @@ def _scratch_words(kernel: KernelIR, w: int, coop_dots=()) -> int:
             continue
         if op.name == "dot":
             a, b = op.operands[0].type, op.operands[1].type
-            need = max(need, (regs(a.numel, w) + regs(b.numel, w)) * w)
+            words = 2 if op.result.type.elem.bits == 64 else 1       # f64 operands: two words each
+            need = max(need, words * (regs(a.numel, w) + regs(b.numel, w)) * w)
         elif op.name == "atomic_rmw":
             need = max(need, w)
         else:

@@ -210,6 +210,13 @@ def _reduce_axis(lw, op, src, shape, axis, kind, dt):
     lw.bind(op, LV(out, False))
 
 
+def _dot_work(out_dt: T.DType) -> T.DType:
+    """The type products are summed in: f32/i32, or f64 for a float64 dot (Triton's fp64 dot)."""
+    if out_dt.bits == 64:
+        return out_dt
+    return T.f32 if out_dt.is_float else T.i32
+
+
 def lower_dot(lw, op):
     cfg = lw.coop_plan.dots.get(id(op))
     if cfg is not None:
@@ -226,13 +233,14 @@ def lower_dot(lw, op):
     N = b_t.shape[1]
     a, b, acc = (lw.get(v) for v in op.operands)
     in_dt, out_dt = a_t.elem, c_t.elem
-    work = T.f32 if out_dt.is_float else T.i32     # products are formed in the accumulator's width
+    work = _dot_work(out_dt)                       # products are formed in the accumulator's width
+    hi = (len(a.regs) + len(b.regs)) * W          # 64-bit: high words after all the low ones
     em.barrier()
     for q, reg in enumerate(a.regs):
-        mem.scratch_store(lw.flat(q, M * K), mem.to_word(lw.convert(reg, in_dt, work), work))
+        mem.store_value(lw.flat(q, M * K), lw.convert(reg, in_dt, work), work, hi)
     b_base = len(a.regs) * W
     for q, reg in enumerate(b.regs):
-        mem.scratch_store(em.iadd(lw.flat(q, K * N), em.ci(b_base)), mem.to_word(lw.convert(reg, in_dt, work), work))
+        mem.store_value(em.iadd(lw.flat(q, K * N), em.ci(b_base)), lw.convert(reg, in_dt, work), work, hi)
     em.barrier()
     wt = em.type_of(work)
     out = []
@@ -249,8 +257,8 @@ def lower_dot(lw, op):
     def body(k):
         b_row = em.imul(k, em.ci(N))
         for row, col, var in zip(rows, cols, accs):
-            av = mem.from_word(mem.scratch_load(em.iadd(row, k)), work)
-            bv = mem.from_word(mem.scratch_load(em.iadd(col, b_row)), work)
+            av = mem.load_value(em.iadd(row, k), work, hi)
+            bv = mem.load_value(em.iadd(col, b_row), work, hi)
             cur = em.load_var(wt, var)
             if work.is_float:
                 nxt = em.op("OpFAdd", wt, cur, em.op("OpFMul", wt, av, bv))
@@ -327,7 +335,7 @@ def _dot_subgroup(lw, op) -> bool:
         plan.append((rows.pop(), bq))
     a, b, acc = (lw.get(v) for v in op.operands)
     in_dt, out_dt = a_t.elem, c_t.elem
-    work = T.f32 if out_dt.is_float else T.i32
+    work = _dot_work(out_dt)
     wt = em.type_of(work)
     b_work = [lw.convert(x, in_dt, work) for x in b.regs]
     a_cache = {}

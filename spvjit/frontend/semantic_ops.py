@@ -332,7 +332,12 @@ class KernelSemantic(Semantic):
         if a.dtype != b.dtype:
             dt = promote(a.dtype, b.dtype)
             a, b = self.cast(a, dt), self.cast(b, dt)
+        if a.dtype.is_int and a.dtype.bits == 64:
+            raise SemanticError(f"dot of {_lang_name(a.dtype)} values is not supported (Triton's dot takes "
+                                "8-bit integers); convert with .to(tl.int32) or .to(tl.float64)")
         out = unwrap(out_dtype)
+        if a.dtype.name == "f64" and not isinstance(unwrap(acc), tensor):
+            out = T.f64          # as Triton: a float64 dot accumulates and returns float64
         if out is None:
             out = acc.dtype if isinstance(unwrap(acc), tensor) else (T.f32 if a.dtype.is_float else T.i32)
         shape = (a.shape[0], b.shape[1])

@@ -205,5 +205,6 @@ def scan(kind: str, x, axis: int, reverse: bool, dt: DType):
 
 def dot(a, b, acc, out: DType):
     if out.is_float:
-        return (a.astype(np.float32) @ b.astype(np.float32) + acc.astype(np.float32))
+        wt = np.float64 if out.bits == 64 else np.float32     # the lowering's accumulator width
+        return (a.astype(wt) @ b.astype(wt) + acc.astype(wt))
     return a.astype(np.int64) @ b.astype(np.int64) + acc
