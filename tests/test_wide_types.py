@@ -461,3 +461,34 @@ def test_int64_dot_is_refused(mode):
     x = spvjit.tensor(np.ones((16, 16), np.int64))
     with pytest.raises(CompilationError, match="dot of int64 values is not supported"):
         launch(dot64, mode)[(1,)](x, x, spvjit.empty((16, 16), np.int64), M=16, N=16, K=16)
+
+
+def _bf16_of_int(values):
+    """Nearest bfloat16 of Python ints (8 significant bits, ties to even), as float32."""
+    out = []
+    for a in values:
+        s, a = (-1 if a < 0 else 1), abs(a)
+        e = a.bit_length() - 8
+        if e > 0:
+            q, rem = divmod(a, 1 << e)
+            if rem > 1 << (e - 1) or (rem == 1 << (e - 1) and q & 1):
+                q += 1
+            a = q << e
+        out.append(float(s * a))
+    return np.array(out, np.float32)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "uint32", "int64", "uint64"])
+def test_int_to_bfloat16_rounds_once(mode, dtype):
+    """m * 2^k + 2^(k-1) + 1 lies just above a bf16 halfway point; rounded to float32 first it
+    became the halfway point itself and went to even (wrong for even m; k >= 17 puts the +1
+    below float32's 24 bits)."""
+    rs = np.random.RandomState(11)
+    info = np.iinfo(dtype)
+    ties = [((int(m) | 0x80) << k) + (1 << (k - 1)) + 1
+            for m, k in zip(rs.randint(0x80, 0x100, 2048), rs.randint(17, info.bits - 8, 2048))]
+    ties = [t for t in ties if t <= info.max]
+    x = np.resize(np.array(ties + [info.max, info.min, 0, 1, -1 if info.min else 2], dtype=object).astype(dtype), 1024)
+    z = spvjit.empty(1024, tl.bfloat16)
+    launch(convert, mode)[(4,)](spvjit.tensor(x), z, BLOCK=256, DST=tl.bfloat16, BITCAST=False)
+    np.testing.assert_array_equal(z.numpy(), _bf16_of_int(x.tolist()))

@@ -371,6 +371,9 @@ class Lowerer:
                 # rounded to nearest even: the driver's direct conversion may truncate
                 from .float_math import f32_to_f16
                 return f32_to_f16(em, em.op("OpConvertSToF" if src.is_signed else "OpConvertUToF", em.f32, x))
+            if dst.name == "bf16" and src.bits >= 32:
+                from .float_math import int_to_f32_odd     # one rounding, not int->f32->bf16 two
+                return em.round_bf16(int_to_f32_odd(em, x, src))
             v = em.op("OpConvertSToF" if src.is_signed else "OpConvertUToF", rt, x)
             return em.round_bf16(v) if dst.name == "bf16" else v
         if src.bits == dst.bits:

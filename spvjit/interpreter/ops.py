@@ -37,6 +37,20 @@ def f64_to_f32_odd(x: np.ndarray) -> np.ndarray:
     return np.where(fix, moved, bits).astype(np.uint32).view(np.float32)
 
 
+def int_to_f32_odd(x) -> np.ndarray:
+    """32/64-bit integers -> float32 rounded to odd (exact comparison in Python ints), so a
+    second rounding to bf16 is the single correct one (as the device lowering does)."""
+    x = np.asarray(x)
+    r = x.astype(np.float32)
+    flat_x, flat_r = x.reshape(-1).tolist(), r.reshape(-1)
+    bits = flat_r.view(np.uint32).copy()
+    for i, (v, f) in enumerate(zip(flat_x, flat_r.tolist())):
+        back = int(f)                       # exact: f is a finite float32
+        if back != v and bits[i] & 1 == 0:
+            bits[i] = bits[i] + np.uint32(1) if abs(v) > abs(back) else bits[i] - np.uint32(1)
+    return bits.view(np.float32).reshape(x.shape)
+
+
 def bf16_from_bits(u16: np.ndarray) -> np.ndarray:
     return (u16.astype(np.uint32) << 16).view(np.float32)
 
@@ -160,6 +174,8 @@ def cast(x, src: DType, dst: DType):
         x = np.clip(np.nan_to_num(x), info.min, info.max)   # out of range is undefined on devices
     if src.bits == 64 and src.is_float and dst.name == "bf16":
         x = f64_to_f32_odd(x)
+    elif src.is_int and src.bits >= 32 and dst.name == "bf16":
+        x = int_to_f32_odd(x)
     return finish(np.asarray(x).astype(value_dtype(dst)), dst)
 
 
