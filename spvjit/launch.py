@@ -94,9 +94,17 @@ def check_grid(grid, name: str) -> tuple[int, ...]:
 
 def _pack(ck: CompiledKernel, spec, offset, grid, programs_per_workgroup: int = 1) -> bytes:
     values = dict(spec.runtime)
-    head = struct.pack(f"<{PUSH_HEADER_WORDS}I", *offset, *grid, programs_per_workgroup)
-    body = b"".join(struct.pack("<i" if m.dtype.is_int else "<f", values[m.name]) for m in ck.push_members)
-    return head + body
+    out = bytearray(ck.push_size)
+    struct.pack_into(f"<{PUSH_HEADER_WORDS}I", out, 0, *offset, *grid, programs_per_workgroup)
+    for m in ck.push_members:
+        struct.pack_into(_PUSH_FORMATS[m.dtype.kind, m.dtype.bits], out, m.offset, values[m.name])
+    return bytes(out)
+
+
+# struct formats of scalar arguments by (kind, bits): 64-bit ints were specialized as i64 or,
+# from 2**63 on, u64 (jit.py), so each value fits its format
+_PUSH_FORMATS = {("int", 32): "<i", ("uint", 32): "<I", ("float", 32): "<f",
+                 ("int", 64): "<q", ("uint", 64): "<Q", ("float", 64): "<d"}
 
 
 def launch_on_device(kernel, spec, grid, dev, label: str):

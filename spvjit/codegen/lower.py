@@ -10,7 +10,7 @@ import contextlib
 
 from ..ir import types as T
 from ..ir.core import Block, KernelIR, Operation
-from ..ir.ops import OP_INFO
+from ..ir.ops import NO_FLOAT64, OP_INFO
 from .emitter import Emitter
 from .layout import IndexMap, broadcast_map, identity_map, regs, trans_map, vec_width
 from . import coopmat, remat
@@ -261,6 +261,8 @@ class Lowerer:
                 return em.op(_BBIN[name], rt, *a)
             raise self.error(f"'{name}' on booleans")
         if dt.is_float:
+            if dt.name == "f64" and name in NO_FLOAT64:
+                raise self.error(f"'{name}' on float64 values (GLSL.std.450 has no 64-bit {name})")
             if name in _FBIN:
                 return em.op(_FBIN[name], rt, *a)
             if name == "neg":
@@ -341,6 +343,8 @@ class Lowerer:
     def convert(self, x: int, src: T.DType, dst: T.DType) -> int:
         em = self.em
         rt = em.type_of(dst)
+        if src == dst:
+            return x
         if dst.is_bool:
             if src.is_float:
                 return em.op("OpFUnordNotEqual", em.bool, x, em.const(src, 0.0))
@@ -348,6 +352,9 @@ class Lowerer:
         if src.is_bool:
             return em.select(rt, x, em.const(dst, 1), em.const(dst, 0))
         if src.is_float and dst.is_float:
+            if src.bits == 64 and dst.bits == 16:
+                from .float_math import f64_to_f32_odd     # one rounding, not f64->f32->f16 two
+                x, src = f64_to_f32_odd(em, x), T.f32
             if dst.name == "bf16":
                 if src.name != "f32":
                     x = em.op("OpFConvert", em.f32, x)
@@ -364,6 +371,9 @@ class Lowerer:
                 # rounded to nearest even: the driver's direct conversion may truncate
                 from .float_math import f32_to_f16
                 return f32_to_f16(em, em.op("OpConvertSToF" if src.is_signed else "OpConvertUToF", em.f32, x))
+            if dst.name == "bf16" and src.bits >= 32:
+                from .float_math import int_to_f32_odd     # one rounding, not int->f32->bf16 two
+                return em.round_bf16(int_to_f32_odd(em, x, src))
             v = em.op("OpConvertSToF" if src.is_signed else "OpConvertUToF", rt, x)
             return em.round_bf16(v) if dst.name == "bf16" else v
         if src.bits == dst.bits:

@@ -387,7 +387,13 @@ class KernelCodegen(ast.NodeVisitor):
         if is_number(unwrap(step)) and unwrap(step) == 0:
             raise self.err("range step must not be zero", it)
         try:
-            bounds = [self.sem.cast(self.sem.to_tensor(v, T.i32), T.i32) for v in (lo, hi, step)]
+            bounds = [self.sem.to_tensor(v, T.i32) for v in (lo, hi, step)]
+            wide = [b for b in bounds if not b.type.is_pointer and b.dtype.bits == 64]
+            if wide:
+                # the induction variable is an i32; truncating a 64-bit bound would loop wrongly
+                raise SemanticError(f"range bounds must be 32-bit integers, got {wide[0].dtype}; "
+                                    "convert with .to(tl.int32)")
+            bounds = [self.sem.cast(b, T.i32) for b in bounds]
         except SemanticError as e:
             raise self.err(str(e), it)
         if any(b.shape != () for b in bounds):

@@ -358,7 +358,12 @@ class KernelSemantic(Semantic):
         if a.dtype != b.dtype:
             dt = promote(a.dtype, b.dtype)
             a, b = self.cast(a, dt), self.cast(b, dt)
+        if a.dtype.is_int and a.dtype.bits == 64:
+            raise SemanticError(f"dot of {_lang_name(a.dtype)} values is not supported (Triton's dot takes "
+                                "8-bit integers); convert with .to(tl.int32) or .to(tl.float64)")
         out = unwrap(out_dtype)
+        if a.dtype.name == "f64" and not isinstance(unwrap(acc), tensor):
+            out = T.f64          # as Triton: a float64 dot accumulates and returns float64
         if out is None:
             out = acc.dtype if isinstance(unwrap(acc), tensor) else (T.f32 if a.dtype.is_float else T.i32)
         shape = (a.shape[0], b.shape[1])
@@ -405,6 +410,6 @@ class KernelSemantic(Semantic):
 
 
 def _lang_name(dt: T.DType) -> str:
-    return {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "f64": "float64", "i64": "int64",
+    return {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "f64": "float64", "i64": "int64", "u64": "uint64",
             "i32": "int32", "u32": "uint32", "i16": "int16", "u16": "uint16", "i8": "int8",
             "u8": "uint8", "i1": "int1"}[dt.name]

@@ -18,6 +18,10 @@ UNARY = {"neg", "not", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "co
          "abs", "sigmoid", "floor", "ceil", "tanh"} | MATH_UNARY
 FLOAT_ONLY = {"truediv", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos",
               "sigmoid", "floor", "ceil", "tanh", "pow", "atan2", "fma"} | MATH_UNARY
+# GLSL.std.450 defines these for 16- and 32-bit floats only: no float64 meaning anywhere (a
+# float32 computation would silently lose the precision; sqrt, floor, fma, fmod, ... are fine)
+NO_FLOAT64 = frozenset({"exp", "exp2", "log", "log2", "sin", "cos", "tan", "tanh", "asin", "acos", "atan",
+                        "sinh", "cosh", "asinh", "acosh", "atanh", "erf", "sigmoid", "pow", "atan2"})
 INT_ONLY = {"and", "or", "xor", "shl", "shr", "floordiv", "umulhi"}
 BOOL_BINARY = {"and", "or", "xor", "maximum", "minimum"}
 CMP_PREDICATES = {"lt", "le", "gt", "ge", "eq", "ne"}

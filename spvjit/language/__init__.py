@@ -1,6 +1,6 @@
 """The kernel language: `import spvjit.language as sl` (or `as tl`, for Triton code)."""
 from .core import (bfloat16, constexpr, dtype, float16, float32, float64, int1, int8, int16,
-                   int32, int64, pointer_type, tensor, uint8, uint16, uint32)
+                   int32, int64, pointer_type, tensor, uint8, uint16, uint32, uint64)
 from .builtins import (abs, arange, argmax, argmin, atomic_add, atomic_max, atomic_min,
                        atomic_xchg, broadcast_to, cast, cdiv, ceil, clamp, cos, div_rn, dot, erf,
                        exp, exp2, fdiv, fma, sqrt_rn, umulhi,
