@@ -69,6 +69,13 @@ def needs_retry_loop(op) -> bool:
     return _f32_add(op) and not op.attrs.get("native_fadd")
 
 
+def counter_add(mem, bd: Binding, idx: int, v: int) -> int:
+    """A relaxed device-scope add on a 32-bit integer element, for the compiler's own counters
+    (the debug-print buffer's record count); returns the old value."""
+    em = mem.em
+    return em.op("OpAtomicIAdd", em.type_of(bd.dtype), mem._elem_ptr(bd, idx), em.cu(SCOPE_DEVICE), em.cu(0), v)
+
+
 def lower_atomic(lw, op):
     """atomic_rmw and atomic_cas, register by register."""
     em, mem = lw.em, lw.mem

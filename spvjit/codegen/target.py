@@ -21,6 +21,8 @@ class Target:
     max_workgroup_invocations: int = 1024
     max_texel_buffer_elements: int = 0     # 0: no uniform texel buffers
     int64: bool = False
+    float64: bool = False
+    subgroup_extended_types: bool = False  # subgroup arithmetic on 64-bit integers is allowed
     float32_atomic_add: bool = False       # shaderBufferFloat32AtomicAdd (VK_EXT_shader_atomic_float)
     cooperative_matrix: tuple = ()         # CoopMatConfig entries (subgroup scope ones are used)
     loop_iteration_limit: int | None = None   # loop-header visits per invocation (lavapipe < Mesa 26:
