@@ -80,6 +80,11 @@ def analysis(lw) -> dot_operands.Analysis:
     return lw.dot_reads
 
 
+def unused(lw) -> set[int]:
+    """Ops (ids) not to lower: their values only fed the masks of loads a looped dot reads."""
+    return analysis(lw).unused
+
+
 def read_by_dot(lw, op) -> bool:
     """A load that only feeds a looped dot: the dot loads its elements itself (dot_operands.py)."""
     if id(op) not in analysis(lw).fused:
@@ -110,8 +115,12 @@ def lower_dot_looped(lw, op):
         ra = dot_operands.Reader(lw, an, a_load, 1, work)
         bases = ra.row_bases(M, K)
 
+        steps = {}
+
         def a_at(i, k):
-            return ra.a_element(bases[i], i, k, K)
+            if k not in steps:
+                steps[k] = ra.a_step(k, K)
+            return ra.a_element(bases[i], i, k, K, steps[k])
     else:                             # A -> shared memory, word i*K + k (its flat index)
         em.barrier()
         for q, reg in enumerate(a.regs):

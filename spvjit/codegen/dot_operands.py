@@ -63,6 +63,12 @@ class Analysis:
                             and uses.get(id(operand), 0) == 1 and self.readable(load, axis)):
                         self.fused[id(load)] = (op, axis)
 
+        self.unused = _unused_after_fusion(kernel, uses, [load for load, _ in
+                                                            ((o.owner, 0) for o in self._fused_results(kernel))])
+
+    def _fused_results(self, kernel):
+        return [op.result for op in kernel.walk() if id(op) in self.fused]
+
     def operand_load(self, dot, index: int):
         load = dot.operands[index].owner
         return load if isinstance(load, Operation) and id(load) in self.fused else None
@@ -143,6 +149,27 @@ class Analysis:
                 return None
             return _combine(lw, "OpIMul", s, scale)
         return None
+
+
+def _unused_after_fusion(kernel, uses, loads) -> set[int]:
+    """Tile ops whose values only fed the masks of fused loads: the dot recomputes the mask
+    elements it needs (remat.py), so these need no registers and are not lowered."""
+    remaining = dict(uses)
+    unused: set[int] = set()
+
+    def drop(v):
+        remaining[id(v)] -= 1
+        op = v.owner
+        if (remaining[id(v)] == 0 and isinstance(op, Operation) and not v.type.is_scalar
+                and op.name in _REMAT_OPS and len(op.results) == 1 and id(op) not in unused):
+            unused.add(id(op))
+            for x in op.operands:
+                drop(x)
+
+    for load in loads:
+        for v in load.operands[1:]:
+            drop(v)
+    return unused
 
 
 def _blocks(block):
@@ -229,7 +256,8 @@ class Reader:
         stride = analysis.stride(ptr_v, axis, lw)
         self.stride = int(stride) if isinstance(stride, _Id) else em.ci(stride)
         self.mask = load.operands[1] if len(load.operands) > 1 else None
-        other = lw.get(load.operands[2]).regs[0] if len(load.operands) > 2 else None
+        # `other` is one value everywhere (_constant_like); its tile may not have been lowered
+        other = remat.evaluate(lw, load.operands[2], em.ci(0)) if len(load.operands) > 2 else None
         self.other = other if other is not None else em.const(self.dt, 0)
         self.vec4 = axis == 0 and ptr_v.type.shape[0] > 1 and mem._vectorizable(lw, load, self.bd)
         self.shape = ptr_v.type.shape
@@ -265,10 +293,24 @@ class Reader:
         from ..ir import types as T
         return T.i32
 
-    def a_element(self, base_i: int, i: int, k: int, cols: int) -> int:
+    def a_step(self, k: int, cols: int):
+        """What every row shares at step k: the pointer offset, and the mask when it is a row
+        broadcast ([1, K] -> [M, K], as in `offs_k[None, :] < K - k * BK`)."""
+        em = self.lw.em
+        shared = None
+        m = self.mask.owner if self.mask is not None else None
+        if isinstance(m, Operation) and m.name == "broadcast" and m.operands[0].type.shape[0] == 1:
+            shared = remat.evaluate(self.lw, m.operands[0], k)
+        return em.imul(k, self.stride), shared
+
+    def a_element(self, base_i: int, i: int, k: int, cols: int, step) -> int:
         em, mem = self.lw.em, self.lw.mem
-        idx = em.iadd(base_i, em.imul(k, self.stride))
-        pred, idx = self._masked(em.iadd(em.ci(i * cols), k), idx)
+        off, shared_pred = step
+        idx = em.iadd(base_i, off)
+        if shared_pred is not None:
+            pred, idx = shared_pred, em.select(em.i32, shared_pred, idx, em.ci(0))
+        else:
+            pred, idx = self._masked(em.iadd(em.ci(i * cols), k), idx)
         return self._finish(pred, mem.load_elem(self.bd, idx))
 
     # ---- B: row k, this lane's 4 columns of block cb -------------------------------------------

@@ -121,9 +121,12 @@ class Lowerer:
         self.lower_ops(block.ops)
 
     def lower_ops(self, ops):
+        skip = block_loops.unused(self) if self.vectorize else ()
         for op in ops:
             if self.em.terminated:
                 return
+            if id(op) in skip:
+                continue
             self.loc = op.loc
             self.current_op = op
             handler = getattr(self, "op_" + op.name, None)
