@@ -168,8 +168,8 @@ def repeated_dot(a_ptr, b_ptr, c_ptr, trips):
 
 
 def test_dot_loops_count_against_the_loop_budget(always_loop):
-    """Each looped dot adds K/U + 1 loop-header visits (here 9): 6,000 trips stay within
-    lavapipe's 65,535 and run right; 7,000 would not, and must be refused, never cut short."""
+    """Each looped dot adds K/U + 1 loop-header visits (here 32/8 + 1 = 5): 6,000 trips stay
+    within lavapipe's 65,535 and run right; 12,000 would not, and must be refused, never cut short."""
     from spvjit.codegen import block_loops, loop_budget
     dev = get_device()
     a = np.eye(32, dtype=np.float32) * 0.5
@@ -179,7 +179,7 @@ def test_dot_loops_count_against_the_loop_budget(always_loop):
     kernel = _build_ir(repeated_dot, spec, optimize=True)
     visits = loop_budget.header_visits(kernel, {"trips": 6000},
                                        block_loops.extra_visits(8, Target(dot_unroll_limit=0)))
-    assert visits == 6000 * (1 + 32 // 4 + 1) + 1
+    assert visits == 6000 * (1 + 32 // 8 + 1) + 1
     c = spvjit.empty((32, 64), np.float32)
     repeated_dot[(1,)](ta, tb, c, 6000)
     # each step adds 0.5/1024 = 2^-11 to a sum below 4: every partial sum is exact in f32
@@ -187,4 +187,4 @@ def test_dot_loops_count_against_the_loop_budget(always_loop):
     if spvjit.loop_limit.loop_iteration_limit(dev) is None:
         pytest.skip("this device does not limit loop-header visits")
     with pytest.raises(spvjit.DeviceError, match="repeated_dot"):
-        repeated_dot[(1,)](ta, tb, c, 7000)
+        repeated_dot[(1,)](ta, tb, c, 12000)

@@ -8,7 +8,7 @@ over the accumulator's vec4 register blocks:
 
     stage A in shared memory (A[i, k] at word i*K + k), B in a Function-storage array of vec4
     acc[c] (vec4, c over C's register blocks) <- C's registers
-    for k in 0, U, 2U, ... < K:                (U copies of the step per trip, U | K)
+    for k in 0, U, 2U, ... < K:                (U copies of the step per trip: W where W | K)
         for each block c (row i = c // R, column block cb = c % R):
             acc[c] += A[i, k] * B_blocks[k*R + cb]
 
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from ..ir import types as T
 from .loop_budget import STATUS_PARAM
-from . import dot_operands
+from . import dot_operands, subgroup
 from .values import LV
 
 STEP_COPIES = (4, 2, 1)
@@ -43,7 +43,12 @@ def _shape(op):
     return M, N, K
 
 
-def copies(K: int) -> int:
+def copies(K: int, w: int) -> int:
+    """Copies of the k step per trip: W where it divides K (then each lane loads one of the W
+    A elements of a row that the trip needs, and subgroup broadcasts hand them out), else the
+    largest of STEP_COPIES that divides K."""
+    if w > 1 and K % w == 0:
+        return w
     return next(u for u in STEP_COPIES if K % u == 0)
 
 
@@ -66,7 +71,7 @@ def extra_visits(w: int, target):
         if op.name != "dot" or not loops_dot(op, w, target):
             return 0
         K = _shape(op)[2]
-        return K // copies(K) + 1
+        return K // copies(K, w) + 1
     return visits
 
 
@@ -104,20 +109,29 @@ def lower_dot_looped(lw, op):
     wt = em.type_of(work)
     v4 = em.b.type_vector(wt, 4)
     R = N // (4 * W)                  # vec4 register blocks per row of C (and of B)
-    U = copies(K)
+    U = copies(K, W)
     an = analysis(lw)
     a_load, b_load = an.operand_load(op, 0), an.operand_load(op, 1)
     lw.note(op, f"loop over k ({K // U} trips of {U} steps), vec4 register blocks; "
                 + ("A loaded in the loop" if a_load else "A in shared memory") + ", "
                 + ("B loaded in the loop" if b_load else "B in a Function array"))
 
+    by_lane = False
     if a_load is not None:
         ra = dot_operands.Reader(lw, an, a_load, 1, work)
         bases = ra.row_bases(M, K)
 
         steps = {}
+        by_lane = U == W and lw.sg.get("whole")     # one element per lane, then broadcasts
 
         def a_at(i, k):
+            if by_lane:
+                k0, u = k
+                if k0 not in steps:
+                    steps[k0] = ra.a_lane_step(k0)
+                if (k0, i) not in steps:
+                    steps[(k0, i)] = ra.a_lane_element(bases[i], i, k0, K, steps[k0])
+                return subgroup.broadcast(lw, work, steps[(k0, i)], u)
             if k not in steps:
                 steps[k] = ra.a_step(k, K)
             return ra.a_element(bases[i], i, k, K, steps[k])
@@ -152,11 +166,11 @@ def lower_dot_looped(lw, op):
     init = [em.op("OpCompositeConstruct", v4, *(lw.convert(x, out_dt, work) for x in acc.regs[4 * c:4 * c + 4]))
             for c in range(nc)]
 
-    def step(k, accs):
+    def step(k, accs, k0=None, u=0):
         b_blocks = [b_at(cb, k) for cb in range(R)]
         out = []
         for i in range(M):
-            av = a_at(i, k)
+            av = a_at(i, (k0, u) if a_load is not None and by_lane else k)
             for cb in range(R):
                 c = i * R + cb
                 if work.is_float:
@@ -168,7 +182,7 @@ def lower_dot_looped(lw, op):
 
     def body(k, accs):
         for u in range(U):
-            accs = step(k if u == 0 else em.iadd(k, em.ci(u)), accs)
+            accs = step(k if u == 0 else em.iadd(k, em.ci(u)), accs, k, u)
         return accs
 
     with lw.scope():                  # ids first emitted in the loop do not dominate what follows

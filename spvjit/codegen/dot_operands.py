@@ -303,6 +303,26 @@ class Reader:
             shared = remat.evaluate(self.lw, m.operands[0], k)
         return em.imul(k, self.stride), shared
 
+    def a_lane_step(self, k0: int):
+        """Lane l loads A[i, k0 + l] for every row i (the trip's W steps, one element per lane)."""
+        lw, em = self.lw, self.lw.em
+        k = em.iadd(k0, lw.lane)
+        shared = None
+        m = self.mask.owner if self.mask is not None else None
+        if isinstance(m, Operation) and m.name == "broadcast" and m.operands[0].type.shape[0] == 1:
+            shared = remat.evaluate(lw, m.operands[0], k)
+        return k, em.imul(k, self.stride), shared
+
+    def a_lane_element(self, base_i: int, i: int, k0: int, cols: int, step) -> int:
+        em, mem = self.lw.em, self.lw.mem
+        k, off, shared_pred = step
+        idx = em.iadd(base_i, off)
+        if shared_pred is not None:
+            pred, idx = shared_pred, em.select(em.i32, shared_pred, idx, em.ci(0))
+        else:
+            pred, idx = self._masked(em.iadd(em.ci(i * cols), k), idx)
+        return self._finish(pred, mem.load_elem(self.bd, idx))
+
     def a_element(self, base_i: int, i: int, k: int, cols: int, step) -> int:
         em, mem = self.lw.em, self.lw.mem
         off, shared_pred = step
