@@ -41,7 +41,7 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("SPVJIT_PRINT_AUTOTUNING", "flag", False, "print each autotuning result"),
     Knob("SPVJIT_PROGRAMS_PER_WORKGROUP", "int", 256, "CPU drivers: at most this many programs "
          "run in turn in one workgroup", lowering=True),   # their loops share lavapipe's loop budget
-    Knob("SPVJIT_DOT_UNROLL_LIMIT", "int", 4096, "a `dot` with more multiply-adds per invocation "
+    Knob("SPVJIT_DOT_UNROLL_LIMIT", "int", 8192, "a `dot` with more multiply-adds per invocation "
          "than this runs as a loop over k instead of unrolled (codegen/block_loops.py)", minimum=0,
          lowering=True),
     Knob("SPVJIT_REQUIRE_COOPMAT", "flag", False, "tests: fail, instead of skipping, where the "
