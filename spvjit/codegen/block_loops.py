@@ -58,6 +58,8 @@ def loops_dot(op, w: int, target, vectorize: bool = True) -> bool:
     if mnk is None or not vectorize:
         return False
     M, N, K = mnk
+    if any(v.type.elem.bits > 32 for v in op.operands):
+        return False                  # 64-bit dots (f64 accumulation) keep the unrolled forms
     limit = getattr(target, "dot_unroll_limit", None)
     if limit is None or M * N * K <= limit * w:
         return False
