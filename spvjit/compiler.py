@@ -19,6 +19,7 @@ from . import cache, knobs
 from .codegen import compile_hooks
 from .codegen.compiler import CompiledKernel, compile_kernel
 from .codegen.atomics import mark_native_atomics
+from .codegen.block_loops import extra_visits
 from .codegen.debug_print import PRINT_PARAM, print_table
 from .codegen.loop_budget import STATUS_PARAM, VisitCounter, unroll_for_budget
 from .codegen.spirv.tools import disassemble
@@ -100,8 +101,8 @@ def _compile_for_device(jitfn, spec, dev, key) -> DeviceKernel:
         # the launcher counts their header visits per launch, from the IR as it was lowered
         if kernel is None:
             kernel = unroll_for_budget(mark_native_atomics(_build_ir(jitfn, spec, optimize=True),
-                                                           Target.of(dev.caps)))
-        visits = VisitCounter(kernel)
+                                                           device_target(dev)))
+        visits = VisitCounter(kernel, extra_visits(ck.workgroup_size, device_target(dev)))
     prints = None
     if any(bd.name == PRINT_PARAM for bd in ck.bindings):
         if kernel is None:          # a disk-cache hit: the table comes from the same IR
@@ -116,12 +117,18 @@ def _compile_for_device(jitfn, spec, dev, key) -> DeviceKernel:
     return DeviceKernel(ck, pipe, visits=visits, prints=prints)
 
 
+def device_target(dev) -> Target:
+    """What the lowering may assume about `dev`, with the settings that change lowering."""
+    return replace(Target.of(dev.caps), loop_iteration_limit=loop_iteration_limit(dev),
+                   dot_unroll_limit=knobs.get("SPVJIT_DOT_UNROLL_LIMIT"))
+
+
 def _lower(jitfn, spec, dev, show_lowering: bool):
     """(the compiled kernel, its IR as lowered: compile_kernel rewrites loops in place)"""
     kernel = _build_ir(jitfn, spec, optimize=True)
     notes = {} if show_lowering else None
     try:
-        target = replace(Target.of(dev.caps), loop_iteration_limit=loop_iteration_limit(dev))
+        target = device_target(dev)
         ck = compile_kernel(kernel, target, spec.num_warps, spec.divisibility or {}, notes)
     except LoweringError as e:
         raise CompilationError(f"in kernel {jitfn.__name__}: {e}") from None

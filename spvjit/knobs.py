@@ -43,6 +43,9 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          "TRITON_DEBUG=1 (the interpreter always checks)", lowering=True),
     Knob("SPVJIT_PROGRAMS_PER_WORKGROUP", "int", 256, "CPU drivers: at most this many programs "
          "run in turn in one workgroup", lowering=True),   # their loops share lavapipe's loop budget
+    Knob("SPVJIT_DOT_UNROLL_LIMIT", "int", 8192, "a `dot` with more multiply-adds per invocation "
+         "than this runs as a loop over k instead of unrolled (codegen/block_loops.py)", minimum=0,
+         lowering=True),
     Knob("SPVJIT_REQUIRE_COOPMAT", "flag", False, "tests: fail, instead of skipping, where the "
          "device lacks cooperative matrices"),
     Knob("SPVJIT_DIFF_EXAMPLES", "int", 50, "tests: hypothesis examples per differential test"),

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from .. import knobs
 from ..ir.core import KernelIR
 from ..ir.ops import OP_INFO, ops_of
-from . import axis_info, coopmat, debug_print, loop_budget, subgroup
+from . import axis_info, block_loops, coopmat, debug_print, loop_budget, subgroup
 from .atomics import mark_native_atomics
 from .emitter import Emitter
 from .layout import choose_workgroup, regs
@@ -129,12 +129,13 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     debug_print.add_print_buffer(kernel, asserts=knobs.get("SPVJIT_DEBUG"))
     loop_limit = caps.loop_iteration_limit
     mark_native_atomics(kernel, caps)      # before the loop budget: native ones have no retry loop
+    w = choose_workgroup(_max_numel(kernel), num_warps, caps)
+    extra = block_loops.extra_visits(w, caps)      # the loops a dot's lowering adds
     if loop_limit is not None:
         kernel = loop_budget.unroll_for_budget(kernel)
-        visits = loop_budget.header_visits(kernel)
+        visits = loop_budget.header_visits(kernel, extra=extra)
         if visits is None or visits + 1 > loop_limit:
             loop_budget.add_exit_checks(kernel)     # adds the hidden status buffer parameter
-    w = choose_workgroup(_max_numel(kernel), num_warps, caps)
     b = ModuleBuilder(version=(1, 3))
     b.capability("Shader")
     b.memory_model("Logical", "GLSL450")
@@ -189,7 +190,7 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
         lw.env[id(p.value)] = LV([mem.scalar_arg(i)], True)
     # Scratch is safe to reuse across the loop's programs: the loop and its bounds check are
     # uniform over the workgroup, and every scratch exchange begins with a barrier.
-    program_loop = program_loop and cpu and _returns_only_at_end(kernel) and _fits_budget(kernel, loop_limit)
+    program_loop = program_loop and cpu and _returns_only_at_end(kernel) and _fits_budget(kernel, loop_limit, extra)
     if program_loop:
         _lower_program_loop(lw, mem, kernel)
     else:
@@ -224,7 +225,7 @@ def push_layout(scalar_params) -> tuple[list[PushMember], int]:
     return push, offset
 
 
-def _fits_budget(kernel: KernelIR, loop_limit: int | None) -> bool:
+def _fits_budget(kernel: KernelIR, loop_limit: int | None, extra=None) -> bool:
     """Whether the program loop may run on a loop-limited driver: the budget is per invocation,
     so a workgroup's programs share it.  Constant trip counts must fit SPVJIT_PROGRAMS_PER_WORKGROUP
     times; trip counts that follow from the scalar arguments let the launcher choose how many
@@ -232,7 +233,7 @@ def _fits_budget(kernel: KernelIR, loop_limit: int | None) -> bool:
     values) means one program per workgroup."""
     if loop_limit is None:
         return True
-    visits = loop_budget.header_visits(kernel)
+    visits = loop_budget.header_visits(kernel, extra=extra)
     if visits is not None:
         return knobs.get("SPVJIT_PROGRAMS_PER_WORKGROUP") * (visits + 1) + 1 <= loop_limit
     # trip counts from scalar arguments: the launcher caps the programs per workgroup from them

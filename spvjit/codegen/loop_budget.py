@@ -44,14 +44,15 @@ def unroll_for_budget(kernel: KernelIR) -> KernelIR:
     return kernel
 
 
-def header_visits(kernel: KernelIR, args: dict | None = None) -> int | None:
+def header_visits(kernel: KernelIR, args: dict | None = None, extra=None) -> int | None:
     """Loop-header visits one program makes (each loop: trips + the final failing check,
     plus its trips times its body's visits), or None when a trip count is not known.  Trip
     counts are known from constants and, given `args` (scalar parameter name -> int), from
     the kernel's scalar arguments, through scalar integer arithmetic; never from program ids
-    or loaded values."""
+    or loaded values.  `extra(op)`, when given, is the header visits of loops the lowering
+    itself emits for an op (block_loops.extra_visits: a dot lowered as a loop over k)."""
     env = {id(p.value): int(args[p.name]) for p in _int_params(kernel) if args is not None and p.name in args}
-    return _visits(kernel.body, _Scalars(env))
+    return _visits(kernel.body, _Scalars(env), extra)
 
 
 def _int_params(kernel: KernelIR) -> list:
@@ -68,8 +69,9 @@ class VisitCounter:
     """`header_visits` of one kernel for the arguments of a launch, remembered per distinct
     integer arguments (launches mostly repeat them; walking the IR costs ~0.1 ms)."""
 
-    def __init__(self, kernel: KernelIR):
+    def __init__(self, kernel: KernelIR, extra=None):
         self.kernel = kernel
+        self.extra = extra
         self.names = [p.name for p in _int_params(kernel)]
         self._seen: dict[tuple, int | None] = {}
 
@@ -78,18 +80,20 @@ class VisitCounter:
         if key not in self._seen:
             if len(self._seen) >= 256:
                 self._seen.clear()
-            self._seen[key] = header_visits(self.kernel, args)
+            self._seen[key] = header_visits(self.kernel, args, self.extra)
         return self._seen[key]
 
 
-def _visits(block: Block, scalars) -> int | None:
+def _visits(block: Block, scalars, extra=None) -> int | None:
     total = 0
     for op in block.ops:
         if needs_retry_loop(op):
             return None                    # a compare-and-swap retry loop: runs until it wins
         inner = 0
+        if extra is not None:
+            total += extra(op)
         for region in op.regions:
-            v = _visits(region, scalars)
+            v = _visits(region, scalars, extra)
             if v is None:
                 return None
             inner = max(inner, v)          # `if`: one of its regions runs

@@ -13,7 +13,7 @@ from ..ir.core import Block, KernelIR, Operation
 from ..ir.ops import NO_FLOAT64, OP_INFO
 from .emitter import Emitter
 from .layout import IndexMap, broadcast_map, identity_map, regs, trans_map, vec_width
-from . import coopmat, remat
+from . import block_loops, coopmat, remat
 from .atomics import lower_atomic
 from .gather import lower_gather, lower_histogram
 from .reduce import lower_dot, lower_reduce
@@ -52,6 +52,7 @@ class Lowerer:
         self.axis = {}             # axis_info.analyze(): contiguity facts for vector loads
         self.caps = Target()       # what the device can do (codegen/target.py; set by the compiler)
         self.coop_plan = coopmat.Plan(kernel, None, w)   # values in matrix layout (set by compiler)
+        self.dot_reads = None      # block_loops.analysis(): loads a looped dot reads itself
         self.notes = None          # id(op) -> lowering choices, when a lowered dump is wanted
         self.current_op = None
         self.env: dict[int, LV] = {}
@@ -122,9 +123,12 @@ class Lowerer:
         self.lower_ops(block.ops)
 
     def lower_ops(self, ops):
+        skip = block_loops.unused(self) if self.vectorize else ()
         for op in ops:
             if self.em.terminated:
                 return
+            if id(op) in skip:
+                continue
             self.loc = op.loc
             self.current_op = op
             handler = getattr(self, "op_" + op.name, None)
@@ -411,6 +415,8 @@ class Lowerer:
 
     # ---- memory, reductions, dot: see memory.py and reduce.py --------------------------
     def op_load(self, op):
+        if self.vectorize and block_loops.read_by_dot(self, op):
+            return
         self.mem.lower_load(self, op)
 
     def op_store(self, op):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import types as T
-from . import coopmat, subgroup
+from . import block_loops, coopmat, subgroup
 from .layout import flat_np, lane_np, reduce_base_map, reg_np
 from .values import LV
 
@@ -222,6 +222,9 @@ def lower_dot(lw, op):
     if cfg is not None:
         lw.note(op, f"cooperative matrix {cfg.m}x{cfg.n}x{cfg.k} {cfg.a_type}->{cfg.result_type}")
         coopmat.lower_dot_coopmat(lw, op, cfg)
+        return
+    if block_loops.loops_dot(op, lw.W, lw.caps, lw.vectorize):
+        block_loops.lower_dot_looped(lw, op)
         return
     if lw.sg.get("whole") and lw.sg.get("broadcast") and _dot_subgroup(lw, op):
         lw.note(op, "register blocks, A by subgroup broadcast")

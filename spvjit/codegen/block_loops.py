@@ -1,0 +1,237 @@
+"""`dot` on big tiles as a loop over k, so its code does not grow with K.
+
+The unrolled lowering of `dot` (reduce.py) emits every multiply-add of every register:
+M*N*K/W of them per lane, 32,768 for a 64x64x64 f32 dot on lavapipe (W = 8), which took
+lavapipe minutes and gigabytes to compile.  Above `Target.dot_unroll_limit` multiply-adds per
+lane, a dot whose layouts allow it becomes one loop over k instead, its body a fixed sequence
+over the accumulator's vec4 register blocks:
+
+    stage A in shared memory (A[i, k] at word i*K + k), B in a Function-storage array of vec4
+    acc[c] (vec4, c over C's register blocks) <- C's registers
+    for k in 0, U, 2U, ... < K:                (U copies of the step per trip: W where W | K)
+        for each block c (row i = c // R, column block cb = c % R):
+            acc[c] += A[i, k] * B_blocks[k*R + cb]
+
+The condition is that C's rows span whole vec4 blocks of every lane, N % (4W) == 0 (R = N/4W
+blocks per row): then register block c of every lane lies in row c // R, so A[i, k] is one
+uniform shared-memory word, and the B elements the block needs (row k, the same columns) are
+block k*R + c % R of B *in the same lane* (B's layout has the same period), read from the
+Function array with a uniform index.  The accumulators stay SSA values (loop phis), so the
+loop adds no memory traffic for them.  Code size: one multiply-add per register block per
+copy of the step, M*N/(4W)*U, instead of M*N*K/W.
+
+Loop-header visits (lavapipe before Mesa 26 counts them against a per-invocation budget, see
+loop_budget.py): K/U + 1 per dot; `extra_visits` tells loop_budget's counters, and where the
+kernel carries the hidden status buffer the loop checks at its exit that it ran to the end.
+"""
+from __future__ import annotations
+
+from ..ir import types as T
+from .loop_budget import STATUS_PARAM
+from . import dot_operands, subgroup
+from .values import LV
+
+STEP_COPIES = (4, 2, 1)
+     # copies of the k step per loop trip (the largest that divides K)
+
+
+def _shape(op):
+    a_t, b_t = op.operands[0].type, op.operands[1].type
+    if len(a_t.shape) != 2 or len(b_t.shape) != 2:
+        return None
+    (M, K), N = a_t.shape, b_t.shape[1]
+    return M, N, K
+
+
+def copies(K: int, w: int) -> int:
+    """Copies of the k step per trip: W where it divides K (then each lane loads one of the W
+    A elements of a row that the trip needs, and subgroup broadcasts hand them out), else the
+    largest of STEP_COPIES that divides K."""
+    if w > 1 and K % w == 0:
+        return w
+    return next(u for u in STEP_COPIES if K % u == 0)
+
+
+def loops_dot(op, w: int, target, vectorize: bool = True) -> bool:
+    """Whether `op` (a dot) is lowered as a loop over k: big enough, and its layouts allow it."""
+    mnk = _shape(op)
+    if mnk is None or not vectorize:
+        return False
+    M, N, K = mnk
+    if any(v.type.elem.bits > 32 for v in op.operands):
+        return False                  # 64-bit dots (f64 accumulation) keep the unrolled forms
+    limit = getattr(target, "dot_unroll_limit", None)
+    if limit is None or M * N * K <= limit * w:
+        return False
+    return N % (4 * w) == 0
+
+
+def extra_visits(w: int, target):
+    """For loop_budget's counters: the loop-header visits an op's lowering adds (0 but for
+    looped dots: K/U trips plus the final check)."""
+    def visits(op) -> int:
+        if op.name != "dot" or not loops_dot(op, w, target):
+            return 0
+        K = _shape(op)[2]
+        return K // copies(K, w) + 1
+    return visits
+
+
+def analysis(lw) -> dot_operands.Analysis:
+    """Which loads the kernel's looped dots read themselves (found on first use)."""
+    if getattr(lw, "dot_reads", None) is None:
+        def wants_loop(op):
+            return id(op) not in lw.coop_plan.dots and loops_dot(op, lw.W, lw.caps, lw.vectorize)
+        lw.dot_reads = dot_operands.Analysis(lw.kernel, wants_loop,
+                                             bool(lw.sg.get("whole") and lw.sg.get("broadcast")))
+    return lw.dot_reads
+
+
+def unused(lw) -> set[int]:
+    """Ops (ids) not to lower: their values only fed the masks of loads a looped dot reads."""
+    return analysis(lw).unused
+
+
+def read_by_dot(lw, op) -> bool:
+    """A load that only feeds a looped dot: the dot loads its elements itself (dot_operands.py)."""
+    if id(op) not in analysis(lw).fused:
+        return False
+    lw.note(op, "read by the dot's k loop (no registers)")
+    lw.bind(op, LV(None, False))
+    return True
+
+
+def lower_dot_looped(lw, op):
+    em, mem, W = lw.em, lw.mem, lw.W
+    M, N, K = _shape(op)
+    a_t, c_t = op.operands[0].type, op.operands[2].type
+    a, b, acc = (lw.get(v) for v in op.operands)
+    in_dt, out_dt = a_t.elem, c_t.elem
+    work = T.f32 if out_dt.is_float else T.i32        # products formed in the accumulator's width
+    wt = em.type_of(work)
+    v4 = em.b.type_vector(wt, 4)
+    R = N // (4 * W)                  # vec4 register blocks per row of C (and of B)
+    U = copies(K, W)
+    an = analysis(lw)
+    a_load, b_load = an.operand_load(op, 0), an.operand_load(op, 1)
+    lw.note(op, f"loop over k ({K // U} trips of {U} steps), vec4 register blocks; "
+                + ("A loaded in the loop" if a_load else "A in shared memory") + ", "
+                + ("B loaded in the loop" if b_load else "B in a Function array"))
+
+    by_lane = False
+    if a_load is not None:
+        ra = dot_operands.Reader(lw, an, a_load, 1, work)
+        bases = ra.row_bases(M, K)
+
+        steps = {}
+        by_lane = U == W and lw.sg.get("whole")     # one element per lane, then broadcasts
+
+        def a_at(i, k):
+            if by_lane:
+                k0, u = k
+                if k0 not in steps:
+                    steps[k0] = ra.a_lane_step(k0)
+                if (k0, i) not in steps:
+                    steps[(k0, i)] = ra.a_lane_element(bases[i], i, k0, K, steps[k0])
+                return subgroup.broadcast(lw, work, steps[(k0, i)], u)
+            if k not in steps:
+                steps[k] = ra.a_step(k, K)
+            return ra.a_element(bases[i], i, k, K, steps[k])
+    else:                             # A -> shared memory, word i*K + k (its flat index)
+        em.barrier()
+        for q, reg in enumerate(a.regs):
+            mem.scratch_store(lw.flat(q, M * K), mem.to_word(lw.convert(reg, in_dt, work), work))
+        em.barrier()
+
+        def a_at(i, k):
+            return mem.from_word(mem.scratch_load(em.iadd(k, em.ci(i * K))), work)
+
+    if b_load is not None:
+        rb = dot_operands.Reader(lw, an, b_load, 0, work)
+
+        def b_at(cb, k):
+            return em.op("OpCompositeConstruct", v4, *rb.b_block(cb, k, N))
+    else:                             # B -> Function array of vec4 blocks (the lane's own elements)
+        nb = len(b.regs) // 4
+        b_var = em.local_var(em.b.type_array(v4, nb))
+        ptr_v4 = em.b.type_pointer("Function", v4)
+        for blk in range(nb):
+            vals = [lw.convert(x, in_dt, work) for x in b.regs[4 * blk:4 * blk + 4]]
+            em.store_var(em.op("OpAccessChain", ptr_v4, b_var, em.ci(blk)),
+                         em.op("OpCompositeConstruct", v4, *vals))
+
+        def b_at(cb, k):
+            idx = em.iadd(em.imul(k, em.ci(R)), em.ci(cb))
+            return em.load_var(v4, em.op("OpAccessChain", ptr_v4, b_var, idx))
+
+    nc = len(acc.regs) // 4
+    init = [em.op("OpCompositeConstruct", v4, *(lw.convert(x, out_dt, work) for x in acc.regs[4 * c:4 * c + 4]))
+            for c in range(nc)]
+
+    def step(k, accs, k0=None, u=0):
+        b_blocks = [b_at(cb, k) for cb in range(R)]
+        out = []
+        for i in range(M):
+            av = a_at(i, (k0, u) if a_load is not None and by_lane else k)
+            for cb in range(R):
+                c = i * R + cb
+                if work.is_float:
+                    out.append(em.op("OpFAdd", v4, accs[c], em.op("OpVectorTimesScalar", v4, b_blocks[cb], av)))
+                else:
+                    splat = em.op("OpCompositeConstruct", v4, av, av, av, av)
+                    out.append(em.op("OpIAdd", v4, accs[c], em.op("OpIMul", v4, splat, b_blocks[cb])))
+        return out
+
+    def body(k, accs):
+        for u in range(U):
+            accs = step(k if u == 0 else em.iadd(k, em.ci(u)), accs, k, u)
+        return accs
+
+    with lw.scope():                  # ids first emitted in the loop do not dominate what follows
+        final, k_out = phi_loop(em, em.ci(K), U, v4, init, body)
+    if any(bd.name == STATUS_PARAM for bd in mem.bindings):
+        _check_exit(lw, k_out, K)
+    out = []
+    for c in range(nc):
+        for e in range(4):
+            out.append(lw.convert(em.op("OpCompositeExtract", wt, final[c], e), work, out_dt))
+    lw.bind(op, LV(out, False))
+
+
+def phi_loop(em, count: int, step: int, value_type: int, inits: list[int], body):
+    """for (k = 0; k < count; k += step) values = body(k, values), the values carried as OpPhis
+    (registers, not memory).  Returns (the values after the loop, k after the loop)."""
+    b = em.b
+    header, body_l, cont, merge = (b.new_id() for _ in range(4))
+    pre = b.current_label
+    em.op("OpBranch", None, header)
+    b.label(header)
+    k, k_next = b.new_id(), b.new_id()
+    b.emit_with_id("OpPhi", em.i32, k, em.ci(0), pre, k_next, cont)
+    phis = [b.new_id() for _ in inits]
+    nexts = [b.new_id() for _ in inits]
+    for p, init, n in zip(phis, inits, nexts):
+        b.emit_with_id("OpPhi", value_type, p, init, pre, n, cont)
+    going = em.ilt(k, count)
+    em.op("OpLoopMerge", None, merge, cont, 0)
+    em.op("OpBranchConditional", None, going, body_l, merge)
+    b.label(body_l)
+    new = body(k, phis)
+    em.op("OpBranch", None, cont)
+    b.label(cont)
+    for n, v in zip(nexts, new):
+        b.emit_with_id("OpCopyObject", value_type, n, v)
+    b.emit_with_id("OpIAdd", em.i32, k_next, k, em.ci(step))
+    em.op("OpBranch", None, header)
+    b.label(merge)
+    return phis, k
+
+
+def _check_exit(lw, k_out: int, K: int):
+    """The driver's loop limiter is the only thing that ends the loop before K: report it
+    through the hidden status buffer, as loop_budget's exit checks do for the kernel's loops."""
+    em, mem = lw.em, lw.mem
+    bd = next(bd for bd in mem.bindings if bd.name == STATUS_PARAM)
+    with em.if_then(em.ilt(k_out, em.ci(K))):
+        mem.store_elem(bd, em.ci(0), em.ci(1))
+

@@ -1,0 +1,351 @@
+"""A looped dot's operands read straight from memory, one k step at a time.
+
+A dot lowered as a loop over k (block_loops.py) needs A[i, k] and B[k, columns] for a k known
+only at run time.  Tiles live in registers, which cannot be indexed at run time, and staging
+them in memory costs lavapipe dearly (each per-lane store or load of shared or Function
+memory becomes a scalar loop over the lanes, and compiling 512 of them takes seconds).  But
+the usual operand is `sl.load(ptrs, mask, other)` used by nothing but the dot, with
+`ptrs = base + rows[:, None] * s0 + cols[None, :] * s1` (possibly carried through the K loop
+and advanced by a uniform step, as in Triton's tutorial matmul).  Such a pointer tile is
+affine along k: element (i, k) = element (i, 0) + k * stride, the stride a uniform scalar.  So
+the dot skips the load's own lowering and, inside its k loop, loads exactly the elements each
+step needs:
+
+- A (stride along axis 1): the pointer of row i's first element, handed to every lane by a
+  subgroup broadcast before the loop; A[i, k] is then one load at a uniform address;
+- B (stride along axis 0): row 0's pointers are this lane's own registers (the lane holds the
+  same columns in every row of B and C), so B[k, 4 columns] is one vec4 load where the load
+  would have vectorized, else four.
+
+The mask is recomputed for the elements loaded (remat.py: masks are index arithmetic), and
+`other` must be uniform.  `stride` proves the affine form from the IR structurally (arange,
+splat, broadcast, expand_dims, add/sub, multiplication by a uniform, addptr, loop-carried
+values advanced by something constant along the axis); anything else keeps the load and
+the staged operand.
+"""
+from __future__ import annotations
+
+from ..ir.core import Block, Operation
+from . import remat, subgroup
+
+_REMAT_OPS = ("arange", "constant", "splat", "broadcast", "expand_dims", "reshape", "trans") + remat._ELEMENTWISE
+
+
+def _loops_of_blocks(kernel) -> dict[int, Operation]:
+    return {id(op.regions[0]): op for op in kernel.walk() if op.name == "for"}
+
+
+def _use_counts(kernel) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for op in kernel.walk():
+        for v in op.operands:
+            counts[id(v)] = counts.get(id(v), 0) + 1
+    return counts
+
+
+class Analysis:
+    """Which loads a kernel's looped dots read themselves (found once, before lowering)."""
+
+    def __init__(self, kernel, wants_loop, broadcast_ok: bool):
+        self.loops = _loops_of_blocks(kernel)
+        self.fused: dict[int, tuple] = {}          # id(load op) -> (dot op, k axis of the pointer)
+        uses = _use_counts(kernel)
+        for block in _blocks(kernel.body):
+            here = {id(op) for op in block.ops}
+            for op in block.ops:
+                if op.name != "dot" or not wants_loop(op):
+                    continue
+                for operand, axis in ((op.operands[0], 1), (op.operands[1], 0)):
+                    if axis == 1 and not broadcast_ok:      # A's row pointers arrive by subgroup broadcast
+                        continue
+                    load = operand.owner
+                    if (isinstance(load, Operation) and load.name == "load" and id(load) in here
+                            and uses.get(id(operand), 0) == 1 and self.readable(load, axis)):
+                        self.fused[id(load)] = (op, axis)
+
+        self.unused = _unused_after_fusion(kernel, uses, [load for load, _ in
+                                                            ((o.owner, 0) for o in self._fused_results(kernel))])
+
+    def _fused_results(self, kernel):
+        return [op.result for op in kernel.walk() if id(op) in self.fused]
+
+    def operand_load(self, dot, index: int):
+        load = dot.operands[index].owner
+        return load if isinstance(load, Operation) and id(load) in self.fused else None
+
+    def readable(self, load, axis: int) -> bool:
+        ptr = load.operands[0]
+        if len(ptr.type.shape) != 2 or self.stride(ptr, axis, None) is None:
+            return False
+        if len(load.operands) > 1 and not _remat_able(load.operands[1]):
+            return False
+        if len(load.operands) > 2 and not load.operands[2].type.is_scalar and not _constant_like(load.operands[2]):
+            return False
+        return True
+
+    def stride(self, v, axis: int, lw):
+        """How element (.., k+1, ..) exceeds element (.., k, ..) along `axis`: 0, or an i32
+        id (uniform) when `lw` is given, or True when only checking; None when not affine."""
+        shape = v.type.shape
+        if not shape or shape[axis] == 1:
+            return 0
+        owner = v.owner
+        if isinstance(owner, Block):              # a loop-carried value: init + steps constant along axis
+            loop = self.loops.get(id(owner))
+            if loop is None or v not in owner.args[1:]:
+                return None
+            p = owner.args.index(v) - 1
+            nxt = owner.terminator.operands[p]
+            step = nxt.owner
+            if not (isinstance(step, Operation) and step.name in ("addptr", "add") and step.operands[0] is v
+                    and self.stride(step.operands[1], axis, None) == 0):
+                return None
+            return self.stride(loop.operands[3 + p], axis, lw)
+        if not isinstance(owner, Operation):
+            return None
+        name = owner.name
+        if name in ("splat", "constant"):
+            return 0
+        if name == "broadcast":
+            return 0 if owner.operands[0].type.shape[axis] == 1 else self.stride(owner.operands[0], axis, lw)
+        if name == "expand_dims":
+            src = owner.operands[0]
+            return self._stride_1d(src, lw) if owner.attrs["axis"] != axis else 0
+        if name in ("add", "sub", "addptr"):
+            s = [self.stride(x, axis, lw) for x in owner.operands]
+            if None in s:
+                return None
+            return _combine(lw, "OpISub" if name == "sub" else "OpIAdd", *s)
+        if name == "mul" and v.type.elem.is_int:
+            return self._scaled(owner, lambda x: self.stride(x, axis, lw), lw)
+        return None
+
+    def _stride_1d(self, v, lw):
+        owner = v.owner
+        if not isinstance(owner, Operation):
+            return None
+        name = owner.name
+        if name == "arange":
+            return 1
+        if name in ("splat", "constant"):
+            return 0
+        if name in ("add", "sub"):
+            s = [self._stride_1d(x, lw) for x in owner.operands]
+            if None in s:
+                return None
+            return _combine(lw, "OpISub" if name == "sub" else "OpIAdd", *s)
+        if name == "mul" and v.type.elem.is_int:
+            return self._scaled(owner, lambda x: self._stride_1d(x, lw), lw)
+        return None
+
+    def _scaled(self, mul, stride_of, lw):
+        """stride of x * u where u is a uniform scalar (a splat or a constant tile)."""
+        for x, u in (mul.operands, mul.operands[::-1]):
+            scale = _uniform_factor(u, lw)
+            if scale is None:
+                continue
+            s = stride_of(x)
+            if s is None:
+                return None
+            return _combine(lw, "OpIMul", s, scale)
+        return None
+
+
+def _unused_after_fusion(kernel, uses, loads) -> set[int]:
+    """Tile ops whose values only fed the masks of fused loads: the dot recomputes the mask
+    elements it needs (remat.py), so these need no registers and are not lowered."""
+    remaining = dict(uses)
+    unused: set[int] = set()
+
+    def drop(v):
+        remaining[id(v)] -= 1
+        op = v.owner
+        if (remaining[id(v)] == 0 and isinstance(op, Operation) and not v.type.is_scalar
+                and op.name in _REMAT_OPS and len(op.results) == 1 and id(op) not in unused):
+            unused.add(id(op))
+            for x in op.operands:
+                drop(x)
+
+    for load in loads:
+        for v in load.operands[1:]:
+            drop(v)
+    return unused
+
+
+def _blocks(block):
+    yield block
+    for op in block.ops:
+        for region in op.regions:
+            yield from _blocks(region)
+
+
+def _uniform_factor(u, lw):
+    """An i32 id (or int) for a tile that is one scalar everywhere, else None; True when checking."""
+    owner = u.owner
+    if not isinstance(owner, Operation):
+        return None
+    if owner.name == "constant":
+        return int(owner.attrs["value"]) if lw is not None else True
+    if owner.name == "splat" and owner.operands[0].type.is_scalar:
+        return _Id(lw.get(owner.operands[0]).regs[0]) if lw is not None else True
+    if owner.name in ("broadcast", "expand_dims"):
+        return _uniform_factor(owner.operands[0], lw)
+    return None
+
+
+class _Id(int):
+    """A SPIR-V id among strides, which are otherwise compile-time ints."""
+
+
+def _combine(lw, opname: str, a, b):
+    """a (op) b for strides that are compile-time ints or uniform i32 ids (_Id); when only
+    checking (lw None), anything not a compile-time int is True."""
+    known = [not isinstance(x, _Id) and x is not True for x in (a, b)]
+    if all(known):
+        return {"OpIAdd": a + b, "OpISub": a - b, "OpIMul": a * b}[opname]
+    if opname == "OpIMul" and ((known[0] and a == 0) or (known[1] and b == 0)):
+        return 0
+    if lw is None:
+        return True
+    if opname != "OpIMul" and known[1] and b == 0:
+        return a
+    if opname == "OpIAdd" and known[0] and a == 0:
+        return b
+    if opname == "OpIMul" and known[0] and a == 1:
+        return b
+    if opname == "OpIMul" and known[1] and b == 1:
+        return a
+    em = lw.em
+    ids = [x if isinstance(x, _Id) else em.ci(x) for x in (a, b)]
+    return _Id(em.op(opname, em.i32, *ids))
+
+
+def _remat_able(v, seen=None) -> bool:
+    """remat.expression's rule, decided before lowering: scalars count as uniform leaves."""
+    seen = set() if seen is None else seen
+    if v.type.is_scalar or id(v) in seen:
+        return True
+    seen.add(id(v))
+    if len(seen) > remat.MAX_OPS:
+        return False
+    op = v.owner
+    if not isinstance(op, Operation) or op.name not in _REMAT_OPS:
+        return False
+    if op.name in ("floordiv", "mod") and v.type.elem.is_float:
+        return False
+    return all(_remat_able(x, seen) for x in op.operands)
+
+
+def _constant_like(v) -> bool:
+    op = v.owner
+    return isinstance(op, Operation) and (op.name == "constant" or (op.name in ("splat", "broadcast", "expand_dims")
+                                                                     and (op.operands[0].type.is_scalar
+                                                                          or _constant_like(op.operands[0]))))
+
+
+class Reader:
+    """Emits the loads of one fused dot operand; `prepare` runs before the k loop."""
+
+    def __init__(self, lw, analysis: Analysis, load, axis: int, work):
+        self.lw, self.load, self.axis, self.work = lw, load, axis, work
+        em, mem = lw.em, lw.mem
+        ptr_v = load.operands[0]
+        self.ptr = lw.get(ptr_v)
+        self.bd = mem.bindings[self.ptr.binding]
+        self.dt = load.result.type.elem
+        stride = analysis.stride(ptr_v, axis, lw)
+        self.stride = int(stride) if isinstance(stride, _Id) else em.ci(stride)
+        self.mask = load.operands[1] if len(load.operands) > 1 else None
+        # `other` is one value everywhere (_constant_like); its tile may not have been lowered
+        other = remat.evaluate(lw, load.operands[2], em.ci(0)) if len(load.operands) > 2 else None
+        self.other = other if other is not None else em.const(self.dt, 0)
+        self.vec4 = axis == 0 and ptr_v.type.shape[0] > 1 and mem._vectorizable(lw, load, self.bd)
+        self.shape = ptr_v.type.shape
+
+    def _masked(self, g, idx):
+        """(predicate or None, safe index) for flat element g of the operand."""
+        if self.mask is None:
+            return None, idx
+        em = self.lw.em
+        pred = remat.evaluate(self.lw, self.mask, g)
+        return pred, em.select(em.i32, pred, idx, em.ci(0))
+
+    def _finish(self, pred, v):
+        lw, em = self.lw, self.lw.em
+        if pred is not None:
+            v = em.select(em.type_of(self.dt), pred, v, self.other)
+        return lw.convert(v, self.dt, self.work)
+
+    # ---- A: rows i, element (i, k) at a uniform address ----------------------------------------
+    def row_bases(self, rows: int, cols: int) -> list[int]:
+        from .layout import lane_np, reg_np
+        lw = self.lw
+        va = lw.vec(rows * cols)
+        out = []
+        for i in range(rows):
+            f = i * cols
+            out.append(subgroup.broadcast(lw, self.dtype_i32(), self.ptr.regs[int(reg_np(f, lw.W, va))],
+                                          int(lane_np(f, lw.W, va))))
+        return out
+
+    @staticmethod
+    def dtype_i32():
+        from ..ir import types as T
+        return T.i32
+
+    def a_step(self, k: int, cols: int):
+        """What every row shares at step k: the pointer offset, and the mask when it is a row
+        broadcast ([1, K] -> [M, K], as in `offs_k[None, :] < K - k * BK`)."""
+        em = self.lw.em
+        shared = None
+        m = self.mask.owner if self.mask is not None else None
+        if isinstance(m, Operation) and m.name == "broadcast" and m.operands[0].type.shape[0] == 1:
+            shared = remat.evaluate(self.lw, m.operands[0], k)
+        return em.imul(k, self.stride), shared
+
+    def a_lane_step(self, k0: int):
+        """Lane l loads A[i, k0 + l] for every row i (the trip's W steps, one element per lane)."""
+        lw, em = self.lw, self.lw.em
+        k = em.iadd(k0, lw.lane)
+        shared = None
+        m = self.mask.owner if self.mask is not None else None
+        if isinstance(m, Operation) and m.name == "broadcast" and m.operands[0].type.shape[0] == 1:
+            shared = remat.evaluate(lw, m.operands[0], k)
+        return k, em.imul(k, self.stride), shared
+
+    def a_lane_element(self, base_i: int, i: int, k0: int, cols: int, step) -> int:
+        em, mem = self.lw.em, self.lw.mem
+        k, off, shared_pred = step
+        idx = em.iadd(base_i, off)
+        if shared_pred is not None:
+            pred, idx = shared_pred, em.select(em.i32, shared_pred, idx, em.ci(0))
+        else:
+            pred, idx = self._masked(em.iadd(em.ci(i * cols), k), idx)
+        return self._finish(pred, mem.load_elem(self.bd, idx))
+
+    def a_element(self, base_i: int, i: int, k: int, cols: int, step) -> int:
+        em, mem = self.lw.em, self.lw.mem
+        off, shared_pred = step
+        idx = em.iadd(base_i, off)
+        if shared_pred is not None:
+            pred, idx = shared_pred, em.select(em.i32, shared_pred, idx, em.ci(0))
+        else:
+            pred, idx = self._masked(em.iadd(em.ci(i * cols), k), idx)
+        return self._finish(pred, mem.load_elem(self.bd, idx))
+
+    # ---- B: row k, this lane's 4 columns of block cb -------------------------------------------
+    def b_block(self, cb: int, k: int, cols: int) -> list[int]:
+        lw, em, mem = self.lw, self.lw.em, self.lw.mem
+        off = em.imul(k, self.stride)
+        numel = self.shape[0] * self.shape[1]
+        if self.vec4:
+            idx = em.iadd(self.ptr.regs[4 * cb], off)
+            pred, idx = self._masked(em.iadd(em.imul(k, em.ci(cols)), lw.flat(4 * cb, numel)), idx)
+            q = em.op("OpShiftRightArithmetic", em.i32, idx, em.ci(2))
+            return [self._finish(pred, v) for v in mem.load_vec4(self.bd, q)]
+        out = []
+        for e in range(4):
+            idx = em.iadd(self.ptr.regs[4 * cb + e], off)
+            pred, idx = self._masked(em.iadd(em.imul(k, em.ci(cols)), lw.flat(4 * cb + e, numel)), idx)
+            out.append(self._finish(pred, mem.load_elem(self.bd, idx)))
+        return out

@@ -1,0 +1,190 @@
+"""`dot` on big tiles as a loop over k (codegen/block_loops.py, dot_operands.py): results against
+numpy on the device and in the interpreter, the staged fallbacks, the loop budget, and the
+SPIR-V size that no longer grows with K."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+import spvjit
+import spvjit.language as sl
+from spvjit.codegen.compiler import compile_kernel
+from spvjit.codegen.spirv.tools import disassemble
+from spvjit.codegen.target import Target
+from spvjit.compiler import _build_ir
+from spvjit.runtime import get_device
+
+MODES = ["device", "interpreter"]
+
+
+def launch(kernel, mode):
+    return spvjit.interpret(kernel) if mode == "interpreter" else kernel
+
+
+@pytest.fixture
+def always_loop(monkeypatch):
+    """Every dot whose layout allows it becomes a loop, so small tiles exercise the loop form."""
+    monkeypatch.setenv("SPVJIT_DOT_UNROLL_LIMIT", "0")
+
+
+@spvjit.kernel
+def tile_dot(a_ptr, b_ptr, c_ptr, M: sl.constexpr, N: sl.constexpr, K: sl.constexpr, OUT: sl.constexpr):
+    rm = sl.arange(0, M)
+    rn = sl.arange(0, N)
+    rk = sl.arange(0, K)
+    a = sl.load(a_ptr + rm[:, None] * K + rk[None, :])
+    b = sl.load(b_ptr + rk[:, None] * N + rn[None, :])
+    sl.store(c_ptr + rm[:, None] * N + rn[None, :], sl.dot(a, b, out_dtype=OUT))
+
+
+def _operands(M, N, K, dt, seed=0):
+    rng = np.random.default_rng(seed)
+    if np.dtype(dt).kind == "i":
+        return rng.integers(-100, 100, (M, K)).astype(dt), rng.integers(-100, 100, (K, N)).astype(dt)
+    return rng.standard_normal((M, K)).astype(dt), rng.standard_normal((K, N)).astype(dt)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("M,N,K", [(64, 64, 64), (128, 64, 32)])
+def test_big_f32_dot_matches_numpy(mode, M, N, K):
+    a, b = _operands(M, N, K, np.float32)
+    c = spvjit.empty((M, N), np.float32)
+    launch(tile_dot, mode)[(1,)](spvjit.tensor(a), spvjit.tensor(b), c, M=M, N=N, K=K, OUT=sl.float32)
+    # K <= 64 f32 products of N(0,1) terms, summed in another order than numpy: |err| < 1e-4
+    np.testing.assert_allclose(c.numpy(), a.astype(np.float64) @ b, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dt,out,np_out", [(np.float16, sl.float32, np.float32), (np.int8, sl.int32, np.int32)])
+def test_looped_dot_in_other_types(mode, dt, out, np_out, always_loop):
+    M, N, K = 32, 64, 32
+    a, b = _operands(M, N, K, dt, seed=3)
+    c = spvjit.empty((M, N), np_out)
+    launch(tile_dot, mode)[(1,)](spvjit.tensor(a), spvjit.tensor(b), c, M=M, N=N, K=K, OUT=out)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    if np_out == np.int32:
+        np.testing.assert_array_equal(c.numpy(), ref.astype(np.int32))     # integer sums are exact
+    else:
+        # f16 products are exact in f32; 32 f32 adds of terms ~1: well within 1e-4
+        np.testing.assert_allclose(c.numpy(), ref, atol=1e-4, rtol=1e-4)
+
+
+@spvjit.kernel
+def kloop_dot(a_ptr, b_ptr, c_ptr, M, N, K, BM: sl.constexpr, BN: sl.constexpr, BK: sl.constexpr,
+              VARIANT: sl.constexpr):
+    """Triton's tutorial form (wrapped rows, carried pointers, masked K tail) and variants that
+    keep the dot from reading its operands itself."""
+    rm = (sl.program_id(0) * BM + sl.arange(0, BM)) % M
+    rn = (sl.program_id(1) * BN + sl.arange(0, BN)) % N
+    rk = sl.arange(0, BK)
+    a_ptrs = a_ptr + rm[:, None] * K + rk[None, :]
+    b_ptrs = b_ptr + rk[:, None] * N + rn[None, :]
+    acc = sl.zeros((BM, BN), dtype=sl.float32)
+    extra = sl.zeros((BM, BK), dtype=sl.float32)
+    for k in range(0, sl.cdiv(K, BK)):
+        a = sl.load(a_ptrs, mask=rk[None, :] < K - k * BK, other=0.0)
+        if VARIANT == "b_not_affine":
+            # rows of B read in a permuted order: not affine along k, so B is staged
+            perm = (rk * 5) % BK
+            b = sl.load(b_ptr + (k * BK + perm)[:, None] * N + rn[None, :],
+                        mask=(k * BK + perm)[:, None] < K, other=0.0)
+            a = sl.load(a_ptr + rm[:, None] * K + (k * BK + perm)[None, :],
+                        mask=(k * BK + perm)[None, :] < K, other=0.0)
+        else:
+            b = sl.load(b_ptrs, mask=rk[:, None] < K - k * BK, other=0.0)
+        if VARIANT == "a_used_twice":
+            extra += a              # A has a second user: it keeps its registers and is staged
+        acc = sl.dot(a, b, acc)
+        a_ptrs += BK
+        b_ptrs += BK * N
+    rows = sl.program_id(0) * BM + sl.arange(0, BM)
+    cols = sl.program_id(1) * BN + sl.arange(0, BN)
+    mask = (rows[:, None] < M) & (cols[None, :] < N)
+    sl.store(c_ptr + rows[:, None] * N + cols[None, :], acc + sl.sum(extra, axis=1)[:, None] * 0.0, mask=mask)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("variant", ["tutorial", "a_used_twice", "b_not_affine"])
+def test_kloop_matmul_with_masked_tail(mode, variant, always_loop):
+    BM, BN, BK = 32, 32, 16
+    M, N, K = 45, 70, 40                       # partial tiles everywhere and a K tail of 8
+    a, b = _operands(M, N, K, np.float32, seed=7)
+    c = spvjit.zeros((M, N), np.float32)
+    grid = (spvjit.cdiv(M, BM), spvjit.cdiv(N, BN))
+    launch(kloop_dot, mode)[grid](spvjit.tensor(a), spvjit.tensor(b), c, M, N, K, BM=BM, BN=BN, BK=BK,
+                                  VARIANT=variant)
+    # 40 f32 products of N(0,1) terms: |err| < 1e-4
+    np.testing.assert_allclose(c.numpy(), a.astype(np.float64) @ b, atol=1e-4, rtol=1e-5)
+
+
+def _lowered_notes(jitfn, target, *args, **kwargs):
+    spec, _ = jitfn.specialize(list(args), dict(kwargs))
+    notes = {}
+    kernel = _build_ir(jitfn, spec, optimize=True)
+    ck = compile_kernel(kernel, target, spec.num_warps, spec.divisibility or {}, notes)
+    return ck, {op.name: notes.get(id(op), "") for op in kernel.walk() if op.name in ("dot", "load")}, notes
+
+
+def test_the_dot_reads_its_operands_only_where_they_are_affine_loads():
+    target = dataclasses.replace(Target.of(get_device().caps), dot_unroll_limit=0)
+    t = spvjit.tensor(np.zeros((64, 64), np.float32))
+    for variant, want in [("tutorial", "A loaded in the loop, B loaded in the loop"),
+                          ("a_used_twice", "A in shared memory, B loaded in the loop"),
+                          ("b_not_affine", "B in a Function array")]:
+        _, by_name, _ = _lowered_notes(kloop_dot, target, t, t, t, 64, 64, 64, BM=32, BN=32, BK=16,
+                                       VARIANT=variant)
+        assert "loop over k" in by_name["dot"] and want in by_name["dot"], (variant, by_name["dot"])
+
+
+def test_spirv_size_does_not_grow_with_k():
+    """The unrolled lowering needs at least an OpFMul and an OpFAdd (5 words each) per
+    multiply-add of a lane: 64*64*64/W of them, 327,680 words for W = 8.  The loop form stays
+    far below that, and doubling K leaves its size about the same."""
+    caps = get_device().caps
+    target = Target.of(caps)
+    t = spvjit.tensor(np.zeros((128, 128), np.float32))
+    sizes = {}
+    for K in (32, 64):
+        spec, _ = tile_dot.specialize([t, t, t], dict(M=64, N=64, K=K, OUT=sl.float32))
+        ck = compile_kernel(_build_ir(tile_dot, spec, optimize=True), target, spec.num_warps,
+                            spec.divisibility or {})
+        sizes[K] = len(ck.spirv) // 4
+        assert "OpLoopMerge" in disassemble(ck.spirv)
+    unrolled_floor = 10 * 64 * 64 * 64 // ck.workgroup_size
+    assert sizes[64] < unrolled_floor // 4, sizes
+    assert sizes[64] < 1.25 * sizes[32], sizes
+
+
+@spvjit.kernel
+def repeated_dot(a_ptr, b_ptr, c_ptr, trips):
+    rm = sl.arange(0, 32)
+    rn = sl.arange(0, 64)
+    a = sl.load(a_ptr + rm[:, None] * 32 + rm[None, :])
+    b = sl.load(b_ptr + rm[:, None] * 64 + rn[None, :])
+    acc = sl.zeros((32, 64), dtype=sl.float32)
+    for _ in range(0, trips):
+        acc = sl.dot(a, b, acc)
+    sl.store(c_ptr + rm[:, None] * 64 + rn[None, :], acc)
+
+
+def test_dot_loops_count_against_the_loop_budget(always_loop):
+    """Each looped dot adds K/U + 1 loop-header visits (here 32/8 + 1 = 5): 6,000 trips stay
+    within lavapipe's 65,535 and run right; 12,000 would not, and must be refused, never cut short."""
+    from spvjit.codegen import block_loops, loop_budget
+    dev = get_device()
+    a = np.eye(32, dtype=np.float32) * 0.5
+    b = np.full((32, 64), 1.0 / 1024, np.float32)
+    ta, tb = spvjit.tensor(a), spvjit.tensor(b)
+    spec, _ = repeated_dot.specialize([ta, tb, tb, 1], {})
+    kernel = _build_ir(repeated_dot, spec, optimize=True)
+    visits = loop_budget.header_visits(kernel, {"trips": 6000},
+                                       block_loops.extra_visits(8, Target(dot_unroll_limit=0)))
+    assert visits == 6000 * (1 + 32 // 8 + 1) + 1
+    c = spvjit.empty((32, 64), np.float32)
+    repeated_dot[(1,)](ta, tb, c, 6000)
+    # each step adds 0.5/1024 = 2^-11 to a sum below 4: every partial sum is exact in f32
+    np.testing.assert_array_equal(c.numpy(), np.full((32, 64), 6000 * 0.5 / 1024, np.float32))
+    if spvjit.loop_limit.loop_iteration_limit(dev) is None:
+        pytest.skip("this device does not limit loop-header visits")
+    with pytest.raises(spvjit.DeviceError, match="repeated_dot"):
+        repeated_dot[(1,)](ta, tb, c, 12000)
