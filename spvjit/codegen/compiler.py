@@ -146,7 +146,8 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     mem = Memory(em, bindings, push)
     mem.wide_stores = cpu and caps.int64
     mem.declare(_float_atomic_bindings(kernel, bindings))
-    coop_plan = coopmat.Plan(kernel, caps, w)
+    axis = axis_info.analyze(kernel, param_div or {})
+    coop_plan = coopmat.Plan(kernel, caps, w, axis)
     scratch = _scratch_words(kernel, w, coop_plan.dots)
     max_shared = caps.max_shared_memory
     if scratch * 4 > max_shared:
@@ -159,7 +160,7 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     lane = mem.load_entry_values()
     mem.hoist_texel_handles()
     lw = Lowerer(em, kernel, w, mem, lane, subgroup.available(caps, w))
-    lw.axis = axis_info.analyze(kernel, param_div or {})
+    lw.axis = axis
     lw.caps = caps
     lw.coop_plan = coop_plan
     lw.notes = notes

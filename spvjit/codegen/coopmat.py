@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from .. import knobs
 from ..ir import types as T
+from . import coopmat_epilogue
 from .values import LV
 
 ROW_MAJOR = 0
@@ -79,8 +80,11 @@ class Plan:
     """Which values of a kernel live in matrix layout, and which of them also need the
     blocked layout (some use is not coopmat-aware)."""
 
-    def __init__(self, kernel, caps, w: int):
+    def __init__(self, kernel, caps, w: int, axis: dict | None = None):
         self.dots: dict[int, object] = {}          # id(dot op) -> config
+        self.epilogue: dict[int, tuple] = {}       # id(elementwise op) -> (config, operand kinds)
+        self.stores: dict[int, object] = {}        # id(store op) -> config of the stored value
+        self.store_layout: dict[int, object] = {}  # id(store op) -> coopmat_affine.Strided or None
         self.carried: dict[int, dict] = {}         # id(for op) -> {position: config}
         self.matrix: dict[int, object] = {}        # id(value) -> config
         self.loop_of_yield: dict[int, object] = {}  # id(yield op) -> its for op
@@ -109,6 +113,7 @@ class Plan:
             if positions:
                 self.carried[id(op)] = positions
                 self.loop_of_yield[id(term)] = op
+        coopmat_epilogue.plan(self, kernel, caps, axis or {})
         self.blocked_uses: set[int] = set()        # values with a use that needs registers
         for op in kernel.walk():
             for i, v in enumerate(op.operands):
@@ -123,6 +128,10 @@ class Plan:
             return self.carried.get(id(op), {}).get(i - 3) == cfg
         if op.name == "yield" and id(op) in self.loop_of_yield:
             return self.carried[id(self.loop_of_yield[id(op)])].get(i) == cfg
+        if id(op) in self.epilogue:
+            return self.epilogue[id(op)][1][i] == "matrix"
+        if op.name == "store":
+            return i == 1 and id(op) in self.stores
         return False
 
     def needs_blocked(self, value) -> bool:

@@ -13,7 +13,7 @@ from ..ir.core import Block, KernelIR, Operation
 from ..ir.ops import OP_INFO
 from .emitter import Emitter
 from .layout import IndexMap, broadcast_map, identity_map, regs, trans_map, vec_width
-from . import coopmat, remat
+from . import coopmat, coopmat_epilogue, remat
 from .reduce import lower_dot, lower_reduce
 from .target import Target
 from .values import LV, LoweringError
@@ -224,6 +224,10 @@ class Lowerer:
 
     # ---- elementwise -------------------------------------------------------------------------
     def op_elementwise(self, op):
+        planned = self.coop_plan.epilogue.get(id(op))
+        if planned is not None:                  # stays in cooperative-matrix layout
+            coopmat_epilogue.lower_elementwise(self, op, *planned)
+            return
         srcs = [self.get(v) for v in op.operands]
         ty = op.result.type
         in_dt = op.operands[0].type.elem
@@ -402,6 +406,10 @@ class Lowerer:
         self.mem.lower_load(self, op)
 
     def op_store(self, op):
+        cfg = self.coop_plan.stores.get(id(op))
+        if cfg is not None:                      # a matrix-layout value
+            coopmat_epilogue.lower_store(self, op, cfg)
+            return
         self.mem.lower_store(self, op)
 
     def op_atomic_rmw(self, op):
