@@ -136,18 +136,20 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     for bd in bindings:
         bd.read_only = written is not None and bd.index not in written
         bd.write_only = read is not None and bd.index not in read
+    axis = axis_info.analyze(kernel, param_div or {})
+    coop_plan = coopmat.Plan(kernel, caps, w, axis)
     cpu = caps.cpu
     if cpu:
         # lavapipe reads per-lane addresses 2-3x faster through texel buffers than storage buffers
+        # (but cooperative-matrix loads need a pointer into a storage buffer)
         limit = caps.max_texel_buffer_elements
         for bd in bindings:
-            if written is not None and bd.index not in written and limit:
+            if written is not None and bd.index not in written and limit and \
+                    id(ptr_params[bd.index].value) not in coop_plan.storage_params:
                 bd.texel = True
     mem = Memory(em, bindings, push)
     mem.wide_stores = cpu and caps.int64
     mem.declare(_float_atomic_bindings(kernel, bindings))
-    axis = axis_info.analyze(kernel, param_div or {})
-    coop_plan = coopmat.Plan(kernel, caps, w, axis)
     scratch = _scratch_words(kernel, w, coop_plan.dots)
     max_shared = caps.max_shared_memory
     if scratch * 4 > max_shared:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .. import knobs
 from ..ir import types as T
-from . import coopmat_epilogue
+from . import coopmat_epilogue, coopmat_operands
 from .values import LV
 
 ROW_MAJOR = 0
@@ -85,6 +85,9 @@ class Plan:
         self.epilogue: dict[int, tuple] = {}       # id(elementwise op) -> (config, operand kinds)
         self.stores: dict[int, object] = {}        # id(store op) -> config of the stored value
         self.store_layout: dict[int, object] = {}  # id(store op) -> coopmat_affine.Strided or None
+        self.direct: dict[int, object] = {}        # id(load op) -> Strided: read by the dot itself
+        self.direct_operands: dict[tuple, object] = {}   # (id(dot), 0 | 1) -> that load op
+        self.storage_params: set[int] = set()      # pointer params those loads need as storage buffers
         self.carried: dict[int, dict] = {}         # id(for op) -> {position: config}
         self.matrix: dict[int, object] = {}        # id(value) -> config
         self.loop_of_yield: dict[int, object] = {}  # id(yield op) -> its for op
@@ -114,6 +117,7 @@ class Plan:
                 self.carried[id(op)] = positions
                 self.loop_of_yield[id(term)] = op
         coopmat_epilogue.plan(self, kernel, caps, axis or {})
+        coopmat_operands.plan(self, kernel, caps, w, axis or {})
         self.blocked_uses: set[int] = set()        # values with a use that needs registers
         for op in kernel.walk():
             for i, v in enumerate(op.operands):
@@ -277,6 +281,13 @@ def lower_dot_coopmat(lw, op, cfg):
     acc = to_matrix(lw, lw.get(op.operands[2]), c_t, cfg)
     in_dt = a_t.elem
     it = em.type_of(in_dt)
+    ta = em.b.type_cooperative_matrix_khr(it, "Subgroup", cfg.m, cfg.k, "MatrixAKHR")
+    tb = em.b.type_cooperative_matrix_khr(it, "Subgroup", cfg.k, cfg.n, "MatrixBKHR")
+    direct = [lw.coop_plan.direct_operands.get((id(op), i)) for i in (0, 1)]
+    direct = [None if ld is None else
+              coopmat_operands.DirectOperand(lw, ld, lw.coop_plan.direct[id(ld)], use, t, rows, cols)
+              for ld, use, t, rows, cols in zip(direct, "ab", (ta, tb), (cfg.m, cfg.k), (cfg.k, cfg.n))]
+    staged = [d is None for d in direct]
     # Double-buffered staging where shared memory allows: consecutive coopmat dots (the K
     # loop) alternate between two halves, so one barrier per dot suffices, because a write to
     # a half is always separated from the last reads of that half by another dot's barrier.
@@ -284,41 +295,67 @@ def lower_dot_coopmat(lw, op, cfg):
     # holds across dot sites too.  Otherwise one buffer, and a barrier before writing it.
     double = _staging_bytes(a_t, b_t, double=True) <= shared_budget(lw.caps)
     halves = 2 if double else 1
-    a_sh = _shared_array(mem, "coop_a", it, halves * M * K, in_dt.bits // 8)
-    b_sh = _shared_array(mem, "coop_b", it, halves * K * N, in_dt.bits // 8)
     pin = em.b.type_pointer("Workgroup", it)
-    if double:
-        parity_var = _parity_variable(lw)
-        parity = em.load_var(em.i32, parity_var)
-        em.store_var(parity_var, em.op("OpISub", em.i32, em.ci(1), parity))
-        a_base, b_base = em.imul(parity, em.ci(M * K)), em.imul(parity, em.ci(K * N))
-    else:
-        a_base, b_base = em.ci(0), em.ci(0)
+    a_sh = _shared_array(mem, "coop_a", it, halves * M * K, in_dt.bits // 8) if staged[0] else None
+    b_sh = _shared_array(mem, "coop_b", it, halves * K * N, in_dt.bits // 8) if staged[1] else None
+    a_base = b_base = em.ci(0)
+    if any(staged):
+        if double:
+            parity_var = _parity_variable(lw)
+            parity = em.load_var(em.i32, parity_var)
+            em.store_var(parity_var, em.op("OpISub", em.i32, em.ci(1), parity))
+            a_base, b_base = em.imul(parity, em.ci(M * K)), em.imul(parity, em.ci(K * N))
+        else:
+            em.barrier()
+        if staged[0]:
+            _stage(lw, a_sh, pin, M * K, a.regs, in_dt, in_dt, a_base)
+        if staged[1]:
+            _stage(lw, b_sh, pin, K * N, b.regs, in_dt, in_dt, b_base)
         em.barrier()
-    _stage(lw, a_sh, pin, M * K, a.regs, in_dt, in_dt, a_base)
-    _stage(lw, b_sh, pin, K * N, b.regs, in_dt, in_dt, b_base)
-    em.barrier()
-    lw.note(op, "A/B double-buffered in shared memory" if double else "A/B staged in shared memory")
+    how = {(True, True): "A/B staged", (False, True): "A from memory, B staged",
+           (True, False): "A staged, B from memory", (False, False): "A/B from memory"}[tuple(staged)]
+    lw.note(op, how + (" (double-buffered)" if any(staged) and double else ""))
 
-    ta = em.b.type_cooperative_matrix_khr(it, "Subgroup", cfg.m, cfg.k, "MatrixAKHR")
-    tb = em.b.type_cooperative_matrix_khr(it, "Subgroup", cfg.k, cfg.n, "MatrixBKHR")
     layout = em.cu(ROW_MAJOR)
     tiles = _Tiles(lw, cfg, M, N)
     # signed operands must say so: the component types alone do not carry signedness
     operands = ["MatrixASignedComponentsKHR|MatrixBSignedComponentsKHR|MatrixCSignedComponentsKHR|"
                 "MatrixResultSignedComponentsKHR"] if in_dt.name == "i8" else []
-    out = []
-    for t, c in zip(tiles.index, acc.ids):
-        r0, c0 = tiles.row_col(em, t)
-        for tk in range(K // cfg.k):
-            a_off = em.iadd(a_base, em.iadd(em.imul(r0, em.ci(K)), em.ci(tk * cfg.k)))
-            b_off = em.iadd(b_base, em.iadd(em.ci(tk * cfg.k * N), c0))
-            am = em.op("OpCooperativeMatrixLoadKHR", ta, em.op("OpAccessChain", pin, a_sh, a_off), layout,
-                       em.cu(K))
-            bm = em.op("OpCooperativeMatrixLoadKHR", tb, em.op("OpAccessChain", pin, b_sh, b_off), layout,
-                       em.cu(N))
-            c = em.op("OpCooperativeMatrixMulAddKHR", acc.tile_type, am, bm, c, *operands)
-        out.append(c)
+
+    def mma(by_elements: bool):
+        out = []
+        for t, c in zip(tiles.index, acc.ids):
+            r0, c0 = tiles.row_col(em, t)
+            for tk in range(K // cfg.k):
+                kk = em.ci(tk * cfg.k)
+                if direct[0] is not None:
+                    am = (direct[0].load_by_elements if by_elements else direct[0].load)(r0, kk)
+                else:
+                    a_off = em.iadd(a_base, em.iadd(em.imul(r0, em.ci(K)), kk))
+                    am = em.op("OpCooperativeMatrixLoadKHR", ta, em.op("OpAccessChain", pin, a_sh, a_off), layout,
+                               em.cu(K))
+                if direct[1] is not None:
+                    bm = (direct[1].load_by_elements if by_elements else direct[1].load)(kk, c0)
+                else:
+                    b_off = em.iadd(b_base, em.iadd(em.ci(tk * cfg.k * N), c0))
+                    bm = em.op("OpCooperativeMatrixLoadKHR", tb, em.op("OpAccessChain", pin, b_sh, b_off), layout,
+                               em.cu(N))
+                c = em.op("OpCooperativeMatrixMulAddKHR", acc.tile_type, am, bm, c, *operands)
+            out.append(c)
+        return out
+
+    checks = [d.check for d in direct if d is not None and d.check is not None]
+    if not checks:
+        out = mma(by_elements=False)
+    else:       # a runtime stride: direct loads need it >= 0 (Vulkan); else gather by elements
+        ok = checks[0] if len(checks) == 1 else em.land(*checks)
+        vars_ = [em.local_var(acc.tile_type) for _ in acc.ids]
+
+        def branch(by_elements):
+            for var, c in zip(vars_, mma(by_elements)):
+                em.store_var(var, c)
+        coopmat_epilogue._if_else(em, lw, ok, lambda: branch(False), lambda: branch(True))
+        out = [em.load_var(acc.tile_type, var) for var in vars_]
     cv = CoopValue(cfg, acc.tile_type, out)
     regs = to_blocked(lw, cv, c_t) if lw.coop_plan.needs_blocked(op.result) else None
     lw.bind(op, LV(regs, False, coop=cv))

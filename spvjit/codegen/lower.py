@@ -403,6 +403,10 @@ class Lowerer:
 
     # ---- memory, reductions, dot: see memory.py and reduce.py --------------------------
     def op_load(self, op):
+        if id(op) in self.coop_plan.direct:     # the cooperative-matrix dot reads it from memory
+            self.note(op, "read by the dot with OpCooperativeMatrixLoadKHR")
+            self.bind(op, LV(None, False))
+            return
         self.mem.lower_load(self, op)
 
     def op_store(self, op):
