@@ -155,6 +155,21 @@ def test_matrices_over_the_buffer_limit_are_split(make_tiny_gguf):
         DeviceLlama(mf, max_ctx=16, buffer_limit=4096)
 
 
+def test_memory_needs_counts_f16_copies_for_coopmat_prompts(tiny_model):
+    from spvjit.models.llama import device_model
+    from spvjit.models.llama.kernels import MIN_ROWS_COOP
+
+    matrices = [tiny_model.tensor(n) for n in tiny_model.tensor_names if len(tiny_model.tensor(n).shape) == 2]
+    params = sum(t.shape[0] * t.shape[1] for t in matrices)
+    plain = device_model.memory_needs(tiny_model, max_ctx=64, max_batch=64, coopmat=False)
+    coop = device_model.memory_needs(tiny_model, max_ctx=64, max_batch=64, coopmat=True)
+    assert plain.f16_copies == 0 and coop.f16_copies == 2 * params       # the tiny matrices all fit a buffer
+    assert coop.device == plain.device + 2 * params and "f16 copies for prompts" in coop.describe()
+    # prompts shorter than the coopmat threshold never make the copies
+    short = device_model.memory_needs(tiny_model, max_ctx=64, max_batch=MIN_ROWS_COOP - 1, coopmat=True)
+    assert short.f16_copies == 0
+
+
 def test_memory_needs_and_a_device_too_small(tiny_model, monkeypatch):
     from spvjit.models.llama import device_model
 

@@ -55,26 +55,47 @@ ProgressFn = Callable[[int, int], None]  # (bytes uploaded so far, total bytes)
 @dataclass
 class MemoryNeeds:
     """What loading a model takes, in bytes: on the device (weights as the file stores
-    them, the KV cache, activations for a prompt batch) and on the host beyond the
-    memory-mapped file (the largest matrix's packed copy while it uploads)."""
+    them, their f16 copies for prompt matmuls on cooperative matrices, the KV cache,
+    activations for a prompt batch) and on the host beyond the memory-mapped file (the
+    largest matrix's packed copy while it uploads)."""
 
     weights: int
     kv_cache: int
     activations: int
     host: int
+    f16_copies: int = 0
 
     @property
     def device(self) -> int:
-        return self.weights + self.kv_cache + self.activations
+        return self.weights + self.f16_copies + self.kv_cache + self.activations
 
     def describe(self) -> str:
         mib = 2 ** 20
-        return (f"{self.device / mib:.0f} MiB of device memory (weights {self.weights / mib:.0f}, KV cache "
+        copies = f", f16 copies for prompts {self.f16_copies / mib:.0f}" if self.f16_copies else ""
+        return (f"{self.device / mib:.0f} MiB of device memory (weights {self.weights / mib:.0f}{copies}, KV cache "
                 f"{self.kv_cache / mib:.0f}, activations {self.activations / mib:.0f}), "
                 f"{self.host / mib:.0f} MiB of host memory besides the mapped file")
 
 
-def memory_needs(model_file: LlamaModelFile, max_ctx: int, max_batch: int = 512, slots: int = 1) -> MemoryNeeds:
+def _f16_copy_bytes(matrices, max_rows: int, coopmat: bool | None) -> int:
+    """Prompts of K.MIN_ROWS_COOP rows or more multiply by an f16 copy of each matrix on a
+    device with f16 cooperative matrices (kernels/matmul_coop.py): 2 bytes per weight of every
+    matrix whose copy fits one buffer, as kernels.matmul decides."""
+    if max_rows < K.MIN_ROWS_COOP:
+        return 0
+    if coopmat is None:
+        coopmat = K.coopmat_f16_available()
+    if not coopmat:
+        return 0
+    limit = spvjit.get_device().caps.max_storage_buffer_range
+    sizes = [2 * t.shape[0] * t.shape[1] for t in matrices]
+    return sum(n for n in sizes if n <= limit)
+
+
+def memory_needs(model_file: LlamaModelFile, max_ctx: int, max_batch: int = 512, slots: int = 1,
+                 coopmat: bool | None = None) -> MemoryNeeds:
+    """``coopmat``: whether prompt matmuls use f16 copies of the weights (None: as this device
+    would)."""
     c = model_file.config
     matrices = [model_file.tensor(n) for n in model_file.tensor_names if len(model_file.tensor(n).shape) == 2]
     weights = sum(model_file.tensor(n).n_bytes for n in model_file.tensor_names)
@@ -83,7 +104,8 @@ def memory_needs(model_file: LlamaModelFile, max_ctx: int, max_batch: int = 512,
     per_row = 2 * c.n_embd + c.q_dim + 2 * c.kv_dim + c.q_dim + 3 * c.n_ff
     activations = rows * per_row * 4 + (1 + slots) * c.n_vocab * 4
     per_layer_stack = max((t.n_bytes for t in matrices), default=0) * 3   # q, k, v stacked: at most 3
-    return MemoryNeeds(weights, kv, activations, per_layer_stack)
+    copies = _f16_copy_bytes(matrices, max(1, min(max_batch, max_ctx)), coopmat)
+    return MemoryNeeds(weights, kv, activations, per_layer_stack, copies)
 
 
 def _device_memory() -> int:
