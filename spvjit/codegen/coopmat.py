@@ -23,7 +23,33 @@ from .values import LV
 
 ROW_MAJOR = 0
 # IR dtype of A/B -> the cooperative-matrix component type name the device reports
-_OPERAND_TYPES = {"f16": "f16", "i8": "i8", "u8": "u8"}
+_OPERAND_TYPES = {"f16": "f16", "bf16": "bf16", "i8": "i8", "u8": "u8"}
+
+
+def operand_type(em, dt: T.DType) -> int:
+    """SPIR-V component type of A/B matrices of IR type dt.  bf16 is a 16-bit float with the
+    BFloat16KHR encoding (SPV_KHR_bfloat16); registers hold bf16 as f32, memory as u16 bits."""
+    if dt.name != "bf16":
+        return em.type_of(dt)
+    em.b.extension("SPV_KHR_bfloat16")
+    em.capability("BFloat16TypeKHR")
+    em.capability("BFloat16CooperativeMatrixKHR")
+    return em.b.type_float(16, "BFloat16KHR")
+
+
+def memory_type(em, dt: T.DType) -> int:
+    """Element type of shared arrays that hold A/B for matrix loads (bf16: its u16 bits; a
+    matrix load's pointee type may differ from the matrix component type)."""
+    return em.type_of(T.u16) if dt.name == "bf16" else em.type_of(dt)
+
+
+def to_memory(em, value: int, dt: T.DType) -> int:
+    """A register of type dt as stored in a memory_type array (bf16: the f32 register's high
+    half, exact since registers hold bf16-rounded values)."""
+    if dt.name != "bf16":
+        return value
+    hi = em.op("OpShiftRightLogical", em.u32, em.op("OpBitcast", em.u32, value), em.cu(16))
+    return em.op("OpUConvert", em.type_of(T.u16), hi)
 
 
 @dataclass
@@ -56,6 +82,8 @@ def find_config(caps, w: int, a_t, b_t, c_t):
     in_name = _OPERAND_TYPES.get(a_t.elem.name)
     if in_name is None or b_t.elem.name != a_t.elem.name:
         return None
+    if c_t.elem.name not in ("f32", "f16", "i32", "u32"):
+        return None                       # (registers hold bf16 as f32: no bf16 accumulators)
     if _staging_bytes(a_t, b_t, double=False) > shared_budget(caps):
         return None
     best = None
@@ -215,7 +243,7 @@ def _stage(lw, var, ptr_t, numel, regs, src_dt, dst_dt, base=None):
         idx = lw.flat(q, numel)
         if base is not None:
             idx = em.iadd(idx, base)
-        value = lw.convert(reg, src_dt, dst_dt)
+        value = to_memory(em, reg if src_dt == dst_dt else lw.convert(reg, src_dt, dst_dt), dst_dt)
         if valid is None:
             em.op("OpStore", None, em.op("OpAccessChain", ptr_t, var, idx), value)
         else:
@@ -280,9 +308,9 @@ def lower_dot_coopmat(lw, op, cfg):
     a, b = lw.get(op.operands[0]), lw.get(op.operands[1])
     acc = to_matrix(lw, lw.get(op.operands[2]), c_t, cfg)
     in_dt = a_t.elem
-    it = em.type_of(in_dt)
-    ta = em.b.type_cooperative_matrix_khr(it, "Subgroup", cfg.m, cfg.k, "MatrixAKHR")
-    tb = em.b.type_cooperative_matrix_khr(it, "Subgroup", cfg.k, cfg.n, "MatrixBKHR")
+    it = memory_type(em, in_dt)
+    ta = em.b.type_cooperative_matrix_khr(operand_type(em, in_dt), "Subgroup", cfg.m, cfg.k, "MatrixAKHR")
+    tb = em.b.type_cooperative_matrix_khr(operand_type(em, in_dt), "Subgroup", cfg.k, cfg.n, "MatrixBKHR")
     direct = [lw.coop_plan.direct_operands.get((id(op), i)) for i in (0, 1)]
     direct = [None if ld is None else
               coopmat_operands.DirectOperand(lw, ld, lw.coop_plan.direct[id(ld)], use, t, rows, cols)

@@ -114,13 +114,13 @@ class DirectOperand:
 
     def load_by_elements(self, r0, c0):
         """The same tile, gathered element by element into this subgroup's shared slot."""
-        from .coopmat import _shared_array
+        from .coopmat import _shared_array, memory_type
         from .coopmat_epilogue import _subgroup_barrier
         lw = self.lw
         em, mem = lw.em, lw.mem
         sg = lw.caps.subgroup_size
         size = self.rows * self.cols
-        ct = em.type_of(self.elem)
+        ct = memory_type(em, self.elem)
         sh = _shared_array(mem, f"coop_gather_{self.use}", ct, (lw.W // sg) * size, self.elem.nbytes)
         pc = em.b.type_pointer("Workgroup", ct)
         base = em.imul(em.op("OpSDiv", em.i32, lw.lane, em.ci(sg)), em.ci(size))
@@ -133,7 +133,8 @@ class DirectOperand:
             g = em.iadd(em.imul(em.iadd(r0, i), em.ci(self.shape[1])), em.iadd(c0, j))
 
             def put(e=e, g=g):
-                value = mem.load_elem(self.bd, self.at(g))
+                value = (em.op("OpLoad", ct, mem._elem_ptr(self.bd, self.at(g))) if self.elem.name == "bf16"
+                         else mem.load_elem(self.bd, self.at(g)))     # bf16: its u16 bits as stored
                 em.op("OpStore", None, em.op("OpAccessChain", pc, sh, em.iadd(base, e)), value)
             if (k + 1) * sg <= size:
                 put()
