@@ -51,8 +51,10 @@ def test_devices_text_lists_capabilities(has_device):
         if tuple(map(int, re.search(r"Mesa (\d+)\.(\d+)", out).groups())) >= (26, 1):
             assert "coop matrix       4 configurations" in out    # scripts/coopmat-env
             assert "8x8x8 f16*f16+f32->f32 (subgroup)" in out
+            assert "loop limit        none" in out          # Mesa 26 dropped the limiter
         else:
             assert "coop matrix       none" in out
+            assert "loop limit        65535 loop-header visits per invocation" in out
 
 
 def test_devices_json(has_device):
@@ -64,6 +66,9 @@ def test_devices_json(has_device):
                 "max_shared_memory", "cooperative_matrix", "memory_heaps", "extensions"):
         assert key in dev
     assert isinstance(dev["cooperative_matrix"], list)
+    limit = dev["loop_iteration_limit"]     # measured (loop_limit.py) for the selected device
+    assert limit is None or (type(limit) is int and limit > 0)
+    assert all("loop_iteration_limit" not in d for d in data["devices"] if d["index"] != data["selected"])
 
 
 def test_python_dash_m_entry_point(has_device):

@@ -344,6 +344,16 @@ def test_argmax(n):
     assert int(out.numpy()[0]) == int(np.argmax(x))
 
 
+@pytest.mark.parametrize("where", ["first", "middle", "all"])
+def test_argmax_marks_a_row_with_nan(where):
+    # NaN compares false with everything: without the check an all-NaN row picked token 0.
+    x = np.random.default_rng(14).standard_normal((2, 3000)).astype(np.float32)
+    x[1, {"first": [0], "middle": [1500], "all": slice(None)}[where]] = np.nan
+    out = spvjit.zeros((2,), np.int32)
+    K.argmax(spvjit.tensor(x), out, 3000, n_rows=2)
+    assert out.numpy().tolist() == [int(np.argmax(x[0])), -1]
+
+
 @pytest.mark.parametrize("qtype", ["Q4_1", "Q4_K", "F16"])
 def test_row_split_weights_give_the_same_results(qtype):
     # A matrix over the buffer limit goes up in 64-row parts (kernels.RowSplit); every
