@@ -156,18 +156,21 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
         if bd.name == debug_print.PRINT_PARAM:   # written through atomics the IR does not show
             bd.read_only = bd.write_only = False
             written = None if written is None else written | {bd.index}
+    axis = axis_info.analyze(kernel, param_div or {})
+    coop_plan = coopmat.Plan(kernel, caps, w, axis)
     cpu = caps.cpu
     if cpu:
         # lavapipe reads per-lane addresses 2-3x faster through texel buffers than storage buffers
+        # (but cooperative-matrix loads need a pointer into a storage buffer)
         limit = caps.max_texel_buffer_elements
         for bd in bindings:
             # texel formats stop at 32 bits: 64-bit tensors stay storage buffers
-            if written is not None and bd.index not in written and limit and bd.dtype.bits <= 32:
+            if written is not None and bd.index not in written and limit and bd.dtype.bits <= 32 and \
+                    id(ptr_params[bd.index].value) not in coop_plan.storage_params:
                 bd.texel = True
     mem = Memory(em, bindings, push)
     mem.wide_stores = cpu and caps.int64
     mem.declare(_float_atomic_bindings(kernel, bindings))
-    coop_plan = coopmat.Plan(kernel, caps, w)
     scratch = _scratch_words(kernel, w, coop_plan.dots)
     max_shared = caps.max_shared_memory
     if scratch * 4 > max_shared:
@@ -180,7 +183,7 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     lane = mem.load_entry_values()
     mem.hoist_texel_handles()
     lw = Lowerer(em, kernel, w, mem, lane, subgroup.available(caps, w))
-    lw.axis = axis_info.analyze(kernel, param_div or {})
+    lw.axis = axis
     lw.caps = caps
     lw.coop_plan = coop_plan
     lw.notes = notes

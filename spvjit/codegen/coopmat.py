@@ -18,11 +18,38 @@ from dataclasses import dataclass
 
 from .. import knobs
 from ..ir import types as T
+from . import coopmat_epilogue, coopmat_operands
 from .values import LV
 
 ROW_MAJOR = 0
 # IR dtype of A/B -> the cooperative-matrix component type name the device reports
-_OPERAND_TYPES = {"f16": "f16", "i8": "i8", "u8": "u8"}
+_OPERAND_TYPES = {"f16": "f16", "bf16": "bf16", "i8": "i8", "u8": "u8"}
+
+
+def operand_type(em, dt: T.DType) -> int:
+    """SPIR-V component type of A/B matrices of IR type dt.  bf16 is a 16-bit float with the
+    BFloat16KHR encoding (SPV_KHR_bfloat16); registers hold bf16 as f32, memory as u16 bits."""
+    if dt.name != "bf16":
+        return em.type_of(dt)
+    em.b.extension("SPV_KHR_bfloat16")
+    em.capability("BFloat16TypeKHR")
+    em.capability("BFloat16CooperativeMatrixKHR")
+    return em.b.type_float(16, "BFloat16KHR")
+
+
+def memory_type(em, dt: T.DType) -> int:
+    """Element type of shared arrays that hold A/B for matrix loads (bf16: its u16 bits; a
+    matrix load's pointee type may differ from the matrix component type)."""
+    return em.type_of(T.u16) if dt.name == "bf16" else em.type_of(dt)
+
+
+def to_memory(em, value: int, dt: T.DType) -> int:
+    """A register of type dt as stored in a memory_type array (bf16: the f32 register's high
+    half, exact since registers hold bf16-rounded values)."""
+    if dt.name != "bf16":
+        return value
+    hi = em.op("OpShiftRightLogical", em.u32, em.op("OpBitcast", em.u32, value), em.cu(16))
+    return em.op("OpUConvert", em.type_of(T.u16), hi)
 
 
 @dataclass
@@ -55,6 +82,8 @@ def find_config(caps, w: int, a_t, b_t, c_t):
     in_name = _OPERAND_TYPES.get(a_t.elem.name)
     if in_name is None or b_t.elem.name != a_t.elem.name:
         return None
+    if c_t.elem.name not in ("f32", "f16", "i32", "u32"):
+        return None                       # (registers hold bf16 as f32: no bf16 accumulators)
     if _staging_bytes(a_t, b_t, double=False) > shared_budget(caps):
         return None
     best = None
@@ -75,15 +104,23 @@ def find_config(caps, w: int, a_t, b_t, c_t):
     return best
 
 
+def same_layout(a, b) -> bool:
+    """Matrix layout depends only on the tile shape: values of configurations with equal m x n
+    (an i8 dot's i32 result and an f32 accumulator) combine tile by tile."""
+    return a is not None and b is not None and (a.m, a.n) == (b.m, b.n)
+
+
 class Plan:
     """Which values of a kernel live in matrix layout, and which of them also need the
     blocked layout (some use is not coopmat-aware)."""
 
-    def __init__(self, kernel, caps, w: int):
+    def __init__(self, kernel, caps, w: int, axis: dict | None = None):
         self.dots: dict[int, object] = {}          # id(dot op) -> config
-        self.carried: dict[int, dict] = {}         # id(for op) -> {position: config}
-        self.matrix: dict[int, object] = {}        # id(value) -> config
-        self.loop_of_yield: dict[int, object] = {}  # id(yield op) -> its for op
+        self.direct: dict[int, object] = {}        # id(load op) -> Strided: read by the dot itself
+        self.direct_operands: dict[tuple, object] = {}   # (id(dot), 0 | 1) -> that load op
+        self.storage_params: set[int] = set()      # pointer params those loads need as storage buffers
+        self._reset()
+        self.blocked_uses: set[int] = set()        # values with a use that needs registers
         if caps is None:
             return
         for op in kernel.walk():
@@ -91,7 +128,39 @@ class Plan:
                 cfg = find_config(caps, w, *(v.type for v in op.operands))
                 if cfg is not None:
                     self.dots[id(op)] = cfg
-                    self.matrix[id(op.result)] = cfg
+        # Loop-carried positions: optimistically every 2-D carried value of a loop with a coopmat
+        # dot of its shape (the accumulator of `acc = dot(a, b, acc)`, but also of
+        # `acc += dot(a, b).to(f32) * scale`), then drop those whose yielded value did not
+        # end up in matrix layout, until none is dropped.
+        candidates = self._loop_candidates(kernel)
+        while True:
+            self._reset()
+            self._plan(kernel, caps, axis or {}, candidates)
+            dropped = False
+            for op in kernel.walk():
+                for p, cfg in list(candidates.get(id(op), {}).items()):
+                    y = op.regions[0].terminator.operands[p]
+                    if not same_layout(self.matrix.get(id(y)), cfg):
+                        del candidates[id(op)][p]
+                        dropped = True
+            if not dropped:
+                break
+        coopmat_operands.plan(self, kernel, caps, w, axis or {})
+        for op in kernel.walk():
+            for i, v in enumerate(op.operands):
+                if id(v) in self.matrix and not self._matrix_use(op, i, v):
+                    self.blocked_uses.add(id(v))
+
+    def _reset(self):
+        self.epilogue: dict[int, tuple] = {}       # id(elementwise op) -> (config, operand kinds)
+        self.stores: dict[int, object] = {}        # id(store op) -> config of the stored value
+        self.store_layout: dict[int, object] = {}  # id(store op) -> coopmat_affine.Strided or None
+        self.carried: dict[int, dict] = {}         # id(for op) -> {position: config}
+        self.matrix: dict[int, object] = {}        # id(value) -> config
+        self.loop_of_yield: dict[int, object] = {}  # id(yield op) -> its for op
+
+    def _loop_candidates(self, kernel) -> dict[int, dict]:
+        out: dict[int, dict] = {}
         for op in kernel.walk():
             if op.name != "for" or op.regions[0].terminator is None:
                 continue
@@ -99,30 +168,50 @@ class Plan:
             term = body.terminator
             if term.name != "yield":
                 continue
+            dots = [d for d in body.walk() if id(d) in self.dots]
             positions = {}
             for p, y in enumerate(term.operands):
+                if y.type != op.results[p].type or len(y.type.shape) != 2:
+                    continue
                 owner = y.owner
-                if owner is not None and id(owner) in self.dots and y.type == op.results[p].type:
+                if owner is not None and id(owner) in self.dots:
                     positions[p] = self.dots[id(owner)]
-                    self.matrix[id(op.results[p])] = positions[p]
-                    self.matrix[id(body.args[1 + p])] = positions[p]
+                    continue
+                same = [self.dots[id(d)] for d in dots if d.result.type.shape == y.type.shape]
+                if same and y.type.elem.name in ("f32", "f16", "i32", "u32"):
+                    positions[p] = same[0]
             if positions:
-                self.carried[id(op)] = positions
-                self.loop_of_yield[id(term)] = op
-        self.blocked_uses: set[int] = set()        # values with a use that needs registers
+                out[id(op)] = positions
+        return out
+
+    def _plan(self, kernel, caps, axis, candidates):
         for op in kernel.walk():
-            for i, v in enumerate(op.operands):
-                if id(v) in self.matrix and not self._matrix_use(op, i, v):
-                    self.blocked_uses.add(id(v))
+            if id(op) in self.dots:
+                self.matrix[id(op.result)] = self.dots[id(op)]
+        for op in kernel.walk():
+            positions = candidates.get(id(op))
+            if not positions:
+                continue
+            body = op.regions[0]
+            for p, cfg in positions.items():
+                self.matrix[id(op.results[p])] = cfg
+                self.matrix[id(body.args[1 + p])] = cfg
+            self.carried[id(op)] = dict(positions)
+            self.loop_of_yield[id(body.terminator)] = op
+        coopmat_epilogue.plan(self, kernel, caps, axis)
 
     def _matrix_use(self, op, i: int, v) -> bool:
         cfg = self.matrix[id(v)]
         if op.name == "dot":
-            return i == 2 and self.dots.get(id(op)) == cfg
+            return i == 2 and same_layout(self.dots.get(id(op)), cfg)
         if op.name == "for":
-            return self.carried.get(id(op), {}).get(i - 3) == cfg
+            return same_layout(self.carried.get(id(op), {}).get(i - 3), cfg)
         if op.name == "yield" and id(op) in self.loop_of_yield:
-            return self.carried[id(self.loop_of_yield[id(op)])].get(i) == cfg
+            return same_layout(self.carried[id(self.loop_of_yield[id(op)])].get(i), cfg)
+        if id(op) in self.epilogue:
+            return self.epilogue[id(op)][1][i] == "matrix"
+        if op.name == "store":
+            return i == 1 and id(op) in self.stores
         return False
 
     def needs_blocked(self, value) -> bool:
@@ -202,7 +291,7 @@ def _stage(lw, var, ptr_t, numel, regs, src_dt, dst_dt, base=None):
         idx = lw.flat(q, numel)
         if base is not None:
             idx = em.iadd(idx, base)
-        value = lw.convert(reg, src_dt, dst_dt)
+        value = to_memory(em, reg if src_dt == dst_dt else lw.convert(reg, src_dt, dst_dt), dst_dt)
         if valid is None:
             em.op("OpStore", None, em.op("OpAccessChain", ptr_t, var, idx), value)
         else:
@@ -217,7 +306,7 @@ def to_matrix(lw, lv: LV, ty: T.TileType, cfg) -> CoopValue:
     M, N = ty.shape
     elem = ty.elem
     tc = tile_type(em, cfg, elem)
-    if lv.coop is not None and lv.coop.cfg == cfg:
+    if lv.coop is not None and same_layout(lv.coop.cfg, cfg):
         return lv.coop
     tiles = _Tiles(lw, cfg, M, N)
     if len(set(lv.regs)) == 1:          # a splat (sl.zeros, sl.full): every element the same
@@ -267,7 +356,14 @@ def lower_dot_coopmat(lw, op, cfg):
     a, b = lw.get(op.operands[0]), lw.get(op.operands[1])
     acc = to_matrix(lw, lw.get(op.operands[2]), c_t, cfg)
     in_dt = a_t.elem
-    it = em.type_of(in_dt)
+    it = memory_type(em, in_dt)
+    ta = em.b.type_cooperative_matrix_khr(operand_type(em, in_dt), "Subgroup", cfg.m, cfg.k, "MatrixAKHR")
+    tb = em.b.type_cooperative_matrix_khr(operand_type(em, in_dt), "Subgroup", cfg.k, cfg.n, "MatrixBKHR")
+    direct = [lw.coop_plan.direct_operands.get((id(op), i)) for i in (0, 1)]
+    direct = [None if ld is None else
+              coopmat_operands.DirectOperand(lw, ld, lw.coop_plan.direct[id(ld)], use, t, rows, cols)
+              for ld, use, t, rows, cols in zip(direct, "ab", (ta, tb), (cfg.m, cfg.k), (cfg.k, cfg.n))]
+    staged = [d is None for d in direct]
     # Double-buffered staging where shared memory allows: consecutive coopmat dots (the K
     # loop) alternate between two halves, so one barrier per dot suffices, because a write to
     # a half is always separated from the last reads of that half by another dot's barrier.
@@ -275,41 +371,67 @@ def lower_dot_coopmat(lw, op, cfg):
     # holds across dot sites too.  Otherwise one buffer, and a barrier before writing it.
     double = _staging_bytes(a_t, b_t, double=True) <= shared_budget(lw.caps)
     halves = 2 if double else 1
-    a_sh = _shared_array(mem, "coop_a", it, halves * M * K, in_dt.bits // 8)
-    b_sh = _shared_array(mem, "coop_b", it, halves * K * N, in_dt.bits // 8)
     pin = em.b.type_pointer("Workgroup", it)
-    if double:
-        parity_var = _parity_variable(lw)
-        parity = em.load_var(em.i32, parity_var)
-        em.store_var(parity_var, em.op("OpISub", em.i32, em.ci(1), parity))
-        a_base, b_base = em.imul(parity, em.ci(M * K)), em.imul(parity, em.ci(K * N))
-    else:
-        a_base, b_base = em.ci(0), em.ci(0)
+    a_sh = _shared_array(mem, "coop_a", it, halves * M * K, in_dt.bits // 8) if staged[0] else None
+    b_sh = _shared_array(mem, "coop_b", it, halves * K * N, in_dt.bits // 8) if staged[1] else None
+    a_base = b_base = em.ci(0)
+    if any(staged):
+        if double:
+            parity_var = _parity_variable(lw)
+            parity = em.load_var(em.i32, parity_var)
+            em.store_var(parity_var, em.op("OpISub", em.i32, em.ci(1), parity))
+            a_base, b_base = em.imul(parity, em.ci(M * K)), em.imul(parity, em.ci(K * N))
+        else:
+            em.barrier()
+        if staged[0]:
+            _stage(lw, a_sh, pin, M * K, a.regs, in_dt, in_dt, a_base)
+        if staged[1]:
+            _stage(lw, b_sh, pin, K * N, b.regs, in_dt, in_dt, b_base)
         em.barrier()
-    _stage(lw, a_sh, pin, M * K, a.regs, in_dt, in_dt, a_base)
-    _stage(lw, b_sh, pin, K * N, b.regs, in_dt, in_dt, b_base)
-    em.barrier()
-    lw.note(op, "A/B double-buffered in shared memory" if double else "A/B staged in shared memory")
+    how = {(True, True): "A/B staged", (False, True): "A from memory, B staged",
+           (True, False): "A staged, B from memory", (False, False): "A/B from memory"}[tuple(staged)]
+    lw.note(op, how + (" (double-buffered)" if any(staged) and double else ""))
 
-    ta = em.b.type_cooperative_matrix_khr(it, "Subgroup", cfg.m, cfg.k, "MatrixAKHR")
-    tb = em.b.type_cooperative_matrix_khr(it, "Subgroup", cfg.k, cfg.n, "MatrixBKHR")
     layout = em.cu(ROW_MAJOR)
     tiles = _Tiles(lw, cfg, M, N)
     # signed operands must say so: the component types alone do not carry signedness
     operands = ["MatrixASignedComponentsKHR|MatrixBSignedComponentsKHR|MatrixCSignedComponentsKHR|"
                 "MatrixResultSignedComponentsKHR"] if in_dt.name == "i8" else []
-    out = []
-    for t, c in zip(tiles.index, acc.ids):
-        r0, c0 = tiles.row_col(em, t)
-        for tk in range(K // cfg.k):
-            a_off = em.iadd(a_base, em.iadd(em.imul(r0, em.ci(K)), em.ci(tk * cfg.k)))
-            b_off = em.iadd(b_base, em.iadd(em.ci(tk * cfg.k * N), c0))
-            am = em.op("OpCooperativeMatrixLoadKHR", ta, em.op("OpAccessChain", pin, a_sh, a_off), layout,
-                       em.cu(K))
-            bm = em.op("OpCooperativeMatrixLoadKHR", tb, em.op("OpAccessChain", pin, b_sh, b_off), layout,
-                       em.cu(N))
-            c = em.op("OpCooperativeMatrixMulAddKHR", acc.tile_type, am, bm, c, *operands)
-        out.append(c)
+
+    def mma(by_elements: bool):
+        out = []
+        for t, c in zip(tiles.index, acc.ids):
+            r0, c0 = tiles.row_col(em, t)
+            for tk in range(K // cfg.k):
+                kk = em.ci(tk * cfg.k)
+                if direct[0] is not None:
+                    am = (direct[0].load_by_elements if by_elements else direct[0].load)(r0, kk)
+                else:
+                    a_off = em.iadd(a_base, em.iadd(em.imul(r0, em.ci(K)), kk))
+                    am = em.op("OpCooperativeMatrixLoadKHR", ta, em.op("OpAccessChain", pin, a_sh, a_off), layout,
+                               em.cu(K))
+                if direct[1] is not None:
+                    bm = (direct[1].load_by_elements if by_elements else direct[1].load)(kk, c0)
+                else:
+                    b_off = em.iadd(b_base, em.iadd(em.ci(tk * cfg.k * N), c0))
+                    bm = em.op("OpCooperativeMatrixLoadKHR", tb, em.op("OpAccessChain", pin, b_sh, b_off), layout,
+                               em.cu(N))
+                c = em.op("OpCooperativeMatrixMulAddKHR", acc.tile_type, am, bm, c, *operands)
+            out.append(c)
+        return out
+
+    checks = [d.check for d in direct if d is not None and d.check is not None]
+    if not checks:
+        out = mma(by_elements=False)
+    else:       # a runtime stride: direct loads need it >= 0 (Vulkan); else gather by elements
+        ok = checks[0] if len(checks) == 1 else em.land(*checks)
+        vars_ = [em.local_var(acc.tile_type) for _ in acc.ids]
+
+        def branch(by_elements):
+            for var, c in zip(vars_, mma(by_elements)):
+                em.store_var(var, c)
+        coopmat_epilogue._if_else(em, lw, ok, lambda: branch(False), lambda: branch(True))
+        out = [em.load_var(acc.tile_type, var) for var in vars_]
     cv = CoopValue(cfg, acc.tile_type, out)
     regs = to_blocked(lw, cv, c_t) if lw.coop_plan.needs_blocked(op.result) else None
     lw.bind(op, LV(regs, False, coop=cv))

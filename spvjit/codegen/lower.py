@@ -13,7 +13,7 @@ from ..ir.core import Block, KernelIR, Operation
 from ..ir.ops import NO_FLOAT64, OP_INFO
 from .emitter import Emitter
 from .layout import IndexMap, broadcast_map, identity_map, regs, trans_map, vec_width
-from . import block_loops, coopmat, remat
+from . import block_loops, coopmat, coopmat_epilogue, remat
 from .atomics import lower_atomic
 from .gather import lower_gather, lower_histogram
 from .reduce import lower_dot, lower_reduce
@@ -230,6 +230,10 @@ class Lowerer:
 
     # ---- elementwise -------------------------------------------------------------------------
     def op_elementwise(self, op):
+        planned = self.coop_plan.epilogue.get(id(op))
+        if planned is not None:                  # stays in cooperative-matrix layout
+            coopmat_epilogue.lower_elementwise(self, op, *planned)
+            return
         srcs = [self.get(v) for v in op.operands]
         ty = op.result.type
         in_dt = op.operands[0].type.elem
@@ -415,11 +419,19 @@ class Lowerer:
 
     # ---- memory, reductions, dot: see memory.py and reduce.py --------------------------
     def op_load(self, op):
+        if id(op) in self.coop_plan.direct:     # the cooperative-matrix dot reads it from memory
+            self.note(op, "read by the dot with OpCooperativeMatrixLoadKHR")
+            self.bind(op, LV(None, False))
+            return
         if self.vectorize and block_loops.read_by_dot(self, op):
             return
         self.mem.lower_load(self, op)
 
     def op_store(self, op):
+        cfg = self.coop_plan.stores.get(id(op))
+        if cfg is not None:                      # a matrix-layout value
+            coopmat_epilogue.lower_store(self, op, cfg)
+            return
         self.mem.lower_store(self, op)
 
     def op_atomic_rmw(self, op):

@@ -23,8 +23,9 @@ _ELEMENTWISE = ("add", "sub", "mul", "cmp", "select", "and", "or", "xor", "shl",
                 "minimum", "floordiv", "mod", "neg", "not", "cast", "addptr")
 
 
-def expression(lw, value) -> bool:
-    """True when `value` can be recomputed per element from indices and uniform values."""
+def expression(lw, value, max_ops: int = MAX_OPS) -> bool:
+    """True when `value` can be recomputed per element from indices and uniform values (in at
+    most `max_ops` ops)."""
     seen: set[int] = set()
 
     def ok(v) -> bool:
@@ -37,7 +38,7 @@ def expression(lw, value) -> bool:
         if not isinstance(op, Operation):
             return False                 # a loop-carried or block argument: only its registers exist
         seen.add(id(v))
-        if len(seen) > MAX_OPS:
+        if len(seen) > max_ops:
             return False
         if op.name in ("arange", "constant"):
             return True

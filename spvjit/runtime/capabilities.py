@@ -141,6 +141,9 @@ FEATURE_STRUCTS = [
       "cooperativeMatrixBlockLoads"), 1000593000,
      lambda a, e: "VK_NV_cooperative_matrix2" in e and "VK_KHR_cooperative_matrix" in e,
      "VK_NV_cooperative_matrix2"),
+    # VK_KHR_shader_bfloat16: bf16 cooperative matrices (codegen/coopmat.py)
+    (("shaderBFloat16Type", "shaderBFloat16DotProduct", "shaderBFloat16CooperativeMatrix"), 1000141000,
+     lambda a, e: "VK_KHR_shader_bfloat16" in e, "VK_KHR_shader_bfloat16"),
     (("shaderSubgroupRotate", "shaderSubgroupRotateClustered"), 1000416000,
      lambda a, e: "VK_KHR_shader_subgroup_rotate" in e, "VK_KHR_shader_subgroup_rotate"),
 ]
@@ -347,7 +350,11 @@ def query_caps(inst, index: int, phys) -> DeviceCaps:
         integer_dot_product="shaderIntegerDotProduct" in features,
         integer_dot_product_accelerated=accelerated,
         vulkan_memory_model="vulkanMemoryModel" in features,
-        cooperative_matrix=_cooperative_matrix_configs(inst, phys, extensions)
+        cooperative_matrix=tuple(
+            c for c in _cooperative_matrix_configs(inst, phys, extensions)
+            # bf16 matrices need VK_KHR_shader_bfloat16's features, which the device then enables
+            if "bf16" not in (c.a_type, c.b_type, c.c_type, c.result_type)
+            or {"shaderBFloat16Type", "shaderBFloat16CooperativeMatrix"} <= set(features))
         if "cooperativeMatrix" in features else (),
         cooperative_matrix2="VK_NV_cooperative_matrix2" in extensions
         and "cooperativeMatrixWorkgroupScope" in features,

@@ -43,6 +43,7 @@ cooperativeMatrixWorkgroupScope cooperativeMatrixFlexibleDimensions cooperativeM
 cooperativeMatrixConversions cooperativeMatrixPerElementOperations
 cooperativeMatrixTensorAddressing cooperativeMatrixBlockLoads
 shaderSubgroupRotate shaderSubgroupRotateClustered
+shaderBFloat16Type shaderBFloat16CooperativeMatrix
 """.split())
 
 # Extensions that must be enabled alongside another one (spec dependencies).
