@@ -22,6 +22,7 @@ class Target:
     max_texel_buffer_elements: int = 0     # 0: no uniform texel buffers
     int64: bool = False
     cooperative_matrix: tuple = ()         # CoopMatConfig entries (subgroup scope ones are used)
+    cooperative_matrix2: object = None     # runtime CoopMat2 (VK_NV_cooperative_matrix2), None: absent
     loop_iteration_limit: int | None = None   # loop-header visits per invocation (lavapipe < Mesa 26:
                                               # 65535); measured by spvjit/loop_limit.py, not in DeviceCaps
 
