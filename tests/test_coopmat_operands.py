@@ -123,3 +123,18 @@ def test_direct_loads_on_a_coopmat_device(monkeypatch, backwards):
     # f16 products are exact in f32; 48 f32 adds of terms ~1 stay within 1e-4
     np.testing.assert_allclose(outs[True], ref, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(outs[True], outs[False], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("even", [True, False])
+def test_llama_prompt_matmul_reads_whole_weight_tiles_from_memory(monkeypatch, even):
+    # the llama runner's f16 prompt matmul (kernels/matmul_coop.py): with EVEN, B = W16[n, k]
+    # tiles are read column-major straight from the weight copy; otherwise clamped and staged
+    from spvjit.models.llama.kernels.matmul_coop import matmul_f16_kernel
+    monkeypatch.delenv("SPVJIT_DISABLE_COOPMAT", raising=False)
+    w16 = spvjit.empty((128, 64), np.float16)
+    x = spvjit.empty((32, 64), np.float32)
+    ir = matmul_f16_kernel.ir_module(w16, x, x, x, 32, 128, 64, 64, 128, 0, 1e-5, PRE="none", BM=32, BN=64,
+                                     BK=16, ACC=False, EVEN=even)
+    text = _compile(ir, div={"M": 16, "N": 16, "K": 16, "ldx": 16, "ldy": 16})
+    direct_b = ("StorageBuffer", "%uint_1") in _loads(text)
+    assert direct_b == even, text

@@ -54,9 +54,11 @@ def test_devices_text_lists_capabilities(has_device):
             # VK_NV_cooperative_matrix2: at least flexible dimensions, in granules of 8
             assert re.search(r"coop matrix 2     .*flexible_dimensions", out), out
             assert "8x8x8 granules f16*f16+f32->f32 (subgroup)" in out
+            assert "loop limit        none" in out          # Mesa 26 dropped the limiter
         else:
             assert "coop matrix       none" in out
             assert "coop matrix 2     no" in out
+            assert "loop limit        65535 loop-header visits per invocation" in out
 
 
 def test_devices_json(has_device):
@@ -74,6 +76,9 @@ def test_devices_json(has_device):
         assert {"flexible_max_dimension", "workgroup_scope_max_workgroup_size"} <= set(cm2)
         for c in cm2["flexible"]:
             assert {"m_granularity", "n_granularity", "k_granularity", "a_type", "scope"} <= set(c)
+    limit = dev["loop_iteration_limit"]     # measured (loop_limit.py) for the selected device
+    assert limit is None or (type(limit) is int and limit > 0)
+    assert all("loop_iteration_limit" not in d for d in data["devices"] if d["index"] != data["selected"])
 
 
 def test_python_dash_m_entry_point(has_device):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from spvjit.runtime import DeviceError, choose_device, list_devices
+from spvjit.loop_limit import loop_iteration_limit
+from spvjit.runtime import DeviceError, choose_device, get_device, list_devices
 from spvjit.runtime.capabilities import SUBGROUP_OPS
 
 
@@ -30,8 +31,21 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
-def describe(caps, selected: bool) -> list[str]:
-    """Human-readable lines for one device."""
+_UNPROBED = object()
+
+
+def _loop_limit_text(caps, limit) -> str:
+    if limit is _UNPROBED:
+        # only CPU drivers are probed (loop_limit.py), and only the device spvjit opens
+        return "none" if caps.device_type != "cpu" else "not measured (measured on the selected device only)"
+    if limit is None:
+        return "none"
+    return f"{limit} loop-header visits per invocation, all loops together (measured)"
+
+
+def describe(caps, selected: bool, loop_limit=_UNPROBED) -> list[str]:
+    """Human-readable lines for one device; `loop_limit` as loop_limit.loop_iteration_limit
+    measured it, when it was."""
     mark = "*" if selected else " "
     tail = "  (selected)" if selected else ""
     ops = ", ".join(op for op in SUBGROUP_OPS.values() if op in caps.subgroup_ops) or "none"
@@ -59,6 +73,7 @@ def describe(caps, selected: bool) -> list[str]:
         ("float atomics", f"f32 add {_yes(caps.float32_atomic_add)}, f32 min/max {_yes(caps.float32_atomic_minmax)}"),
         ("integer dot", f"{_yes(caps.integer_dot_product)} (accelerated: {accel})"),
         ("memory model", "vulkan" if caps.vulkan_memory_model else "glsl450 only"),
+        ("loop limit", _loop_limit_text(caps, loop_limit)),
         ("timestamps", f"{_yes(caps.timestamps_supported)}, period {caps.timestamp_period_ns:g} ns"),
         ("memory heaps", ", ".join(f"{_size(size)}{' device-local' if local else ' host'}"
                                    for size, local in caps.memory_heaps)),
@@ -96,10 +111,21 @@ def run(args) -> int:
         selected, problem = choose_device(devices), None
     except DeviceError as e:  # still list the devices: that is what the user needs
         selected, problem = None, e
+    limit = _UNPROBED
+    if selected is not None:
+        try:
+            limit = loop_iteration_limit(get_device())
+        except DeviceError as e:
+            selected, problem = None, e
     if args.json:
-        print(json.dumps({"selected": selected, "devices": [c.to_dict() for c in devices]}, indent=2))
+        info = [c.to_dict() for c in devices]
+        for c, d in zip(devices, info):
+            if c.index == selected:
+                d["loop_iteration_limit"] = limit
+        print(json.dumps({"selected": selected, "devices": info}, indent=2))
     else:
-        print("\n\n".join("\n".join(describe(c, c.index == selected)) for c in devices))
+        print("\n\n".join("\n".join(describe(c, c.index == selected, limit if c.index == selected else _UNPROBED))
+                            for c in devices))
     if problem is not None:
         print(f"spvjit: error: {problem}", file=sys.stderr)
         return 2

@@ -107,21 +107,23 @@ def find_config(caps, w: int, a_t, b_t, c_t):
     return best
 
 
+def same_layout(a, b) -> bool:
+    """Matrix layout depends only on the tile shape: values of configurations with equal m x n
+    (an i8 dot's i32 result and an f32 accumulator) combine tile by tile."""
+    return a is not None and b is not None and (a.m, a.n) == (b.m, b.n)
+
+
 class Plan:
     """Which values of a kernel live in matrix layout, and which of them also need the
     blocked layout (some use is not coopmat-aware)."""
 
     def __init__(self, kernel, caps, w: int, axis: dict | None = None):
         self.dots: dict[int, object] = {}          # id(dot op) -> config
-        self.epilogue: dict[int, tuple] = {}       # id(elementwise op) -> (config, operand kinds)
-        self.stores: dict[int, object] = {}        # id(store op) -> config of the stored value
-        self.store_layout: dict[int, object] = {}  # id(store op) -> coopmat_affine.Strided or None
         self.direct: dict[int, object] = {}        # id(load op) -> Strided: read by the dot itself
         self.direct_operands: dict[tuple, object] = {}   # (id(dot), 0 | 1) -> that load op
         self.storage_params: set[int] = set()      # pointer params those loads need as storage buffers
-        self.carried: dict[int, dict] = {}         # id(for op) -> {position: config}
-        self.matrix: dict[int, object] = {}        # id(value) -> config
-        self.loop_of_yield: dict[int, object] = {}  # id(yield op) -> its for op
+        self._reset()
+        self.blocked_uses: set[int] = set()        # values with a use that needs registers
         if caps is None:
             return
         for op in kernel.walk():
@@ -129,7 +131,39 @@ class Plan:
                 cfg = find_config(caps, w, *(v.type for v in op.operands))
                 if cfg is not None:
                     self.dots[id(op)] = cfg
-                    self.matrix[id(op.result)] = cfg
+        # Loop-carried positions: optimistically every 2-D carried value of a loop with a coopmat
+        # dot of its shape (the accumulator of `acc = dot(a, b, acc)`, but also of
+        # `acc += dot(a, b).to(f32) * scale`), then drop those whose yielded value did not
+        # end up in matrix layout, until none is dropped.
+        candidates = self._loop_candidates(kernel)
+        while True:
+            self._reset()
+            self._plan(kernel, caps, axis or {}, candidates)
+            dropped = False
+            for op in kernel.walk():
+                for p, cfg in list(candidates.get(id(op), {}).items()):
+                    y = op.regions[0].terminator.operands[p]
+                    if not same_layout(self.matrix.get(id(y)), cfg):
+                        del candidates[id(op)][p]
+                        dropped = True
+            if not dropped:
+                break
+        coopmat_operands.plan(self, kernel, caps, w, axis or {})
+        for op in kernel.walk():
+            for i, v in enumerate(op.operands):
+                if id(v) in self.matrix and not self._matrix_use(op, i, v):
+                    self.blocked_uses.add(id(v))
+
+    def _reset(self):
+        self.epilogue: dict[int, tuple] = {}       # id(elementwise op) -> (config, operand kinds)
+        self.stores: dict[int, object] = {}        # id(store op) -> config of the stored value
+        self.store_layout: dict[int, object] = {}  # id(store op) -> coopmat_affine.Strided or None
+        self.carried: dict[int, dict] = {}         # id(for op) -> {position: config}
+        self.matrix: dict[int, object] = {}        # id(value) -> config
+        self.loop_of_yield: dict[int, object] = {}  # id(yield op) -> its for op
+
+    def _loop_candidates(self, kernel) -> dict[int, dict]:
+        out: dict[int, dict] = {}
         for op in kernel.walk():
             if op.name != "for" or op.regions[0].terminator is None:
                 continue
@@ -137,32 +171,46 @@ class Plan:
             term = body.terminator
             if term.name != "yield":
                 continue
+            dots = [d for d in body.walk() if id(d) in self.dots]
             positions = {}
             for p, y in enumerate(term.operands):
+                if y.type != op.results[p].type or len(y.type.shape) != 2:
+                    continue
                 owner = y.owner
-                if owner is not None and id(owner) in self.dots and y.type == op.results[p].type:
+                if owner is not None and id(owner) in self.dots:
                     positions[p] = self.dots[id(owner)]
-                    self.matrix[id(op.results[p])] = positions[p]
-                    self.matrix[id(body.args[1 + p])] = positions[p]
+                    continue
+                same = [self.dots[id(d)] for d in dots if d.result.type.shape == y.type.shape]
+                if same and y.type.elem.name in ("f32", "f16", "i32", "u32"):
+                    positions[p] = same[0]
             if positions:
-                self.carried[id(op)] = positions
-                self.loop_of_yield[id(term)] = op
-        coopmat_epilogue.plan(self, kernel, caps, axis or {})
-        coopmat_operands.plan(self, kernel, caps, w, axis or {})
-        self.blocked_uses: set[int] = set()        # values with a use that needs registers
+                out[id(op)] = positions
+        return out
+
+    def _plan(self, kernel, caps, axis, candidates):
         for op in kernel.walk():
-            for i, v in enumerate(op.operands):
-                if id(v) in self.matrix and not self._matrix_use(op, i, v):
-                    self.blocked_uses.add(id(v))
+            if id(op) in self.dots:
+                self.matrix[id(op.result)] = self.dots[id(op)]
+        for op in kernel.walk():
+            positions = candidates.get(id(op))
+            if not positions:
+                continue
+            body = op.regions[0]
+            for p, cfg in positions.items():
+                self.matrix[id(op.results[p])] = cfg
+                self.matrix[id(body.args[1 + p])] = cfg
+            self.carried[id(op)] = dict(positions)
+            self.loop_of_yield[id(body.terminator)] = op
+        coopmat_epilogue.plan(self, kernel, caps, axis)
 
     def _matrix_use(self, op, i: int, v) -> bool:
         cfg = self.matrix[id(v)]
         if op.name == "dot":
-            return i == 2 and self.dots.get(id(op)) == cfg
+            return i == 2 and same_layout(self.dots.get(id(op)), cfg)
         if op.name == "for":
-            return self.carried.get(id(op), {}).get(i - 3) == cfg
+            return same_layout(self.carried.get(id(op), {}).get(i - 3), cfg)
         if op.name == "yield" and id(op) in self.loop_of_yield:
-            return self.carried[id(self.loop_of_yield[id(op)])].get(i) == cfg
+            return same_layout(self.carried[id(self.loop_of_yield[id(op)])].get(i), cfg)
         if id(op) in self.epilogue:
             return self.epilogue[id(op)][1][i] == "matrix"
         if op.name == "store":
@@ -261,7 +309,7 @@ def to_matrix(lw, lv: LV, ty: T.TileType, cfg) -> CoopValue:
     M, N = ty.shape
     elem = ty.elem
     tc = tile_type(em, cfg, elem)
-    if lv.coop is not None and lv.coop.cfg == cfg:
+    if lv.coop is not None and same_layout(lv.coop.cfg, cfg):
         return lv.coop
     tiles = _Tiles(lw, cfg, M, N)
     if len(set(lv.regs)) == 1:          # a splat (sl.zeros, sl.full): every element the same

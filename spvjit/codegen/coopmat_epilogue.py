@@ -104,7 +104,7 @@ def operand_kinds(plan, op, cfg, legal):
         if v.type.elem.is_bool or v.type.elem.name == "bf16":
             return None
         if id(v) in plan.matrix:
-            if plan.matrix[id(v)] != cfg or v.type.shape != ty.shape:
+            if (plan.matrix[id(v)].m, plan.matrix[id(v)].n) != (cfg.m, cfg.n) or v.type.shape != ty.shape:
                 return None
             kinds.append("matrix")
             elems.add(v.type.elem)
@@ -138,10 +138,10 @@ def plan(p, kernel, caps, axis) -> None:
             continue
         if len(op.results) != 1 or id(op.result) in p.matrix or op.name not in OP_INFO:
             continue
-        cfgs = {p.matrix[id(v)] for v in op.operands if id(v) in p.matrix}
-        if len(cfgs) != 1:
+        cfgs = [p.matrix[id(v)] for v in op.operands if id(v) in p.matrix]
+        if not cfgs or len({(c.m, c.n) for c in cfgs}) != 1:
             continue
-        cfg = cfgs.pop()
+        cfg = cfgs[0]
         kinds = operand_kinds(p, op, cfg, legal_types(caps, cfg))
         if kinds is not None:
             p.epilogue[id(op)] = (cfg, tuple(kinds))

@@ -110,9 +110,13 @@ class KernelCodegen(ast.NodeVisitor):
         return self.return_value
 
     def visit_stmts(self, stmts):
-        for s in stmts:
+        for i, s in enumerate(stmts):
             self.b.loc = self.src.loc(s)
             try:
+                if self.helper and isinstance(s, ast.If) and self._has_return(s) \
+                        and self.b.block is self.root_block:
+                    self._if_that_returns(s, stmts[i + 1:])   # consumes the rest of the list
+                    return
                 self.visit(s)
             except SemanticError as e:
                 # semantic calls made by statements themselves (`x += y`, loop-carried and
@@ -218,6 +222,40 @@ class KernelCodegen(ast.NodeVisitor):
             self.symbols.update({k: v for k, v in live[0][1].items() if k not in names})
         for name, res in zip(names, op.results):
             self.symbols[name] = tensor(res)
+
+    def _if_that_returns(self, node, rest):
+        """A helper's `if` with a `return` inside, at the helper's top level (as Triton allows):
+        the statements after the `if` run in each branch that does not return first, so every
+        path ends in a return, and the `if` yields the returned values."""
+        cond = self.eval(node.test)
+        if not isinstance(cond, tensor):
+            self.visit_stmts(list(node.body if cond else node.orelse) + list(rest))
+            return
+        try:
+            cond = self.sem.to_cond(cond)
+        except SemanticError as e:
+            raise self.err(f"`if` on a tensor: {e}; use sl.where for element-wise choice", node.test)
+        before, outer_root = dict(self.symbols), self.root_block
+        branches = []
+        for stmts in (node.body, node.orelse):
+            block = Block()
+            self.symbols, self.root_block, self.return_value = dict(before), block, None
+            self._lower_region(block, list(stmts) + list(rest))
+            value = self.return_value
+            branches.append((block, list(value) if isinstance(value, tuple) else
+                             ([] if value is None else [value]), isinstance(value, tuple)))
+        self.symbols, self.root_block = before, outer_root
+        (b0, v0, tup0), (b1, v1, tup1) = branches
+        if len(v0) != len(v1) or tup0 != tup1:
+            raise self.err("the branches of this `if` return different numbers of values", node)
+        live = [(b0, {i: v for i, v in enumerate(v0)}, False), (b1, {i: v for i, v in enumerate(v1)}, False)]
+        types_ = [self._merged_type(i, live, node) for i in range(len(v0))]
+        for block, values, _ in branches:
+            self._yield(block, [self._coerce(v, t, node) for v, t in zip(values, types_)], node)
+        op = self.b.create("if", [cond.handle], types_, regions=[b0, b1], hints=[f"ret{i}" for i in range(len(v0))])
+        results = [tensor(r) for r in op.results]
+        self.return_value = tuple(results) if tup0 else (results[0] if results else None)
+        raise _Returned()
 
     def _has_return(self, node) -> bool:
         return any(isinstance(n, ast.Return) for n in ast.walk(node))

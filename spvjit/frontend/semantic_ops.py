@@ -325,8 +325,11 @@ class KernelSemantic(Semantic):
 
     def dot(self, a, b, acc=None, out_dtype=None) -> tensor:
         a, b = self.to_tensor(a), self.to_tensor(b)
+        if len(a.shape) == 3 and len(b.shape) == 3:
+            return self._batched_dot(a, b, acc, out_dtype)
         if len(a.shape) != 2 or len(b.shape) != 2:
-            raise SemanticError(f"dot needs 2-D tensors, got shapes {list(a.shape)} and {list(b.shape)}")
+            raise SemanticError(f"dot needs two 2-D or two 3-D tensors, got shapes {list(a.shape)} "
+                                f"and {list(b.shape)}")
         if a.shape[1] != b.shape[0]:
             raise SemanticError(f"dot shapes {list(a.shape)} and {list(b.shape)} do not chain (K differs)")
         if a.dtype != b.dtype:
@@ -344,6 +347,38 @@ class KernelSemantic(Semantic):
                 acc = self.cast(acc, out)
             acc = self.broadcast_to(acc, shape)
         return tensor(self.b.op1("dot", [a.handle, b.handle, acc.handle], T.TileType(shape, out)))
+
+    def _batched_dot(self, a, b, acc, out_dtype) -> tensor:
+        """[B, M, K] x [B, K, N] (+ [B, M, N]): one 2-D dot per batch index, restacked along
+        dim 0 (so every dot path, matrix cores included, serves batched products too)."""
+        if a.shape[0] != b.shape[0]:
+            raise SemanticError(f"batched dot shapes {list(a.shape)} and {list(b.shape)} differ in "
+                                "the batch dimension")
+        acc = unwrap(acc)
+        if acc is not None:
+            acc = self.broadcast_to(self.to_tensor(acc), (a.shape[0], a.shape[1], b.shape[2]))
+        parts = [self.dot(self.extract(a, 0, i), self.extract(b, 0, i),
+                          None if acc is None else self.extract(acc, 0, i), out_dtype)
+                 for i in range(a.shape[0])]
+        return self._stack0(parts)
+
+    def _stack0(self, parts: list) -> tensor:
+        """Stack equal-shaped tiles along a new dim 0: a balanced tree of cat, so the number
+        of data moves grows as log2(len(parts)), not linearly."""
+        if len(parts) == 1:
+            return self.expand_dims(parts[0], 0)
+        if len(parts) & (len(parts) - 1):             # not a power of two: one select per part
+            shape = (len(parts),) + tuple(parts[0].shape)
+            idx = tensor(self.b.op1("arange", [], T.TileType((len(parts),), T.i32), start=0, end=len(parts)))
+            while len(idx.shape) < len(shape):
+                idx = self.expand_dims(idx, len(idx.shape))
+            idx = self.broadcast_to(idx, shape)
+            out = self.broadcast_to(self.expand_dims(parts[0], 0), shape)
+            for i, p in enumerate(parts[1:], start=1):
+                out = self.where(self.compare("eq", idx, i), self.broadcast_to(self.expand_dims(p, 0), shape), out)
+            return out
+        half = len(parts) // 2
+        return self.cat(self._stack0(parts[:half]), self._stack0(parts[half:]))
 
 
 def _lang_name(dt: T.DType) -> str:

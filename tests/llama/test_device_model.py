@@ -73,6 +73,19 @@ def test_tiny_model_prefill_decode_and_rewind(tiny_pair):
     dev.close()
 
 
+def test_nan_logits_are_an_error_not_a_token(tiny_model):
+    # Greedy decoding over NaN logits used to return token 0 silently.
+    dev = DeviceLlama(tiny_model, max_ctx=16)
+    try:
+        dev.output_norm.copy_from(np.full(dev.output_norm.shape, np.nan, np.float32))
+        with pytest.raises(ModelError, match="logits contain NaN"):
+            dev.forward_argmax([1, 2, 3], 0)
+        with pytest.raises(ModelError, match="logits contain NaN"):
+            dev.decode_batch([4], [3], [0])
+    finally:
+        dev.close()
+
+
 def test_unfused_layers_agree(tiny_model):
     # fused=False runs rms_norm and swiglu as kernels of their own
     ref = ReferenceModel(tiny_model, max_ctx=32)

@@ -344,6 +344,16 @@ def test_argmax(n):
     assert int(out.numpy()[0]) == int(np.argmax(x))
 
 
+@pytest.mark.parametrize("where", ["first", "middle", "all"])
+def test_argmax_marks_a_row_with_nan(where):
+    # NaN compares false with everything: without the check an all-NaN row picked token 0.
+    x = np.random.default_rng(14).standard_normal((2, 3000)).astype(np.float32)
+    x[1, {"first": [0], "middle": [1500], "all": slice(None)}[where]] = np.nan
+    out = spvjit.zeros((2,), np.int32)
+    K.argmax(spvjit.tensor(x), out, 3000, n_rows=2)
+    assert out.numpy().tolist() == [int(np.argmax(x[0])), -1]
+
+
 @pytest.mark.parametrize("qtype", ["Q4_1", "Q4_K", "F16"])
 def test_row_split_weights_give_the_same_results(qtype):
     # A matrix over the buffer limit goes up in 64-row parts (kernels.RowSplit); every
@@ -380,14 +390,26 @@ def test_row_split_weights_give_the_same_results(qtype):
 @pytest.mark.parametrize("qtype", ["Q4_1", "Q8_0", "Q5_0", "F16"])
 @pytest.mark.parametrize("pre", ["none", "norm", "swiglu"])
 def test_prompt_matmul_on_cooperative_matrices(qtype, pre):
-    """m >= MIN_ROWS prompt rows on a coopmat device: the f16 copy of W times f16 activations."""
+    """m >= MIN_ROWS prompt rows on a coopmat device: the f16 copy of W times f16 activations
+    (70 weight rows: ragged W tiles, clamped and masked)."""
+    _prompt_matmul_on_cooperative_matrices(qtype, pre, rows=70)
+
+
+@pytest.mark.coopmat
+def test_prompt_matmul_whole_tiles_on_cooperative_matrices():
+    """128 weight rows and K a multiple of BK: the EVEN kernel, whose W tiles the coopmat dot
+    reads straight from the f16 copy (test_coopmat_operands.py checks its SPIR-V)."""
+    _prompt_matmul_on_cooperative_matrices("Q4_1", "none", rows=128)
+
+
+def _prompt_matmul_on_cooperative_matrices(qtype, pre, rows):
     from spvjit.models.llama.kernels import matmul_coop
     if not matmul_coop.coopmat_f16_available():
         if spvjit.knobs.get("SPVJIT_REQUIRE_COOPMAT"):
             pytest.fail("SPVJIT_REQUIRE_COOPMAT is set but the device has no f16 cooperative matrices")
         pytest.skip("no f16 cooperative matrices here (scripts/coopmat-env has them)")
     rng = np.random.default_rng(7)
-    rows, cols, m = 70, width(qtype, 5), matmul_coop.MIN_ROWS + 5
+    cols, m = width(qtype, 5), matmul_coop.MIN_ROWS + 5
     raw, w = device_weight(qtype, rows, cols, rng)
     W = dequantize(raw, qtype, (rows, cols))
     x_in = rng.standard_normal((m, 2 * cols if pre == "swiglu" else cols)).astype(np.float32)

@@ -375,7 +375,7 @@ class DeviceLlama:
             self._check([int(t)], int(p), int(s))
         self._decode_rows([int(t) for t in tokens], [int(p) for p in positions], [int(s) for s in slots])
         ws = self._decode_ws
-        best = ws.best.numpy()[:n].copy()
+        best = self._checked_best(ws.best.numpy()[:n].copy())
         return best, (ws.logits.numpy().reshape(-1, self.config.n_vocab)[:n].copy() if logits else None)
 
     def _forward(self, tokens, start_pos: int, out: str, slot: int = 0):
@@ -429,8 +429,15 @@ class DeviceLlama:
 
     def _result(self, ws: _Workspace, out: str):
         if out == "argmax":
-            return int(ws.best.numpy()[0])
+            return int(self._checked_best(ws.best.numpy()[:1])[0])
         return ws.logits.numpy()[0]
+
+    def _checked_best(self, best: np.ndarray) -> np.ndarray:
+        """The device argmax marks a row whose logits hold a NaN with -1 (kernels/argmax.py)."""
+        if (best < 0).any():
+            raise ModelError(f"{self.file.path.name}: the logits contain NaN: the model's weights or "
+                             "activations are not finite")
+        return best
 
     def _prefill_workspace(self, rows: int, logit_rows: int) -> _Workspace:
         ws = self._ws

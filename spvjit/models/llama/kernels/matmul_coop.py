@@ -28,8 +28,10 @@ MIN_ROWS = 32        # fewer prompt rows than this: the quantized kernels read l
 @spvjit.kernel
 def matmul_f16_kernel(w16, x_ptr, y_ptr, w_norm, M, N, K, ldx, ldy, y_off, eps,
                       PRE: sl.constexpr, BM: sl.constexpr, BN: sl.constexpr, BK: sl.constexpr,
-                      ACC: sl.constexpr):
-    """y[m, y_off + n] (+)= sum_k f(x)[m, k] W16[n, k] (grid: cdiv(N, BN), cdiv(M, BM))."""
+                      ACC: sl.constexpr, EVEN: sl.constexpr):
+    """y[m, y_off + n] (+)= sum_k f(x)[m, k] W16[n, k] (grid: cdiv(N, BN), cdiv(M, BM)).
+    EVEN: N % BN == 0 and K % BK == 0, so W's tiles need neither clamp nor mask and the
+    coopmat dot reads them straight from W16 (column-major B, codegen/coopmat_operands.py)."""
     offs_n = sl.program_id(0) * BN + sl.arange(0, BN)
     offs_m = sl.program_id(1) * BM + sl.arange(0, BM)
     n = sl.minimum(offs_n, N - 1)
@@ -41,7 +43,10 @@ def matmul_f16_kernel(w16, x_ptr, y_ptr, w_norm, M, N, K, ldx, ldy, y_off, eps,
     for k in range(0, K, BK):
         kk = k + sl.arange(0, BK)
         x = x_at(x_rows, kk[None, :], (kk < K)[None, :], K, w_norm, inv, PRE).to(sl.float16)   # [BM, BK]
-        wt = sl.load(w16 + n[None, :] * K + kk[:, None], mask=(kk < K)[:, None], other=0.0)  # [BK, BN]
+        if EVEN:
+            wt = sl.load(w16 + offs_n[None, :] * K + kk[:, None])                            # [BK, BN]
+        else:
+            wt = sl.load(w16 + n[None, :] * K + kk[:, None], mask=(kk < K)[:, None], other=0.0)
         acc = sl.dot(x, wt, acc)
     out = y_ptr + offs_m[:, None] * ldy + y_off + offs_n[None, :]
     mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
@@ -75,5 +80,6 @@ def matmul_f16(w16, x, y, m: int, n: int, k: int, ldx: int, ldy: int, y_off: int
     cfg = dict(BLOCKS_CPU if cpu else BLOCKS_GPU)
     warps = cfg.pop("num_warps")
     grid = (spvjit.cdiv(n, cfg["BN"]), spvjit.cdiv(m, cfg["BM"]))
+    even = n % cfg["BN"] == 0 and k % cfg["BK"] == 0
     matmul_f16_kernel[grid](w16, x, y, w_norm, m, n, k, ldx, ldy, y_off, float(eps), PRE=pre, ACC=acc,
-                            num_warps=warps, **cfg)
+                            EVEN=even, num_warps=warps, **cfg)
