@@ -45,15 +45,16 @@ def _matrix_types(text):
 
 @pytest.mark.parametrize("sg,w,M,N,K,want", [
     (32, 128, 64, 64, 32, (32, 32, 32)),    # 4 subgroups: one 32x32 tile each, K in one step
-    (32, 32, 64, 64, 64, (64, 64, 64)),     # 1 subgroup: 64*64/32 = 128 elements per lane fits
-    (8, 8, 64, 64, 32, (32, 32, 32)),       # lavapipe's 8 lanes: 32x32 is the register budget
+    (32, 32, 64, 64, 64, (64, 32, 32)),     # 1 subgroup: 64x64 f32 alone would be 128 registers
+    (8, 8, 64, 64, 32, (32, 16, 16)),       # lavapipe's 8 lanes: 8 MulAdds (8x8x8: 64 tiles x 4)
+    (8, 8, 16, 32, 16, (16, 32, 16)),       # the tutorial test's block: one MulAdd
     (32, 64, 16, 128, 16, (16, 64, 16)),    # 2 subgroups over a wide tile
 ])
 def test_flexible_shape_choice(monkeypatch, sg, w, M, N, K, want):
     monkeypatch.delenv("SPVJIT_DISABLE_COOPMAT2", raising=False)
     cfg = coopmat2.find_flexible(flex_target(sg=sg), w, M, N, K, "f16", "f32")
     assert (cfg.m, cfg.n, cfg.k) == want
-    assert cfg.m * cfg.n <= coopmat2.REGISTER_ELEMENTS * sg
+    assert coopmat2.registers(cfg.m, cfg.n, cfg.k, "f16", "f32", sg) <= coopmat2.REGISTER_BUDGET
     assert ((M // cfg.m) * (N // cfg.n)) % (w // sg) == 0
 
 
@@ -165,7 +166,7 @@ def test_tutorial_matmul_on_flexible_matrices(monkeypatch, M, N, K, BM, BN, BK):
                                  BLOCK_SIZE_N=BN, BLOCK_SIZE_K=BK, GROUP_SIZE_M=4, ACTIVATION="")
     text = disassemble(compile_kernel(ir, caps, num_warps=4).spirv)
     types = _matrix_types(text)
-    # one BM x BN accumulator (within 128 elements per lane), its K step in one MulAdd
+    # one BM x BN accumulator (within the register budget), its K step in one MulAdd
     assert (BM, BN, 2) in types, types
     assert text.count("OpCooperativeMatrixMulAddKHR") == 1, text
 

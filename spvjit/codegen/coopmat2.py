@@ -10,7 +10,7 @@ bigger OpTypeCooperativeMatrixKHR types, so everything the KHR path does (loop-c
 accumulators, epilogues, direct loads and stores) carries over unchanged.  The shape is chosen
 so that each subgroup issues as few MulAdds as possible (ideally one per dot: one tile per
 subgroup, K in one step), then as few loaded elements as possible (square-ish tiles), within a
-register budget per invocation.
+budget of registers per invocation for the A, B and accumulator matrices together.
 
 What lavapipe 26.1 reports (and what decided this path): flexible dimensions, reductions,
 conversions and per-element operations, 8x8x8 granules for the same four type combinations as
@@ -28,9 +28,18 @@ from dataclasses import dataclass
 from .. import knobs
 from ..runtime.capabilities import CoopMatConfig
 
-# Elements of one matrix held per invocation (m*n / subgroup size): bigger matrices would spill
-# registers on GPUs (128 f32 = 512 bytes per lane; NVIDIA: 64x64 with 32 lanes).
-REGISTER_ELEMENTS = 128
+# 32-bit registers per invocation that the A, B and accumulator matrices of one MulAdd may take
+# together (each holds rows*cols/subgroup-size components): NVIDIA allows 255 per thread, and
+# the kernel needs the rest; beyond this the matrices would spill.  For 32 lanes and an f32
+# accumulator that is e.g. 32x64x32 (64 + 16 + 32 registers); for lavapipe's 8 lanes, 16x32x16.
+REGISTER_BUDGET = 128
+_BYTES = {"f16": 2, "bf16": 2, "i8": 1, "u8": 1, "f32": 4, "i32": 4, "u32": 4}
+
+
+def registers(m: int, n: int, k: int, in_name: str, c_name: str, sg: int) -> int:
+    """32-bit registers per invocation for an m x k A, a k x n B and an m x n accumulator."""
+    total = (m * k + k * n) * _BYTES[in_name] + m * n * _BYTES[c_name]
+    return -(-total // (4 * sg))
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,8 @@ def find_flexible(caps, w: int, M: int, N: int, K: int, in_name: str, c_name: st
     sg = caps.subgroup_size
     n_sub = w // sg
     limit = caps.cooperative_matrix2.flexible_max_dimension
-    budget = REGISTER_ELEMENTS * sg
+    if in_name not in _BYTES or c_name not in _BYTES:
+        return None
     best, best_score = None, None
     for f in flex:
         if (f.a_type, f.b_type) != (in_name, in_name) or f.c_type != c_name or f.result_type != c_name:
@@ -67,10 +77,10 @@ def find_flexible(caps, w: int, M: int, N: int, K: int, in_name: str, c_name: st
         for m in _multiples(M, f.m_granularity, limit):
             for n in _multiples(N, f.n_granularity, limit):
                 tiles = (M // m) * (N // n)
-                if tiles % n_sub or m * n > budget:
+                if tiles % n_sub:
                     continue              # every subgroup owns the same number of tiles
                 for k in _multiples(K, f.k_granularity, limit):
-                    if m * k > budget or k * n > budget:
+                    if registers(m, n, k, in_name, c_name, sg) > REGISTER_BUDGET:
                         continue
                     per_subgroup = tiles // n_sub
                     score = (per_subgroup * (K // k),             # MulAdds per subgroup
