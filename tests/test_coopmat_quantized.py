@@ -103,3 +103,24 @@ def test_quantized_matmul_on_a_coopmat_device(monkeypatch, M, N, K, BM, BN):
     # 2^-24 relative, and K/32 <= 3 f32 adds of terms up to ~30 stay well within 1e-4 relative
     np.testing.assert_allclose(outs[True], ref, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(outs[True], outs[False], rtol=1e-4, atol=1e-4)
+
+
+def test_llama_q8_prompt_kernel_stays_on_matrices(monkeypatch):
+    # the llama runner's Q8_0 prompt matmul (kernels/matmul_q8.py): f32 accumulator carried as
+    # matrices, W's int8 tiles read column-major straight from its copy
+    from spvjit.models.llama.kernels.matmul_q8 import matmul_q8_kernel
+    monkeypatch.delenv("SPVJIT_DISABLE_COOPMAT", raising=False)
+    wq = spvjit.empty((64, 96), np.int8)
+    s = spvjit.empty((64, 3), np.float32)
+    y = spvjit.empty((40, 64), np.float32)
+    ir = matmul_q8_kernel.ir_module(wq, s, wq, s, y, 40, 64, 96, 64, 0, BM=32, BN=32, ACC=False)
+    ck = compile_kernel(ir, lavapipe_26_target(), num_warps=1, param_div={"N": 16, "K": 16, "ldy": 16})
+    validate(ck.spirv, target_env="vulkan1.3")
+    text = disassemble(ck.spirv)
+    coop = {line.split("=")[0].strip(): line for line in text.splitlines() if "OpTypeCooperativeMatrixKHR" in line}
+    f32_acc = [t for t, line in coop.items() if "%float" in line]
+    phis = [line.split()[3] for line in text.splitlines() if " OpPhi " in line]
+    assert sum(p in f32_acc for p in phis) == 16, text         # 32x32 in 8x8 tiles
+    chains = dict(re.findall(r"(%\w+) = OpAccessChain (%\w+)", text))
+    loads = re.findall(r"OpCooperativeMatrixLoadKHR %\w+ (%\w+) %uint_1 ", text)
+    assert any("StorageBuffer" in chains[p] for p in loads), text

@@ -113,6 +113,12 @@ def test_tiny_model_long_prompt(tiny_model):
         # (relative 2^-11); a logit passes through about 8 such roundings (q/k/v, o, gate/up,
         # down per layer, the output), each bounded by 2^-11 of the logits' magnitude
         atol = 8 * 2.0 ** -11 * float(np.abs(want).max())
+    from spvjit.models.llama.kernels import matmul_q8
+    if n >= matmul_coop.MIN_ROWS and matmul_q8.i8_available():
+        # Q8_0 projections on i8 matrices quantize their input to 8 bits per 32-value block
+        # (each x within 1/254 of its block's largest |x|, as llama.cpp's Q8 activations): the
+        # same 8 roundings, each bounded by 2^-8 of the logits' magnitude
+        atol = 8 * 2.0 ** -8 * float(np.abs(want).max())
     np.testing.assert_allclose(dev.forward(prompt, 0, all_logits=True), want, atol=atol)
 
 
@@ -168,19 +174,25 @@ def test_matrices_over_the_buffer_limit_are_split(make_tiny_gguf):
         DeviceLlama(mf, max_ctx=16, buffer_limit=4096)
 
 
-def test_memory_needs_counts_f16_copies_for_coopmat_prompts(tiny_model):
+def test_memory_needs_counts_coopmat_weight_copies(tiny_model):
     from spvjit.models.llama import device_model
     from spvjit.models.llama.kernels import MIN_ROWS_COOP
 
     matrices = [tiny_model.tensor(n) for n in tiny_model.tensor_names if len(tiny_model.tensor(n).shape) == 2]
     params = sum(t.shape[0] * t.shape[1] for t in matrices)
-    plain = device_model.memory_needs(tiny_model, max_ctx=64, max_batch=64, coopmat=False)
-    coop = device_model.memory_needs(tiny_model, max_ctx=64, max_batch=64, coopmat=True)
-    assert plain.f16_copies == 0 and coop.f16_copies == 2 * params       # the tiny matrices all fit a buffer
-    assert coop.device == plain.device + 2 * params and "f16 copies for prompts" in coop.describe()
+    plain = device_model.memory_needs(tiny_model, max_ctx=64, max_batch=64, coopmat=set())
+    f16 = device_model.memory_needs(tiny_model, max_ctx=64, max_batch=64, coopmat={"f16"})
+    assert plain.coopmat_copies == 0 and f16.coopmat_copies == 2 * params      # the tiny matrices all fit a buffer
+    assert f16.device == plain.device + 2 * params and "weight copies for coopmat prompts" in f16.describe()
+    # Q8_0 matrices with whole 64-row tiles take an int8 copy and f32 block scales instead
+    q8 = [t for t in matrices if t.ggml_type == "Q8_0" and t.shape[0] % 64 == 0 and t.shape[1] % 32 == 0]
+    assert q8                                  # (the tiny model has such matrices)
+    both = device_model.memory_needs(tiny_model, max_ctx=64, max_batch=64, coopmat={"f16", "i8"})
+    saved = sum(2 * t.shape[0] * t.shape[1] - (t.shape[0] * t.shape[1] * 9 // 8) for t in q8)
+    assert both.coopmat_copies == 2 * params - saved
     # prompts shorter than the coopmat threshold never make the copies
-    short = device_model.memory_needs(tiny_model, max_ctx=64, max_batch=MIN_ROWS_COOP - 1, coopmat=True)
-    assert short.f16_copies == 0
+    short = device_model.memory_needs(tiny_model, max_ctx=64, max_batch=MIN_ROWS_COOP - 1, coopmat={"f16", "i8"})
+    assert short.coopmat_copies == 0
 
 
 def test_memory_needs_and_a_device_too_small(tiny_model, monkeypatch):

@@ -402,6 +402,42 @@ def test_prompt_matmul_whole_tiles_on_cooperative_matrices():
     _prompt_matmul_on_cooperative_matrices("Q4_1", "none", rows=128)
 
 
+@pytest.mark.coopmat
+@pytest.mark.parametrize("pre", ["none", "norm", "swiglu"])
+def test_q8_0_prompt_matmul_on_i8_cooperative_matrices(pre):
+    """Q8_0 weights x Q8-quantized prompt rows on i8 cooperative matrices (matmul_q8.py)."""
+    from spvjit.models.llama.kernels import matmul_q8
+    if not matmul_q8.i8_available():
+        pytest.skip("no i8 cooperative matrices here (scripts/coopmat-env has them)")
+    rng = np.random.default_rng(8)
+    rows, cols, m = 128, width("Q8_0", 5), K.MIN_ROWS_COOP + 5
+    raw, w = device_weight("Q8_0", rows, cols, rng)
+    W = dequantize(raw, "Q8_0", (rows, cols)).astype(np.float64)
+    x_in = rng.standard_normal((m, 2 * cols if pre == "swiglu" else cols)).astype(np.float32)
+    norm_w = rng.random(cols).astype(np.float32) + 0.5
+    if pre == "norm":
+        x = x_in / np.sqrt((x_in.astype(np.float64) ** 2).mean(1, keepdims=True) + 1e-5) * norm_w
+        kw = dict(norm=spvjit.tensor(norm_w), eps=1e-5)
+    elif pre == "swiglu":
+        g, u = x_in[:, :cols].astype(np.float64), x_in[:, cols:].astype(np.float64)
+        x = g / (1 + np.exp(-g)) * u
+        kw = dict(swiglu=True)
+    else:
+        x, kw = x_in.astype(np.float64), {}
+    y = spvjit.tensor(np.full((m, rows), 3.0, np.float32))
+    K.matmul(w, spvjit.tensor(x_in), y, m, acc=True, **kw)
+    assert getattr(w, "_q8_copy", None) is not None and getattr(w, "_f16_copy", None) is None
+    ref = 3.0 + x @ W.T
+    # each x is quantized to its block's step d = max|x|/127 (error <= d/2, plus the f32
+    # rounding of f(x) before it), W is exact; i32 block sums are exact and the f32 scaling
+    # and sums add a few 2^-24 relative: |err| <= sum_k (d_k/2 + 2^-20 |x_k|) |W[n, k]| + slack
+    d = np.abs(x.reshape(m, -1, 32)).max(axis=2) / 127.0
+    step = np.repeat(d, 32, axis=1)
+    bound = (step / 2 + 2.0 ** -20 * np.abs(x)) @ np.abs(W).T + 1e-5 * (np.abs(x) @ np.abs(W).T) + 1e-6
+    err = np.abs(y.numpy() - ref)
+    assert np.all(err <= bound), f"max error {err.max():.3g}, worst ratio {np.max(err / bound):.3g}"
+
+
 def _prompt_matmul_on_cooperative_matrices(qtype, pre, rows):
     from spvjit.models.llama.kernels import matmul_coop
     if not matmul_coop.coopmat_f16_available():

@@ -55,7 +55,7 @@ ProgressFn = Callable[[int, int], None]  # (bytes uploaded so far, total bytes)
 @dataclass
 class MemoryNeeds:
     """What loading a model takes, in bytes: on the device (weights as the file stores
-    them, their f16 copies for prompt matmuls on cooperative matrices, the KV cache,
+    them, their f16 or int8 copies for prompt matmuls on cooperative matrices, the KV cache,
     activations for a prompt batch) and on the host beyond the memory-mapped file (the
     largest matrix's packed copy while it uploads)."""
 
@@ -63,39 +63,47 @@ class MemoryNeeds:
     kv_cache: int
     activations: int
     host: int
-    f16_copies: int = 0
+    coopmat_copies: int = 0
 
     @property
     def device(self) -> int:
-        return self.weights + self.f16_copies + self.kv_cache + self.activations
+        return self.weights + self.coopmat_copies + self.kv_cache + self.activations
 
     def describe(self) -> str:
         mib = 2 ** 20
-        copies = f", f16 copies for prompts {self.f16_copies / mib:.0f}" if self.f16_copies else ""
+        copies = (f", weight copies for coopmat prompts {self.coopmat_copies / mib:.0f}"
+                  if self.coopmat_copies else "")
         return (f"{self.device / mib:.0f} MiB of device memory (weights {self.weights / mib:.0f}{copies}, KV cache "
                 f"{self.kv_cache / mib:.0f}, activations {self.activations / mib:.0f}), "
                 f"{self.host / mib:.0f} MiB of host memory besides the mapped file")
 
 
-def _f16_copy_bytes(matrices, max_rows: int, coopmat: bool | None) -> int:
-    """Prompts of K.MIN_ROWS_COOP rows or more multiply by an f16 copy of each matrix on a
-    device with f16 cooperative matrices (kernels/matmul_coop.py): 2 bytes per weight of every
-    matrix whose copy fits one buffer, as kernels.matmul decides."""
+def _coopmat_copy_bytes(matrices, max_rows: int, coopmat) -> int:
+    """Prompts of K.MIN_ROWS_COOP rows or more multiply by a copy of each matrix made for
+    cooperative matrices, as kernels.matmul decides: Q8_0 matrices whose rows fill whole tiles
+    get an int8 copy with f32 block scales (1.125 bytes per weight) where i8 matrices exist,
+    others an f16 copy (2 bytes per weight) where f16 ones do and the copy fits one buffer.
+    ``coopmat``: the kinds the device has ("f16", "i8"), or None to ask it."""
     if max_rows < K.MIN_ROWS_COOP:
         return 0
     if coopmat is None:
-        coopmat = K.coopmat_f16_available()
-    if not coopmat:
-        return 0
-    limit = spvjit.get_device().caps.max_storage_buffer_range
-    sizes = [2 * t.shape[0] * t.shape[1] for t in matrices]
-    return sum(n for n in sizes if n <= limit)
+        coopmat = {kind for kind, ok in (("f16", K.coopmat_f16_available()), ("i8", K.matmul_q8.i8_available()))
+                   if ok}
+    limit = spvjit.get_device().caps.max_storage_buffer_range if coopmat else 0
+    total = 0
+    for t in matrices:
+        rows, cols = t.shape
+        if "i8" in coopmat and t.ggml_type == "Q8_0" and rows % 64 == 0 and cols % 32 == 0:
+            total += rows * cols + rows * (cols // 32) * 4
+        elif "f16" in coopmat and 2 * rows * cols <= limit:
+            total += 2 * rows * cols
+    return total
 
 
 def memory_needs(model_file: LlamaModelFile, max_ctx: int, max_batch: int = 512, slots: int = 1,
-                 coopmat: bool | None = None) -> MemoryNeeds:
-    """``coopmat``: whether prompt matmuls use f16 copies of the weights (None: as this device
-    would)."""
+                 coopmat=None) -> MemoryNeeds:
+    """``coopmat``: the cooperative-matrix kinds prompt matmuls may use, a set of "f16" and
+    "i8" (None: this device's)."""
     c = model_file.config
     matrices = [model_file.tensor(n) for n in model_file.tensor_names if len(model_file.tensor(n).shape) == 2]
     weights = sum(model_file.tensor(n).n_bytes for n in model_file.tensor_names)
@@ -104,7 +112,7 @@ def memory_needs(model_file: LlamaModelFile, max_ctx: int, max_batch: int = 512,
     per_row = 2 * c.n_embd + c.q_dim + 2 * c.kv_dim + c.q_dim + 3 * c.n_ff
     activations = rows * per_row * 4 + (1 + slots) * c.n_vocab * 4
     per_layer_stack = max((t.n_bytes for t in matrices), default=0) * 3   # q, k, v stacked: at most 3
-    copies = _f16_copy_bytes(matrices, max(1, min(max_batch, max_ctx)), coopmat)
+    copies = _coopmat_copy_bytes(matrices, max(1, min(max_batch, max_ctx)), coopmat)
     return MemoryNeeds(weights, kv, activations, per_layer_stack, copies)
 
 

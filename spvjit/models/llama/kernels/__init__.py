@@ -25,6 +25,7 @@ from .activation import add_kernel, swiglu_kernel
 from .argmax import argmax_kernel
 from .attention import attention_prefill_kernel, attention_rows_kernel, softmax_kernel
 from .linear import matmul_kernel, matmul_tiled_kernel, matvec_kernel, matvec_tiled_kernel
+from . import matmul_q8
 from .matmul_coop import MIN_ROWS as MIN_ROWS_COOP, coopmat_f16_available, f16_copy, matmul_f16
 from .norm import rms_norm_kernel
 from .packing import PackedWeight, pack_weight, unpack
@@ -233,6 +234,10 @@ def matmul(w: DeviceWeight, x, y, m: int, ldx: int | None = None, ldy: int | Non
             matmul(part, x, y, m, ldx, ldy, y_off + r0, acc, norm=norm, eps=eps, swiglu=swiglu, blocks=blocks)
         return
     pre, w_norm = _pre(norm, swiglu)
+    if m >= MIN_ROWS_COOP and matmul_q8.usable(w, m):
+        # i8 matrix cores: Q8_0 weights times Q8-quantized activations (matmul_q8.py)
+        matmul_q8.matmul_q8(w, x, y, m, ldx, ldy, y_off, acc, pre, w_norm, eps)
+        return
     if m >= MIN_ROWS_COOP and w.rows * w.cols * 2 <= spvjit.get_device().caps.max_storage_buffer_range \
             and coopmat_f16_available():
         # matrix cores: an f16 copy of W (decoded once) times f16 activations (matmul_coop.py)
