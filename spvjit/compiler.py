@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from . import cache, knobs
 from .codegen import compile_hooks
 from .codegen.compiler import CompiledKernel, compile_kernel
+from .codegen.debug_print import PRINT_PARAM, print_table
 from .codegen.loop_budget import STATUS_PARAM, VisitCounter, unroll_for_budget
 from .codegen.spirv.tools import disassemble
 from .codegen.target import Target
@@ -40,6 +41,9 @@ class DeviceKernel:
     loop_status: object = None      # launch.loop_status: hidden buffer of loop-limited drivers
     loop_limit: tuple = ()          # (device name, limit), for launch.check_loop_status's message
     visits: object = None           # loop_budget.VisitCounter where launch.budget_programs needs it
+    prints: list | None = None      # debug_print.print_table of a kernel that prints, to decode its records
+    print_buffers: list = field(default_factory=list)   # launch.take_print_buffer: one per launch of a batch
+    prints_used: int = 0            # how many of them launches since the last host read wrote
 
 
 def target_key(target) -> tuple:
@@ -96,13 +100,18 @@ def _compile_for_device(jitfn, spec, dev, key) -> DeviceKernel:
         if kernel is None:
             kernel = unroll_for_budget(_build_ir(jitfn, spec, optimize=True))
         visits = VisitCounter(kernel)
+    prints = None
+    if any(bd.name == PRINT_PARAM for bd in ck.bindings):
+        if kernel is None:          # a disk-cache hit: the table comes from the same IR
+            kernel = _build_ir(jitfn, spec, optimize=True)
+        prints = print_table(kernel, asserts=knobs.get("SPVJIT_DEBUG"))
     check_device_support(ck, dev.caps)
     for hook in list(compile_hooks):
         hook(ck)
     if "spirv" in dumps:
         print(disassemble(ck.spirv), file=sys.stderr)
     pipe = dev.create_pipeline(ck.spirv, [bd.kind for bd in ck.bindings], ck.push_size)
-    return DeviceKernel(ck, pipe, visits=visits)
+    return DeviceKernel(ck, pipe, visits=visits, prints=prints)
 
 
 def _lower(jitfn, spec, dev, show_lowering: bool):

@@ -130,9 +130,6 @@ class JITFunction(KernelFunction):
                 dt = dt or T.dtype_from_numpy(value.dtype)
             except TypeError:
                 raise LaunchError(f"argument '{name}' of {self.__name__}: tensors of dtype {value.dtype} are not supported") from None
-            if dt.name in ("f64", "i64"):
-                raise LaunchError(f"argument '{name}' of {self.__name__}: {value.dtype} tensors are not "
-                                  "supported; use float32/int32")
             return ("ptr", dt)
         if isinstance(value, np.ndarray):
             raise LaunchError(f"argument '{name}' of {self.__name__} is a numpy array; "
@@ -140,9 +137,15 @@ class JITFunction(KernelFunction):
         if isinstance(value, (bool, np.bool_)) or value is None:
             return ("constexpr", None if value is None else bool(value))
         if isinstance(value, (int, np.integer)):
-            if not -(1 << 31) <= int(value) < (1 << 31):
-                raise LaunchError(f"argument '{name}' of {self.__name__} = {value} does not fit in int32")
-            return ("scalar", T.i32)
+            # Triton's rule: int32 when it fits, uint64 from 2**63 on, int64 otherwise
+            v = int(value)
+            if -(1 << 31) <= v < (1 << 31):
+                return ("scalar", T.i32)
+            if (1 << 63) <= v < (1 << 64):
+                return ("scalar", T.u64)
+            if -(1 << 63) <= v < (1 << 63):
+                return ("scalar", T.i64)
+            raise LaunchError(f"argument '{name}' of {self.__name__} = {value} does not fit in 64 bits")
         if isinstance(value, (float, np.floating)):
             return ("scalar", T.f32)
         raise LaunchError(f"argument '{name}' of {self.__name__} has unsupported type "

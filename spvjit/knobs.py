@@ -41,6 +41,8 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          "matrix dimensions); VK_KHR_cooperative_matrix stays", lowering=True),
     Knob("SPVJIT_DISABLE_TUNING", "flag", False, "ignore the block sizes `spvjit tune` stored"),
     Knob("SPVJIT_PRINT_AUTOTUNING", "flag", False, "print each autotuning result"),
+    Knob("SPVJIT_DEBUG", "flag", False, "check tl.device_assert on the device too, as Triton's "
+         "TRITON_DEBUG=1 (the interpreter always checks)", lowering=True),
     Knob("SPVJIT_PROGRAMS_PER_WORKGROUP", "int", 256, "CPU drivers: at most this many programs "
          "run in turn in one workgroup", lowering=True),   # their loops share lavapipe's loop budget
     Knob("SPVJIT_REQUIRE_COOPMAT", "flag", False, "tests: fail, instead of skipping, where the "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numbers
 import os
 import struct
+import sys
 import threading
 from contextlib import contextmanager
 
@@ -17,6 +18,8 @@ import numpy as np
 
 from . import knobs
 from .codegen.compiler import CompiledKernel
+from .codegen import debug_print
+from .codegen.debug_print import PRINT_PARAM
 from .codegen.loop_budget import STATUS_PARAM
 from .codegen.memory import PUSH_HEADER_WORDS
 from .errors import DeviceError, LaunchError
@@ -44,7 +47,7 @@ def batch(timestamps: bool = False):
             finally:
                 _state.batch = None
         for kernel, label in list(_state.status_checks.values()):
-            check_loop_status(kernel, label)
+            after_run(kernel, label)
     finally:
         _state.status_checks = None
 
@@ -67,7 +70,8 @@ def record(timestamps: bool = False):
             finally:
                 _state.batch = None
         for kernel, label in _state.status_checks.values():
-            graph.after_replay.append(lambda kernel=kernel, label=label: check_loop_status(kernel, label))
+            used, kernel.prints_used = kernel.prints_used, 0    # the graph's launches keep their buffers
+            graph.after_replay.append(lambda kernel=kernel, label=label, used=used: after_run(kernel, label, used))
     finally:
         _state.status_checks = None
 
@@ -90,9 +94,17 @@ def check_grid(grid, name: str) -> tuple[int, ...]:
 
 def _pack(ck: CompiledKernel, spec, offset, grid, programs_per_workgroup: int = 1) -> bytes:
     values = dict(spec.runtime)
-    head = struct.pack(f"<{PUSH_HEADER_WORDS}I", *offset, *grid, programs_per_workgroup)
-    body = b"".join(struct.pack("<i" if m.dtype.is_int else "<f", values[m.name]) for m in ck.push_members)
-    return head + body
+    out = bytearray(ck.push_size)
+    struct.pack_into(f"<{PUSH_HEADER_WORDS}I", out, 0, *offset, *grid, programs_per_workgroup)
+    for m in ck.push_members:
+        struct.pack_into(_PUSH_FORMATS[m.dtype.kind, m.dtype.bits], out, m.offset, values[m.name])
+    return bytes(out)
+
+
+# struct formats of scalar arguments by (kind, bits): 64-bit ints were specialized as i64 or,
+# from 2**63 on, u64 (jit.py), so each value fits its format
+_PUSH_FORMATS = {("int", 32): "<i", ("uint", 32): "<I", ("float", 32): "<f",
+                 ("int", 64): "<q", ("uint", 64): "<Q", ("float", 64): "<d"}
 
 
 def launch_on_device(kernel, spec, grid, dev, label: str):
@@ -104,6 +116,9 @@ def launch_on_device(kernel, spec, grid, dev, label: str):
     status = loop_status(kernel, dev) if any(bd.name == STATUS_PARAM for bd in ck.bindings) else None
     if status is not None:
         values[STATUS_PARAM] = status
+    printing = kernel.prints is not None
+    if printing:
+        values[PRINT_PARAM] = take_print_buffer(kernel, dev)
     tensors = [values[bd.name] for bd in ck.bindings]
     formats = {bd.index: bd.texel_format for bd in ck.bindings if bd.texel} or None
     for bd in ck.bindings:
@@ -127,14 +142,26 @@ def launch_on_device(kernel, spec, grid, dev, label: str):
         for off, size in chunks:
             current.dispatch(pipe, tensors, _pack(ck, spec, off, grid, per_wg), size, formats,
                              label=label)
-        if status is not None:
+        if status is not None or printing:
             _state.status_checks[id(kernel)] = (kernel, label)     # read after the batch ran
         return
     with dev.batch() as b:
         for off, size in chunks:
             b.dispatch(pipe, tensors, _pack(ck, spec, off, grid, per_wg), size, formats, label=label)
-    if status is not None:
-        check_loop_status(kernel, label)
+    if status is not None or printing:
+        after_run(kernel, label)
+
+
+def after_run(kernel, label: str, prints_used: int | None = None) -> None:
+    """What the host does once a kernel's submit has run: print its device_print records,
+    then refuse results the loop limiter cut short.  `prints_used`: how many of its debug
+    buffers the run wrote (a replayed graph's), else those taken since the last run."""
+    if prints_used is None:
+        prints_used, kernel.prints_used = kernel.prints_used, 0
+    failure = flush_prints(kernel, prints_used)
+    check_loop_status(kernel, label)
+    if failure is not None:
+        raise AssertionError(f"kernel {label}: {failure}")
 
 
 def budget_programs(kernel, spec) -> int:
@@ -170,6 +197,36 @@ def check_loop_status(kernel, label: str) -> None:
                       f"the driver allows {limit} loop iterations per program, all loops together; "
                       "give each program fewer iterations (larger blocks or a larger grid) or use a "
                       "driver without the limit (Mesa 26 lavapipe)")
+
+
+def take_print_buffer(kernel, dev):
+    """A hidden debug buffer (codegen/debug_print.py) for one launch of a kernel that prints:
+    each launch of a batch or graph gets its own, so the host prints launch after launch."""
+    with _status_lock:
+        if kernel.prints_used == len(kernel.print_buffers):
+            kernel.print_buffers.append(zeros(debug_print.BUFFER_BYTES // 4, np.uint32, device=dev))
+        kernel.prints_used += 1
+        return kernel.print_buffers[kernel.prints_used - 1]
+
+
+def flush_prints(kernel, used: int) -> str | None:
+    """Print the records of the first `used` debug buffers, in launch order and within each
+    in program order (Triton's format), and empty them; the first failed device_assert
+    (SPVJIT_DEBUG=1) they hold, or None."""
+    failure = None
+    for buf in kernel.print_buffers[:used]:
+        words = buf.numpy()
+        if not words[0]:
+            continue
+        buf.copy_from(np.zeros(1, np.uint32))           # the next launch starts clean
+        lines, dropped, failed = debug_print.format_records(words, kernel.prints)
+        failure = failure or failed
+        if lines:
+            print("\n".join(lines), flush=True)
+        if dropped:
+            print(f"spvjit: device_print: {dropped} records dropped (the debug buffer holds "
+                  f"{debug_print.CAPACITY} per launch)", file=sys.stderr, flush=True)
+    return failure
 
 
 _HOST_CPUS = os.cpu_count() or 1     # lavapipe's default thread count (LP_NUM_THREADS overrides)

@@ -127,6 +127,21 @@ def trans_reshape(x_ptr, out_ptr, M: sl.constexpr, N: sl.constexpr):
     sl.store(out_ptr + sl.arange(0, M * N), sl.reshape(sl.trans(x), (M * N,)))
 
 
+@spvjit.kernel
+def while_growth(x_ptr, out_ptr, n, BLOCK: sl.constexpr):
+    """A `while` whose trip count differs per program (from the program id)."""
+    pid = sl.program_id(0)
+    offs = pid * BLOCK + sl.arange(0, BLOCK)
+    x = sl.load(x_ptr + offs, mask=offs < n, other=0.0)
+    scale = (pid + 1).to(sl.float32)
+    steps = 0
+    while scale < 100.0:
+        x = x * 0.5 + scale
+        scale = scale * 3.0
+        steps += 1
+    sl.store(out_ptr + offs, x + steps, mask=offs < n)
+
+
 def _f(*shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
@@ -144,6 +159,7 @@ SUITE = {
     "argmax": (argmax_rows, [_f(8, 16), np.zeros(8, np.int32)], {"R": 8, "C": 16}, (1,)),
     "casts": (casts, [_f(16) * 100, np.zeros(16, np.float32)], {"BLOCK": 16}, (1,)),
     "trans_reshape": (trans_reshape, [_f(4, 8), np.zeros(32, np.float32)], {"M": 4, "N": 8}, (1,)),
+    "while_growth": (while_growth, [_f(40), np.zeros(40, np.float32), 40], {"BLOCK": 16}, (3,)),
 }
 
 

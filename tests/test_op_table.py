@@ -7,6 +7,7 @@ import pytest
 
 from spvjit.codegen.compiler import compile_kernel
 from spvjit.codegen.lower import Lowerer
+from spvjit.codegen.spirv.tools import validate
 from spvjit.codegen.values import LoweringError
 from spvjit.interpreter import ProgramRunner
 from spvjit.interpreter import ops as O
@@ -18,7 +19,7 @@ from spvjit.runtime import get_device
 ELEMENTWISE = sorted(n for n, i in OP_INFO.items() if i.category == "elementwise")
 OTHER = sorted(n for n, i in OP_INFO.items() if i.category != "elementwise")
 ATTRS = {"cmp": {"pred": "lt"}}
-DTYPE_NAMES = ("f32", "f16", "i32", "u32", "i8", "i1")
+DTYPE_NAMES = ("f32", "f16", "f64", "i32", "u32", "i64", "u64", "i8", "i1")
 
 
 def test_every_op_is_in_the_table():
@@ -93,7 +94,7 @@ def test_elementwise_ops_have_interpreter_and_lowering_rules(name):
             kernel, op = built
             meaning = _interpreter_has_meaning(op)
             try:
-                compile_kernel(kernel, caps, num_warps=1)
+                validate(compile_kernel(kernel, caps, num_warps=1).spirv, target_env="vulkan1.3")
                 lowered = True
             except LoweringError:
                 lowered = False

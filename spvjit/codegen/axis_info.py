@@ -94,6 +94,12 @@ def _op(op, info):
             out = Info(1, min(BIG, x.div << c), x.const)
         else:                                          # x >> c: divisibility drops by 2^c
             out = Info(1, max(1, x.div >> c), x.const)
+    elif (name == "cast" and op.operands[0].type.elem.is_int and res.type.elem.is_int
+          and res.type.elem.bits >= 32):
+        # int <-> int of at least 32 bits (`offs.to(tl.int64)` and back to an i32 index): values
+        # that fit are unchanged, and a wrap-around mod 2^32 keeps runs consecutive, powers of two
+        # up to 2^32 dividing, and equal values equal
+        out = a[0]
     elif name == "assume":                 # the user's promise (sl.multiple_of / max_contiguous)
         x = a[0]
         out = Info(max(x.contig, op.attrs.get("contig", 1)), max(x.div, op.attrs.get("div", 1)), x.const)
@@ -129,6 +135,14 @@ def _op(op, info):
             cur = nxt
         for r, c in zip(op.results, cur):
             info[id(r)] = c
+        return
+    elif name == "while":
+        # carried values change at run time: nothing is known of them, but the ops inside
+        # still get their facts (loads in the body may vectorize)
+        for region in op.regions:
+            for arg in region.args:
+                info[id(arg)] = Info()
+            _block(region, info)
         return
     elif name == "if":
         for region in op.regions:

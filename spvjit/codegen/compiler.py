@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from .. import knobs
 from ..ir.core import KernelIR
 from ..ir.ops import OP_INFO, ops_of
-from . import axis_info, coopmat, loop_budget, subgroup
+from . import axis_info, coopmat, debug_print, loop_budget, subgroup
 from .emitter import Emitter
 from .layout import choose_workgroup, regs
 from .lower import LoweringError, Lowerer, LV
@@ -48,12 +48,15 @@ def _scratch_words(kernel: KernelIR, w: int, coop_dots=()) -> int:
             continue
         if op.name == "dot":
             a, b = op.operands[0].type, op.operands[1].type
-            need = max(need, (regs(a.numel, w) + regs(b.numel, w)) * w)
+            words = 2 if op.result.type.elem.bits == 64 else 1       # f64 operands: two words each
+            need = max(need, words * (regs(a.numel, w) + regs(b.numel, w)) * w)
         elif op.name == "atomic_rmw":
             need = max(need, w)
         else:
+            # a 64-bit value is two words; reductions keep value, index and high words per partial
             t = op.operands[0].type
-            need = max(need, (regs(t.numel, w) if t.shape else 1) * w, 2 * w)
+            words = 2 if getattr(t.elem, "bits", 32) == 64 else 1
+            need = max(need, words * (regs(t.numel, w) if t.shape else 1) * w, (words + 1) * w)
     return need
 
 
@@ -84,6 +87,11 @@ def _param_access(kernel: KernelIR, ptr_params) -> tuple[set[int] | None, set[in
             elif op.name == "for":
                 for arg, init, res in zip(op.regions[0].args[1:], op.operands[3:], op.results):
                     roots[id(arg)] = roots[id(res)] = root(init)
+            elif op.name == "while":
+                for i, (init, res) in enumerate(zip(op.operands, op.results)):
+                    roots[id(res)] = root(init)
+                    for region in op.regions:
+                        roots[id(region.args[i])] = root(init)
             elif op.name == "if":
                 for region in op.regions:
                     walk(region)
@@ -112,6 +120,8 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     checks and a hidden status buffer where the limit could cut a loop).  `program_loop=False`
     forbids running several programs per workgroup."""
     caps = Target.of(caps)
+    # before loop unrolling copies any print; asserts are checked in debug builds, as in Triton
+    debug_print.add_print_buffer(kernel, asserts=knobs.get("SPVJIT_DEBUG"))
     loop_limit = caps.loop_iteration_limit
     if loop_limit is not None:
         kernel = loop_budget.unroll_for_budget(kernel)
@@ -127,15 +137,15 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     scalar_params = [p for p in kernel.params if not p.value.type.is_pointer]
     bindings = [Binding(i, p.name, p.value.type.elem.pointee, p.value.type.elem.pointee)
                 for i, p in enumerate(ptr_params)]
-    push = [PushMember(p.name, p.value.type.elem, 4 * (PUSH_HEADER_WORDS + i))
-            for i, p in enumerate(scalar_params)]
-    for m in push:
-        if m.dtype.bits != 32:
-            raise LoweringError(f"scalar argument '{m.name}' must be 32-bit, got {m.dtype}")
+    push, push_size = push_layout(scalar_params)
     written, read = _param_access(kernel, ptr_params)
     for bd in bindings:
         bd.read_only = written is not None and bd.index not in written
         bd.write_only = read is not None and bd.index not in read
+    for bd in bindings:
+        if bd.name == debug_print.PRINT_PARAM:   # written through atomics the IR does not show
+            bd.read_only = bd.write_only = False
+            written = None if written is None else written | {bd.index}
     axis = axis_info.analyze(kernel, param_div or {})
     coop_plan = coopmat.Plan(kernel, caps, w, axis)
     cpu = caps.cpu
@@ -144,7 +154,8 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
         # (but cooperative-matrix loads need a pointer into a storage buffer)
         limit = caps.max_texel_buffer_elements
         for bd in bindings:
-            if written is not None and bd.index not in written and limit and \
+            # texel formats stop at 32 bits: 64-bit tensors stay storage buffers
+            if written is not None and bd.index not in written and limit and bd.dtype.bits <= 32 and \
                     id(ptr_params[bd.index].value) not in coop_plan.storage_params:
                 bd.texel = True
     mem = Memory(em, bindings, push)
@@ -188,7 +199,23 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     b.execution_mode(fn, "LocalSize", w, 1, 1)
     b.name(fn, kernel.name)
     return CompiledKernel(kernel.name, b.assemble(), w, bindings, push,
-                          4 * (PUSH_HEADER_WORDS + len(push)), scratch * 4, frozenset(em.caps_used), program_loop)
+                          push_size, scratch * 4, frozenset(em.caps_used), program_loop)
+
+
+def push_layout(scalar_params) -> tuple[list[PushMember], int]:
+    """Scalar arguments after the launch header, each at an offset aligned to its own size
+    (a 64-bit argument takes two words on an 8-byte boundary, as Vulkan's push-constant
+    layout requires); returns the members and the block's size in bytes."""
+    push, offset = [], 4 * PUSH_HEADER_WORDS
+    for p in scalar_params:
+        dt = p.value.type.elem
+        if dt.bits not in (32, 64):
+            raise LoweringError(f"scalar argument '{p.name}' must be 32- or 64-bit, got {dt}")
+        size = dt.bits // 8
+        offset = -(-offset // size) * size
+        push.append(PushMember(p.name, dt, offset))
+        offset += size
+    return push, offset
 
 
 def _fits_budget(kernel: KernelIR, loop_limit: int | None) -> bool:

@@ -10,8 +10,12 @@
   evaluated in float32 by Horner they stay within 1.5 ulp (|x| <= 1) and 1.1 * 2^-24 absolute
   (beyond) of the true erf, measured on 200k points each.
 - round: halfway cases away from zero (libdevice's round; GLSL Round may pick either way).
+- f64 -> f16/bf16 and 32/64-bit int -> bf16: through f32 rounded to odd, so the two roundings
+  give the single one.
 """
 from __future__ import annotations
+
+from ..ir import types as T
 
 _ERF_SMALL = [1.128379164208717, -0.3761262254300207, 0.112835680359479, -0.026853539399409286,
               0.0051883826511368684, -0.0008014566121073551, 7.878989515887519e-05]
@@ -97,6 +101,50 @@ def fmod(em, rt, dt, x, y):
 def _frexp(em, struct_t, rt, v):
     s = em.ext(struct_t, "FrexpStruct", v)
     return em.op("OpCompositeExtract", rt, s, 0), em.op("OpCompositeExtract", em.i32, s, 1)
+
+
+def f64_to_f32_odd(em, x):
+    """float64 -> float32 rounded to odd: an inexact result gets an odd last mantissa bit.
+    Rounding that to a narrower float (f16, bf16) then equals rounding x directly, where
+    f64 -> f32 -> f16 rounded twice (x just above an f16 halfway point fell onto it, then went
+    to even).  Works whichever f32 neighbour of x the driver's OpFConvert returns."""
+    f32, f64 = em.f32, em.type_of(T.f64)
+    r = em.op("OpFConvert", f32, x)
+    back = em.op("OpFConvert", f64, r)
+    inexact = em.op("OpFOrdNotEqual", em.bool, back, x)            # false for NaN
+    away = em.op("OpFOrdGreaterThan", em.bool, em.ext(f64, "FAbs", x), em.ext(f64, "FAbs", back))
+    return _to_odd(em, r, inexact, away)
+
+
+def int_to_f32_odd(em, x, src):
+    """A 32- or 64-bit integer -> float32 rounded to odd (see f64_to_f32_odd), for conversions
+    to bfloat16: through a float32 rounded to nearest, 2^31 + 2^23 + 1 became a bf16 tie and
+    went to even.  The f32 result converts back exactly, except past the type's range (it
+    rounded up to 2^bits or 2^(bits-1)), where x is below it by construction."""
+    f32, st, signed = em.f32, em.type_of(src), src.is_signed
+    r = em.op("OpConvertSToF" if signed else "OpConvertUToF", f32, x)
+    over = em.op("OpFOrdGreaterThanEqual", em.bool, r, em.b.const(f32, 2.0 ** (src.bits - signed)))
+    back = em.op("OpConvertFToS" if signed else "OpConvertFToU", st,
+                 em.select(f32, over, em.b.const(f32, 0.0), r))
+    inexact = em.op("OpLogicalOr", em.bool, over, em.op("OpINotEqual", em.bool, back, x))
+    if signed:   # |x| > |back|: x and back share a sign
+        pos = em.op("OpSGreaterThan", em.bool, x, em.const(src, 0))
+        away = em.select(em.bool, pos, em.op("OpSGreaterThan", em.bool, x, back),
+                         em.op("OpSLessThan", em.bool, x, back))
+    else:
+        away = em.op("OpUGreaterThan", em.bool, x, back)
+    away = em.land(away, em.op("OpLogicalNot", em.bool, over))
+    return _to_odd(em, r, inexact, away)
+
+
+def _to_odd(em, r, inexact, away):
+    """r (a float32 neighbour of the exact value) with an odd last bit where it is inexact:
+    an even r moves one ulp towards the exact value (`away`: whose magnitude is larger)."""
+    u32 = em.u32
+    bits = em.op("OpBitcast", u32, r)
+    even = em.op("OpIEqual", em.bool, em.op("OpBitwiseAnd", u32, bits, em.cu(1)), em.cu(0))
+    moved = em.select(u32, away, em.op("OpIAdd", u32, bits, em.cu(1)), em.op("OpISub", u32, bits, em.cu(1)))
+    return em.op("OpBitcast", em.f32, em.select(u32, em.land(inexact, even), moved, bits))
 
 
 def f32_to_f16(em, x):

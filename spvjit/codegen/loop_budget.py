@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from ..ir.core import Block, KernelIR, Operation, Param, Value
 from ..ir.types import PointerType, TileType, i1, i32
+from .values import LoweringError
 
 INT32_MIN = -(1 << 31)
 OPS_BUDGET = 64          # U * body weight stays under this: bounds code size and lavapipe's compile time
@@ -87,6 +88,8 @@ def _visits(block: Block, scalars) -> int | None:
             if v is None:
                 return None
             inner = max(inner, v)          # `if`: one of its regions runs
+        if op.name == "while":
+            return None                    # its trip count is known only at run time
         if op.name == "for":
             trips = scalars.trips(op)
             if trips is None:
@@ -334,6 +337,9 @@ def _check_block(block: Block, status: Value) -> bool:
         if term is not None and term.name == "yield":
             out += _exit_check(op, status)
             added = True
+        elif op.name == "while":
+            out += _while_exit_check(op, status)
+            added = True
     block.ops = out
     return added
 
@@ -370,4 +376,36 @@ def _exit_check(op: Operation, status: Value) -> list[Operation]:
     other = Block()
     other.ops = [_new("yield", [], [], loc)]
     ops.append(_new("if", [pending.result], [], loc, regions=[then, other]))
+    return ops
+
+
+# ops whose second run would differ from the first or be seen: a condition holding one of
+# them cannot be evaluated again after its loop
+_SIDE_EFFECTS = {"store", "atomic_rmw", "print", "assert", "barrier", "return"}
+
+
+def _while_exit_check(op: Operation, status: Value) -> list[Operation]:
+    """After a `while`, evaluate its condition once more on the values it ended with: a
+    loop that stopped on its own ended with the condition false (nothing ran in between),
+    so true there means the limiter stopped it.  The condition region is cloned, which needs
+    it free of side effects (a spin lock's atomic, a print)."""
+    before = op.regions[0]
+    bad = next((inner for inner in before.walk() if inner.name in _SIDE_EFFECTS
+                and not (inner.name == "store" and inner.operands[0] is status)), None)   # inner loops' checks
+    if bad is not None:
+        where = f"{op.loc}: " if op.loc else ""
+        raise LoweringError(f"{where}this `while` loop's condition has a side effect ('{bad.name}'), and on "
+                            "this driver, which stops long-running loops silently, a loop is checked by "
+                            "evaluating its condition again after it; compute the condition into a "
+                            "variable at the end of the body instead")
+    vmap = {id(a): r for a, r in zip(before.args, op.results)}
+    ops = [_clone(inner, vmap) for inner in before.ops[:-1]]
+    pending = vmap.get(id(before.terminator.operands[0]), before.terminator.operands[0])
+    loc = op.loc
+    then = Block()
+    one = _new("constant", [], [_SCALAR_I32], loc, {"value": 1})
+    then.ops = [one, _new("store", [status, one.result], [], loc), _new("yield", [], [], loc)]
+    other = Block()
+    other.ops = [_new("yield", [], [], loc)]
+    ops.append(_new("if", [pending], [], loc, regions=[then, other]))
     return ops

@@ -10,7 +10,7 @@ import contextlib
 
 from ..ir import types as T
 from ..ir.core import Block, KernelIR, Operation
-from ..ir.ops import OP_INFO
+from ..ir.ops import NO_FLOAT64, OP_INFO
 from .emitter import Emitter
 from .layout import IndexMap, broadcast_map, identity_map, regs, trans_map, vec_width
 from . import coopmat, coopmat_epilogue, remat
@@ -132,7 +132,7 @@ class Lowerer:
                     raise self.error(f"the lowering has no rule for op '{op.name}'")
                 handler = self.op_elementwise
             handler(op)
-            if self.notes is not None and op.results and op.name not in ("for", "if"):
+            if self.notes is not None and op.results and op.name not in ("for", "while", "if"):
                 t = op.results[0].type
                 lay = "uniform" if t.is_scalar else f"W={self.W} v={self.vec(t.numel)} regs={self.nregs(t)}"
                 self.note(op, lay, first=True)
@@ -265,6 +265,8 @@ class Lowerer:
                 return em.op(_BBIN[name], rt, *a)
             raise self.error(f"'{name}' on booleans")
         if dt.is_float:
+            if dt.name == "f64" and name in NO_FLOAT64:
+                raise self.error(f"'{name}' on float64 values (GLSL.std.450 has no 64-bit {name})")
             if name in _FBIN:
                 return em.op(_FBIN[name], rt, *a)
             if name == "neg":
@@ -345,6 +347,8 @@ class Lowerer:
     def convert(self, x: int, src: T.DType, dst: T.DType) -> int:
         em = self.em
         rt = em.type_of(dst)
+        if src == dst:
+            return x
         if dst.is_bool:
             if src.is_float:
                 return em.op("OpFUnordNotEqual", em.bool, x, em.const(src, 0.0))
@@ -352,6 +356,9 @@ class Lowerer:
         if src.is_bool:
             return em.select(rt, x, em.const(dst, 1), em.const(dst, 0))
         if src.is_float and dst.is_float:
+            if src.bits == 64 and dst.bits == 16:
+                from .float_math import f64_to_f32_odd     # one rounding, not f64->f32->f16 two
+                x, src = f64_to_f32_odd(em, x), T.f32
             if dst.name == "bf16":
                 if src.name != "f32":
                     x = em.op("OpFConvert", em.f32, x)
@@ -368,6 +375,9 @@ class Lowerer:
                 # rounded to nearest even: the driver's direct conversion may truncate
                 from .float_math import f32_to_f16
                 return f32_to_f16(em, em.op("OpConvertSToF" if src.is_signed else "OpConvertUToF", em.f32, x))
+            if dst.name == "bf16" and src.bits >= 32:
+                from .float_math import int_to_f32_odd     # one rounding, not int->f32->bf16 two
+                return em.round_bf16(int_to_f32_odd(em, x, src))
             v = em.op("OpConvertSToF" if src.is_signed else "OpConvertUToF", rt, x)
             return em.round_bf16(v) if dst.name == "bf16" else v
         if src.bits == dst.bits:
@@ -427,11 +437,14 @@ class Lowerer:
             self.em.barrier()
 
     def op_assert(self, op):
-        pass   # as Triton without debug=True: device_assert is not checked on the device
+        # as Triton: checked only in debug builds (SPVJIT_DEBUG=1, numbered by compile_kernel)
+        if "id" in op.attrs:
+            from .debug_print import lower_assert
+            lower_assert(self, op)
 
     def op_print(self, op):
-        raise self.error("tl.device_print is not supported on the device yet; run the kernel with "
-                         "SPVJIT_INTERPRET=1 to see the values")
+        from .debug_print import lower_print
+        lower_print(self, op)
 
     def op_scan(self, op):
         from .scan import lower_scan
@@ -545,6 +558,62 @@ class Lowerer:
         em.op("OpBranch", None, header)
         em.b.label(merge)
         self.bind(op, *carried_values(phis, op.results))
+
+    def op_while(self, op):
+        """`while`: a structured loop whose header carries the values as OpPhi and branches to
+        a block that evaluates the condition region; that block leaves the loop (a break to
+        the merge block) or enters the body.  The results are the header's phis: the
+        condition region passes the carried values through unchanged."""
+        em = self.em
+        inits = [self.get(v) for v in op.operands]
+        before, body = op.regions
+        types = [self.value_types(v.type) for v in op.results]
+        header, cond_l, body_l, cont, merge = (em.b.new_id() for _ in range(5))
+        pre = em.b.current_label
+        em.op("OpBranch", None, header)
+        em.b.label(header)
+        phis, nexts = [], []
+        for t, lv in zip(types, inits):
+            ids = [em.b.new_id() for _ in lv.regs]
+            nxt = [em.b.new_id() for _ in lv.regs]
+            for phi, init, n in zip(ids, lv.regs, nxt):
+                em.b.emit_with_id("OpPhi", t, phi, init, pre, n, cont)
+            phis.append(ids)
+            nexts.append(nxt)
+        em.op("OpLoopMerge", None, merge, cont, 0)
+        em.op("OpBranch", None, cond_l)
+        em.b.label(cond_l)
+
+        def carried(args):
+            return [LV(ids, v.type.is_scalar, lv.binding) for ids, v, lv in zip(phis, args, inits)]
+
+        for arg, lv in zip(before.args, carried(before.args)):
+            self.env[id(arg)] = lv
+        self._valid_scope_push()         # the condition block dominates the body, not the merge
+        self.lower_ops(before.ops[:-1])
+        cond = self.get(before.terminator.operands[0]).regs[0]
+        em.op("OpBranchConditional", None, cond, body_l, merge)
+        em.b.label(body_l)
+        for arg, lv in zip(body.args, carried(body.args)):
+            self.env[id(arg)] = lv
+        self._valid_scope_push()
+        self.lower_block(body)
+        yielded = phis                      # an unreachable back edge feeds the phis themselves
+        if not em.terminated:
+            lvs = [self.get(v) for v in body.terminator.operands]
+            self._check_pointer_bindings(lvs, inits)
+            yielded = [lv.regs for lv in lvs]
+            em.op("OpBranch", None, cont)
+        self._valid_scope_pop()
+        self._valid_scope_pop()
+        em.b.label(cont)
+        em.terminated = False
+        for t, nxt, back in zip(types, nexts, yielded):
+            for n, reg in zip(nxt, back):
+                em.b.emit_with_id("OpCopyObject", t, n, reg)
+        em.op("OpBranch", None, header)
+        em.b.label(merge)
+        self.bind(op, *carried(op.results))
 
     def op_if(self, op):
         em = self.em

@@ -3,7 +3,7 @@
 Tensor arguments are storage buffers (set 0, binding = pointer parameter
 order); runtime scalars and the grid live in one push-constant block:
     u32 pid_offset[3], u32 grid[3], u32 programs_per_workgroup,
-    then one 4-byte member per scalar arg.
+    then one member per scalar arg (4 bytes, or 8 on an 8-byte boundary for 64-bit types).
 The pid offset lets the launcher split grids larger than the device's
 maxComputeWorkGroupCount into several dispatches; programs_per_workgroup is
 the trip count of the program loop of kernels compiled with one (see
@@ -92,8 +92,9 @@ class Memory:
         members = [em.u32] * PUSH_HEADER_WORDS + [em.type_of(m.dtype) for m in self.push]
         self.push_struct = b.type_struct(members, name="launch_args")
         b.decorate(self.push_struct, "Block")
-        for i in range(len(members)):
-            b.member_decorate(self.push_struct, i, "Offset", 4 * i)
+        offsets = [4 * i for i in range(PUSH_HEADER_WORDS)] + [m.offset for m in self.push]
+        for i, off in enumerate(offsets):
+            b.member_decorate(self.push_struct, i, "Offset", off)
         self.push_var = b.variable(b.type_pointer("PushConstant", self.push_struct), "PushConstant")
         self.builtin_wg = self._builtin("WorkgroupId", b.type_vector(em.u32, 3))
         self.builtin_lane = self._builtin("LocalInvocationIndex", em.u32)
@@ -496,7 +497,7 @@ class Memory:
         if dt.is_bool:
             return em.select(em.u32, v, em.cu(1), em.cu(0))
         if dt.bits > 32:
-            raise ValueError("64-bit values cannot move between lanes yet")
+            raise ValueError("a 64-bit value is two scratch words: use store_value")
         if dt.is_float:
             f = v if dt.bits == 32 or dt.name == "bf16" else em.op("OpFConvert", em.f32, v)
             return em.op("OpBitcast", em.u32, f)
@@ -516,6 +517,31 @@ class Memory:
             return em.op("OpSConvert" if dt.is_signed else "OpUConvert", em.type_of(dt),
                          em.op("OpBitcast", em.b.type_int(32, dt.is_signed), w))
         return w if not dt.is_signed else em.op("OpBitcast", em.i32, w)
+
+    def split64(self, v: int) -> tuple[int, int]:
+        """A 64-bit register as its (low, high) u32 words."""
+        em = self.em
+        pair = em.op("OpBitcast", em.b.type_vector(em.u32, 2), v)
+        return em.op("OpCompositeExtract", em.u32, pair, 0), em.op("OpCompositeExtract", em.u32, pair, 1)
+
+    def join64(self, lo: int, hi: int, dt: T.DType) -> int:
+        em = self.em
+        return em.op("OpBitcast", em.type_of(dt), em.op("OpCompositeConstruct", em.b.type_vector(em.u32, 2), lo, hi))
+
+    def store_value(self, idx: int, v: int, dt: T.DType, hi_offset: int):
+        """v into scratch word idx; a 64-bit value's high word goes `hi_offset` words further
+        (the scratch holds 32-bit words; compiler._scratch_words sizes it for both halves)."""
+        if dt.bits != 64:
+            self.scratch_store(idx, self.to_word(v, dt))
+            return
+        lo, hi = self.split64(v)
+        self.scratch_store(idx, lo)
+        self.scratch_store(self.em.iadd(idx, self.em.ci(hi_offset)), hi)
+
+    def load_value(self, idx: int, dt: T.DType, hi_offset: int) -> int:
+        if dt.bits != 64:
+            return self.from_word(self.scratch_load(idx), dt)
+        return self.join64(self.scratch_load(idx), self.scratch_load(self.em.iadd(idx, self.em.ci(hi_offset))), dt)
 
     def scratch_store(self, idx: int, word: int):
         em = self.em
@@ -558,11 +584,12 @@ class Memory:
         lw.note_move("shared memory + barriers")
         em = self.em
         need = len(src_regs) * W
-        if need > self.scratch_words:
-            raise ValueError(f"scratch too small: {need} > {self.scratch_words}")
+        words = need * (2 if dt.bits == 64 else 1)
+        if words > self.scratch_words:
+            raise ValueError(f"scratch too small: {words} > {self.scratch_words}")
         em.barrier()
         for q, reg in enumerate(src_regs):
-            self.scratch_store(lw.flat(q, src_numel), self.to_word(reg, dt))
+            self.store_value(lw.flat(q, src_numel), reg, dt, need)
         em.barrier()
         out = []
         for r, (kind, arg) in enumerate(plan):
@@ -572,7 +599,7 @@ class Memory:
             f = em.ci(0) if to_uniform else lw.flat(r, dst_numel)
             if arg:   # lanes past the end read element 0 instead of running off the scratch
                 f = em.select(em.i32, lw.valid(dst_numel, r), f, em.ci(0))
-            out.append(self.from_word(self.scratch_load(lw.emit_index(m, f)), dt))
+            out.append(self.load_value(lw.emit_index(m, f), dt, need))
         return out
 
     def _exchange_subgroup(self, lw, src_regs, src_numel, dst_numel, m: IndexMap, dt, plan, to_uniform):

@@ -107,24 +107,24 @@ def _reduce_full(lw, op, src, numel, kind, dt):
         sgid = em.op("OpSDiv", em.i32, lw.lane, em.ci(sg))
         em.barrier()
         with em.if_then(em.op("OpIEqual", em.bool, em.op("OpSMod", em.i32, lw.lane, em.ci(sg)), em.ci(0))):
-            mem.scratch_store(sgid, mem.to_word(acc, dt))
+            mem.store_value(sgid, acc, dt, 2 * parts)       # 64-bit: high words after the indices
             if want_idx:
                 mem.scratch_store(em.iadd(sgid, em.ci(parts)), mem.to_word(acc_i, T.i32))
         em.barrier()
         acc, acc_i = ident, em.ci(numel)
         for part in range(parts):               # every lane folds the partials in the same order
-            v = mem.from_word(mem.scratch_load(em.ci(part)), dt)
+            v = mem.load_value(em.ci(part), dt, 2 * parts)
             v_i = mem.from_word(mem.scratch_load(em.ci(parts + part)), T.i32) if want_idx else None
             acc, acc_i = c.combine(acc, acc_i, v, v_i)
     elif W > 1:
         em.barrier()
-        mem.scratch_store(lw.lane, mem.to_word(acc, dt))
+        mem.store_value(lw.lane, acc, dt, 2 * W)
         if want_idx:
             mem.scratch_store(em.iadd(lw.lane, em.ci(W)), mem.to_word(acc_i, T.i32))
         em.barrier()
         acc, acc_i = ident, em.ci(numel)
         for lane in range(min(W, numel)):         # every lane folds the partials in the same order
-            v = mem.from_word(mem.scratch_load(em.ci(lane)), dt)
+            v = mem.load_value(em.ci(lane), dt, 2 * W)
             v_i = mem.from_word(mem.scratch_load(em.ci(W + lane)), T.i32) if want_idx else None
             acc, acc_i = c.combine(acc, acc_i, v, v_i)
     lw.bind(op, LV([acc_i if want_idx else acc], True))
@@ -193,7 +193,7 @@ def _reduce_axis(lw, op, src, shape, axis, kind, dt):
     lw.note(op, "shared memory + barriers")
     em.barrier()
     for q, reg in enumerate(src.regs):
-        mem.scratch_store(lw.flat(q, src_numel), mem.to_word(reg, dt))
+        mem.store_value(lw.flat(q, src_numel), reg, dt, len(src.regs) * W)
     em.barrier()
     out = []
     for r in range(lw.nregs(op.result.type)):
@@ -204,10 +204,17 @@ def _reduce_axis(lw, op, src, shape, axis, kind, dt):
         base = lw.emit_index(base_map, g)
         acc, acc_i = _identity(em, kind, dt), em.ci(K)
         for k in range(K):
-            v = mem.from_word(mem.scratch_load(em.iadd(base, em.ci(k * kstride))), dt)
+            v = mem.load_value(em.iadd(base, em.ci(k * kstride)), dt, len(src.regs) * W)
             acc, acc_i = c.combine(acc, acc_i, v, em.ci(k) if want_idx else None)
         out.append(acc_i if want_idx else acc)
     lw.bind(op, LV(out, False))
+
+
+def _dot_work(out_dt: T.DType) -> T.DType:
+    """The type products are summed in: f32/i32, or f64 for a float64 dot (Triton's fp64 dot)."""
+    if out_dt.bits == 64:
+        return out_dt
+    return T.f32 if out_dt.is_float else T.i32
 
 
 def lower_dot(lw, op):
@@ -226,13 +233,14 @@ def lower_dot(lw, op):
     N = b_t.shape[1]
     a, b, acc = (lw.get(v) for v in op.operands)
     in_dt, out_dt = a_t.elem, c_t.elem
-    work = T.f32 if out_dt.is_float else T.i32     # products are formed in the accumulator's width
+    work = _dot_work(out_dt)                       # products are formed in the accumulator's width
+    hi = (len(a.regs) + len(b.regs)) * W          # 64-bit: high words after all the low ones
     em.barrier()
     for q, reg in enumerate(a.regs):
-        mem.scratch_store(lw.flat(q, M * K), mem.to_word(lw.convert(reg, in_dt, work), work))
+        mem.store_value(lw.flat(q, M * K), lw.convert(reg, in_dt, work), work, hi)
     b_base = len(a.regs) * W
     for q, reg in enumerate(b.regs):
-        mem.scratch_store(em.iadd(lw.flat(q, K * N), em.ci(b_base)), mem.to_word(lw.convert(reg, in_dt, work), work))
+        mem.store_value(em.iadd(lw.flat(q, K * N), em.ci(b_base)), lw.convert(reg, in_dt, work), work, hi)
     em.barrier()
     wt = em.type_of(work)
     out = []
@@ -249,8 +257,8 @@ def lower_dot(lw, op):
     def body(k):
         b_row = em.imul(k, em.ci(N))
         for row, col, var in zip(rows, cols, accs):
-            av = mem.from_word(mem.scratch_load(em.iadd(row, k)), work)
-            bv = mem.from_word(mem.scratch_load(em.iadd(col, b_row)), work)
+            av = mem.load_value(em.iadd(row, k), work, hi)
+            bv = mem.load_value(em.iadd(col, b_row), work, hi)
             cur = em.load_var(wt, var)
             if work.is_float:
                 nxt = em.op("OpFAdd", wt, cur, em.op("OpFMul", wt, av, bv))
@@ -327,7 +335,7 @@ def _dot_subgroup(lw, op) -> bool:
         plan.append((rows.pop(), bq))
     a, b, acc = (lw.get(v) for v in op.operands)
     in_dt, out_dt = a_t.elem, c_t.elem
-    work = T.f32 if out_dt.is_float else T.i32
+    work = _dot_work(out_dt)
     wt = em.type_of(work)
     b_work = [lw.convert(x, in_dt, work) for x in b.regs]
     a_cache = {}

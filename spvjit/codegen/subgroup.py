@@ -38,6 +38,8 @@ def _work_type(dt: T.DType) -> T.DType:
 def reduce(lw, kind: str, dt: T.DType, value: int) -> int:
     """Subgroup-wide sum/max/min of `value` (uniform result)."""
     em = lw.em
+    if dt.is_int and dt.bits == 64 and not getattr(lw.caps, "subgroup_extended_types", False):
+        return _butterfly(lw, kind, dt, value)
     em.capability("GroupNonUniformArithmetic")
     wt = _work_type(dt)
     v = lw.convert(value, dt, wt) if wt != dt else value
@@ -46,24 +48,60 @@ def reduce(lw, kind: str, dt: T.DType, value: int) -> int:
     return lw.convert(out, wt, dt) if wt != dt else out
 
 
+def _butterfly(lw, kind: str, dt: T.DType, value: int) -> int:
+    """sum/max/min of 64-bit integers where the device does not allow subgroup arithmetic on
+    them: log2(size) xor-shuffle steps, each moving the two u32 words of the partner's value."""
+    em = lw.em
+    em.capability("GroupNonUniformShuffle")
+    rt = em.type_of(dt)
+    step = 1
+    while step < max(1, lw.sg.get("size", 1)):
+        v, tid = _to_move(lw, dt, value)
+        other = _from_move(lw, dt, em.op("OpGroupNonUniformShuffleXor", tid, em.cu(SCOPE_SUBGROUP), v,
+                                         em.cu(step)))
+        if kind == "sum":
+            value = em.op("OpIAdd", rt, value, other)
+        else:
+            gt = em.op("OpSGreaterThan" if dt.is_signed else "OpUGreaterThan", em.bool, value, other)
+            value = em.select(rt, gt, value, other) if kind == "max" else em.select(rt, gt, other, value)
+        step *= 2
+    return value
+
+
 def broadcast(lw, dt: T.DType, value: int, lane: int) -> int:
     """The value `lane` (a compile-time constant) holds, in every lane."""
     em = lw.em
     em.capability("GroupNonUniformBallot")
-    wt = _move_type(dt)
-    v = lw.convert(value, dt, wt) if wt != dt else value
-    out = em.op("OpGroupNonUniformBroadcast", em.type_of(wt), em.cu(SCOPE_SUBGROUP), v, em.cu(lane))
-    return lw.convert(out, wt, dt) if wt != dt else out
+    v, tid = _to_move(lw, dt, value)
+    out = em.op("OpGroupNonUniformBroadcast", tid, em.cu(SCOPE_SUBGROUP), v, em.cu(lane))
+    return _from_move(lw, dt, out)
 
 
 def shuffle(lw, dt: T.DType, value: int, lane_id: int) -> int:
     """The value held by lane `lane_id` (an i32 id, may differ per lane)."""
     em = lw.em
     em.capability("GroupNonUniformShuffle")
-    wt = _move_type(dt)
-    v = lw.convert(value, dt, wt) if wt != dt else value
-    out = em.op("OpGroupNonUniformShuffle", em.type_of(wt), em.cu(SCOPE_SUBGROUP), v,
+    v, tid = _to_move(lw, dt, value)
+    out = em.op("OpGroupNonUniformShuffle", tid, em.cu(SCOPE_SUBGROUP), v,
                 em.op("OpBitcast", em.u32, lane_id))
+    return _from_move(lw, dt, out)
+
+
+def _to_move(lw, dt: T.DType, value: int) -> tuple[int, int]:
+    """(value as moved, its type id): 8/16-bit values widen to 32 bits and 64-bit values
+    move as a vector of two u32 words, so neither needs shaderSubgroupExtendedTypes."""
+    em = lw.em
+    if dt.bits == 64:
+        v2 = em.b.type_vector(em.u32, 2)
+        return em.op("OpBitcast", v2, value), v2
+    wt = _move_type(dt)
+    return (lw.convert(value, dt, wt) if wt != dt else value), em.type_of(wt)
+
+
+def _from_move(lw, dt: T.DType, out: int) -> int:
+    if dt.bits == 64:
+        return lw.em.op("OpBitcast", lw.em.type_of(dt), out)
+    wt = _move_type(dt)
     return lw.convert(out, wt, dt) if wt != dt else out
 
 

@@ -21,6 +21,8 @@ class Target:
     max_workgroup_invocations: int = 1024
     max_texel_buffer_elements: int = 0     # 0: no uniform texel buffers
     int64: bool = False
+    float64: bool = False
+    subgroup_extended_types: bool = False  # subgroup arithmetic on 64-bit integers is allowed
     cooperative_matrix: tuple = ()         # CoopMatConfig entries (subgroup scope ones are used)
     cooperative_matrix2: object = None     # runtime CoopMat2 (VK_NV_cooperative_matrix2), None: absent
     loop_iteration_limit: int | None = None   # loop-header visits per invocation (lavapipe < Mesa 26:

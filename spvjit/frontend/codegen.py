@@ -4,7 +4,8 @@ Names hold either IR tiles (`sl.tensor`) or plain Python values (constexprs,
 dtypes, tuples): arithmetic on Python values folds at compile time, as in
 Triton.  `if` on a constexpr picks a branch statically; `if` on a runtime
 scalar becomes an IR `if` whose results are the names either branch assigns;
-`range` loops become IR `for` with the names the body reassigns carried.
+`range` loops become IR `for` and `while cond:` an IR `while`, with the names
+the body reassigns carried (block pointers by their scalar fields).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ..ir import types as T
 from ..ir.core import Block, Builder
 from ..language import builtins as lang_builtins
 from ..language.core import constexpr, tensor
+from .block_pointer import BlockPointer
 from .errors import CompilationError, SemanticError
 from .kernel_function import KernelFunction
 from .semantic import is_number, promote, unwrap
@@ -37,11 +39,13 @@ _PY_BUILTINS = {"range": lang_builtins.range, "min": builtins.min, "max": builti
                 "float": float, "int": int, "bool": bool, "len": len, "abs": builtins.abs,
                 "tuple": tuple, "isinstance": isinstance, "print": None, "getattr": getattr,
                 "hasattr": hasattr}
-_UNSUPPORTED = {ast.While: "`while` loops (use `for ... in range(...)`)", ast.Try: "`try`",
+_UNSUPPORTED = {ast.Try: "`try`",
                 ast.With: "`with`", ast.Raise: "`raise`", ast.Global: "`global`",
                 ast.Nonlocal: "`nonlocal`", ast.Delete: "`del`", ast.Import: "`import`",
                 ast.ImportFrom: "`import`", ast.ClassDef: "class definitions",
-                ast.FunctionDef: "nested functions", ast.Break: "`break`", ast.Continue: "`continue`",
+                ast.FunctionDef: "nested functions",
+                ast.Break: "`break` (as in Triton; carry a flag into the loop's condition instead)",
+                ast.Continue: "`continue` (as in Triton; guard the rest of the body with `if`)",
                 ast.AsyncFor: "`async for`", ast.AsyncWith: "`async with`", ast.Match: "`match`"}
 _UNSUPPORTED_EXPR = {ast.ListComp: "list comprehensions", ast.SetComp: "set comprehensions",
                      ast.DictComp: "dict comprehensions", ast.GeneratorExp: "generator expressions",
@@ -205,23 +209,48 @@ class KernelCodegen(ast.NodeVisitor):
             terminated = self._lower_region(block, stmts)
             branches.append((block, dict(self.symbols), terminated))
         live = [br for br in branches if not br[2]]
-        names = self._merged_names(before, live)
+        names = self._merged_names(before, live, node)
+        pointers = self._merged_block_pointers(before, live, node)
         result_types = []
         for name in names:
             result_types.append(self._merged_type(name, live, node))
         for block, syms, terminated in branches:
             if not terminated:
-                self._yield(block, [self._coerce(syms[n], t, node) for n, t in zip(names, result_types)], node)
-        op = self.b.create("if", [cond.handle], result_types, regions=[b for b, _, _ in branches],
-                           hints=list(names))
+                fields = [f for n in pointers for f in syms[n].fields()]
+                self._yield(block, [self._coerce(syms[n], t, node) for n, t in zip(names, result_types)]
+                            + fields, node)
+        field_values, field_hints = self._flatten(pointers, [live[0][1][n] for n in pointers]) if live else ([], [])
+        op = self.b.create("if", [cond.handle], result_types + [f.type for f in field_values],
+                           regions=[b for b, _, _ in branches], hints=list(names) + field_hints)
         self.symbols = dict(before)
         if not live:
             raise _Returned()
         if len(live) == 1:
             # names only one live branch set are still defined after the `if`
-            self.symbols.update({k: v for k, v in live[0][1].items() if k not in names})
+            self.symbols.update({k: v for k, v in live[0][1].items() if k not in names and k not in pointers})
         for name, res in zip(names, op.results):
             self.symbols[name] = tensor(res)
+        rest = list(op.results[len(names):])
+        for name in pointers:
+            self.symbols[name] = self._rebuild(live[0][1][name], rest)
+
+    def _merged_block_pointers(self, before, live, node) -> list[str]:
+        """Block pointers a branch reassigns: the `if` yields their scalar fields."""
+        if not live:
+            return []
+        out = []
+        for name in sorted(set.intersection(*(set(s) for _, s, _ in live))):
+            vals = [s[name] for _, s, _ in live]
+            if not any(isinstance(v, BlockPointer) for v in vals):
+                continue
+            if all(v is before.get(name, _MISSING) for v in vals):
+                continue
+            if not all(isinstance(v, BlockPointer) and vals[0].same_kind(v) for v in vals):
+                raise self.err(f"'{name}' is {vals[0]!r} in one branch and {vals[-1]!r} in the other; "
+                               "both branches must leave a block pointer of one element type and block "
+                               "shape", node)
+            out.append(name)
+        return out
 
     def _if_that_returns(self, node, rest):
         """A helper's `if` with a `return` inside, at the helper's top level (as Triton allows):
@@ -272,7 +301,7 @@ class KernelCodegen(ast.NodeVisitor):
         finally:
             self.b.block = saved
 
-    def _merged_names(self, before, live) -> list[str]:
+    def _merged_names(self, before, live, node) -> list[str]:
         names = []
         if not live:
             return names
@@ -280,6 +309,8 @@ class KernelCodegen(ast.NodeVisitor):
         for name in sorted(keys):
             vals = [s[name] for _, s, _ in live]
             changed = any(v is not before.get(name, _MISSING) for v in vals)
+            if any(isinstance(v, BlockPointer) for v in vals):
+                continue                       # _merged_block_pointers
             if changed and (any(isinstance(v, tensor) for v in vals) or len(live) == 1 and name in before):
                 names.append(name)
             elif changed and not all(v == vals[0] for v in vals):
@@ -356,53 +387,143 @@ class KernelCodegen(ast.NodeVisitor):
         if is_number(unwrap(step)) and unwrap(step) == 0:
             raise self.err("range step must not be zero", it)
         try:
-            bounds = [self.sem.cast(self.sem.to_tensor(v, T.i32), T.i32) for v in (lo, hi, step)]
+            bounds = [self.sem.to_tensor(v, T.i32) for v in (lo, hi, step)]
+            wide = [b for b in bounds if not b.type.is_pointer and b.dtype.bits == 64]
+            if wide:
+                # the induction variable is an i32; truncating a 64-bit bound would loop wrongly
+                raise SemanticError(f"range bounds must be 32-bit integers, got {wide[0].dtype}; "
+                                    "convert with .to(tl.int32)")
+            bounds = [self.sem.cast(b, T.i32) for b in bounds]
         except SemanticError as e:
             raise self.err(str(e), it)
         if any(b.shape != () for b in bounds):
             raise self.err("range bounds must be scalars", it)
         carried = [n for n in assigned_names(node.body) if n in self.symbols and n != node.target.id]
+        inits = self._carried_inits(carried, node)
+        body = Block()
+        iv = body.add_arg(T.TileType((), T.i32), node.target.id)
+        before = dict(self.symbols)
+        self._bind_carried_args(body, carried, inits)
+        self.symbols[node.target.id] = tensor(iv)
+        if self.helper and self._has_return(node):
+            raise self.err("a helper kernel may return only at its top level", node)
+        terminated = self._lower_region(body, node.body)
+        if not terminated:
+            self._yield_carried(body, carried, inits, node)
+        leaves, hints = self._flatten(carried, inits)
+        op = self.b.create("for", [b.handle for b in bounds] + [v.handle for v in leaves],
+                           [v.type for v in leaves], regions=[body], hints=hints)
+        self.symbols = before
+        self._bind_carried_results(op, carried, inits)
+
+    # A loop carries tensors, and block pointers by their scalar fields (block_pointer.py).
+    @staticmethod
+    def _flatten(carried, values) -> tuple[list, list]:
+        leaves, hints = [], []
+        for n, v in zip(carried, values):
+            fields = v.fields() if isinstance(v, BlockPointer) else [v]
+            leaves += fields
+            hints += [n] if len(fields) == 1 else [f"{n}.{i}" for i in range(len(fields))]
+        return leaves, hints
+
+    @staticmethod
+    def _rebuild(init, leaves: list):
+        """The carried value of `init`'s kind over the next values of `leaves` (consumed)."""
+        if isinstance(init, BlockPointer):
+            n = len(init.fields())
+            taken = [tensor(leaves.pop(0)) for _ in range(n)]
+            return init.rebuild(taken)
+        return tensor(leaves.pop(0))
+
+    def _bind_carried_args(self, block: Block, carried, inits):
+        _, hints = self._flatten(carried, inits)
+        args = [block.add_arg(v.type, h) for v, h in zip(self._flatten(carried, inits)[0], hints)]
+        for n, init in zip(carried, inits):
+            self.symbols[n] = self._rebuild(init, args)
+
+    def _bind_carried_results(self, op, carried, inits):
+        results = list(op.results)
+        for n, init in zip(carried, inits):
+            self.symbols[n] = self._rebuild(init, results)
+
+    def _carried_inits(self, carried, node) -> list:
+        """The current values of the names a runtime loop reassigns, as tensors."""
         inits = []
         for n in carried:
             v = unwrap(self.symbols[n])
             if is_number(v):
                 v = self.sem.to_tensor(v)
-            if not isinstance(v, tensor):
+            if not isinstance(v, (tensor, BlockPointer)):
                 raise self.err(f"'{n}' holds the compile-time value {v!r} and is reassigned in a runtime loop", node)
             inits.append(v)
-        body = Block()
-        iv = body.add_arg(T.TileType((), T.i32), node.target.id)
-        args_v = [body.add_arg(v.type, n) for n, v in zip(carried, inits)]
-        before = dict(self.symbols)
-        self.symbols[node.target.id] = tensor(iv)
-        for n, a in zip(carried, args_v):
-            self.symbols[n] = tensor(a)
+        return inits
+
+    def _yield_carried(self, body: Block, carried, inits, node):
+        """End a loop body: yield the carried names' new values, which must keep their types."""
+        outs = []
+        saved, self.b.block = self.b.block, body
+        for n, init in zip(carried, inits):
+            v = unwrap(self.symbols[n])
+            if isinstance(init, BlockPointer) or isinstance(v, BlockPointer):
+                if not (isinstance(init, BlockPointer) and init.same_kind(v)):
+                    raise self.err(f"loop-carried value '{n}' changes from {init!r} to {v!r} inside the loop; "
+                                   "a carried block pointer keeps its element type and block shape", node)
+                outs += v.fields()
+                continue
+            if is_number(v) and init.shape == ():
+                try:
+                    v = self.sem.constant(v, init.dtype)   # `acc = 0` inside the loop keeps acc's type
+                except SemanticError:                      # `acc = 2.5` with an i32 acc
+                    raise self.err(f"loop-carried value '{n}' changes type from {init.type} to the "
+                                   f"constant {v!r} inside the loop; start it as {v!r}'s type", node) from None
+            if not isinstance(v, tensor) or v.type != init.type:
+                got = v.type if isinstance(v, tensor) else repr(v)
+                raise self.err(f"loop-carried value '{n}' changes type from {init.type} to {got} "
+                               f"inside the loop; convert it with .to() so both agree", node)
+            outs.append(v)
+        self.b.block = saved
+        self._yield(body, outs, node)
+
+    # ---- while ----------------------------------------------------------------
+    def visit_While(self, node):
+        """`while cond:` with a scalar runtime condition (as in Triton): an IR `while` whose
+        first region evaluates `cond` from the carried names, the second runs the body."""
+        if node.orelse:
+            raise self.err("`while ... else` is not supported", node)
         if self.helper and self._has_return(node):
             raise self.err("a helper kernel may return only at its top level", node)
-        terminated = self._lower_region(body, node.body)
-        if not terminated:
-            outs = []
-            saved, self.b.block = self.b.block, body
-            for n, init in zip(carried, inits):
-                v = unwrap(self.symbols[n])
-                if is_number(v) and init.shape == ():
+        carried = [n for n in assigned_names(node.body) if n in self.symbols]
+        inits = self._carried_inits(carried, node)
+        before = dict(self.symbols)
+        cond_block, body = Block(), Block()
+        for block in (cond_block, body):
+            self._bind_carried_args(block, carried, inits)
+            if block is cond_block:
+                saved, self.b.block = self.b.block, cond_block
+                try:
+                    self.b.loc = self.src.loc(node.test)
+                    cond = unwrap(self.eval(node.test))
+                    if not isinstance(cond, tensor):
+                        if cond:
+                            raise self.err("this `while` condition is always true and kernels have no "
+                                           "`break`: the loop would never end", node.test)
+                        self.symbols = before
+                        return           # never runs: nothing to emit
                     try:
-                        v = self.sem.constant(v, init.dtype)   # `acc = 0` inside the loop keeps acc's type
-                    except SemanticError:                      # `acc = 2.5` with an i32 acc
-                        raise self.err(f"loop-carried value '{n}' changes type from {init.type} to the "
-                                       f"constant {v!r} inside the loop; start it as {v!r}'s type", node) from None
-                if not isinstance(v, tensor) or v.type != init.type:
-                    got = v.type if isinstance(v, tensor) else repr(v)
-                    raise self.err(f"loop-carried value '{n}' changes type from {init.type} to {got} "
-                                   f"inside the loop; convert it with .to() so both agree", node)
-                outs.append(v)
-            self.b.block = saved
-            self._yield(body, outs, node)
-        op = self.b.create("for", [b.handle for b in bounds] + [v.handle for v in inits],
-                           [v.type for v in inits], regions=[body], hints=list(carried))
+                        cond = self.sem.to_cond(cond)
+                    except SemanticError as e:
+                        raise self.err(f"`while` on a tensor: {e}", node.test) from None
+                    self.b.create("yield", [cond.handle], [])
+                finally:
+                    self.b.block = saved
+        if not self._lower_region(body, node.body):
+            self._yield_carried(body, carried, inits, node)
+        self.b.loc = self.src.loc(node)
+        leaves, hints = self._flatten(carried, inits)
+        op = self.b.create("while", [v.handle for v in leaves], [v.type for v in leaves],
+                           regions=[cond_block, body], hints=hints)
         self.symbols = before
-        for n, r in zip(carried, op.results):
-            self.symbols[n] = tensor(r)
+        self._bind_carried_results(op, carried, inits)
 
     def _range_args(self, fn, args, kwargs, node) -> list:
         """(start, end, step) of `range(...)`/`static_range(...)`, keywords included

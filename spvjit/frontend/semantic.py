@@ -13,7 +13,7 @@ import math
 
 from ..ir import types as T
 from ..ir.core import Builder
-from ..ir.ops import OP_INFO
+from ..ir.ops import NO_FLOAT64, OP_INFO
 from ..language.context import active, current  # noqa: F401  (the frontend's entry points)
 from ..language.core import constexpr, tensor
 from .errors import SemanticError
@@ -30,6 +30,19 @@ def _int_fits(v: int, dt: T.DType) -> bool:
     if dt.kind == "uint":
         return 0 <= v < (1 << dt.bits)
     return -(1 << (dt.bits - 1)) <= v < (1 << (dt.bits - 1))
+
+
+def _check_f64(op: str, dt: T.DType):
+    if dt.name == "f64" and op in NO_FLOAT64:
+        raise SemanticError(f"{op} of float64 values is not supported (Vulkan's GLSL.std.450 {op} is "
+                            f"32-bit only); convert with .to(tl.float32) first")
+
+
+def _f32_range(x: float) -> bool:
+    """Triton types a Python float as f32 when f32 holds its magnitude (0, inf and NaN
+    included), as f64 otherwise (1e-300, 1e300)."""
+    a = abs(x)
+    return a == 0.0 or a == float("inf") or x != x or 2.0 ** -126 <= a <= (2 - 2.0 ** -23) * 2.0 ** 127
 
 
 def promote(a: T.DType, b: T.DType) -> T.DType:
@@ -72,13 +85,13 @@ class Semantic:
         if isinstance(x, bool):
             return T.i1
         if isinstance(x, int):
-            if not _int_fits(x, T.i32):
-                if _int_fits(x, T.u32):
-                    return T.u32
-                raise SemanticError(f"integer {x} does not fit in 32 bits")
-            return T.i32
+            # Triton's to_tensor_type: the first of i32, u32, i64, u64 that holds the value
+            for dt in (T.i32, T.u32, T.i64, T.u64):
+                if _int_fits(x, dt):
+                    return dt
+            raise SemanticError(f"integer {x} does not fit in 64 bits")
         if isinstance(x, float):
-            return T.f32
+            return T.f32 if _f32_range(x) else T.f64
         raise SemanticError(f"cannot use {type(x).__name__} value {x!r} in a kernel expression")
 
     def to_tensor(self, x, dtype: T.DType | None = None) -> tensor:
@@ -257,7 +270,7 @@ class Semantic:
         if not is_number(lit):
             raise SemanticError(f"cannot combine a tensor with {type(lit).__name__} value {lit!r}")
         if isinstance(lit, float) and not dt.is_float:
-            return T.f32
+            return T.f32 if _f32_range(lit) else T.f64
         if dt.is_bool and not isinstance(lit, bool):
             return T.i32
         return dt
@@ -291,6 +304,7 @@ class Semantic:
             raise SemanticError(f"umulhi takes int32 or uint32 values, got {dt}")
         if op in ("pow", "atan2") and not dt.is_float:
             a, b, dt = self.cast(a, T.f32), self.cast(b, T.f32), T.f32
+        _check_f64(op, dt)
         if op in ("and", "or", "xor", "shl", "shr") and dt.is_float:
             raise SemanticError(f"bitwise operator on {dt} values; they need integers or booleans")
         if op in ("shl", "shr") and dt.is_bool:
@@ -340,6 +354,7 @@ class Semantic:
             x = self.cast(x, T.i32)   # arithmetic on booleans happens on 0/1 integers
         if op in ("floor", "ceil") and not x.dtype.is_float:
             return x
+        _check_f64(op, x.dtype)
         return tensor(self.b.op1(op, [x.handle], x.type))
 
     def fma(self, x, y, z) -> tensor:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from ..ir import types as T
 from ..language.core import tensor
+from . import block_pointer
+from .block_pointer import BlockPointer
 from .errors import SemanticError
 from .semantic import Semantic, is_number, promote, unwrap
 
@@ -83,7 +85,21 @@ class KernelSemantic(Semantic):
             mask = self.compare("ne", mask, 0)
         return mask
 
-    def load(self, ptr, mask=None, other=None) -> tensor:
+    def make_block_ptr(self, base, shape, strides, offsets, block_shape, order) -> BlockPointer:
+        return block_pointer.make_block_ptr(self, base, shape, strides, offsets, block_shape, order)
+
+    def advance(self, ptr, offsets) -> BlockPointer:
+        return block_pointer.advance(self, ptr, offsets)
+
+    def _no_block_options(self, what: str, boundary_check, padding_option):
+        if unwrap(boundary_check) not in (None, ()) or unwrap(padding_option):
+            raise SemanticError(f"boundary_check and padding_option apply to {what}s through block pointers "
+                                "(sl.make_block_ptr); a tile of pointers takes mask= instead")
+
+    def load(self, ptr, mask=None, other=None, boundary_check=None, padding_option="") -> tensor:
+        if isinstance(unwrap(ptr), BlockPointer):
+            return block_pointer.load(self, unwrap(ptr), mask, other, boundary_check, padding_option)
+        self._no_block_options("load", boundary_check, padding_option)
         ptr = self._pointer(ptr, "load")
         mask = self._mask(unwrap(mask), ptr.shape)
         elem = ptr.dtype.pointee
@@ -116,7 +132,10 @@ class KernelSemantic(Semantic):
             value = self.cast(value, elem)   # as Triton: the value converts to the pointee type
         return value
 
-    def store(self, ptr, value, mask=None) -> None:
+    def store(self, ptr, value, mask=None, boundary_check=None) -> None:
+        if isinstance(unwrap(ptr), BlockPointer):
+            return block_pointer.store(self, unwrap(ptr), value, mask, boundary_check)
+        self._no_block_options("store", boundary_check, None)
         ptr = self._pointer(ptr, "store")
         value = self._stored_value(value, ptr.dtype.pointee, "store")
         mask = self._mask(unwrap(mask), ptr.shape)
@@ -297,9 +316,13 @@ class KernelSemantic(Semantic):
             cond = self.compare("ne", cond, 0)
         self.b.create("assert", [cond.handle], [], {"msg": str(unwrap(msg))})
 
-    def device_print(self, prefix, *args) -> None:
+    def device_print(self, prefix, *args, hex=False) -> None:
+        prefix = unwrap(prefix)
+        if not isinstance(prefix, str):
+            raise SemanticError(f"device_print's prefix must be a string, got {prefix!r}")
         vals = [self.to_tensor(a) for a in args]
-        self.b.create("print", [v.handle for v in vals], [], {"prefix": str(unwrap(prefix))})
+        attrs = {"prefix": prefix, **({"hex": True} if unwrap(hex) else {})}
+        self.b.create("print", [v.handle for v in vals], [], attrs)
 
     def scan(self, kind: str, x, axis=0, reverse=False, dtype=None) -> tensor:
         """cumsum / cumprod (and max/min scans): Triton's promotion of small ints to int32."""
@@ -335,7 +358,12 @@ class KernelSemantic(Semantic):
         if a.dtype != b.dtype:
             dt = promote(a.dtype, b.dtype)
             a, b = self.cast(a, dt), self.cast(b, dt)
+        if a.dtype.is_int and a.dtype.bits == 64:
+            raise SemanticError(f"dot of {_lang_name(a.dtype)} values is not supported (Triton's dot takes "
+                                "8-bit integers); convert with .to(tl.int32) or .to(tl.float64)")
         out = unwrap(out_dtype)
+        if a.dtype.name == "f64" and not isinstance(unwrap(acc), tensor):
+            out = T.f64          # as Triton: a float64 dot accumulates and returns float64
         if out is None:
             out = acc.dtype if isinstance(unwrap(acc), tensor) else (T.f32 if a.dtype.is_float else T.i32)
         shape = (a.shape[0], b.shape[1])
@@ -382,6 +410,6 @@ class KernelSemantic(Semantic):
 
 
 def _lang_name(dt: T.DType) -> str:
-    return {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "f64": "float64", "i64": "int64",
+    return {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "f64": "float64", "i64": "int64", "u64": "uint64",
             "i32": "int32", "u32": "uint32", "i16": "int16", "u16": "uint16", "i8": "int8",
             "u8": "uint8", "i1": "int1"}[dt.name]

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 
+from ..ir import print_format
 from ..ir.core import Block, KernelIR
 from ..ir.ops import ops_of
 from . import ops as O
@@ -112,8 +113,10 @@ class ProgramRunner:
                 raise AssertionError(f"{where}device_assert failed in program {self.pid}: {op.attrs['msg']}")
             return []
         if name == "print":
-            vals = " ".join(np.array2string(np.asarray(v), separator=", ") for v in a)
-            print(f"pid {self.pid} {op.attrs['prefix']}{vals}")
+            dtypes = ["ptr" if v.type.is_pointer else v.type.elem.name for v in op.operands]
+            values = [x.off if isinstance(x, Pointer) else x for x in a]
+            print("\n".join(print_format.program_lines(self.pid, op.attrs["prefix"], values, dtypes,
+                                                       bool(op.attrs.get("hex")))))
             return []
         if name == "scan":
             return [O.finish(O.scan(op.attrs["kind"], a[0], op.attrs["axis"], op.attrs.get("reverse", False), dt), dt)]
@@ -121,6 +124,8 @@ class ProgramRunner:
             return [O.finish(O.dot(a[0], a[1], a[2], dt), dt)]
         if name == "for":
             return self.run_for(op, a, env)
+        if name == "while":
+            return self.run_while(op, a, env)
         if name == "if":
             region = op.regions[0] if bool(a[0]) else op.regions[1]
             return self.run_block(region, dict(env))
@@ -222,3 +227,15 @@ class ProgramRunner:
                 inner[id(arg)] = v
             carried = self.run_block(body, inner)
         return carried
+
+    def run_while(self, op, a, env):
+        before, body = op.regions
+        carried = list(a)
+        while True:
+            inner = dict(env)
+            inner.update((id(arg), v) for arg, v in zip(before.args, carried))
+            if not bool(self.run_block(before, inner)[0]):
+                return carried
+            inner = dict(env)
+            inner.update((id(arg), v) for arg, v in zip(body.args, carried))
+            carried = self.run_block(body, inner)

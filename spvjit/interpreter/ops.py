@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from ..ir.ops import NO_FLOAT64
 from ..ir.types import DType
 
 
@@ -20,6 +21,34 @@ def round_bf16(x: np.ndarray) -> np.ndarray:
     nan = np.isnan(np.asarray(x, np.float32))
     out = rounded.astype(np.uint32).view(np.float32)
     return np.where(nan, np.float32(np.nan), out)
+
+
+def f64_to_f32_odd(x: np.ndarray) -> np.ndarray:
+    """float64 -> float32 rounded to odd (an inexact result gets an odd last bit), so a second
+    rounding to bf16 equals the single rounding of x (as the device lowering does)."""
+    x = np.asarray(x, np.float64)
+    with np.errstate(over="ignore"):
+        r = x.astype(np.float32)
+    back = r.astype(np.float64)
+    bits = r.view(np.uint32)
+    with np.errstate(invalid="ignore"):
+        fix = (back != x) & ~np.isnan(x) & (bits & 1 == 0)
+        moved = np.where(np.abs(x) > np.abs(back), bits + np.uint32(1), bits - np.uint32(1))
+    return np.where(fix, moved, bits).astype(np.uint32).view(np.float32)
+
+
+def int_to_f32_odd(x) -> np.ndarray:
+    """32/64-bit integers -> float32 rounded to odd (exact comparison in Python ints), so a
+    second rounding to bf16 is the single correct one (as the device lowering does)."""
+    x = np.asarray(x)
+    r = x.astype(np.float32)
+    flat_x, flat_r = x.reshape(-1).tolist(), r.reshape(-1)
+    bits = flat_r.view(np.uint32).copy()
+    for i, (v, f) in enumerate(zip(flat_x, flat_r.tolist())):
+        back = int(f)                       # exact: f is a finite float32
+        if back != v and bits[i] & 1 == 0:
+            bits[i] = bits[i] + np.uint32(1) if abs(v) > abs(back) else bits[i] - np.uint32(1)
+    return bits.view(np.float32).reshape(x.shape)
 
 
 def bf16_from_bits(u16: np.ndarray) -> np.ndarray:
@@ -46,6 +75,7 @@ def trunc_div(a, b):
 
 
 def binary(name: str, a, b, dt: DType):
+    _no_float64(name, dt)
     if name == "add":
         return a + b
     if name == "sub":
@@ -101,7 +131,13 @@ def round_half_away(x):
     return np.where(np.abs(x - t) >= 0.5, t + np.sign(x), t)
 
 
+def _no_float64(name: str, dt: DType):
+    if dt.name == "f64" and name in NO_FLOAT64:       # as the lowering: no 64-bit GLSL.std.450 form
+        raise TypeError(f"'{name}' has no float64 meaning")
+
+
 def unary(name: str, x, dt: DType):
+    _no_float64(name, dt)
     if name == "neg":
         return -x
     if name == "not":
@@ -136,6 +172,10 @@ def cast(x, src: DType, dst: DType):
         x = np.trunc(x)
         info = np.iinfo(dst.numpy)
         x = np.clip(np.nan_to_num(x), info.min, info.max)   # out of range is undefined on devices
+    if src.bits == 64 and src.is_float and dst.name == "bf16":
+        x = f64_to_f32_odd(x)
+    elif src.is_int and src.bits >= 32 and dst.name == "bf16":
+        x = int_to_f32_odd(x)
     return finish(np.asarray(x).astype(value_dtype(dst)), dst)
 
 
@@ -181,5 +221,6 @@ def scan(kind: str, x, axis: int, reverse: bool, dt: DType):
 
 def dot(a, b, acc, out: DType):
     if out.is_float:
-        return (a.astype(np.float32) @ b.astype(np.float32) + acc.astype(np.float32))
+        wt = np.float64 if out.bits == 64 else np.float32     # the lowering's accumulator width
+        return (a.astype(wt) @ b.astype(wt) + acc.astype(wt))
     return a.astype(np.int64) @ b.astype(np.int64) + acc

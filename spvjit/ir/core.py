@@ -1,7 +1,7 @@
 """Core data structures of the tile IR: values, operations, blocks, kernels.
 
-The IR is SSA with structured control flow: `for` and `if` own regions (one
-block each) that end in `yield` (or `return`).  Ops are identified by name;
+The IR is SSA with structured control flow: `for`, `while` and `if` own regions
+(one block each) that end in `yield` (or `return`).  Ops are identified by name;
 `spvjit.ir.ops` lists every op with its operand and attribute rules.
 """
 from __future__ import annotations

@@ -18,6 +18,10 @@ UNARY = {"neg", "not", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "co
          "abs", "sigmoid", "floor", "ceil", "tanh"} | MATH_UNARY
 FLOAT_ONLY = {"truediv", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos",
               "sigmoid", "floor", "ceil", "tanh", "pow", "atan2", "fma"} | MATH_UNARY
+# GLSL.std.450 defines these for 16- and 32-bit floats only: no float64 meaning anywhere (a
+# float32 computation would silently lose the precision; sqrt, floor, fma, fmod, ... are fine)
+NO_FLOAT64 = frozenset({"exp", "exp2", "log", "log2", "sin", "cos", "tan", "tanh", "asin", "acos", "atan",
+                        "sinh", "cosh", "asinh", "acosh", "atanh", "erf", "sigmoid", "pow", "atan2"})
 INT_ONLY = {"and", "or", "xor", "shl", "shr", "floordiv", "umulhi"}
 BOOL_BINARY = {"and", "or", "xor", "maximum", "minimum"}
 CMP_PREDICATES = {"lt", "le", "gt", "ge", "eq", "ne"}
@@ -57,6 +61,10 @@ OPS = {
     "dot": (3, (), 0),
     "scan": (1, ("kind", "axis"), 0),    # inclusive prefix combine along axis (attr reverse=True: suffix)
     "for": (None, (), 1),
+    # while: operands are the carried inits; region 0 computes the condition from the carried
+    # values (`yield %c`, one i1 scalar), region 1 is the body (yields the next carried values);
+    # the results are the carried values when the condition turned false
+    "while": (None, (), 2),
     "if": (1, (), 2),
     "yield": (None, (), 0),
     "return": (0, (), 0),
@@ -84,7 +92,7 @@ OTHER_OPS = {            # name -> (category, stages a tile in shared memory)
     "addptr": ("pointer", False), "load": ("memory", False), "store": ("memory", False),
     "atomic_rmw": ("memory", True),
     "reduce": ("reduction", True), "dot": ("reduction", True), "scan": ("reduction", True),
-    "for": ("control", False), "if": ("control", False), "yield": ("control", False),
+    "for": ("control", False), "while": ("control", False), "if": ("control", False), "yield": ("control", False),
     "return": ("control", False),
     # side effects for debugging (kept by DCE and CSE: ir/passes/util.py IMPURE)
     "barrier": ("control", False), "assert": ("control", False), "print": ("control", False),
@@ -303,6 +311,14 @@ def check_op(op) -> str | None:
         if [a.type for a in body.args] != [TileType((), i32)] + inits or r != inits:
             return "'for' region arguments and results must match the induction variable and inits"
         return _check_yield(body, r, "for")
+    if name == "while":
+        before, body = op.regions
+        if [a.type for a in before.args] != t or [a.type for a in body.args] != t or r != t:
+            return "'while' region arguments and results must match its carried inits"
+        term = before.terminator
+        if term is None or term.name != "yield" or [v.type for v in term.operands] != [TileType((), i1)]:
+            return "'while' condition region must end in `yield` of one i1 scalar"
+        return _check_yield(body, r, "while")
     if name == "if":
         if t[0] != TileType((), i1):
             return f"'if' condition must be an i1 scalar, got {t[0]}"

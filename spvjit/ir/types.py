@@ -16,7 +16,7 @@ from ..errors import SemanticError
 
 @dataclass(frozen=True)
 class DType:
-    name: str          # IR spelling: f32, f16, bf16, i32, u32, i16, u16, i8, u8, i1, i64
+    name: str          # IR spelling: f32, f16, bf16, i32, u32, i16, u16, i8, u8, i1, i64, u64
     kind: str          # "float", "int" (signed), "uint", "bool"
     bits: int
 
@@ -87,6 +87,7 @@ f16 = DType("f16", "float", 16)
 bf16 = DType("bf16", "float", 16)
 f64 = DType("f64", "float", 64)
 i64 = DType("i64", "int", 64)
+u64 = DType("u64", "uint", 64)
 i32 = DType("i32", "int", 32)
 u32 = DType("u32", "uint", 32)
 i16 = DType("i16", "int", 16)
@@ -95,9 +96,9 @@ i8 = DType("i8", "int", 8)
 u8 = DType("u8", "uint", 8)
 i1 = DType("i1", "bool", 1)
 
-DTYPES = {t.name: t for t in (f32, f16, bf16, f64, i64, i32, u32, i16, u16, i8, u8, i1)}
+DTYPES = {t.name: t for t in (f32, f16, bf16, f64, i64, u64, i32, u32, i16, u16, i8, u8, i1)}
 _NUMPY = {"f32": "float32", "f16": "float16", "bf16": "uint16", "f64": "float64",
-          "i64": "int64", "i32": "int32", "u32": "uint32", "i16": "int16", "u16": "uint16",
+          "i64": "int64", "u64": "uint64", "i32": "int32", "u32": "uint32", "i16": "int16", "u16": "uint16",
           "i8": "int8", "u8": "uint8", "i1": "bool"}
 
 

@@ -35,8 +35,23 @@ def arange(start, end): return _sem().arange(start, end)
 def zeros(shape, dtype=T.f32): return _sem().full(shape, 0, dtype)
 def full(shape, value, dtype): return _sem().full(shape, value, dtype)
 def zeros_like(x): return _sem().full(x.shape, 0, x.dtype)
-def load(pointer, mask=None, other=None, **_hints): return _sem().load(pointer, mask, other)
-def store(pointer, value, mask=None, **_hints): return _sem().store(pointer, value, mask)
+def load(pointer, mask=None, other=None, boundary_check=(), padding_option="", **_hints):
+    return _sem().load(pointer, mask, other, boundary_check, padding_option)
+
+
+def store(pointer, value, mask=None, boundary_check=(), **_hints):
+    return _sem().store(pointer, value, mask, boundary_check)
+
+
+def make_block_ptr(base, shape, strides, offsets, block_shape, order):
+    """A pointer to a block of a strided tensor (Triton's block pointers); load and store it
+    with boundary_check=(dims...) and padding_option="zero" or "nan"."""
+    return _sem().make_block_ptr(base, shape, strides, offsets, block_shape, order)
+
+
+def advance(base, offsets): return _sem().advance(base, offsets)
+
+
 def atomic_add(pointer, val, mask=None, **_kw): return _sem().atomic("add", pointer, val, mask)
 def atomic_max(pointer, val, mask=None, **_kw): return _sem().atomic("max", pointer, val, mask)
 def atomic_min(pointer, val, mask=None, **_kw): return _sem().atomic("min", pointer, val, mask)
@@ -156,9 +171,16 @@ def max_contiguous(x, values):
     return _sem().assume(x, contig=values)
 
 
+def assume(cond):
+    """Triton's promise that `cond` holds (an optimizer hint): checked for type, then unused."""
+    c = _unwrap(cond)
+    if hasattr(c, "dtype") and not c.dtype.is_bool:
+        raise SemanticError(f"assume takes a boolean condition, got {c.dtype}")
+
+
 def debug_barrier(): return _sem().debug_barrier()
 def device_assert(cond, msg="", mask=None): return _sem().device_assert(cond, msg)
-def device_print(prefix, *args, hex=False): return _sem().device_print(prefix, *args)
+def device_print(prefix, *args, hex=False): return _sem().device_print(prefix, *args, hex=hex)
 
 
 def static_print(*values, sep=" ", end="\n", file=None, flush=False):

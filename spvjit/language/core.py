@@ -10,7 +10,7 @@ from .context import current
 
 # dtypes: Triton's names bound to the IR's element types
 float32, float16, bfloat16, float64 = T.f32, T.f16, T.bf16, T.f64
-int64, int32, uint32, int16, uint16, int8, uint8, int1 = T.i64, T.i32, T.u32, T.i16, T.u16, T.i8, T.u8, T.i1
+int64, uint64, int32, uint32, int16, uint16, int8, uint8, int1 = T.i64, T.u64, T.i32, T.u32, T.i16, T.u16, T.i8, T.u8, T.i1
 dtype = T.DType
 pointer_type = T.PointerType
 

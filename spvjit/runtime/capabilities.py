@@ -140,6 +140,8 @@ class DeviceCaps:
     # for enabling them at device creation.
     features: frozenset = field(repr=False)
     compute_queue_family: int = field(repr=False)
+    # subgroup arithmetic on 8/16/64-bit integers (VK_KHR_shader_subgroup_extended_types)
+    subgroup_extended_types: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready view (sets become sorted lists)."""
@@ -439,6 +441,7 @@ def query_caps(inst, index: int, phys) -> DeviceCaps:
         float16="shaderFloat16" in features, float64="shaderFloat64" in features,
         int8="shaderInt8" in features, int16="shaderInt16" in features,
         int64="shaderInt64" in features,
+        subgroup_extended_types="shaderSubgroupExtendedTypes" in features,
         storage_buffer_16bit="storageBuffer16BitAccess" in features,
         storage_buffer_8bit="storageBuffer8BitAccess" in features,
         push_constant_16bit="storagePushConstant16" in features,

@@ -26,16 +26,16 @@ import pytest
 import spvjit
 import spvjit.language as tl
 
-int_dtypes = ["int8", "int16", "int32"]
-uint_dtypes = ["uint8", "uint16", "uint32"]
+# Triton's test_core.py lists, 64-bit types included
+int_dtypes = ["int8", "int16", "int32", "int64"]
+uint_dtypes = ["uint8", "uint16", "uint32", "uint64"]
 integral_dtypes = int_dtypes + uint_dtypes
-float_dtypes = ["float16", "float32"]
+float_dtypes = ["float16", "float32", "float64"]
 dtypes = integral_dtypes + float_dtypes
 dtypes_with_bfloat16 = dtypes + ["bfloat16"]
-wide_dtypes = ["int64", "uint64", "float64"]      # 64-bit: not supported yet (see gaps)
 
 TL = {"int8": tl.int8, "int16": tl.int16, "int32": tl.int32, "int64": tl.int64,
-      "uint8": tl.uint8, "uint16": tl.uint16, "uint32": tl.uint32,
+      "uint8": tl.uint8, "uint16": tl.uint16, "uint32": tl.uint32, "uint64": tl.uint64,
       "float16": tl.float16, "float32": tl.float32, "float64": tl.float64,
       "bfloat16": tl.bfloat16, "bool": tl.int1}
 
@@ -50,7 +50,7 @@ def numpy_random(shape, dtype_str, rs: np.random.RandomState | None = None, low=
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     if dtype_str == "bool":
         return rs.randint(0, 2, shape).astype(bool)
-    if dtype_str in integral_dtypes + ["int64", "uint64"]:
+    if dtype_str in integral_dtypes:
         info = np.iinfo(getattr(np, dtype_str))
         low = info.min if low is None else max(low, info.min)
         high = info.max if high is None else min(high, info.max)

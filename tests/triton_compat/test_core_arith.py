@@ -168,8 +168,9 @@ def test_floordiv(mode, dtype_x, dtype_y):
     x, y = numpy_random(SIZE, dtype_x, rs), numpy_random(SIZE, dtype_y, rs)
     y[(y == 0) | (y.astype(np.int64) == -1)] = 3
     dz = triton_binary_dtype(dtype_x, dtype_y)
-    xx, yy = x.astype(np.int64), y.astype(np.int64)
-    ref = ((xx - np.fmod(xx, yy)) // yy).astype(dz)       # C division: truncates toward zero
+    # C division truncates toward zero; Python ints hold every 64-bit operand exactly
+    q = [abs(a) // abs(b) * (1 if (a < 0) == (b < 0) else -1) for a, b in zip(x.tolist(), y.tolist())]
+    ref = np.array(q, dtype=object).astype(dz)
     got = run_binary(mode, BINARY, "x // y", x, y, dtype_x, dtype_y, dz)
     np.testing.assert_array_equal(got, ref)
 
@@ -323,6 +324,22 @@ def test_math_op(mode, name, form):
     ref = fn(x.astype(np.float64))
     got = run_unary(mode, form.format(f=name), x, "float32", "float32").astype(np.float64)
     np.testing.assert_allclose(got, ref, rtol=4 * 2.0 ** -23, atol=2.0 ** -20)
+
+
+# Triton's test_math_op runs float64 too.  GLSL.std.450 has 64-bit sqrt, rsqrt (InverseSqrt),
+# floor, ceil and abs only: the others are refused with a clear error instead of being computed
+# in float32 (a silent loss of precision)
+@pytest.mark.parametrize("name", list(MATH))
+def test_math_op_float64(mode, name):
+    fn, (lo, hi) = MATH[name]
+    x = np.random.RandomState(3).uniform(lo, hi, SIZE)
+    if name in ("sqrt", "rsqrt", "floor", "ceil", "abs"):
+        got = run_unary(mode, f"tl.{name}(x)", x, "float64", "float64")
+        # floor/ceil/abs exact; Vulkan's sqrt and inversesqrt are not correctly rounded: 2 ulp
+        np.testing.assert_allclose(got, fn(x), rtol=2 * 2.0 ** -52, atol=0)
+    else:
+        with pytest.raises(CompilationError, match="float64 values is not supported"):
+            run_unary(mode, f"tl.{name}(x)", x, "float64", "float64")
 
 
 @pytest.mark.parametrize("expr, ref", [

@@ -23,10 +23,13 @@ def module_interface(spirv: bytes) -> tuple[set[int], int]:
         raise ValueError("not a SPIR-V module")
     decorate, member_decorate = _opcode("OpDecorate"), _opcode("OpMemberDecorate")
     variable, type_pointer = _opcode("OpVariable"), _opcode("OpTypePointer")
+    type_int, type_float, type_struct = _opcode("OpTypeInt"), _opcode("OpTypeFloat"), _opcode("OpTypeStruct")
     binding_dec, offset_dec = g.ENUMS["Decoration"]["Binding"], g.ENUMS["Decoration"]["Offset"]
     push_class = g.ENUMS["StorageClass"]["PushConstant"]
     bindings: set[int] = set()
-    offsets: dict[int, int] = {}          # struct id -> largest member offset
+    offsets: dict[int, tuple[int, int]] = {}   # struct id -> (largest member offset, its member index)
+    members: dict[int, tuple] = {}        # struct id -> member type ids
+    widths: dict[int, int] = {}           # scalar type id -> bits
     pointee: dict[int, int] = {}          # pointer type id -> pointee id (PushConstant only)
     push_struct = None
     i = 5
@@ -38,12 +41,21 @@ def module_interface(spirv: bytes) -> tuple[set[int], int]:
         if op == decorate and len(ops) >= 3 and ops[1] == binding_dec:
             bindings.add(ops[2])
         elif op == member_decorate and len(ops) >= 4 and ops[2] == offset_dec:
-            offsets[ops[0]] = max(offsets.get(ops[0], 0), ops[3])
+            offsets[ops[0]] = max(offsets.get(ops[0], (0, 0)), (ops[3], ops[1]))
+        elif op in (type_int, type_float) and len(ops) >= 2:
+            widths[ops[0]] = ops[1]
+        elif op == type_struct and ops:
+            members[ops[0]] = tuple(ops[1:])
         elif op == type_pointer and len(ops) >= 3 and ops[1] == push_class:
             pointee[ops[0]] = ops[2]
         elif op == variable and len(ops) >= 3 and ops[2] == push_class:
             push_struct = pointee.get(ops[0])
         i += count
-    # push members are all 32-bit words: the block ends one word after its last member
-    push = offsets[push_struct] + 4 if push_struct in offsets else 0
+    # push members are 32- or 64-bit scalars: the block ends after its last member
+    push = 0
+    if push_struct in offsets:
+        last, index = offsets[push_struct]
+        member_types = members.get(push_struct, ())
+        bits = widths.get(member_types[index], 32) if index < len(member_types) else 32
+        push = last + bits // 8
     return bindings, push

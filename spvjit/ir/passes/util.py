@@ -6,7 +6,7 @@ from ..ops import ops_of
 
 # ops that touch memory or steer control; `load` is here because a store between
 # two equal loads may change what the second reads
-IMPURE = frozenset({"load", "store", "atomic_rmw", "for", "if", "yield", "return", "barrier", "assert", "print"})
+IMPURE = frozenset({"load", "store", "atomic_rmw", "for", "while", "if", "yield", "return", "barrier", "assert", "print"})
 
 # data movement: a uniform constant stays the same value in any shape
 SHAPE_OPS = ops_of("shape")
