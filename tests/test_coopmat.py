@@ -36,7 +36,7 @@ def nvidia_like(sg=32, configs=None):
     cfgs = configs or (CoopMatConfig(16, 16, 16, "f16", "f16", "f32", "f32", False, "subgroup"),
                        CoopMatConfig(16, 16, 16, "f16", "f16", "f16", "f16", False, "subgroup"))
     return dataclasses.replace(base, device_type="discrete", subgroup_size=sg, cooperative_matrix=cfgs,
-                               max_shared_memory=48 * 1024)
+                               max_shared_memory=48 * 1024, cooperative_matrix2=None)   # KHR shapes only
 
 
 def _ir(M, N, K, out_f16):

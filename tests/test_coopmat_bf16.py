@@ -42,7 +42,7 @@ def bf16_matmul(a_ptr, b_ptr, c_ptr, K, M: sl.constexpr, N: sl.constexpr, BK: sl
 
 def _target():
     return dataclasses.replace(get_device().caps, device_type="discrete", subgroup_size=32, cooperative_matrix=BF16,
-                               max_shared_memory=48 * 1024)
+                               max_shared_memory=48 * 1024, cooperative_matrix2=None)
 
 
 @pytest.mark.parametrize("masked", [True, False])

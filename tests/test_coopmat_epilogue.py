@@ -90,7 +90,8 @@ def lavapipe_26_target(device_type=None):
     """lavapipe 26.1's matrices and subgroups; device_type="discrete" lets num_warps give
     several subgroups per program (a CPU device runs one)."""
     base = get_device().caps
-    return dataclasses.replace(base, subgroup_size=8, cooperative_matrix=LAVAPIPE_26,
+    # KHR shapes only (VK_NV_cooperative_matrix2's flexible shapes: tests/test_coopmat2.py)
+    return dataclasses.replace(base, subgroup_size=8, cooperative_matrix=LAVAPIPE_26, cooperative_matrix2=None,
                                subgroup_ops=tuple(set(base.subgroup_ops) | {"vote"}),
                                device_type=device_type or base.device_type)
 

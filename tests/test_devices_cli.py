@@ -51,9 +51,13 @@ def test_devices_text_lists_capabilities(has_device):
         if tuple(map(int, re.search(r"Mesa (\d+)\.(\d+)", out).groups())) >= (26, 1):
             assert "coop matrix       4 configurations" in out    # scripts/coopmat-env
             assert "8x8x8 f16*f16+f32->f32 (subgroup)" in out
+            # VK_NV_cooperative_matrix2: at least flexible dimensions, in granules of 8
+            assert re.search(r"coop matrix 2     .*flexible_dimensions", out), out
+            assert "8x8x8 granules f16*f16+f32->f32 (subgroup)" in out
             assert "loop limit        none" in out          # Mesa 26 dropped the limiter
         else:
             assert "coop matrix       none" in out
+            assert "coop matrix 2     no" in out
             assert "loop limit        65535 loop-header visits per invocation" in out
 
 
@@ -66,6 +70,12 @@ def test_devices_json(has_device):
                 "max_shared_memory", "cooperative_matrix", "memory_heaps", "extensions"):
         assert key in dev
     assert isinstance(dev["cooperative_matrix"], list)
+    cm2 = dev["cooperative_matrix2"]      # null where the device lacks VK_NV_cooperative_matrix2
+    if cm2 is not None:
+        assert isinstance(cm2["features"], list) and isinstance(cm2["flexible"], list)
+        assert {"flexible_max_dimension", "workgroup_scope_max_workgroup_size"} <= set(cm2)
+        for c in cm2["flexible"]:
+            assert {"m_granularity", "n_granularity", "k_granularity", "a_type", "scope"} <= set(c)
     limit = dev["loop_iteration_limit"]     # measured (loop_limit.py) for the selected device
     assert limit is None or (type(limit) is int and limit > 0)
     assert all("loop_iteration_limit" not in d for d in data["devices"] if d["index"] != data["selected"])

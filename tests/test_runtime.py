@@ -189,6 +189,13 @@ def test_lavapipe_caps_match_design_table(dev):
             (8, 8, 8, "f16", "f16", "f16", "f16", "subgroup"), (8, 8, 8, "f16", "f16", "f32", "f32", "subgroup"),
             (8, 8, 8, "i8", "i8", "i32", "i32", "subgroup"), (8, 8, 8, "u8", "u8", "u32", "u32", "subgroup")}
         assert "VK_KHR_cooperative_matrix" in caps.extensions
+        # VK_NV_cooperative_matrix2: 26.1 reports flexible dimensions (granules of 8 for the same
+        # types; asserted loosely, a later Mesa may report more) and the device enables it
+        cm2 = caps.cooperative_matrix2
+        assert cm2 is not None and cm2.has("flexible_dimensions") and cm2.flexible_max_dimension >= 16
+        assert any((f.a_type, f.c_type, f.scope) == ("f16", "f32", "subgroup") and f.m_granularity <= 8
+                   for f in cm2.flexible)
+        assert "VK_NV_cooperative_matrix2" in dev.enabled_extensions
     else:                 # Mesa 22.3 (Debian 12), 25.0 (Debian 13)
         assert caps.cooperative_matrix == () and not caps.cooperative_matrix2
         assert "VK_KHR_cooperative_matrix" not in caps.extensions

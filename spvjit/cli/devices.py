@@ -88,7 +88,19 @@ def describe(caps, selected: bool, loop_limit=_UNPROBED) -> list[str]:
                          f" ({c.scope}{sat})")
     else:
         lines.append(f"    {'coop matrix':<18}none")
-    lines.append(f"    {'coop matrix 2':<18}{_yes(caps.cooperative_matrix2)}")
+    cm2 = caps.cooperative_matrix2
+    if cm2 is None:
+        lines.append(f"    {'coop matrix 2':<18}no")
+    else:
+        lines.append(f"    {'coop matrix 2':<18}{', '.join(cm2.features)}")
+        lines.append(f"      flexible max dimension {cm2.flexible_max_dimension}; workgroup scope: max "
+                     f"{cm2.workgroup_scope_max_workgroup_size} invocations, "
+                     f"{cm2.workgroup_scope_reserved_shared_memory} B shared memory reserved")
+        for c in cm2.flexible:
+            sat = ", saturating" if c.saturating else ""
+            wg = f", {c.workgroup_invocations} invocations" if c.scope == "workgroup" else ""
+            lines.append(f"      {c.m_granularity}x{c.n_granularity}x{c.k_granularity} granules "
+                         f"{c.a_type}*{c.b_type}+{c.c_type}->{c.result_type} ({c.scope}{sat}{wg})")
     return lines
 
 

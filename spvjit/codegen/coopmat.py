@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .. import knobs
 from ..ir import types as T
-from . import coopmat_epilogue, coopmat_operands
+from . import coopmat2, coopmat_epilogue, coopmat_operands
 from .values import LV
 
 ROW_MAJOR = 0
@@ -86,6 +86,9 @@ def find_config(caps, w: int, a_t, b_t, c_t):
         return None                       # (registers hold bf16 as f32: no bf16 accumulators)
     if _staging_bytes(a_t, b_t, double=False) > shared_budget(caps):
         return None
+    flexible = coopmat2.find_flexible(caps, w, M, N, K, in_name, c_t.elem.name)   # VK_NV_cooperative_matrix2
+    if flexible is not None:
+        return flexible
     best = None
     for c in caps.cooperative_matrix:
         if c.scope != "subgroup" or c.saturating:
@@ -390,7 +393,7 @@ def lower_dot_coopmat(lw, op, cfg):
         em.barrier()
     how = {(True, True): "A/B staged", (False, True): "A from memory, B staged",
            (True, False): "A staged, B from memory", (False, False): "A/B from memory"}[tuple(staged)]
-    lw.note(op, how + (" (double-buffered)" if any(staged) and double else ""))
+    lw.note(op, how + (" (double-buffered)" if any(staged) and double else "") + ", " + coopmat2.describe(cfg))
 
     layout = em.cu(ROW_MAJOR)
     tiles = _Tiles(lw, cfg, M, N)

@@ -36,7 +36,7 @@ from __future__ import annotations
 from ..ir import types as T
 from ..ir.core import Operation
 from ..ir.ops import OP_INFO
-from . import coopmat_affine, remat
+from . import coopmat2, coopmat_affine, remat
 from .values import LV
 
 SCOPE_SUBGROUP = 3
@@ -80,7 +80,7 @@ def legal_types(caps, cfg) -> set[str]:
     for c in caps.cooperative_matrix:
         if c.scope == "subgroup" and (c.m, c.n) == (cfg.m, cfg.n):
             out |= {c.c_type, c.result_type}
-    return out
+    return out | coopmat2.legal_types(caps, cfg)
 
 
 def _native_cast(src: T.DType, dst: T.DType) -> str | None:

@@ -25,6 +25,7 @@ class Target:
     subgroup_extended_types: bool = False  # subgroup arithmetic on 64-bit integers is allowed
     float32_atomic_add: bool = False       # shaderBufferFloat32AtomicAdd (VK_EXT_shader_atomic_float)
     cooperative_matrix: tuple = ()         # CoopMatConfig entries (subgroup scope ones are used)
+    cooperative_matrix2: object = None     # runtime CoopMat2 (VK_NV_cooperative_matrix2), None: absent
     loop_iteration_limit: int | None = None   # loop-header visits per invocation (lavapipe < Mesa 26:
                                               # 65535); measured by spvjit/loop_limit.py, not in DeviceCaps
     dot_unroll_limit: int | None = 8192    # multiply-adds per lane above which a dot is a loop over k

@@ -48,6 +48,53 @@ class CoopMatConfig:
 
 
 @dataclass(frozen=True)
+class FlexConfig:
+    """One VkCooperativeMatrixFlexibleDimensionsPropertiesNV entry: matrices of any M, N, K
+    that are multiples of these granularities (up to CoopMat2.max_dimension)."""
+    m_granularity: int
+    n_granularity: int
+    k_granularity: int
+    a_type: str
+    b_type: str
+    c_type: str
+    result_type: str
+    saturating: bool
+    scope: str
+    workgroup_invocations: int     # workgroup scope: the workgroup size it needs (else 0)
+
+
+# VkPhysicalDeviceCooperativeMatrix2FeaturesNV's fields, in struct order
+COOPMAT2_FEATURES = ("cooperativeMatrixWorkgroupScope", "cooperativeMatrixFlexibleDimensions",
+                     "cooperativeMatrixReductions", "cooperativeMatrixConversions",
+                     "cooperativeMatrixPerElementOperations", "cooperativeMatrixTensorAddressing",
+                     "cooperativeMatrixBlockLoads")
+COOPMAT2_PROPERTIES = ("cooperativeMatrixWorkgroupScopeMaxWorkgroupSize",
+                       "cooperativeMatrixFlexibleDimensionsMaxDimension",
+                       "cooperativeMatrixWorkgroupScopeReservedSharedMemory")
+
+
+@dataclass(frozen=True)
+class CoopMat2:
+    """What VK_NV_cooperative_matrix2 adds on this device (None in DeviceCaps where absent).
+    `features` holds the short names of the supported features ("flexible_dimensions",
+    "tensor_addressing", ...); the device enables all of them."""
+    features: tuple
+    workgroup_scope_max_workgroup_size: int
+    flexible_max_dimension: int
+    workgroup_scope_reserved_shared_memory: int
+    flexible: tuple                # FlexConfig entries
+
+    def has(self, feature: str) -> bool:
+        return feature in self.features
+
+
+def _short_feature(name: str) -> str:
+    """cooperativeMatrixFlexibleDimensions -> flexible_dimensions"""
+    tail = name[len("cooperativeMatrix"):]
+    return "".join("_" + ch.lower() if ch.isupper() else ch for ch in tail).lstrip("_")
+
+
+@dataclass(frozen=True)
 class DeviceCaps:
     index: int
     name: str
@@ -83,7 +130,7 @@ class DeviceCaps:
     integer_dot_product_accelerated: tuple
     vulkan_memory_model: bool
     cooperative_matrix: tuple
-    cooperative_matrix2: bool
+    cooperative_matrix2: CoopMat2 | None
     timestamp_period_ns: float
     timestamps_supported: bool
     memory_heaps: tuple
@@ -104,6 +151,10 @@ class DeviceCaps:
                 value = sorted(value)
             elif key == "cooperative_matrix":
                 value = [c.__dict__ for c in value]
+            elif key == "cooperative_matrix2":
+                value = None if value is None else dict(
+                    value.__dict__, features=list(value.features),
+                    flexible=[c.__dict__ for c in value.flexible])
             elif isinstance(value, tuple):
                 value = [list(v) if isinstance(v, tuple) else v for v in value]
             out[key] = value
@@ -135,10 +186,7 @@ FEATURE_STRUCTS = [
     ("VkPhysicalDeviceCooperativeMatrixFeaturesKHR", 1000506000,
      lambda a, e: "VK_KHR_cooperative_matrix" in e, "VK_KHR_cooperative_matrix"),
     # Newer than the package's headers: laid out by hand (sType, pNext, VkBool32...).
-    (("cooperativeMatrixWorkgroupScope", "cooperativeMatrixFlexibleDimensions",
-      "cooperativeMatrixReductions", "cooperativeMatrixConversions",
-      "cooperativeMatrixPerElementOperations", "cooperativeMatrixTensorAddressing",
-      "cooperativeMatrixBlockLoads"), 1000593000,
+    (COOPMAT2_FEATURES, 1000593000,
      lambda a, e: "VK_NV_cooperative_matrix2" in e and "VK_KHR_cooperative_matrix" in e,
      "VK_NV_cooperative_matrix2"),
     # VK_KHR_shader_bfloat16: bf16 cooperative matrices (codegen/coopmat.py)
@@ -159,6 +207,9 @@ PROPERTY_STRUCTS = [
      lambda a, e: a < _V13 and "VK_EXT_subgroup_size_control" in e),
     ("VkPhysicalDeviceShaderIntegerDotProductProperties", 1000280001,
      lambda a, e: a < _V13 and "VK_KHR_shader_integer_dot_product" in e),
+    # Newer than the package's headers: laid out by hand (sType, pNext, uint32...).
+    (COOPMAT2_PROPERTIES, 1000593002,
+     lambda a, e: "VK_NV_cooperative_matrix2" in e and "VK_KHR_cooperative_matrix" in e),
 ]
 
 
@@ -173,7 +224,7 @@ class ChainLink:
             self.fields = [f for f, _ in ffi.typeof(struct).fields if f not in ("sType", "pNext")]
             self.raw = None
         else:
-            # uint32 words: [0]=sType, [1]=padding, [2:4]=pNext, [4:]=VkBool32 fields
+            # uint32 words: [0]=sType, [1]=padding, [2:4]=pNext, [4:]=VkBool32 / uint32 fields
             self.raw = ffi.new("uint32_t[]", 4 + len(struct))
             self.raw[0] = stype
             self.ptr = ffi.cast("VkBaseOutStructure*", self.raw)
@@ -259,6 +310,56 @@ def _cooperative_matrix_configs(inst, phys, extensions):
                                t(p.ResultType), bool(p.saturatingAccumulation),
                                SCOPES.get(p.scope, str(p.scope)))
                  for p in props[0:count[0]])
+
+
+# VkCooperativeMatrixFlexibleDimensionsPropertiesNV as uint32 words: sType, padding, pNext
+# (2 words), then MGranularity NGranularity KGranularity AType BType CType ResultType
+# saturatingAccumulation scope workgroupInvocations; 56 bytes, 8-byte aligned.
+_FLEX_WORDS = 14
+
+
+def _flexible_configs(inst, phys, extensions, features):
+    """vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV's entries (newer
+    than the package's cdef: called through a cast pointer, with the structs laid out by hand)."""
+    if "VK_NV_cooperative_matrix2" not in extensions or "cooperativeMatrixFlexibleDimensions" not in features:
+        return ()
+    ffi, lib = inst.ffi, inst.lib
+    pfn = lib.vkGetInstanceProcAddr(inst.handle, b"vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV")
+    if pfn == ffi.NULL:
+        return ()
+    fn = ffi.cast("VkResult(*)(VkPhysicalDevice, uint32_t*, void*)", pfn)
+    count = ffi.new("uint32_t*")
+    check(fn(phys, count, ffi.NULL), "querying flexible cooperative matrix properties")
+    n = min(count[0], 4096)              # bound what a driver's count makes us allocate
+    count[0] = n
+    words = ffi.new("uint64_t[]", max(1, n * _FLEX_WORDS // 2))   # 8-byte aligned
+    raw = ffi.cast("uint32_t*", words)
+    for i in range(n):
+        raw[i * _FLEX_WORDS] = 1000593001   # VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_FLEXIBLE_DIMENSIONS_PROPERTIES_NV
+    check(fn(phys, count, raw), "querying flexible cooperative matrix properties")
+
+    def t(v):
+        return COMPONENT_TYPES.get(v, f"type{v}")
+    out = []
+    for i in range(min(n, count[0])):
+        w = [raw[i * _FLEX_WORDS + 4 + j] for j in range(10)]
+        out.append(FlexConfig(w[0], w[1], w[2], t(w[3]), t(w[4]), t(w[5]), t(w[6]), bool(w[7]),
+                              SCOPES.get(w[8], str(w[8])), w[9]))
+    return tuple(out)
+
+
+def _coopmat2(inst, phys, extensions, features, props):
+    if "VK_NV_cooperative_matrix2" not in extensions or "cooperativeMatrix" not in features:
+        return None
+    have = tuple(_short_feature(n) for n in COOPMAT2_FEATURES if n in features)
+    if not have:
+        return None
+    return CoopMat2(
+        features=have,
+        workgroup_scope_max_workgroup_size=props.get("cooperativeMatrixWorkgroupScopeMaxWorkgroupSize", 0),
+        flexible_max_dimension=props.get("cooperativeMatrixFlexibleDimensionsMaxDimension", 0),
+        workgroup_scope_reserved_shared_memory=props.get("cooperativeMatrixWorkgroupScopeReservedSharedMemory", 0),
+        flexible=_flexible_configs(inst, phys, extensions, features))
 
 
 def _compute_queue_family(ffi, lib, phys):
@@ -356,8 +457,7 @@ def query_caps(inst, index: int, phys) -> DeviceCaps:
             if "bf16" not in (c.a_type, c.b_type, c.c_type, c.result_type)
             or {"shaderBFloat16Type", "shaderBFloat16CooperativeMatrix"} <= set(features))
         if "cooperativeMatrix" in features else (),
-        cooperative_matrix2="VK_NV_cooperative_matrix2" in extensions
-        and "cooperativeMatrixWorkgroupScope" in features,
+        cooperative_matrix2=_coopmat2(inst, phys, extensions, features, p),
         timestamp_period_ns=float(limits.timestampPeriod),
         timestamps_supported=ts_bits > 0 and limits.timestampPeriod > 0,
         memory_heaps=heaps,
