@@ -207,6 +207,10 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     b.end_function()
     b.entry_point("GLCompute", fn, "main")
     b.execution_mode(fn, "LocalSize", w, 1, 1)
+    if lw.rte_float16:      # f32 -> f16 conversions round to nearest even (Lowerer.f32_to_f16)
+        em.capability("RoundingModeRTE")
+        b.extension("SPV_KHR_float_controls")
+        b.execution_mode(fn, "RoundingModeRTE", 16)
     b.name(fn, kernel.name)
     return CompiledKernel(kernel.name, b.assemble(), w, bindings, push,
                           push_size, scratch * 4, frozenset(em.caps_used), program_loop)

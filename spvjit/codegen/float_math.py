@@ -178,6 +178,9 @@ def f32_to_f16(em, x):
     exact = em.op("OpFOrdEqual", em.bool, ax, ab)
     mag = em.select(f32, em.land(pick_other, em.op("OpLogicalNot", em.bool, exact)), other, ab)
     mag = em.select(f32, em.op("OpFOrdGreaterThanEqual", em.bool, ax, c(65520.0)), c(float("inf")), mag)
-    signed = em.select(f32, em.op("OpFOrdLessThan", em.bool, x, c(0.0)), em.op("OpFNegate", f32, mag), mag)
+    # x's sign bit onto the magnitude (a compare would turn -0.0 into +0.0)
+    u32 = em.u32
+    sign = em.op("OpBitwiseAnd", u32, em.op("OpBitcast", u32, x), em.cu(0x80000000))
+    signed = em.op("OpBitcast", f32, em.op("OpBitwiseOr", u32, em.op("OpBitcast", u32, mag), sign))
     signed = em.select(f32, em.op("OpIsNan", em.bool, x), x, signed)
     return em.op("OpFConvert", f16, signed)

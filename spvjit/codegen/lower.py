@@ -54,6 +54,7 @@ class Lowerer:
         self.coop_plan = coopmat.Plan(kernel, None, w)   # values in matrix layout (set by compiler)
         self.dot_reads = None      # block_loops.analysis(): loads a looped dot reads itself
         self.notes = None          # id(op) -> lowering choices, when a lowered dump is wanted
+        self.rte_float16 = False   # a conversion relies on the RoundingModeRTE 16 execution mode
         self.current_op = None
         self.env: dict[int, LV] = {}
         self._valid: dict[tuple[int, int], int | None] = {}
@@ -103,6 +104,17 @@ class Lowerer:
         base = self.lane if v == 1 else self.lane_x4
         const = (r // v) * v * self.W + r % v
         return base if const == 0 else self.em.iadd(base, self.em.ci(const))
+
+    def f32_to_f16(self, x: int) -> int:
+        """float32 -> float16 rounded to nearest even. Vulkan lets OpFConvert truncate (lavapipe
+        does), unless the module declares RoundingModeRTE for 16-bit results, which a device
+        reporting shaderRoundingModeRTEFloat16 honours: then one instruction (the compiler adds
+        the execution mode when `rte_float16` is set); else float_math's explicit rounding."""
+        if self.caps.rounding_rte_float16:
+            self.rte_float16 = True
+            return self.em.op("OpFConvert", self.em.type_of_f16(), x)
+        from .float_math import f32_to_f16
+        return f32_to_f16(self.em, x)
 
     def emit_index(self, m: IndexMap, f: int) -> int:
         em = self.em
@@ -370,8 +382,7 @@ class Lowerer:
                     x = em.op("OpFConvert", em.f32, x)
                 return em.round_bf16(x)
             if dst.name == "f16" and src.bits > 16:
-                from .float_math import f32_to_f16        # the driver may truncate; round to even
-                return f32_to_f16(em, x if em.type_of(src) == em.f32 else em.op("OpFConvert", em.f32, x))
+                return self.f32_to_f16(x if em.type_of(src) == em.f32 else em.op("OpFConvert", em.f32, x))
             return x if em.type_of(src) == rt else em.op("OpFConvert", rt, x)
         if src.is_float:
             return em.op("OpConvertFToS" if dst.is_signed else "OpConvertFToU", rt, x)
@@ -379,8 +390,7 @@ class Lowerer:
             if dst.name == "f16" and src.bits > 8:
                 # through f32 (exact below 2^24; anything larger overflows f16 anyway), then
                 # rounded to nearest even: the driver's direct conversion may truncate
-                from .float_math import f32_to_f16
-                return f32_to_f16(em, em.op("OpConvertSToF" if src.is_signed else "OpConvertUToF", em.f32, x))
+                return self.f32_to_f16(em.op("OpConvertSToF" if src.is_signed else "OpConvertUToF", em.f32, x))
             if dst.name == "bf16" and src.bits >= 32:
                 from .float_math import int_to_f32_odd     # one rounding, not int->f32->bf16 two
                 return em.round_bf16(int_to_f32_odd(em, x, src))

@@ -24,6 +24,8 @@ class Target:
     float64: bool = False
     subgroup_extended_types: bool = False  # subgroup arithmetic on 64-bit integers is allowed
     float32_atomic_add: bool = False       # shaderBufferFloat32AtomicAdd (VK_EXT_shader_atomic_float)
+    rounding_rte_float16: bool = False     # shaderRoundingModeRTEFloat16: OpFConvert to f16 can be
+                                           # made to round to nearest even (execution mode RoundingModeRTE 16)
     cooperative_matrix: tuple = ()         # CoopMatConfig entries (subgroup scope ones are used)
     cooperative_matrix2: object = None     # runtime CoopMat2 (VK_NV_cooperative_matrix2), None: absent
     loop_iteration_limit: int | None = None   # loop-header visits per invocation (lavapipe < Mesa 26:

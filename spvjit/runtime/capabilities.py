@@ -142,6 +142,8 @@ class DeviceCaps:
     compute_queue_family: int = field(repr=False)
     # subgroup arithmetic on 8/16/64-bit integers (VK_KHR_shader_subgroup_extended_types)
     subgroup_extended_types: bool = False
+    # VkPhysicalDeviceFloatControlsProperties (core in 1.2): f16 results may be declared RTE
+    rounding_rte_float16: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready view (sets become sorted lists)."""
@@ -442,6 +444,7 @@ def query_caps(inst, index: int, phys) -> DeviceCaps:
         int8="shaderInt8" in features, int16="shaderInt16" in features,
         int64="shaderInt64" in features,
         subgroup_extended_types="shaderSubgroupExtendedTypes" in features,
+        rounding_rte_float16=bool(p.get("shaderRoundingModeRTEFloat16", 0)),
         storage_buffer_16bit="storageBuffer16BitAccess" in features,
         storage_buffer_8bit="storageBuffer8BitAccess" in features,
         push_constant_16bit="storagePushConstant16" in features,
