@@ -27,9 +27,10 @@ stored by their own subgroup: the tile goes to its slot of the shared conversion
 each invocation stores a few of its elements, recomputing pointer and mask per element
 (remat.py).  Only a pointer tile that cannot be recomputed at all takes the blocked route.
 
-f32 -> f16 on matrices is the driver's OpFConvert: round to nearest even on the devices
-seen, but Vulkan lets it round toward zero, so it may differ from the blocked path's
-explicitly rounded conversion by one f16 ulp.
+f32 -> f16 on matrices is OpFConvert: round to nearest even where the device reports
+shaderRoundingModeRTEFloat16 (the module then declares RoundingModeRTE 16, as the blocked
+path does); elsewhere Vulkan lets it round toward zero, one f16 ulp from the blocked path's
+explicitly rounded conversion.
 """
 from __future__ import annotations
 
@@ -202,6 +203,8 @@ def lower_elementwise(lw, op, cfg, kinds) -> None:
     out = []
     if name == "cast":
         inst = _native_cast(in_elem, ty.elem)
+        if ty.elem.name == "f16" and lw.caps.rounding_rte_float16:
+            lw.rte_float16 = True       # the module's RoundingModeRTE 16 makes it round to even
         out = [em.op(inst, tc_out, x) for x in args[0]]
         lw.note(op, f"on cooperative matrices ({inst})")
     elif name == "neg":
