@@ -35,6 +35,7 @@ from __future__ import annotations
 from ..ir import types as T
 from .emitter import SCOPE_DEVICE, SCOPE_WORKGROUP
 from .float_math import f32_to_f16
+from .loop_status import status_binding
 from .layout import IndexMap
 from .memory import Binding
 from .values import LV
@@ -208,8 +209,7 @@ class _Atomic:
         return em.load_var(u32, expected)
 
     def _report_if_cut(self, ok: int):
-        from .loop_budget import STATUS_PARAM
-        status = next((b for b in self.mem.bindings if b.name == STATUS_PARAM and b.vec == 1), None)
+        status = status_binding(self.mem)
         if status is None:
             return
         em = self.em

@@ -27,7 +27,7 @@ kernel carries the hidden status buffer the loop checks at its exit that it ran 
 from __future__ import annotations
 
 from ..ir import types as T
-from .loop_budget import STATUS_PARAM
+from .loop_status import status_binding
 from . import dot_operands, subgroup
 from .values import LV
 
@@ -189,7 +189,7 @@ def lower_dot_looped(lw, op):
 
     with lw.scope():                  # ids first emitted in the loop do not dominate what follows
         final, k_out = phi_loop(em, em.ci(K), U, v4, init, body)
-    if any(bd.name == STATUS_PARAM for bd in mem.bindings):
+    if status_binding(mem) is not None:
         _check_exit(lw, k_out, K)
     out = []
     for c in range(nc):
@@ -231,7 +231,7 @@ def _check_exit(lw, k_out: int, K: int):
     """The driver's loop limiter is the only thing that ends the loop before K: report it
     through the hidden status buffer, as loop_budget's exit checks do for the kernel's loops."""
     em, mem = lw.em, lw.mem
-    bd = next(bd for bd in mem.bindings if bd.name == STATUS_PARAM)
+    bd = status_binding(mem)
     with em.if_then(em.ilt(k_out, em.ci(K))):
         mem.store_elem(bd, em.ci(0), em.ci(1))
 

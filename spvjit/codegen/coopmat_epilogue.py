@@ -38,6 +38,7 @@ from ..ir import types as T
 from ..ir.core import Operation
 from ..ir.ops import OP_INFO
 from . import coopmat2, coopmat_affine, remat
+from .coopmat_values import ROW_MAJOR, CoopValue, _shared_array, _stage, _Tiles, tile_type, to_blocked
 from .values import LV
 
 SCOPE_SUBGROUP = 3
@@ -161,7 +162,6 @@ def _scalar_id(lw, v, elem):
 def _vector_matrices(lw, v, shape, tc, tiles, cfg):
     """A row / column vector broadcast over the tile as cooperative matrices: staged in shared
     memory, loaded with Stride 0 (every row, or column, is the same vector)."""
-    from .coopmat import ROW_MAJOR, _shared_array, _stage
     em = lw.em
     src = _vector_source(v, shape)
     elem = src.type.elem
@@ -182,7 +182,6 @@ def _vector_matrices(lw, v, shape, tc, tiles, cfg):
 
 
 def lower_elementwise(lw, op, cfg, kinds) -> None:
-    from .coopmat import CoopValue, _Tiles, tile_type, to_blocked
     em = lw.em
     ty = op.result.type
     M, N = ty.shape
@@ -266,7 +265,6 @@ def _subgroup_barrier(em):
 
 
 def lower_store(lw, op, cfg) -> None:
-    from .coopmat import ROW_MAJOR, _shared_array, _Tiles, to_blocked
     em, mem = lw.em, lw.mem
     ptr_v, val_v = op.operands[0], op.operands[1]
     mask_v = op.operands[2] if len(op.operands) > 2 else None

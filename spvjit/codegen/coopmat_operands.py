@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from ..ir.core import Operation
 from . import coopmat_affine, remat
+from .coopmat_values import _shared_array, memory_type
 from .coopmat_affine import ROW_MAJOR
 
 
@@ -114,7 +115,6 @@ class DirectOperand:
 
     def load_by_elements(self, r0, c0):
         """The same tile, gathered element by element into this subgroup's shared slot."""
-        from .coopmat import _shared_array, memory_type
         from .coopmat_epilogue import _subgroup_barrier
         lw = self.lw
         em, mem = lw.em, lw.mem

@@ -27,6 +27,7 @@ from __future__ import annotations
 from ..ir.core import Block, KernelIR, Operation, Param, Value
 from ..ir.types import PointerType, TileType, i1, i32
 from .atomics import needs_retry_loop
+from .loop_status import STATUS_PARAM
 from .values import LoweringError
 
 INT32_MIN = -(1 << 31)
@@ -35,7 +36,6 @@ FACTORS = (16, 8, 4, 2)
 SHORT_LOOP = 64          # a loop with a constant trip count up to this is left alone
 _NEVER_COPIED = {"dot", "return"}   # dot: tiles (and coopmat plans) are big; return: ends the program
 _SCALAR_I32 = TileType((), i32)
-STATUS_PARAM = "__loop_budget_status"    # hidden i32 buffer: 1 when a loop was cut short
 
 
 def unroll_for_budget(kernel: KernelIR) -> KernelIR:
