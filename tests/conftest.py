@@ -45,6 +45,21 @@ def _device_available() -> bool:
         return False
 
 
+@pytest.fixture(params=["interpreter", "device"])
+def mode(request):
+    """Both ways a kernel runs: the numpy interpreter, and the device (skipped without one).
+    Test files that need other modes define their own `mode`."""
+    if request.param == "device" and not _device_available():
+        pytest.skip("no Vulkan device")
+    return request.param
+
+
+@pytest.fixture
+def needs_device():
+    if not _device_available():
+        pytest.skip("no Vulkan device")
+
+
 @pytest.fixture(scope="session")
 def device():
     from spvjit.runtime import get_device

@@ -13,11 +13,6 @@ import spvjit.language as sl
 from spvjit import CompilationError
 
 
-@pytest.fixture(params=["device", "interpreter"])
-def mode(request):
-    return request.param
-
-
 def launcher(kernel, mode):
     return kernel if mode == "device" else spvjit.interpret(kernel)
 

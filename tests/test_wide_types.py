@@ -26,22 +26,6 @@ from spvjit.ir import parse, print_kernel
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 
-def _device_ok() -> bool:
-    try:
-        from spvjit.runtime import get_device
-        get_device()
-        return True
-    except Exception:
-        return False
-
-
-@pytest.fixture(params=["interpreter", "device"])
-def mode(request):
-    if request.param == "device" and not _device_ok():
-        pytest.skip("no Vulkan device")
-    return request.param
-
-
 def launch(k, mode):
     return spvjit.interpret(k) if mode == "interpreter" else k
 
@@ -216,7 +200,7 @@ def moves(X, Z, M: tl.constexpr, N: tl.constexpr):
     tl.store(Z + M * N + off, tl.cumsum(x, 1))
 
 
-@pytest.mark.skipif(not _device_ok(), reason="needs a Vulkan device")
+@pytest.mark.usefixtures("needs_device")
 @pytest.mark.parametrize("dtype", ["int64", "uint64", "float64"])
 @pytest.mark.parametrize("extended", [True, False])
 def test_64bit_in_gpu_layouts(dtype, extended):
@@ -361,9 +345,8 @@ def test_float64_transcendentals_are_refused(mode):
         launch(f64_exp, mode)[(1,)](x, spvjit.empty(16, np.float64), BLOCK=16)
 
 
+@pytest.mark.usefixtures("needs_device")
 def test_tensors_of_64bit_numpy_arrays_round_trip():
-    if not _device_ok():
-        pytest.skip("no Vulkan device")
     for dt in ("int64", "uint64", "float64"):
         a = _values(dt, 100, np.random.RandomState(9))
         t = spvjit.tensor(a)
@@ -446,7 +429,7 @@ def test_float64_dot_accumulates_in_float64(mode):
     assert np.all(np.abs(c.numpy() - a @ b) <= tol)
 
 
-@pytest.mark.skipif(not _device_ok(), reason="needs a Vulkan device")
+@pytest.mark.usefixtures("needs_device")
 def test_float64_dot_in_gpu_layout():
     """Several subgroups: A and B are staged in the shared scratch as two words per element."""
     from test_gpu_layouts import run_as_gpu

@@ -9,25 +9,7 @@ from __future__ import annotations
 import math
 import os
 
-import pytest
-
 DEVICE_PER_TEST = 12
-
-
-def _device_ok() -> bool:
-    try:
-        from spvjit.runtime import get_device
-        get_device()
-        return True
-    except Exception:
-        return False
-
-
-@pytest.fixture(params=["interpreter", "device"])
-def mode(request):
-    if request.param == "device" and not _device_ok():
-        pytest.skip("no Vulkan device")
-    return request.param
 
 
 def pytest_collection_modifyitems(config, items):

@@ -8,9 +8,7 @@ import spvjit as triton
 import spvjit.language as tl
 from spvjit.frontend.errors import CompilationError
 
-from conftest import _device_ok
-
-pytestmark = pytest.mark.skipif(not _device_ok(), reason="the autotuner benchmarks on a Vulkan device")
+pytestmark = pytest.mark.usefixtures("needs_device")   # the autotuner benchmarks on a Vulkan device
 
 
 def _scale_kernel():

@@ -16,16 +16,7 @@ from spvjit.codegen.spirv.tools import disassemble
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))     # tests/: test_gpu_layouts
 
 
-def _device_ok() -> bool:
-    try:
-        from spvjit.runtime import get_device
-        get_device()
-        return True
-    except Exception:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _device_ok(), reason="needs a Vulkan device")
+pytestmark = pytest.mark.usefixtures("needs_device")
 
 
 @spvjit.jit
