@@ -39,7 +39,7 @@ def interpret_enabled() -> bool:
 
 @dataclass
 class Specialization:
-    kinds: dict[str, tuple]         # name -> ("ptr"|"scalar"|"constexpr", dtype or value)
+    kinds: dict[str, tuple]         # name -> ("ptr"|"scalar"|"one"|"constexpr", dtype or value)
     runtime: list[tuple[str, object]]   # (name, value) of non-constexpr args, in order
     num_warps: int
     divisibility: dict = None        # int args known divisible by 16 (lets loads vectorize)
@@ -76,9 +76,10 @@ _MAX_GRID = 2**31 - 1
 
 
 class JITFunction(KernelFunction):
-    def __init__(self, fn, interpret: bool = False):
+    def __init__(self, fn, interpret: bool = False, do_not_specialize=()):
         super().__init__(fn)
         self.signature = inspect.signature(fn)
+        self.do_not_specialize = _names(self.signature, do_not_specialize, fn.__name__)
         self.constexpr_names = {n for n, p in self.signature.parameters.items()
                                 if _is_constexpr_annotation(p.annotation)}
         self.force_interpret = interpret
@@ -117,10 +118,15 @@ class JITFunction(KernelFunction):
                 kinds[name] = ("constexpr", value.value if isinstance(value, constexpr) else value)
                 continue
             kinds[name] = self._arg_kind(name, value)
+            if kinds[name] == ("scalar", T.i32) and int(value) == 1 and name not in self.do_not_specialize:
+                # Triton's other integer specialization: an argument equal to 1 (a unit stride)
+                # compiles as the constant 1, so `offs * stride` stays contiguous and vectorizes
+                kinds[name] = ("one", T.i32)
             if kinds[name][0] != "constexpr":
                 runtime.append((name, value))
         divisibility = {n: _pow2_bucket(int(v)) for n, v in runtime
-                        if kinds[n] == ("scalar", T.i32) and _pow2_bucket(int(v)) > 1}
+                        if kinds[n] == ("scalar", T.i32) and n not in self.do_not_specialize
+                        and _pow2_bucket(int(v)) > 1}
         return Specialization(kinds, runtime, num_warps, divisibility), dict(bound.arguments)
 
     def _arg_kind(self, name, value) -> tuple:
@@ -182,10 +188,26 @@ class JITFunction(KernelFunction):
         return g + (1,) * (3 - len(g))
 
 
-# Triton's @jit options that change nothing here: helpers are always inlined (noinline),
-# every int argument is specialized the same way, and there is no debug build
+# Triton's @jit options that change nothing here: helpers are always inlined (noinline), there
+# is no debug build.  do_not_specialize (names or positions) keeps those integer arguments off
+# the value-1 and divisibility specializations, as in Triton.
 _JIT_OPTIONS = {"noinline", "debug", "do_not_specialize", "do_not_specialize_on_alignment",
                 "repr", "launch_metadata", "version"}
+
+
+def _names(signature, which, kernel_name: str) -> frozenset:
+    """do_not_specialize's entries (parameter names or positions) as names."""
+    params = list(signature.parameters)
+    out = set()
+    for w in which or ():
+        if isinstance(w, int) and not isinstance(w, bool) and -len(params) <= w < len(params):
+            out.add(params[w])
+        elif isinstance(w, str) and w in params:
+            out.add(w)
+        else:
+            raise TypeError(f"@spvjit.jit(do_not_specialize=...) of {kernel_name}: {w!r} is not a "
+                            f"parameter name or position of ({', '.join(params)})")
+    return frozenset(out)
 
 
 def kernel(fn=None, *, interpret: bool = False, **options):
@@ -194,9 +216,10 @@ def kernel(fn=None, *, interpret: bool = False, **options):
     if unknown:
         raise TypeError(f"@spvjit.jit got unexpected option(s) {sorted(unknown)}; "
                         f"known: interpret, {', '.join(sorted(_JIT_OPTIONS))}")
+    dns = options.get("do_not_specialize", ())
     if fn is None:
-        return lambda f: JITFunction(f, interpret=interpret)
-    return JITFunction(fn, interpret=interpret)
+        return lambda f: JITFunction(f, interpret=interpret, do_not_specialize=dns)
+    return JITFunction(fn, interpret=interpret, do_not_specialize=dns)
 
 
 def interpret(k: JITFunction) -> JITFunction:

@@ -175,7 +175,7 @@ def test_dot_loops_count_against_the_loop_budget(always_loop):
     a = np.eye(32, dtype=np.float32) * 0.5
     b = np.full((32, 64), 1.0 / 1024, np.float32)
     ta, tb = spvjit.tensor(a), spvjit.tensor(b)
-    spec, _ = repeated_dot.specialize([ta, tb, tb, 1], {})
+    spec, _ = repeated_dot.specialize([ta, tb, tb, 6000], {})   # not 1: that compiles as a constant
     kernel = _build_ir(repeated_dot, spec, optimize=True)
     visits = loop_budget.header_visits(kernel, {"trips": 6000},
                                        block_loops.extra_visits(8, Target(dot_unroll_limit=0)))

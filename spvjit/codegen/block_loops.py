@@ -183,9 +183,25 @@ def lower_dot_looped(lw, op):
         return out
 
     def body(k, accs):
-        for u in range(U):
-            accs = step(k if u == 0 else em.iadd(k, em.ci(u)), accs, k, u)
-        return accs
+        # Block-major: each accumulator block takes its U multiply-adds in a row (the same
+        # order of additions per element as U sequential steps), so a CPU driver keeps one
+        # block in registers at a time instead of spilling every block once per step.
+        ks = [k if u == 0 else em.iadd(k, em.ci(u)) for u in range(U)]
+        b_blocks = [[b_at(cb, ks[u]) for cb in range(R)] for u in range(U)]
+        out = list(accs)
+        for i in range(M):
+            avs = [a_at(i, (k, u) if a_load is not None and by_lane else ks[u]) for u in range(U)]
+            for cb in range(R):
+                c = i * R + cb
+                v = out[c]
+                for u in range(U):
+                    if work.is_float:
+                        v = em.op("OpFAdd", v4, v, em.op("OpVectorTimesScalar", v4, b_blocks[u][cb], avs[u]))
+                    else:
+                        splat = em.op("OpCompositeConstruct", v4, avs[u], avs[u], avs[u], avs[u])
+                        v = em.op("OpIAdd", v4, v, em.op("OpIMul", v4, splat, b_blocks[u][cb]))
+                out[c] = v
+        return out
 
     with lw.scope():                  # ids first emitted in the loop do not dominate what follows
         final, k_out = phi_loop(em, em.ci(K), U, v4, init, body)
