@@ -6,7 +6,8 @@ lavapipe minutes and gigabytes to compile.  Above `Target.dot_unroll_limit` mult
 lane, a dot whose layouts allow it becomes one loop over k instead, its body a fixed sequence
 over the accumulator's vec4 register blocks:
 
-    stage A in shared memory (A[i, k] at word i*K + k), B in a Function-storage array of vec4
+    A and B read by the loop itself where they are affine loads (dot_operands.py), else
+    A staged in shared memory (A[i, k] at word i*K + k), B in a Function-storage array of vec4
     acc[c] (vec4, c over C's register blocks) <- C's registers
     for k in 0, U, 2U, ... < K:                (U copies of the step per trip: W where W | K)
         for each block c (row i = c // R, column block cb = c % R):

@@ -12,7 +12,9 @@ the dot skips the load's own lowering and, inside its k loop, loads exactly the 
 step needs:
 
 - A (stride along axis 1): the pointer of row i's first element, handed to every lane by a
-  subgroup broadcast before the loop; A[i, k] is then one load at a uniform address;
+  subgroup broadcast before the loop; A[i, k..k+3] is then one vec4 load at a uniform address
+  where the rows are 4-aligned runs along k (`a_vec4`), else A[i, k] one load (`a_element`),
+  or each lane loads one of a row's next W elements for subgroup broadcasts (`a_lane_element`);
 - B (stride along axis 0): row 0's pointers are this lane's own registers (the lane holds the
   same columns in every row of B and C), so B[k, 4 columns] is one vec4 load where the load
   would have vectorized, else four.
