@@ -208,3 +208,29 @@ def test_dot_loops_count_against_the_loop_budget(always_loop):
         pytest.skip("this device does not limit loop-header visits")
     with pytest.raises(spvjit.DeviceError, match="repeated_dot"):
         repeated_dot[(1,)](ta, tb, c, 12000)
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float16])
+def test_a_read_as_vec4_through_storage_buffers(needs_device, dt):
+    """GPUs read A's vec4 through a storage-buffer view (no texel buffers): a Target without
+    them, dispatched on this device."""
+    from spvjit.codegen import compile_hooks
+    from spvjit.compiler import DeviceKernel
+    from spvjit.launch import launch_on_device
+    M = N = K = 64
+    a, b = _operands(M, N, K, dt, seed=5)
+    ta, tb, c = spvjit.tensor(a), spvjit.tensor(b), spvjit.empty((M, N), np.float32)
+    target = dataclasses.replace(Target.of(get_device().caps), max_texel_buffer_elements=0)
+    spec, _ = tile_dot.specialize([ta, tb, c], dict(M=M, N=N, K=K, OUT=sl.float32))
+    notes = {}
+    kernel = _build_ir(tile_dot, spec, optimize=True)
+    ck = compile_kernel(kernel, target, spec.num_warps, spec.divisibility or {}, notes)
+    dot = next(op for op in kernel.walk() if op.name == "dot")
+    assert "A read as vec4" in notes[id(dot)] and all(bd.kind == "storage" for bd in ck.bindings)
+    for hook in compile_hooks:       # spirv-val, as for every module the suite compiles
+        hook(ck)
+    dev = get_device()
+    pipe = dev.create_pipeline(ck.spirv, [bd.kind for bd in ck.bindings], ck.push_size)
+    launch_on_device(DeviceKernel(ck, pipe), spec, (1, 1, 1), dev, "tile_dot")
+    # 64 products of N(0,1) terms (f16 inputs: exact products in f32), another order: |err| < 1e-4
+    np.testing.assert_allclose(c.numpy(), a.astype(np.float64) @ b.astype(np.float64), atol=1e-4, rtol=1e-5)
