@@ -102,7 +102,7 @@ def _compile_for_device(jitfn, spec, dev, key) -> DeviceKernel:
         if kernel is None:
             kernel = unroll_for_budget(mark_native_atomics(_build_ir(jitfn, spec, optimize=True),
                                                            device_target(dev)))
-        visits = VisitCounter(kernel, extra_visits(ck.workgroup_size, device_target(dev)))
+        visits = VisitCounter(kernel, extra_visits(ck.workgroup_size, device_target(dev), kernel))
     prints = None
     if any(bd.name == PRINT_PARAM for bd in ck.bindings):
         if kernel is None:          # a disk-cache hit: the table comes from the same IR

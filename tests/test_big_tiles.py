@@ -156,6 +156,45 @@ def test_the_dot_reads_its_operands_only_where_they_are_affine_loads():
         assert "loop over k" in by_name["dot"] and want in by_name["dot"], (variant, by_name["dot"])
 
 
+@pytest.mark.parametrize("BM,BN,BK,variant,loops", [
+    (32, 32, 32, "tutorial", True),         # 4096 per lane, both operands read by the loop: a loop
+    (32, 32, 32, "a_used_twice", False),    # A would be staged: stays unrolled
+    (32, 32, 32, "b_not_affine", False),    # B would be staged: stays unrolled
+    (16, 512, 8, "tutorial", False),        # one trip of the loop: stays unrolled (measured faster)
+    (32, 32, 16, "tutorial", False),        # 2048 per lane: a quarter of the limit, not above it
+])
+def test_dots_below_the_limit_loop_where_the_loop_reads_both_operands(BM, BN, BK, variant, loops):
+    """Below Target.dot_unroll_limit (8192 per lane, the default), a dot above a quarter of it
+    still becomes a loop over k where both operands are loads the loop reads itself; the
+    loop budget's visit counts (extra_visits) follow the same choice."""
+    from spvjit.codegen import block_loops
+    target = Target.of(get_device().caps)
+    assert target.dot_unroll_limit == 8192
+    t = spvjit.tensor(np.zeros((64, 512), np.float32))
+    ck, by_name, _ = _lowered_notes(kloop_dot, target, t, t, t, 64, 512, 64, BM=BM, BN=BN, BK=BK,
+                                    VARIANT=variant)
+    assert ("loop over k" in by_name["dot"]) == loops, by_name["dot"]
+    spec, _ = kloop_dot.specialize([t, t, t, 64, 512, 64], dict(BM=BM, BN=BN, BK=BK, VARIANT=variant))
+    kernel = _build_ir(kloop_dot, spec, optimize=True)
+    visits = block_loops.extra_visits(ck.workgroup_size, target, kernel)
+    dot = next(op for op in kernel.walk() if op.name == "dot")
+    assert visits(dot) == (BK // block_loops.copies(BK, ck.workgroup_size) + 1 if loops else 0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("variant", ["tutorial", "a_used_twice"])
+def test_32x32x32_matmul_at_the_default_limit_matches_numpy(mode, variant):
+    BM = BN = BK = 32
+    M, N, K = 45, 70, 72                       # partial tiles and a K tail of 8
+    a, b = _operands(M, N, K, np.float32, seed=13)
+    c = spvjit.zeros((M, N), np.float32)
+    grid = (spvjit.cdiv(M, BM), spvjit.cdiv(N, BN))
+    launch(kloop_dot, mode)[grid](spvjit.tensor(a), spvjit.tensor(b), c, M, N, K, BM=BM, BN=BN, BK=BK,
+                                  VARIANT=variant)
+    # 72 f32 products of N(0,1) terms in another order than numpy: |err| < 1e-4
+    np.testing.assert_allclose(c.numpy(), a.astype(np.float64) @ b, atol=1e-4, rtol=1e-5)
+
+
 def test_spirv_size_does_not_grow_with_k():
     """The unrolled lowering needs at least an OpFMul and an OpFAdd (5 words each) per
     multiply-add of a lane: 64*64*64/W of them, 327,680 words for W = 8.  The loop form stays
@@ -198,7 +237,7 @@ def test_dot_loops_count_against_the_loop_budget(always_loop):
     spec, _ = repeated_dot.specialize([ta, tb, tb, 6000], {})   # not 1: that compiles as a constant
     kernel = _build_ir(repeated_dot, spec, optimize=True)
     visits = loop_budget.header_visits(kernel, {"trips": 6000},
-                                       block_loops.extra_visits(8, Target(dot_unroll_limit=0)))
+                                       block_loops.extra_visits(8, Target(dot_unroll_limit=0), kernel))
     assert visits == 6000 * (1 + 32 // 8 + 1) + 1
     c = spvjit.empty((32, 64), np.float32)
     repeated_dot[(1,)](ta, tb, c, 6000)

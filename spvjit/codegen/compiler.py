@@ -130,9 +130,10 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     loop_limit = caps.loop_iteration_limit
     mark_native_atomics(kernel, caps)      # before the loop budget: native ones have no retry loop
     w = choose_workgroup(_max_numel(kernel), num_warps, caps)
-    extra = block_loops.extra_visits(w, caps)      # the loops a dot's lowering adds
     if loop_limit is not None:
         kernel = loop_budget.unroll_for_budget(kernel)
+    extra = block_loops.extra_visits(w, caps, kernel)      # the loops a dot's lowering adds
+    if loop_limit is not None:
         visits = loop_budget.header_visits(kernel, extra=extra)
         if visits is None or visits + 1 > loop_limit:
             loop_budget.add_exit_checks(kernel)     # adds the hidden status buffer parameter

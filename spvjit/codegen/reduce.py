@@ -223,7 +223,7 @@ def lower_dot(lw, op):
         lw.note(op, f"cooperative matrix {cfg.m}x{cfg.n}x{cfg.k} {cfg.a_type}->{cfg.result_type}")
         coopmat.lower_dot_coopmat(lw, op, cfg)
         return
-    if block_loops.loops_dot(op, lw.W, lw.caps, lw.vectorize):
+    if block_loops.is_looped(lw, op):
         block_loops.lower_dot_looped(lw, op)
         return
     if lw.sg.get("whole") and lw.sg.get("broadcast") and _dot_subgroup(lw, op):
