@@ -161,6 +161,7 @@ def test_the_dot_reads_its_operands_only_where_they_are_affine_loads():
     (32, 32, 32, "a_used_twice", False),    # A would be staged: stays unrolled
     (32, 32, 32, "b_not_affine", False),    # B would be staged: stays unrolled
     (16, 512, 8, "tutorial", False),        # one trip of the loop: stays unrolled (measured faster)
+    (32, 128, 16, "tutorial", False),       # two trips: stays unrolled (measured faster in f32)
     (32, 32, 16, "tutorial", False),        # 2048 per lane: a quarter of the limit, not above it
 ])
 def test_dots_below_the_limit_loop_where_the_loop_reads_both_operands(BM, BN, BK, variant, loops):
