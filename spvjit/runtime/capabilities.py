@@ -144,6 +144,8 @@ class DeviceCaps:
     subgroup_extended_types: bool = False
     # VkPhysicalDeviceFloatControlsProperties (core in 1.2): f16 results may be declared RTE
     rounding_rte_float16: bool = False
+    # Vulkan 1.2 bufferDeviceAddress: tensors have device addresses (Tensor.data_ptr, tl.pointer_type)
+    buffer_device_address: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready view (sets become sorted lists)."""
@@ -454,6 +456,7 @@ def query_caps(inst, index: int, phys) -> DeviceCaps:
         integer_dot_product="shaderIntegerDotProduct" in features,
         integer_dot_product_accelerated=accelerated,
         vulkan_memory_model="vulkanMemoryModel" in features,
+        buffer_device_address="bufferDeviceAddress" in features,
         cooperative_matrix=tuple(
             c for c in _cooperative_matrix_configs(inst, phys, extensions)
             # bf16 matrices need VK_KHR_shader_bfloat16's features, which the device then enables
