@@ -198,3 +198,21 @@ def test_only_kernels_with_addresses_use_physical_addressing(needs_device):
     assert "OpMemoryModel PhysicalStorageBuffer64" in text and "Aligned 4" in text
     plain = _spirv_text(_plain_copy, [x, y], {"BLOCK": 16})
     assert "OpMemoryModel Logical" in plain and "PhysicalStorageBuffer" not in plain
+
+
+@spvjit.jit
+def _print_address(table):
+    p = tl.load(table).to(tl.pointer_type(tl.float32))
+    tl.device_print("p", p)
+
+
+def test_device_print_of_an_address_is_refused_on_the_device(needs_device):
+    t = spvjit.zeros(4)
+    with pytest.raises(CompilationError, match="device_print of gptr<f32> values is not supported"):
+        _print_address[(1,)](addresses(t))
+
+
+def test_device_print_of_an_address_in_the_interpreter(capsys):
+    t = spvjit.zeros(4)
+    spvjit.interpret(_print_address)[(1,)](addresses(t))
+    assert str(t.data_ptr()) in capsys.readouterr().out

@@ -133,8 +133,11 @@ class ProgramRunner:
                 raise AssertionError(f"{where}device_assert failed in program {self.pid}: {op.attrs['msg']}")
             return []
         if name == "print":
-            dtypes = ["ptr" if v.type.is_pointer else v.type.elem.name for v in op.operands]
-            values = [x.off if isinstance(x, Pointer) else x for x in a]
+            # a global address prints as the unsigned address (Triton prints pointers as addresses)
+            dtypes = [("u64" if v.type.elem.global_address else "ptr") if v.type.is_pointer else v.type.elem.name
+                      for v in op.operands]
+            values = [x.off if isinstance(x, Pointer) else x.addr if isinstance(x, G.GlobalPointer) else x
+                      for x in a]
             print("\n".join(print_format.program_lines(self.pid, op.attrs["prefix"], values, dtypes,
                                                        bool(op.attrs.get("hex")))))
             return []
