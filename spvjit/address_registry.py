@@ -48,6 +48,13 @@ def _forget_locked(address: int) -> None:
             _starts.pop(i)
 
 
+def live_tensors() -> list:
+    """Every registered tensor still alive (strong references: the caller pins them)."""
+    with _lock:
+        refs = [entry[1] for entry in _entries.values()]
+    return [t for t in (r() for r in refs) if t is not None]
+
+
 def resolve(addresses: np.ndarray, elem_bytes: int):
     """[(tensor, element offsets, positions)] for a flat uint64 array of byte addresses:
     which registered live tensor holds each whole element, grouped by tensor.  An address in

@@ -216,3 +216,31 @@ def test_device_print_of_an_address_in_the_interpreter(capsys):
     t = spvjit.zeros(4)
     spvjit.interpret(_print_address)[(1,)](addresses(t))
     assert str(t.data_ptr()) in capsys.readouterr().out
+
+
+@spvjit.jit
+def _fill_through(table, value, BLOCK: tl.constexpr):
+    p = tl.load(table).to(tl.pointer_type(tl.float32))
+    offs = tl.arange(0, BLOCK)
+    tl.store(p + offs, tl.full((BLOCK,), value, tl.float32))
+
+
+def test_a_batch_keeps_addressed_tensors_alive_until_it_runs(needs_device):
+    """Inside spvjit.batch() the launch runs at the batch's end: a tensor reachable only
+    through its address, dropped by the caller after the launch call, must survive until then
+    (else the kernel writes freed memory).  Its memory is read back through a second view
+    taken from the registry-independent host mapping, after the batch."""
+    import gc
+    import weakref
+    out = spvjit.zeros(256)
+    table = addresses(out)
+    watch = weakref.ref(out)
+    keep_view = out.view_host()          # holds the tensor (the view references it)...
+    del out
+    with spvjit.batch():
+        _fill_through[(1,)](table, 3.0, BLOCK=256)
+        del keep_view                    # ...until here: now only the batch's pin holds it
+        gc.collect()
+        assert watch() is not None, "the launch's pin must hold the tensor until the batch ran"
+    gc.collect()
+    assert watch() is None               # released once the batch has run

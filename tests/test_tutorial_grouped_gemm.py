@@ -116,6 +116,18 @@ def group_gemm_fn(kernel, mode, group_A, group_B, num_sm, blocks):
     """The tutorial's host side: one C per GEMM, and the address, size and leading-dimension
     tables the kernel reads.  Every tensor whose address is in a table stays referenced here
     until the launch has finished (the user keeps addressed tensors alive, as in Triton)."""
+    group_C, tables = group_gemm_tables(group_A, group_B)
+    group_gemm_launch(kernel, mode, tables, num_sm, blocks)
+    return [C.numpy() for C in group_C]
+
+
+def group_gemm_launch(kernel, mode, tables, num_sm, blocks):
+    bm, bn, bk = blocks
+    launch(kernel, mode)[(num_sm,)](*tables, NUM_SM=num_sm, BLOCK_SIZE_M=bm, BLOCK_SIZE_N=bn, BLOCK_SIZE_K=bk)
+
+
+def group_gemm_tables(group_A, group_B):
+    """(the C tensors, the kernel's table arguments) for GEMMs C_i = A_i @ B_i."""
     group_C = []
     for A, B in zip(group_A, group_B):
         assert A.shape[1] == B.shape[0]
@@ -127,10 +139,7 @@ def group_gemm_fn(kernel, mode, group_A, group_B, num_sm, blocks):
     d_c_ptrs = triton.tensor(np.array([C.data_ptr() for C in group_C], np.int64))
     d_g_sizes = triton.tensor(np.array(sizes, np.int32))
     d_g_lds = triton.tensor(np.array(lds, np.int32))
-    bm, bn, bk = blocks
-    launch(kernel, mode)[(num_sm,)](d_a_ptrs, d_b_ptrs, d_c_ptrs, d_g_sizes, d_g_lds, len(group_A),
-                                    NUM_SM=num_sm, BLOCK_SIZE_M=bm, BLOCK_SIZE_N=bn, BLOCK_SIZE_K=bk)
-    return [C.numpy() for C in group_C]
+    return group_C, (d_a_ptrs, d_b_ptrs, d_c_ptrs, d_g_sizes, d_g_lds, len(group_A))
 
 
 def _operands(shapes, rng, integers: bool):
