@@ -244,3 +244,32 @@ def test_a_batch_keeps_addressed_tensors_alive_until_it_runs(needs_device):
         assert watch() is not None, "the launch's pin must hold the tensor until the batch ran"
     gc.collect()
     assert watch() is None               # released once the batch has run
+
+
+@spvjit.jit
+def _scale_rows(table, n, ld, BLOCK: tl.constexpr):
+    """Row r of src (through its address) times 2 into row r of dst, masked at n columns."""
+    r = tl.program_id(0)
+    src = tl.load(table).to(tl.pointer_type(tl.float16))
+    dst = tl.load(table + 1).to(tl.pointer_type(tl.float16))
+    offs = tl.arange(0, BLOCK)
+    x = tl.load(src + r * ld + offs, mask=offs < n, other=1.0)
+    tl.store(dst + r * ld + offs, x * 2.0, mask=offs < n)
+
+
+@pytest.mark.parametrize("n", [64, 48, 37])
+def test_vector_accesses_through_addresses(mode, n):
+    """With 4 consecutive addresses per 4 registers and a mask constant over each 4 (n a
+    multiple of 4), accesses go 4 at a time (one vector OpLoad/OpStore through a
+    PhysicalStorageBuffer pointer to a 4-vector); n = 37 takes the per-element path."""
+    rows, ld = 3, 72
+    a = np.random.default_rng(1).uniform(-4, 4, (rows, ld)).astype(np.float16)
+    src, dst = spvjit.tensor(a), spvjit.zeros((rows, ld), np.float16)
+    run(_scale_rows, mode)[(rows,)](addresses(src, dst), n, ld, BLOCK=64)
+    want = np.zeros_like(a)
+    want[:, :n] = a[:, :n] * 2          # exact: doubling an f16
+    np.testing.assert_array_equal(dst.numpy(), want)
+    if mode == "device":
+        text = _spirv_text(_scale_rows, [addresses(src, dst), n, ld], {"BLOCK": 64})
+        vector = "_ptr_PhysicalStorageBuffer_v4half" in text
+        assert vector == (n % 4 == 0), text[-2000:]

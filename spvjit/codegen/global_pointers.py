@@ -6,10 +6,13 @@ tutorial 08, where the integers are `Tensor.data_ptr()`s) has no binding.  Its r
 i64 byte addresses: `addptr` adds the sign-extended offset times the element size, and each
 access converts the address with OpConvertUToPtr to a PhysicalStorageBuffer pointer to one
 element and loads or stores through it with an `Aligned` memory operand (the element size:
-`data_ptr()` is at least 16-byte aligned and offsets count whole elements).  A masked-off
-element is never touched: unlike a binding, where a clamped index 0 is always a valid address,
-an address may point nowhere, so masked accesses branch per element (a Function variable
-carries the loaded value or `other` out of the branch).
+`data_ptr()` is at least 16-byte aligned and offsets count whole elements).  Where the axis
+analysis proves 4 consecutive addresses in registers 4j..4j+3 under one mask value (32-bit
+and f16 elements, as for bindings), the 4 go as one vector access through a pointer to a
+4-vector, still `Aligned` to the element size only (nothing is known of the base address's
+alignment).  A masked-off element is never touched: unlike a binding, where a clamped index 0
+is always a valid address, an address may point nowhere, so masked accesses branch per element
+or per 4 (a Function variable carries the loaded value or `other` out of the branch).
 
 The module then declares the PhysicalStorageBufferAddresses capability, the
 SPV_KHR_physical_storage_buffer extension and the PhysicalStorageBuffer64 addressing model
@@ -80,11 +83,33 @@ def lower_addptr(lw, op):
     lw.bind(op, LV(out, p.uniform))
 
 
-def _element_pointer(lw, address: int, elem: T.DType) -> int:
+def _element_pointer(lw, address: int, elem: T.DType, count: int = 1) -> int:
+    """(a PhysicalStorageBuffer pointer to `count` elements at `address`, their storage type)"""
     em = lw.em
     st = lw.mem._storage_type(elem)          # 8/16-bit storage capabilities as for bindings
+    if count > 1:
+        st = em.b.type_vector(st, count)
     ptr_t = em.b.type_pointer("PhysicalStorageBuffer", st)
     return em.op("OpConvertUToPtr", ptr_t, address), st
+
+
+def _vectorizable(lw, op, mask_index: int) -> bool:
+    """Registers 4j..4j+3 hold 4 consecutive addresses under one mask value (memory.py's rule
+    without the alignment condition, which only a binding's vec4 view needs)."""
+    ptr_t = op.operands[0].type
+    elem = ptr_t.elem.pointee
+    if ptr_t.is_scalar or lw.vec(ptr_t.numel) != 4 or ptr_t.shape[-1] % 4:
+        return False
+    if not (elem.bits == 32 or elem.name == "f16"):      # registers hold the storage type
+        return False
+    info = lw.axis.get(id(op.operands[0]))
+    if info is None or info.contig < 4:
+        return False
+    if len(op.operands) > mask_index:
+        m = lw.axis.get(id(op.operands[mask_index]))
+        if m is None or m.const < 4:
+            return False
+    return True
 
 
 _ALIGNED = 0x2      # MemoryAccess::Aligned
@@ -122,8 +147,26 @@ def lower_load(lw, op):
     other = lw.get(op.operands[2]) if len(op.operands) > 2 else None
     dt = op.result.type.elem
     rt = em.type_of(dt)
-    lw.note(op, "scalar load through a global address" + (" (branch per element)" if mask else ""))
     out = []
+    if _vectorizable(lw, op, 1):
+        lw.note(op, "vec4 load through a global address" + (" (branch per 4)" if mask else ""))
+        vt = em.b.type_vector(rt, 4)
+        for r in range(0, len(ptr.regs), 4):
+            pred = mem._guards(lw, op, ptr_t, mask, r)
+            p, _ = _element_pointer(lw, ptr.regs[r], dt, 4)
+            if pred is None:
+                v4 = em.op("OpLoad", vt, p, _ALIGNED, dt.nbytes)
+            else:
+                fill = [other.regs[r + i] if other is not None else em.const(dt, 0) for i in range(4)]
+                var = em.local_var(vt)
+                em.store_var(var, em.op("OpCompositeConstruct", vt, *fill))
+                with em.if_then(pred):
+                    em.store_var(var, em.op("OpLoad", vt, p, _ALIGNED, dt.nbytes))
+                v4 = em.load_var(vt, var)
+            out.extend(em.op("OpCompositeExtract", rt, v4, i) for i in range(4))
+        lw.bind(op, LV(out, False))
+        return
+    lw.note(op, "scalar load through a global address" + (" (branch per element)" if mask else ""))
     for r, address in enumerate(ptr.regs):
         pred = mem._guards(lw, op, ptr_t, mask, r)
         if pred is None:
@@ -145,6 +188,18 @@ def lower_store(lw, op):
     ptr, val = lw.get(op.operands[0]), lw.get(op.operands[1])
     mask = lw.get(op.operands[2]) if len(op.operands) > 2 else None
     elem = ptr_t.elem.pointee
+    if _vectorizable(lw, op, 2):
+        lw.note(op, "vec4 store through a global address")
+        for r in range(0, len(ptr.regs), 4):
+            pred = mem._guards(lw, op, ptr_t, mask, r)
+            p, vt = _element_pointer(lw, ptr.regs[r], elem, 4)
+            vec = em.op("OpCompositeConstruct", vt, *val.regs[r:r + 4])
+            if pred is None:
+                em.op("OpStore", None, p, vec, _ALIGNED, elem.nbytes)
+            else:
+                with em.if_then(pred):
+                    em.op("OpStore", None, p, vec, _ALIGNED, elem.nbytes)
+        return
     lw.note(op, "scalar store through a global address")
     for r, (address, v) in enumerate(zip(ptr.regs, val.regs)):
         pred = mem._uniform_guard(lw, ptr_t, mem._guards(lw, op, ptr_t, mask, r))
