@@ -73,6 +73,7 @@ def describe(caps, selected: bool, loop_limit=_UNPROBED) -> list[str]:
         ("float atomics", f"f32 add {_yes(caps.float32_atomic_add)}, f32 min/max {_yes(caps.float32_atomic_minmax)}"),
         ("integer dot", f"{_yes(caps.integer_dot_product)} (accelerated: {accel})"),
         ("memory model", "vulkan" if caps.vulkan_memory_model else "glsl450 only"),
+        ("device addresses", f"{_yes(caps.buffer_device_address)} (Tensor.data_ptr, tl.pointer_type)"),
         ("loop limit", _loop_limit_text(caps, loop_limit)),
         ("timestamps", f"{_yes(caps.timestamps_supported)}, period {caps.timestamp_period_ns:g} ns"),
         ("memory heaps", ", ".join(f"{_size(size)}{' device-local' if local else ' host'}"
