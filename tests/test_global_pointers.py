@@ -273,3 +273,21 @@ def test_vector_accesses_through_addresses(mode, n):
         text = _spirv_text(_scale_rows, [addresses(src, dst), n, ld], {"BLOCK": 64})
         vector = "_ptr_PhysicalStorageBuffer_v4half" in text
         assert vector == (n % 4 == 0), text[-2000:]
+
+
+@spvjit.jit
+def _gather_heads(table, out, G: tl.constexpr):
+    """A tile of addresses, one per tensor: element 1 of each, written back doubled in place."""
+    g = tl.arange(0, G)
+    p = tl.load(table + g).to(tl.pointer_type(tl.int32)) + 1
+    x = tl.load(p)
+    tl.store(out + g, x)
+    tl.store(p, x * 2, mask=g % 2 == 0)
+
+
+def test_a_tile_of_addresses_into_different_tensors(mode):
+    ts = [spvjit.tensor(np.arange(3, dtype=np.int32) + 10 * i) for i in range(4)]
+    out = spvjit.zeros(4, np.int32)
+    run(_gather_heads, mode)[(1,)](addresses(*ts), out, G=4)
+    np.testing.assert_array_equal(out.numpy(), [1, 11, 21, 31])
+    np.testing.assert_array_equal([t.numpy()[1] for t in ts], [2, 11, 42, 31])

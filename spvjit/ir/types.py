@@ -116,12 +116,14 @@ class PointerType:
     a storage-buffer binding and an index: the default), or a *global address* (`gptr<T>`,
     `global_address=True`): a 64-bit device address made from an integer by
     `x.to(tl.pointer_type(T))`, followed through PhysicalStorageBuffer64 pointers
-    (codegen/global_pointers.py).  `address_space` is accepted for Triton's signature."""
+    (codegen/global_pointers.py).  `address_space` and `const` are accepted for Triton's signature."""
     pointee: DType
     address_space: int = 1
     global_address: bool = False
 
-    def __init__(self, pointee, address_space: int = 1, global_address: bool = False):
+    def __init__(self, pointee, address_space: int = 1, const: bool = False, global_address: bool = False):
+        # Triton's signature (element_ty, address_space=1, const=False): neither changes the
+        # pointer here (one address space; constness is not tracked)
         if not isinstance(pointee, DType):
             raise SemanticError(f"pointer_type needs an element dtype such as tl.float16, got {pointee!r}")
         object.__setattr__(self, "pointee", pointee)
