@@ -33,13 +33,13 @@ from test_tutorial_grouped_gemm import group_gemm_launch, group_gemm_tables, gro
 from tutorial_kernels import matmul_kernel  # noqa: E402
 
 
-def _ints(text: str, what: str):
+def _ints(ap, text: str, what: str):
     try:
         out = [int(x) for x in text.split(",")]
     except ValueError:
-        raise SystemExit(f"grouped_gemm.py: {what}: expected comma-separated integers, got {text!r}") from None
+        ap.error(f"{what}: expected comma-separated integers, got {text!r}")
     if any(v <= 0 for v in out):
-        raise SystemExit(f"grouped_gemm.py: {what}: sizes must be positive, got {text!r}")
+        ap.error(f"{what}: sizes must be positive, got {text!r}")
     return out
 
 
@@ -52,8 +52,11 @@ def main(argv=None) -> int:
     ap.add_argument("--programs", type=int, default=64, help="persistent programs (default 64: on lavapipe "
                     "before Mesa 26 each must stay under the loop limit)")
     args = ap.parse_args(argv)
-    sizes = _ints(args.sizes, "--sizes")
-    bm, bn, bk = _ints(args.blocks.replace("x", ","), "--blocks")
+    sizes = _ints(ap, args.sizes, "--sizes")
+    dims = _ints(ap, args.blocks.replace("x", ","), "--blocks")
+    if len(dims) != 3:
+        ap.error(f"--blocks: expected BMxBNxBK, got {args.blocks!r}")
+    bm, bn, bk = dims
     if any(d & (d - 1) for d in (bm, bn, bk)) or any(s % max(bm, bn, bk) for s in sizes) or args.groups < 1:
         ap.error("--blocks must be powers of two dividing every size, --groups positive")
     programs = args.programs

@@ -186,3 +186,17 @@ def test_grouped_gemm_ragged_sizes(mode, request):
     for A, B, C in zip(group_A, group_B, got):
         want = A.numpy().astype(np.float32) @ B.numpy().astype(np.float32)
         np.testing.assert_array_equal(C.astype(np.float32), want)
+
+
+def test_benchmark_script_runs(needs_device):
+    """benchmarks/grouped_gemm.py keeps working (tiny case; it checks its results itself)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "grouped_gemm.py"
+    run = subprocess.run([sys.executable, str(script), "--sizes", "32", "--groups", "2", "--programs", "4"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "WRONG" not in run.stdout and run.stdout.strip().splitlines()[-1].split()[0] == "32"
+    bad = subprocess.run([sys.executable, str(script), "--sizes", "30"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "--blocks must be powers of two dividing every size" in bad.stderr
