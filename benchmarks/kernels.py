@@ -131,8 +131,12 @@ SIZES = {
     "matvec_q4_1": [(49152, 576), (1536, 576)],
     "matmul": [(1024, 1024, 1024), (512, 512, 512)],
 }
+# Row kernels at --gpu: a row per subgroup (1024 columns), rows spread over a workgroup (8192),
+# two rows per program (256): the three schemes of spvjit/layouts.py on an H200-sized GPU
+# (the extra sizes are 64 MB, a quarter of the first, to keep numpy's share of the time small).
 GPU_SIZES = {
-    "add": [256 << 20], "softmax": [(65536, 1024)], "layer_norm": [(65536, 1024)],
+    "add": [256 << 20], "softmax": [(65536, 1024), (2048, 8192), (65536, 256)],
+    "layer_norm": [(65536, 1024), (2048, 8192), (65536, 256)],
     "matvec": [(16384, 4096)], "matvec_q4_1": [(49152, 576)], "matmul": [(4096, 4096, 4096)],
 }
 
