@@ -185,3 +185,15 @@ def test_matvec_gpu_layouts_run(n, k):
     # f32 dot products of k terms: within 2k ulps of sum |w x|
     bound = 2 * (k + 2) * 2.0**-24 * (np.abs(w).astype(np.float64) @ np.abs(x))
     assert np.all(np.abs(y.numpy() - ref) <= bound)
+
+
+def test_compute_units_come_from_the_extensions_the_device_lists():
+    from spvjit.runtime.capabilities import compute_unit_count
+    assert compute_unit_count({"shaderSMCount": 132, "shaderWarpsPerSM": 64}) == 132          # NV
+    assert compute_unit_count({"activeComputeUnitCount": 60, "shaderEngineCount": 4,
+                               "shaderArraysPerEngineCount": 2, "computeUnitsPerShaderArray": 10}) == 60  # AMD 2
+    assert compute_unit_count({"shaderEngineCount": 4, "shaderArraysPerEngineCount": 2,
+                               "computeUnitsPerShaderArray": 8}) == 64                         # AMD
+    assert compute_unit_count({"shaderCoreCount": 10, "shaderWarpsPerCore": 4}) == 10          # ARM
+    assert compute_unit_count({"subgroupSize": 32, "deviceName": "NVIDIA H200"}) == 0        # never the name
+    assert get_device().caps.compute_units >= 0
