@@ -30,6 +30,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .codegen.layout import choose_workgroup
+from .codegen.target import Target
+
 WARP = 32                  # Triton's num_warps unit: the compiler makes W = num_warps * 32 on GPUs
 ROW_LANE_ELEMS = 32        # f32 of one row a lane holds at most when one subgroup owns the row
 WIDE_LANE_ELEMS = 16       # f32 per lane when a row spans a workgroup (4 vec4 loads)
@@ -64,10 +67,10 @@ def max_warps(caps) -> int:
 
 
 def lanes(caps, num_warps: int, tile_elems: int) -> int:
-    """W the compiler picks (codegen/layout.choose_workgroup): one subgroup on CPU drivers,
-    num_warps * 32 elsewhere, never more than the biggest tile's power of two."""
-    want = int(caps.subgroup_size) if is_cpu(caps) and getattr(caps, "subgroup_size", 0) else num_warps * WARP
-    return max(1, min(want, pow2(tile_elems), int(getattr(caps, "max_workgroup_invocations", 1024) or 1024)))
+    """W the compiler will pick for a kernel whose biggest tile has `tile_elems` elements
+    (its own rule, codegen/layout.choose_workgroup: one subgroup on CPU drivers,
+    num_warps * 32 elsewhere, never more lanes than the tile's power of two)."""
+    return choose_workgroup(tile_elems, num_warps, Target.of(caps))
 
 
 @dataclass(frozen=True)
