@@ -65,7 +65,7 @@ def test_the_gpu_choices():
 @pytest.mark.parametrize("qtype", ["Q4_1", "Q8_0", "Q4_K", "F16"])
 def test_matvec_with_gpu_layouts(qtype, as_gpu):
     rng = np.random.default_rng(31)
-    rows, cols = 70, width(qtype, 6)
+    rows, cols = 200, width(qtype, 6)
     raw, w = device_weight(qtype, rows, cols, rng)
     W = dequantize(raw, qtype, (rows, cols))
     x = rng.standard_normal(cols).astype(np.float32)
@@ -74,10 +74,10 @@ def test_matvec_with_gpu_layouts(qtype, as_gpu):
     name, grid, kw = as_gpu[-1]
     if qtype in TILED_TYPES:
         assert name == "matvec_tiled_kernel" and kw["num_warps"] == 2 and kw["KB"] == 2
-        assert grid[0] == 2                                  # one program per 64-row tile
+        assert grid[0] == 4           # one program per 64-row tile (2 on lavapipe: one per CPU)
     else:
         assert name == "matvec_kernel" and kw["num_warps"] == 1 and kw["BR"] == 2
-        assert grid[0] == 35
+        assert grid[0] == 100
     assert_dot_close(y.numpy(), W, x)
 
 

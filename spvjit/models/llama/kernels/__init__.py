@@ -182,7 +182,7 @@ def _cpus() -> int:
 
 def _programs(tiles: int) -> int:
     """Programs for matvec_tiled_kernel: one per thread where a program is a CPU loop."""
-    if getattr(spvjit.get_device().caps, "device_type", "") == "cpu":
+    if getattr(_caps(), "device_type", "") == "cpu":
         return max(1, min(tiles, _cpus()))
     return tiles
 
