@@ -6,7 +6,7 @@
 # spvjit (Vulkan) and by Triton (CUDA) side by side with torch.matmul, the kernel
 # benchmarks, and `spvjit bench` on the default model when .model/ was carried in.
 # Everything it prints, and JSON of every figure, lands under $OUT (the time-boxes add up to
-# 7 min 55 s at most: 105 + 120 + 25 + 40 + 95 + 30 + 60 s).
+# 7 min 55 s at most: 100 + 120 + 30 + 40 + 95 + 30 + 60 s).
 set -uo pipefail
 OUT=${OUT:-/tmp/spvjit-gpu}
 mkdir -p "$OUT"
@@ -32,11 +32,11 @@ tests="tests/test_coopmat.py tests/test_coopmat_epilogue.py tests/test_coopmat_o
        tests/test_graph.py tests/test_program_loop.py tests/test_autotune.py
        tests/llama/test_kernels.py tests/llama/test_device_model.py"
 echo "== Triton tutorial kernels: spvjit for Vulkan vs Triton for CUDA vs torch (same sources)"
-timeout 105 python3 benchmarks/triton_side_by_side.py --json "$OUT/side_by_side.json"
+timeout 100 python3 benchmarks/triton_side_by_side.py --json "$OUT/side_by_side.json"
 echo "== tests, cooperative matrices on"
 timeout 120 python3 -m pytest -q -rfE -p no:cacheprovider $tests 2>&1 | tee "$OUT/pytest_coopmat.log" | tail -25
 echo "== tests, launch layouts of the row kernels and matvecs (spvjit/layouts.py) on this GPU"
-timeout 25 python3 -m pytest -q -rfE -p no:cacheprovider tests/test_layouts.py tests/llama/test_gpu_layouts.py \
+timeout 30 python3 -m pytest -q -rfE -p no:cacheprovider tests/test_layouts.py tests/llama/test_gpu_layouts.py \
   2>&1 | tee "$OUT/pytest_layouts.log" | tail -8
 echo "== tests, SPVJIT_DISABLE_COOPMAT=1"
 SPVJIT_DISABLE_COOPMAT=1 timeout 40 python3 -m pytest -q -rfE -p no:cacheprovider tests/test_coopmat.py tests/test_tutorials.py 2>&1 | tee "$OUT/pytest_nocoopmat.log" | tail -8

@@ -49,14 +49,16 @@ def as_gpu(monkeypatch):
 
 
 def test_the_gpu_choices():
-    tiled = KL.matvec_tiled(H200_LIKE, 576, K.MATVEC_TILED)
-    assert tiled.blocks == {"KB": 2, "P": 0} and tiled.num_warps == 2        # 64 lanes, a row each
-    assert KL.matvec_tiled(H200_LIKE, 544, K.MATVEC_TILED).blocks["KB"] == 1   # 17 blocks
+    tiled = KL.matvec_tiled(H200_LIKE, 576, 8, K.MATVEC_TILED)
+    # the row-tiled types run matvec_kernel: 8 rows (a 32-byte sector of a word) x 32 units
+    assert (tiled.kernel, tiled.blocks, tiled.num_warps) == ("rows", {"BR": 8, "BU": 32}, 1)
+    assert KL.matvec_tiled(H200_LIKE, 64, 8, K.MATVEC_TILED).blocks["BU"] == 8   # 8 units in a row
     rm = KL.matvec_rowmajor(H200_LIKE, 576, 8, K.MATVEC)
     assert rm.blocks == {"BR": 2, "BU": 32} and rm.num_warps == 1             # a row per subgroup
     assert KL.matvec_rowmajor(H200_LIKE, 96, 16, K.MATVEC).blocks["BU"] == 8  # 6 units of 16
     cpu = SimpleNamespace(device_type="cpu", subgroup_size=8, max_workgroup_invocations=1024)
-    assert KL.matvec_tiled(cpu, 576, K.MATVEC_TILED).blocks == K.MATVEC_TILED
+    lay = KL.matvec_tiled(cpu, 576, 8, K.MATVEC_TILED)
+    assert (lay.kernel, lay.blocks, lay.num_warps) == ("tiled", K.MATVEC_TILED, 4)   # lavapipe's choice
     assert KL.matvec_rowmajor(cpu, 576, 8, K.MATVEC).blocks == K.MATVEC
     assert KL.norm_rows(H200_LIKE, 576, 1).num_warps == 8
     assert KL.norm_rows(cpu, 2100, 3).block == 1024
@@ -72,13 +74,28 @@ def test_matvec_with_gpu_layouts(qtype, as_gpu):
     y = spvjit.empty((rows,))
     K.matvec(w, spvjit.tensor(x), y)
     name, grid, kw = as_gpu[-1]
-    if qtype in TILED_TYPES:
-        assert name == "matvec_tiled_kernel" and kw["num_warps"] == 2 and kw["KB"] == 2
-        assert grid[0] == 4           # one program per 64-row tile (2 on lavapipe: one per CPU)
-    else:
-        assert name == "matvec_kernel" and kw["num_warps"] == 1 and kw["BR"] == 2
-        assert grid[0] == 100
+    assert name == "matvec_kernel" and kw["num_warps"] == 1
+    rows_per_program = 8 if qtype in TILED_TYPES else 2
+    assert kw["BR"] == rows_per_program and grid[0] == 200 // rows_per_program
     assert_dot_close(y.numpy(), W, x)
+
+
+@pytest.mark.parametrize("qtype", ["Q4_1", "Q8_0"])       # the default model's two tiled types
+def test_tiled_kernel_on_a_gpu_when_asked_for(qtype, as_gpu):
+    """blocks with KB / P (tuning tables, tests) still run matvec_tiled_kernel, with a lane
+    per row of the 64-row tile."""
+    rng = np.random.default_rng(33)
+    rows, cols = 130, width(qtype, 4)
+    raw, w = device_weight(qtype, rows, cols, rng)
+    W = dequantize(raw, qtype, (rows, cols))
+    x = rng.standard_normal((3, cols)).astype(np.float32)
+    y = spvjit.empty((3 * rows,))
+    K.matvec(w, spvjit.tensor(x), y, n_vec=3, ldx=cols, ldy=rows, blocks={"KB": 2})
+    name, grid, kw = as_gpu[-1]
+    assert name == "matvec_tiled_kernel" and kw["num_warps"] == KL.TILED_KERNEL_WARPS and kw["KB"] == 2
+    assert grid == (3, 1)                                   # one program per tile, 3 vectors each
+    for b in range(3):
+        assert_dot_close(y.numpy()[b * rows:(b + 1) * rows], W, x[b])
 
 
 @pytest.mark.parametrize("qtype", ["Q4_1", "Q6_K"])

@@ -200,7 +200,7 @@ def matvec_layout(w) -> "layouts.KernelLayout":
     RowSplit): MATVEC / MATVEC_TILED on CPU drivers, subgroup layouts on GPUs (layouts.py)."""
     d = w.desc
     if d.tiled:
-        return layouts.matvec_tiled(_caps(), w.cols, MATVEC_TILED)
+        return layouts.matvec_tiled(_caps(), w.cols, d.unit_elems, MATVEC_TILED)
     return layouts.matvec_rowmajor(_caps(), w.cols, d.unit_elems, MATVEC)
 
 
@@ -211,7 +211,8 @@ def matvec(w: DeviceWeight, x, y, y_off: int = 0, acc: bool = False, *, x_off: i
     norm weight is given, silu(gate) * up with ``swiglu`` (x = [gate | up]), else identity.
     ``n_vec`` vectors at once (batched decoding): vector b at x_off + b * ldx, its result
     at y_off + b * ldy, each computed exactly as it would be alone.
-    ``blocks`` overrides MATVEC (BR, BU) or, for the row-tiled types, MATVEC_TILED."""
+    ``blocks`` overrides the device's layout (kernels/layouts.py): MATVEC (BR, BU) or, for
+    the row-tiled types on CPU drivers, MATVEC_TILED (KB, P); KB or P run the tiled kernel."""
     if isinstance(w, RowSplit):
         for r0, part in w.parts:
             matvec(part, x, y, y_off + r0, acc, x_off=x_off, norm=norm, eps=eps, swiglu=swiglu, blocks=blocks,
@@ -220,7 +221,9 @@ def matvec(w: DeviceWeight, x, y, y_off: int = 0, acc: bool = False, *, x_off: i
     pre, w_norm = _pre(norm, swiglu)
     d = w.desc
     lay = matvec_layout(w)
-    if d.tiled:
+    if d.tiled and lay.kernel != "tiled" and {"KB", "P"} & set(blocks or {}):
+        lay = layouts.KernelLayout(dict(MATVEC_TILED), layouts.TILED_KERNEL_WARPS, "tiled")   # asked for
+    if lay.kernel == "tiled":
         cfg = {**lay.blocks, **(blocks or {})}
         nb = w.cols // 32
         kb = _largest_divisor(nb, max(1, int(cfg["KB"])))

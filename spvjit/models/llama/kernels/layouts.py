@@ -2,16 +2,20 @@
 
 CPU drivers keep the block sizes measured on lavapipe (the ``MATVEC`` / ``MATVEC_TILED``
 tables of this package, read at each launch, so tuning tables and overrides still apply).
-GPUs get layouts for 32-lane subgroups:
+GPUs get layouts for 32-lane subgroups and many programs per SM:
 
 - row-major quantized types (``matvec_kernel``): a [BR, BU] tile of BR = 2 rows by one
   unit per lane (BU = the subgroup's 32 lanes, fewer for short rows), so consecutive
   lanes read consecutive units of a row and each row is summed by one subgroup with no
   shared memory; one program per 2 rows fills the device for every projection of a model;
-- row-tiled types (``matvec_tiled_kernel``, Q4_0/Q4_1/Q8_0): one 64-lane program per 64-row
-  tile (a lane per row, each word load 256 contiguous bytes per tile), and f(x) held for
-  at most GPU_TILED_KB blocks (64 values) per step: the CPU choice of 18 blocks would be 576
-  registers per lane, far past the 255 a GPU thread has.
+- row-tiled types (Q4_0/Q4_1/Q8_0) also run ``matvec_kernel``, through the type's unit
+  decoder (which reads the tiled layout): ``matvec_tiled_kernel`` makes one program per
+  64-row tile, 9 programs for a 576-row projection, far too few for a GPU, and holds f(x)
+  in registers (18 blocks: 576 values per lane on lavapipe). Here a program is 8 rows x 32
+  units (8 blocks) in one subgroup: a word of 8 adjacent rows is one full 32-byte sector
+  (the tiled layout puts the 64 rows of a word side by side), each load instruction of
+  the subgroup reads 8 such sectors, and there are rows / 8 programs (72 for 576 rows,
+  6144 for the 49152-row output). ``blocks`` with KB / P still select the tiled kernel.
 """
 from __future__ import annotations
 
@@ -19,20 +23,18 @@ from dataclasses import dataclass
 
 from spvjit import layouts as L
 
-GPU_MATVEC_ROWS = 2        # rows of W per program of matvec_kernel on GPUs
-GPU_TILED_KB = 2           # f(x) blocks of 32 held in registers by matvec_tiled_kernel on GPUs
-TILE_ROWS = 64             # rows of a tile of the row-tiled types (packing.py)
+GPU_MATVEC_ROWS = 2        # rows of W per program of matvec_kernel on GPUs (row-major types)
+GPU_TILED_ROWS = 8         # ... for the row-tiled types: 8 rows x 4 bytes, one 32-byte sector per word
+TILED_KERNEL_WARPS = 2     # matvec_tiled_kernel on a GPU when asked for: 64 lanes, a row of the tile each
 
 
 @dataclass(frozen=True)
 class KernelLayout:
-    """Constexpr block sizes of one launch and its num_warps."""
+    """Constexpr block sizes of one launch, its num_warps, and for a matvec which kernel:
+    "rows" (matvec_kernel, blocks BR/BU) or "tiled" (matvec_tiled_kernel, blocks KB/P)."""
     blocks: dict
     num_warps: int
-
-
-def _largest_divisor(n: int, most: int) -> int:
-    return max(d for d in range(1, min(n, most) + 1) if n % d == 0)
+    kernel: str = "rows"
 
 
 def matvec_rowmajor(caps, cols: int, unit_elems: int, cpu_table: dict) -> KernelLayout:
@@ -44,13 +46,14 @@ def matvec_rowmajor(caps, cols: int, unit_elems: int, cpu_table: dict) -> Kernel
     return KernelLayout(dict(BR=GPU_MATVEC_ROWS, BU=min(one * L.WARP, L.pow2(units))), one)
 
 
-def matvec_tiled(caps, cols: int, cpu_table: dict) -> KernelLayout:
-    """KB (f(x) blocks per step, a divisor of cols/32) and P (programs; 0: the launcher's
-    default) of matvec_tiled_kernel."""
+def matvec_tiled(caps, cols: int, unit_elems: int, cpu_table: dict) -> KernelLayout:
+    """The row-tiled types: KB (f(x) blocks per step) and P (programs; 0: the launcher's
+    default) of matvec_tiled_kernel on CPU drivers; BR x BU of matvec_kernel on GPUs."""
     if L.is_cpu(caps):
-        return KernelLayout(dict(cpu_table), L.CPU_NUM_WARPS)
-    kb = _largest_divisor(max(1, cols // 32), GPU_TILED_KB)
-    return KernelLayout(dict(KB=kb, P=0), max(L.subgroup_warps(caps), TILE_ROWS // L.WARP))
+        return KernelLayout(dict(cpu_table), L.CPU_NUM_WARPS, "tiled")
+    one = L.subgroup_warps(caps)
+    units = max(1, cols // unit_elems)
+    return KernelLayout(dict(BR=GPU_TILED_ROWS, BU=min(one * L.WARP, L.pow2(units))), one)
 
 
 def norm_rows(caps, n_cols: int, n_rows: int) -> L.RowLayout:
