@@ -50,8 +50,8 @@ def as_gpu(monkeypatch):
 
 def test_the_gpu_choices():
     tiled = KL.matvec_tiled(H200_LIKE, 576, 8, K.MATVEC_TILED)
-    # the row-tiled types run matvec_kernel: 8 rows (a 32-byte sector of a word) x 32 units
-    assert (tiled.kernel, tiled.blocks, tiled.num_warps) == ("rows", {"BR": 8, "BU": 32}, 1)
+    # the row-tiled types run matvec_kernel: 8 rows (a 32-byte sector of a word) x 16 units
+    assert (tiled.kernel, tiled.blocks, tiled.num_warps) == ("rows", {"BR": 8, "BU": 16}, 1)
     assert KL.matvec_tiled(H200_LIKE, 64, 8, K.MATVEC_TILED).blocks["BU"] == 8   # 8 units in a row
     rm = KL.matvec_rowmajor(H200_LIKE, 576, 8, K.MATVEC)
     assert rm.blocks == {"BR": 2, "BU": 32} and rm.num_warps == 1             # a row per subgroup

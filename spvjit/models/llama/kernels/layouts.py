@@ -11,11 +11,13 @@ GPUs get layouts for 32-lane subgroups and many programs per SM:
 - row-tiled types (Q4_0/Q4_1/Q8_0) also run ``matvec_kernel``, through the type's unit
   decoder (which reads the tiled layout): ``matvec_tiled_kernel`` makes one program per
   64-row tile, 9 programs for a 576-row projection, far too few for a GPU, and holds f(x)
-  in registers (18 blocks: 576 values per lane on lavapipe). Here a program is 8 rows x 32
-  units (8 blocks) in one subgroup: a word of 8 adjacent rows is one full 32-byte sector
-  (the tiled layout puts the 64 rows of a word side by side), each load instruction of
-  the subgroup reads 8 such sectors, and there are rows / 8 programs (72 for 576 rows,
-  6144 for the 49152-row output). ``blocks`` with KB / P still select the tiled kernel.
+  in registers (18 blocks: 576 values per lane on lavapipe). Here a program is 8 rows x 16
+  units (4 blocks) in one 32-lane subgroup. The [8, 16] tile fills whole vec4 registers,
+  so lane 4r + b holds the 4 words of block b of row r, and one load instruction of the
+  subgroup reads word w of 4 blocks for 8 adjacent rows: 4 whole 32-byte sectors (the
+  tiled layout puts the 64 rows of a word side by side). There are rows / 8 programs (72
+  for a 576-row projection, 6144 for the 49152-row output). ``blocks`` with KB / P still
+  select the tiled kernel.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from spvjit import layouts as L
 
 GPU_MATVEC_ROWS = 2        # rows of W per program of matvec_kernel on GPUs (row-major types)
 GPU_TILED_ROWS = 8         # ... for the row-tiled types: 8 rows x 4 bytes, one 32-byte sector per word
+GPU_TILED_UNITS = 16       # ... and units (words) per step: 4 blocks, [8, 16] = 4 x 32 lanes (vec4 registers)
 TILED_KERNEL_WARPS = 2     # matvec_tiled_kernel on a GPU when asked for: 64 lanes, a row of the tile each
 
 
@@ -53,7 +56,7 @@ def matvec_tiled(caps, cols: int, unit_elems: int, cpu_table: dict) -> KernelLay
         return KernelLayout(dict(cpu_table), L.CPU_NUM_WARPS, "tiled")
     one = L.subgroup_warps(caps)
     units = max(1, cols // unit_elems)
-    return KernelLayout(dict(BR=GPU_TILED_ROWS, BU=min(one * L.WARP, L.pow2(units))), one)
+    return KernelLayout(dict(BR=GPU_TILED_ROWS, BU=min(GPU_TILED_UNITS * one, L.pow2(units))), one)
 
 
 def norm_rows(caps, n_cols: int, n_rows: int) -> L.RowLayout:
