@@ -62,6 +62,7 @@ def describe(caps, selected: bool, loop_limit=_UNPROBED) -> list[str]:
         ("subgroup", f"{caps.subgroup_size} ({ops}){control}"),
         ("workgroup", f"max {wg[0]}x{wg[1]}x{wg[2]}, {caps.max_workgroup_invocations} invocations; "
                       f"grid max {cnt[0]}x{cnt[1]}x{cnt[2]}"),
+        ("compute units", str(caps.compute_units) if getattr(caps, "compute_units", 0) else "not reported"),
         ("shared memory", _size(caps.max_shared_memory)),
         ("push constants", f"{caps.max_push_constants_size} B"),
         ("buffers", f"storage range {_size(caps.max_storage_buffer_range)}, "
