@@ -77,6 +77,8 @@ class Analysis:
 
     def readable(self, load, axis: int) -> bool:
         ptr = load.operands[0]
+        if ptr.type.elem.global_address:          # follows addresses, not a binding: load it itself
+            return False
         if len(ptr.type.shape) != 2 or self.stride(ptr, axis, None) is None:
             return False
         if len(load.operands) > 1 and not _remat_able(load.operands[1]):
