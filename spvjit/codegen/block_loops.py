@@ -3,8 +3,9 @@
 The unrolled lowering of `dot` (reduce.py) emits every multiply-add of every register:
 M*N*K/W of them per lane, 32,768 for a 64x64x64 f32 dot on lavapipe (W = 8), which took
 lavapipe minutes and gigabytes to compile.  Above `Target.dot_unroll_limit` multiply-adds per
-lane, a dot whose layouts allow it becomes one loop over k instead, its body a fixed sequence
-over the accumulator's vec4 register blocks:
+lane, and from a quarter of it where the loop reads both operands itself (looped_dots), a dot
+whose layouts allow it becomes one loop over k instead, its body a fixed sequence over the
+accumulator's vec4 register blocks:
 
     A and B read by the loop itself where they are affine loads (dot_operands.py), else
     A staged in shared memory (A[i, k] at word i*K + k), B in a Function-storage array of vec4
