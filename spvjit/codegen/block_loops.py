@@ -82,11 +82,12 @@ MIN_TRIPS_BELOW_LIMIT = 4
 
 
 def _in_window(op, w: int, target) -> bool:
-    """The operand-aware rule's size window: above a quarter of the limit, and at least
-    MIN_TRIPS_BELOW_LIMIT trips of the loop."""
+    """The operand-aware rule's size window: on CPU drivers (where it was measured: the
+    per-lane memory accesses of the unrolled form's operands are loops over the lanes there),
+    above a quarter of the limit, and at least MIN_TRIPS_BELOW_LIMIT trips of the loop."""
     limit = getattr(target, "dot_unroll_limit", None)
     M, N, K = _shape(op)
-    return (limit is not None and M * N * K > (limit // 4) * w
+    return (getattr(target, "cpu", False) and limit is not None and M * N * K > (limit // 4) * w
             and K >= MIN_TRIPS_BELOW_LIMIT * copies(K, w))
 
 
