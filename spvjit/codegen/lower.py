@@ -13,7 +13,7 @@ from ..ir.core import Block, KernelIR, Operation
 from ..ir.ops import NO_FLOAT64, OP_INFO
 from .emitter import Emitter
 from .layout import IndexMap, broadcast_map, identity_map, regs, trans_map, vec_width
-from . import block_loops, coopmat, coopmat_epilogue, remat
+from . import block_loops, coopmat, coopmat_epilogue, dot_trans, remat
 from .atomics import lower_atomic
 from .gather import lower_gather, lower_histogram
 from .reduce import lower_dot, lower_reduce
@@ -198,6 +198,8 @@ class Lowerer:
         self.move(op, broadcast_map(op.operands[0].type.shape, op.result.type.shape))
 
     def op_trans(self, op):
+        if dot_trans.read_by_dot(self, op):     # its dots read the source transposed
+            return
         self.move(op, trans_map(op.operands[0].type.shape))
 
     def op_permute(self, op):
@@ -233,9 +235,8 @@ class Lowerer:
             return
         elem = T.i32 if dst_t.is_pointer else dst_t.elem
         value = op.operands[0]
-        one_subgroup = self.sg.get("whole") and self.sg.get("broadcast") and self.sg.get("shuffle")
-        recompute = None     # only where the move would go through shared memory (several subgroups)
-        if not one_subgroup and remat.expression(self, value):
+        recompute = None     # index tiles: each lane computes what it lacks (remat.py)
+        if remat.expression(self, value):
             recompute = lambda g: remat.evaluate(self, value, g)    # noqa: E731
         out = self.mem.exchange(self, src.regs, src_t.numel, dst_t.numel, m, elem, recompute=recompute)
         self.bind(op, LV(out, False, src.binding))
