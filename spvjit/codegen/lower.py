@@ -121,10 +121,16 @@ class Lowerer:
         if hasattr(m, "emit"):                 # a map that is not affine (scan.ShiftMap)
             return m.emit(self, f)
         s = em.ci(m.offset) if m.offset else None
+        # flat indices are never negative, so powers of two divide by a shift and reduce by a mask
+        pow2 = lambda x: x & (x - 1) == 0      # noqa: E731
         for div, mod, mul in m.terms:
-            q = f if div == 1 else em.op("OpSDiv", em.i32, f, em.ci(div))
+            q = f
+            if div != 1:
+                q = em.op("OpShiftRightArithmetic", em.i32, f, em.ci(div.bit_length() - 1)) if pow2(div) \
+                    else em.op("OpSDiv", em.i32, f, em.ci(div))
             if mod:
-                q = em.op("OpSMod", em.i32, q, em.ci(mod))
+                q = em.op("OpBitwiseAnd", em.i32, q, em.ci(mod - 1)) if pow2(mod) \
+                    else em.op("OpSMod", em.i32, q, em.ci(mod))
             if mul != 1:
                 q = em.imul(q, em.ci(mul))
             s = q if s is None else em.iadd(s, q)

@@ -515,17 +515,18 @@ class Memory:
         if all(p[0] == "reg" for p in plan):
             lw.note_move("in-lane register copies")
             return [src_regs[q] for _, q in plan]
-        if recompute is not None and not to_uniform:
-            # no barrier, no shared memory, no shuffle: each lane computes the elements it lacks
-            # (remat.py); on one subgroup too, where a shuffle per source register plus a select
-            # cost lavapipe more than a few integer ops per register
+        one_subgroup = lw.sg.get("whole") and lw.sg.get("broadcast") and lw.sg.get("shuffle")
+        remat = recompute if not to_uniform else None
+        if one_subgroup and (remat is not None or _shuffles(lw, plan, src_numel, dst_numel, m, to_uniform)
+                             <= SHUFFLES_PER_REGISTER * len(plan)):
+            lw.note_move("subgroup broadcast/shuffle" if remat is None else
+                         "subgroup broadcasts, else recomputed in each lane")
+            return self._exchange_subgroup(lw, src_regs, src_numel, dst_numel, m, dt, plan, to_uniform, remat)
+        if remat is not None:
+            # no barrier, no shared memory: each lane computes the elements it lacks (remat.py)
             lw.note_move("recomputed in each lane (index arithmetic, no data movement)")
             return [src_regs[arg] if kind == "reg" else recompute(lw.emit_index(m, lw.flat(r, dst_numel)))
                     for r, (kind, arg) in enumerate(plan)]
-        if lw.sg.get("whole") and lw.sg.get("broadcast") and lw.sg.get("shuffle") and \
-                _shuffles(lw, plan, src_numel, dst_numel, m, to_uniform) <= SHUFFLES_PER_REGISTER * len(plan):
-            lw.note_move("subgroup broadcast/shuffle")
-            return self._exchange_subgroup(lw, src_regs, src_numel, dst_numel, m, dt, plan, to_uniform)
         lw.note_move("shared memory + barriers")
         em = self.em
         need = len(src_regs) * W
@@ -547,8 +548,14 @@ class Memory:
             out.append(self.load_value(lw.emit_index(m, f), dt, need))
         return out
 
-    def _exchange_subgroup(self, lw, src_regs, src_numel, dst_numel, m: IndexMap, dt, plan, to_uniform):
-        """The workgroup is one subgroup: broadcasts for elements every lane wants, shuffles else."""
+    def _exchange_subgroup(self, lw, src_regs, src_numel, dst_numel, m: IndexMap, dt, plan, to_uniform,
+                           recompute=None):
+        """The workgroup is one subgroup: broadcasts for elements every lane wants (or a few,
+        each for a run of lanes), else the element recomputed in place where `recompute` is
+        given (an index tile: a few integer ops instead of shuffles and selects), else shuffles.
+        A broadcast is preferred to recomputing: the driver merges equal broadcasts, while a
+        recomputed element costs its expression in every register (a pointer tile's row term
+        in a matvec loop: 64 registers' worth of it per iteration)."""
         em, W = self.em, lw.W
         v_src, v_dst = lw.vec(src_numel), lw.vec(dst_numel)
         lanes = np.arange(W)
@@ -580,6 +587,9 @@ class Memory:
                         below[start] = em.ilt(lw.lane, em.ci(start))
                     value = em.select(em.type_of(dt), below[start], value, bcast(elem))
                 out.append(value)
+                continue
+            if recompute is not None:
+                out.append(recompute(lw.emit_index(m, lw.flat(r, dst_numel))))
                 continue
             fid = em.ci(0) if to_uniform else lw.flat(r, dst_numel)
             if arg:
