@@ -238,10 +238,12 @@ def _limited():
 
 def test_loop_cut_by_the_driver_is_an_error_not_a_wrong_result():
     _limited()
-    # 70000 outer trips, each visiting the inner loops' headers too: 21845 of them would run
+    # 70000 outer trips, each visiting the inner loop's header 3 times: 21845 of them would run
+    # (n_inner = 2, not 1: an argument equal to 1 compiles as a constant, and the driver then
+    # removes the one-trip inner loop)
     out = spvjit.zeros(1, np.int32)
     with pytest.raises(spvjit.DeviceError, match=r"nested_loops: .* stopped one of its loops early.*65535"):
-        nested_loops[(1,)](out, 70_000, 1)
+        nested_loops[(1,)](out, 70_000, 2)
     nested_loops[(1,)](out, 70, 1000)       # the status word was reset: the next launch is fine
     assert out.numpy()[0] == 70_000
 
@@ -328,7 +330,7 @@ def test_unrolling_random_modules_keeps_their_results(kernel, seed, factor):
 @pytest.mark.parametrize("step", [1, 2, 3])
 def test_unrolled_loop_runs_every_trip_with_its_own_induction_variable(factor, step):
     """Interpreter before and after unrolling, for every trip count around the factor."""
-    kernel = count_loop.ir_module(spvjit.zeros(2, np.int32), 0, 1, STEP=step)
+    kernel = count_loop.ir_module(spvjit.zeros(2, np.int32), 0, 7, STEP=step)   # ub = 7: an argument equal to 1 would compile as a constant
     text = print_kernel(kernel)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(loop_budget, "FACTORS", (factor,))
@@ -345,7 +347,7 @@ def test_unrolled_loop_runs_every_trip_with_its_own_induction_variable(factor, s
 
 
 def test_header_visits_follow_the_arguments_through_the_unrolled_loops():
-    k = loop_budget.unroll_for_budget(count_loop.ir_module(spvjit.zeros(2, np.int32), 0, 1, STEP=1))
+    k = loop_budget.unroll_for_budget(count_loop.ir_module(spvjit.zeros(2, np.int32), 0, 7, STEP=1))
     main = next(op for op in k.body.ops if op.name == "for")
     u = main.operands[2].owner.attrs["value"]
     for lb, ub in [(0, 100_000), (-7, 100_003), (5, 3), (0, u - 1)]:

@@ -12,6 +12,9 @@ instructions guarantee.  How each element type is done:
   one with it set the unsigned minimum (maximum); add is OpAtomicFAddEXT through an Aliased
   f32 declaration of the buffer where the device reports shaderBufferFloat32AtomicAdd
   (VK_EXT_shader_atomic_float; `mark_native_atomics`), else a compare-and-swap loop on the word.
+- 64-bit (where the device reports shaderBufferInt64Atomics; capability Int64Atomics, a clear
+  DeviceError elsewhere): i64/u64 natively; f64 as f32 is, on u64 words: xchg, compare-and-swap
+  and max/min natively on the bits, add as a compare-and-swap loop on the word.
 - 16-bit (f16/bf16 add, compare-and-swap of f16/bf16/i16/u16): Vulkan has no 16-bit
   atomics, so a compare-and-swap loop on the 32-bit word holding the element, through a
   second, u32 declaration of the same buffer (`word_view`); both declarations carry the
@@ -65,8 +68,11 @@ def needs_retry_loop(op) -> bool:
     """Whether the lowering of `op` has a compare-and-swap retry loop (see the docstring)."""
     if op.name not in ("atomic_rmw", "atomic_cas"):
         return False
-    if op.results[0].type.elem.bits == 16:
+    elem = op.results[0].type.elem
+    if elem.bits == 16:
         return True
+    if elem.name == "f64":
+        return op.name == "atomic_rmw" and op.attrs["kind"] == "add"
     return _f32_add(op) and not op.attrs.get("native_fadd")
 
 
@@ -100,7 +106,7 @@ def lower_atomic(lw, op):
     # treats the memory barrier it implies as a workgroup barrier, which diverged lanes miss).
     if order in (_ORDER["release"], _ORDER["acq_rel"]):
         em.op("OpMemoryBarrier", None, scope, em.cu(_ORDER["release"] | _UNIFORM_MEMORY))
-    how = "compare-and-swap loop on the 32-bit word" if needs_retry_loop(op) else \
+    how = f"compare-and-swap loop on the {max(32, dt.bits)}-bit word" if needs_retry_loop(op) else \
         "OpAtomicFAddEXT" if op.attrs.get("native_fadd") else "native atomic"
     lw.note(op, f"{how} ({op.attrs.get('sem', 'acq_rel')}, {op.attrs.get('scope', 'gpu')})")
     at = _Atomic(lw, bd, dt, scope, bool(op.attrs.get("native_fadd")))
@@ -130,6 +136,9 @@ class _Atomic:
         self.native_fadd = native_fadd
         # relaxed: lower_atomic orders the whole op with memory barriers around it
         self.sem = self.sem_unequal = self.em.cu(0)
+        self.word = self.em.type_of(T.u64 if dt.bits == 64 else T.u32)   # a float's bits
+        if dt.bits == 64:
+            self.em.capability("Int64Atomics")     # checked against shaderBufferInt64Atomics
 
     def one(self, kind: str, idx: int, vals: list[int]) -> int:
         """The old value of element `idx` after applying `kind` with `vals` (cas: cmp, val)."""
@@ -146,13 +155,14 @@ class _Atomic:
                 "max": "OpAtomicSMax" if dt.is_signed else "OpAtomicUMax",
                 "min": "OpAtomicSMin" if dt.is_signed else "OpAtomicUMin"}[kind]
             return em.op(name, rt, p, self.scope, self.sem, vals[0])
-        # f32 on a binding declared as u32 words
-        bits = [em.op("OpBitcast", em.u32, v) for v in vals]
+        # f32 (f64) on a binding declared as u32 (u64) words
+        ft, wt = em.type_of(dt), self.word
+        bits = [em.op("OpBitcast", wt, v) for v in vals]
         if kind == "cas":
-            old = em.op("OpAtomicCompareExchange", em.u32, p, self.scope, self.sem, self.sem_unequal,
+            old = em.op("OpAtomicCompareExchange", wt, p, self.scope, self.sem, self.sem_unequal,
                         bits[1], bits[0])
         elif kind == "xchg":
-            old = em.op("OpAtomicExchange", em.u32, p, self.scope, self.sem, bits[0])
+            old = em.op("OpAtomicExchange", wt, p, self.scope, self.sem, bits[0])
         elif kind in ("max", "min"):
             old = self._float_minmax(kind, p, bits[0])
         elif self.native_fadd:
@@ -160,25 +170,25 @@ class _Atomic:
             fp = em.op("OpAccessChain", view.ptr_type, view.var, em.ci(0), idx)
             return em.op("OpAtomicFAddEXT", em.f32, fp, self.scope, self.sem, vals[0])
         else:
-            f32 = em.f32
-
             def add(cur):
-                return em.op("OpBitcast", em.u32, em.op("OpFAdd", f32, em.op("OpBitcast", f32, cur), vals[0]))
+                return em.op("OpBitcast", wt, em.op("OpFAdd", ft, em.op("OpBitcast", ft, cur), vals[0]))
             old = self._retry(p, add)
-        return em.op("OpBitcast", em.f32, old)
+        return em.op("OpBitcast", ft, old)
 
     def _float_minmax(self, kind: str, p: int, bits: int) -> int:
         """Triton's float max/min: signed max/min for values with the sign bit clear, unsigned
         min/max for those with it set (the bit patterns of negative floats order backwards)."""
-        em = self.em
-        neg = em.op("OpINotEqual", em.bool, em.op("OpShiftRightLogical", em.u32, bits, em.cu(31)), em.cu(0))
+        em, wt = self.em, self.word
+        wdt = T.u64 if self.dt.bits == 64 else T.u32
+        sign = em.op("OpShiftRightLogical", wt, bits, em.const(wdt, self.dt.bits - 1))
+        neg = em.op("OpINotEqual", em.bool, sign, em.const(wdt, 0))
         pos_op, neg_op = ("OpAtomicSMax", "OpAtomicUMin") if kind == "max" else ("OpAtomicSMin", "OpAtomicUMax")
-        result = em.local_var(em.u32, em.cu(0))
+        result = em.local_var(wt, em.const(wdt, 0))
         with em.if_then(neg):
-            em.store_var(result, em.op(neg_op, em.u32, p, self.scope, self.sem, bits))
+            em.store_var(result, em.op(neg_op, wt, p, self.scope, self.sem, bits))
         with em.if_then(em.op("OpLogicalNot", em.bool, neg)):
-            em.store_var(result, em.op(pos_op, em.u32, p, self.scope, self.sem, bits))
-        return em.load_var(em.u32, result)
+            em.store_var(result, em.op(pos_op, wt, p, self.scope, self.sem, bits))
+        return em.load_var(wt, result)
 
     # ---- compare-and-swap loops ------------------------------------------------------------
     def _retry(self, p: int, update) -> int:
@@ -186,7 +196,7 @@ class _Atomic:
         Returns the word it replaced.  A loop cut short by the driver's iteration limit
         reports itself through the loop-budget status buffer (see the module docstring)."""
         em = self.em
-        u32 = em.u32
+        u32 = em.u32 if self.dt.bits != 64 else self.word     # the 32-bit word, or the 64-bit one
         relaxed = em.cu(0)
         expected = em.local_var(u32, em.op("OpAtomicLoad", u32, p, self.scope, relaxed))
         ok = em.local_var(em.bool, em.b.const(em.bool, False))

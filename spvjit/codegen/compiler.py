@@ -65,12 +65,12 @@ def _scratch_words(kernel: KernelIR, w: int, coop_dots=()) -> int:
 
 
 def _float_atomic_bindings(kernel: KernelIR, bindings) -> set[int]:
-    """f32 atomics run on the bits of 32-bit words (codegen/atomics.py), so with any in the
-    kernel every f32 buffer is declared as u32 (loads and stores bitcast, which is free)."""
-    if not any(op.name in ("atomic_rmw", "atomic_cas") and op.result.type.elem.name == "f32"
-               for op in kernel.walk()):
-        return set()
-    return {bd.index for bd in bindings if bd.dtype.name == "f32"}
+    """f32 (f64) atomics run on the bits of 32-bit (64-bit) words (codegen/atomics.py), so with
+    any in the kernel every buffer of that float type is declared as u32 (u64) words (loads and
+    stores bitcast, which is free)."""
+    floats = {op.result.type.elem.name for op in kernel.walk()
+              if op.name in ("atomic_rmw", "atomic_cas") and op.result.type.elem.name in ("f32", "f64")}
+    return {bd.index for bd in bindings if bd.dtype.name in floats}
 
 
 def _param_access(kernel: KernelIR, ptr_params) -> tuple[set[int] | None, set[int] | None]:

@@ -75,7 +75,7 @@ class Memory:
         em, b = self.em, self.em.b
         for bd in self.bindings:
             if bd.index in float_atomic_bindings:
-                bd.storage, bd.atomic = T.u32, True
+                bd.storage, bd.atomic = (T.u64 if bd.dtype.bits == 64 else T.u32), True
             if bd.texel:
                 self._declare_texel(bd)
                 continue

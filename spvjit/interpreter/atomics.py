@@ -15,8 +15,9 @@ import numpy as np
 from ..ir.types import DType
 from . import ops as O
 
-_UINT = {16: np.uint16, 32: np.uint32}
-_SINT = {16: np.int16, 32: np.int32}
+_UINT = {16: np.uint16, 32: np.uint32, 64: np.uint64}
+_SINT = {16: np.int16, 32: np.int32, 64: np.int64}
+_FLOAT = {32: np.float32, 64: np.float64}
 
 
 def _to_storage(v, dt: DType):
@@ -39,14 +40,16 @@ def _bits(s, dt: DType) -> int:
 
 def _float_minmax(kind: str, old, v, dt: DType):
     """Triton's float atomic max/min on the bit patterns (see the module docstring)."""
-    ov, vv = np.asarray(old, np.float32), np.asarray(v, np.float32)
-    vu, ou = int(vv.view(np.uint32)), int(ov.view(np.uint32))
-    vs, os_ = int(vv.view(np.int32)), int(ov.view(np.int32))
-    if vu >> 31 == 0:
+    n = 64 if dt.bits == 64 else 32          # f16/bf16 max/min are refused by the IR verifier
+    ft, ut, st = _FLOAT[n], _UINT[n], _SINT[n]
+    ov, vv = np.asarray(old, ft), np.asarray(v, ft)
+    vu, ou = int(vv.view(ut)), int(ov.view(ut))
+    vs, os_ = int(vv.view(st)), int(ov.view(st))
+    if vu >> (n - 1) == 0:
         bits = max(os_, vs) if kind == "max" else min(os_, vs)
-        return np.array(bits, np.int32).view(np.float32)
+        return np.array(bits, st).view(ft)
     bits = min(ou, vu) if kind == "max" else max(ou, vu)
-    return np.array(bits, np.uint32).view(np.float32)
+    return np.array(bits, ut).view(ft)
 
 
 def combine(kind: str, old, v, dt: DType):
@@ -54,7 +57,9 @@ def combine(kind: str, old, v, dt: DType):
     if kind == "xchg":
         return v
     if dt.is_float:
-        if kind == "add":     # computed in f32, rounded once to the element type (as numpy does)
+        if kind == "add":     # computed in f32 (f64), rounded once to the element type (as numpy does)
+            if dt.bits == 64:
+                return np.float64(old) + np.float64(v)
             return O.finish(np.float32(old) + np.float32(v), dt)
         return _float_minmax(kind, old, v, dt)
     a, b = int(old), int(v)

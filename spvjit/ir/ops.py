@@ -359,10 +359,13 @@ def check_op(op) -> str | None:
 
 # element types of each atomic, as Triton allows them (semantic.py atom_red_typechecking_impl):
 # 16-bit floats only for add, no 8/16-bit integers; compare-and-swap on any 16- or 32-bit type
-_ATOMIC_TYPES = {"add": {"f32", "i32", "u32", "f16", "bf16"}, "max": {"f32", "i32", "u32"},
-                 "min": {"f32", "i32", "u32"}, "xchg": {"f32", "i32", "u32"},
-                 "and": {"i32", "u32"}, "or": {"i32", "u32"}, "xor": {"i32", "u32"},
-                 "cas": {"f32", "i32", "u32", "f16", "bf16", "i16", "u16"}}
+_ATOMIC_TYPES = {"add": {"f32", "i32", "u32", "f16", "bf16", "i64", "u64", "f64"},
+                 "max": {"f32", "i32", "u32", "i64", "u64", "f64"},
+                 "min": {"f32", "i32", "u32", "i64", "u64", "f64"},
+                 "xchg": {"f32", "i32", "u32", "i64", "u64", "f64"},
+                 "and": {"i32", "u32", "i64", "u64"}, "or": {"i32", "u32", "i64", "u64"},
+                 "xor": {"i32", "u32", "i64", "u64"},
+                 "cas": {"f32", "i32", "u32", "f16", "bf16", "i16", "u16", "i64", "u64", "f64"}}
 
 
 def atomic_type_error(kind: str, elem) -> str | None:

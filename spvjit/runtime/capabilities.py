@@ -144,6 +144,9 @@ class DeviceCaps:
     subgroup_extended_types: bool = False
     # VkPhysicalDeviceFloatControlsProperties (core in 1.2): f16 results may be declared RTE
     rounding_rte_float16: bool = False
+    # shaderBufferInt64Atomics (core in 1.2): 64-bit integer atomics on storage buffers, which
+    # also carry the f64 atomics (on the bits, as the f32 ones are on 32-bit words)
+    int64_atomics: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready view (sets become sorted lists)."""
@@ -450,6 +453,7 @@ def query_caps(inst, index: int, phys) -> DeviceCaps:
         push_constant_16bit="storagePushConstant16" in features,
         push_constant_8bit="storagePushConstant8" in features,
         float32_atomic_add="shaderBufferFloat32AtomicAdd" in features,
+        int64_atomics="shaderBufferInt64Atomics" in features,
         float32_atomic_minmax="shaderBufferFloat32AtomicMinMax" in features,
         integer_dot_product="shaderIntegerDotProduct" in features,
         integer_dot_product_accelerated=accelerated,

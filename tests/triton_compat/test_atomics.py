@@ -60,12 +60,13 @@ def _check_chain(op, dtype, init, lane_x, lane_old, final):
 # ---------------------------------------------------------------------------------------
 # scalar atomics from several programs (Triton's test_atomic_rmw, with the bitwise kinds)
 # ---------------------------------------------------------------------------------------
-RMW_TYPES = {
-    "add": ["bfloat16", "float16", "uint32", "int32", "float32"],
-    "max": ["uint32", "int32", "float32"],
-    "min": ["uint32", "int32", "float32"],
-    "and": ["uint32", "int32"], "or": ["uint32", "int32"], "xor": ["uint32", "int32"],
-    "xchg": ["uint32", "int32", "float32"],
+RMW_TYPES = {       # Triton's lists, 64-bit types included (they need shaderBufferInt64Atomics)
+    "add": ["bfloat16", "float16", "uint32", "int32", "float32", "uint64", "int64", "float64"],
+    "max": ["uint32", "int32", "float32", "uint64", "int64", "float64"],
+    "min": ["uint32", "int32", "float32", "uint64", "int64", "float64"],
+    "and": ["uint32", "int32", "uint64", "int64"], "or": ["uint32", "int32", "uint64", "int64"],
+    "xor": ["uint32", "int32", "uint64", "int64"],
+    "xchg": ["uint32", "int32", "float32", "uint64", "int64", "float64"],
 }
 RMW_CASES = [(op, dt) for op, dts in RMW_TYPES.items() for dt in dts]
 
@@ -170,7 +171,7 @@ def kernel(Z, X, OLD, BLOCK: tl.constexpr):
 
 
 # ---------------------------------------------------------------------------------------
-# Triton's tile atomic tests (host glue in numpy; 64-bit types are another issue's work)
+# Triton's tile atomic tests (host glue in numpy)
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("shape", [(2, 2), (2, 8), (8, 2), (8, 8), (32, 32), (64, 64)])
 @pytest.mark.parametrize("axis", [0, 1])
@@ -359,13 +360,13 @@ def kernel(data, Lock, SEM: tl.constexpr):
     assert lock.numpy()[0] == 0
 
 
-CAS_TYPES = ["int16", "uint16", "float16", "bfloat16", "int32", "uint32", "float32"]
+CAS_TYPES = ["int16", "uint16", "float16", "bfloat16", "int32", "uint32", "float32", "int64", "uint64", "float64"]
 
 
 @pytest.mark.parametrize("dtype", CAS_TYPES)
 @pytest.mark.parametrize("sem", [None, "acquire", "release", "acq_rel", "relaxed"])
 def test_tensor_atomic_cas(mode, dtype, sem):
-    """Triton's test_tensor_atomic_cas over 16- and 32-bit types (Triton's uses int64)."""
+    """Triton's test_tensor_atomic_cas over 16-, 32- and 64-bit types (Triton's uses int64)."""
     change_value = launch(make_kernel('''
 @triton.jit
 def kernel(X, BLOCK_SIZE: tl.constexpr, sem: tl.constexpr, DTYPE: tl.constexpr):
@@ -402,9 +403,8 @@ def kernel(X, CMP, VAL, OLD, N: tl.constexpr):
     val = rs.randint(100, 200, n).astype(_np(dtype))
     x, old = to_device(x0, dtype), empty_device(n, dtype)
     kernel[(1,)](x, to_device(cmp, dtype), to_device(val, dtype), old, N=n)
-    hit = x0[0::2].view(np.uint32 if x0.itemsize == 4 else np.uint16) == \
-        cmp.view(np.uint32 if cmp.itemsize == 4 else np.uint16) if dtype != "bfloat16" else \
-        (x0[0::2].view(np.uint32) == cmp.view(np.uint32))
+    bits = {2: np.uint16, 4: np.uint32, 8: np.uint64}    # bf16 values are float32 on the host
+    hit = np.ascontiguousarray(x0[0::2]).view(bits[x0.itemsize]) == cmp.view(bits[cmp.itemsize])
     want = x0.copy()
     want[0::2] = np.where(hit, val, x0[0::2])
     np.testing.assert_array_equal(x.numpy(), want)
@@ -667,3 +667,24 @@ def kernel(Z, X, N: tl.constexpr):
     assert ("OpAtomicCompareExchange" in asm) != native
     assert ck.program_loop == native
     assert any(bd.name == STATUS_PARAM for bd in ck.bindings) != native
+
+
+def test_64_bit_atomics_need_the_device_feature():
+    """Without shaderBufferInt64Atomics a 64-bit atomic is one DeviceError naming the feature."""
+    import dataclasses
+    from spvjit.compiler import check_device_support
+    from spvjit.codegen.compiler import compile_kernel
+    from spvjit.codegen.target import Target
+    from spvjit.runtime import get_device
+    kernel = make_kernel('''
+@triton.jit
+def kernel(Z):
+    tl.atomic_add(Z, 1)
+''')
+    z = to_device(np.zeros(1, np.int64), "int64")
+    spec, _ = kernel.specialize([z], {})
+    caps = dataclasses.replace(get_device().caps, int64_atomics=False)
+    ck = compile_kernel(kernel.ir_module(z), Target.of(caps), spec.num_warps, {})
+    assert "Int64Atomics" in ck.capabilities
+    with pytest.raises(triton.DeviceError, match=r"64-bit atomics \(shaderBufferInt64Atomics\)"):
+        check_device_support(ck, caps)

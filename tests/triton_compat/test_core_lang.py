@@ -273,7 +273,7 @@ def kernel(Z, A: tl.constexpr, B: tl.constexpr):
 
 
 def test_jit_options_accepted(mode):
-    @triton.jit(noinline=True, debug=False, do_not_specialize=["n"])
+    @triton.jit(noinline=True, debug=False, do_not_specialize=["x"])   # names must exist, as in Triton
     def helper(x):
         return x * 2
 
