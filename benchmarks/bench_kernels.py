@@ -11,27 +11,30 @@ def add(x_ptr, y_ptr, out_ptr, n, BLOCK: sl.constexpr):
 
 
 @spvjit.kernel
-def softmax_rows(out_ptr, in_ptr, n_cols, BLOCK: sl.constexpr):
-    row = sl.program_id(0)
-    cols = sl.arange(0, BLOCK)
-    mask = cols < n_cols
-    x = sl.load(in_ptr + row * n_cols + cols, mask=mask, other=-float("inf"))
-    e = sl.exp(x - sl.max(x, axis=0))
-    sl.store(out_ptr + row * n_cols + cols, e / sl.sum(e, axis=0), mask=mask)
+def softmax_rows(out_ptr, in_ptr, n_cols, BLOCK: sl.constexpr, ROWS: sl.constexpr):
+    # ROWS rows per program, one after another (ROWS divides the row count): spvjit.layouts
+    for r in sl.static_range(ROWS):
+        row = sl.program_id(0) * ROWS + r
+        cols = sl.arange(0, BLOCK)
+        mask = cols < n_cols
+        x = sl.load(in_ptr + row * n_cols + cols, mask=mask, other=-float("inf"))
+        e = sl.exp(x - sl.max(x, axis=0))
+        sl.store(out_ptr + row * n_cols + cols, e / sl.sum(e, axis=0), mask=mask)
 
 
 @spvjit.kernel
-def layer_norm(x_ptr, y_ptr, w_ptr, b_ptr, n_cols, eps, BLOCK: sl.constexpr):
-    row = sl.program_id(0)
-    cols = sl.arange(0, BLOCK)
-    mask = cols < n_cols
-    x = sl.load(x_ptr + row * n_cols + cols, mask=mask, other=0.0)
-    mean = sl.sum(x, axis=0) / n_cols
-    d = sl.where(mask, x - mean, 0.0)
-    rstd = sl.rsqrt(sl.sum(d * d, axis=0) / n_cols + eps)
-    w = sl.load(w_ptr + cols, mask=mask)
-    b = sl.load(b_ptr + cols, mask=mask)
-    sl.store(y_ptr + row * n_cols + cols, d * rstd * w + b, mask=mask)
+def layer_norm(x_ptr, y_ptr, w_ptr, b_ptr, n_cols, eps, BLOCK: sl.constexpr, ROWS: sl.constexpr):
+    for r in sl.static_range(ROWS):
+        row = sl.program_id(0) * ROWS + r
+        cols = sl.arange(0, BLOCK)
+        mask = cols < n_cols
+        x = sl.load(x_ptr + row * n_cols + cols, mask=mask, other=0.0)
+        mean = sl.sum(x, axis=0) / n_cols
+        d = sl.where(mask, x - mean, 0.0)
+        rstd = sl.rsqrt(sl.sum(d * d, axis=0) / n_cols + eps)
+        w = sl.load(w_ptr + cols, mask=mask)
+        b = sl.load(b_ptr + cols, mask=mask)
+        sl.store(y_ptr + row * n_cols + cols, d * rstd * w + b, mask=mask)
 
 
 @spvjit.kernel

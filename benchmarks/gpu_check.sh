@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Run ON the lent NVIDIA machine (device tool, carry .gl and .whl from gpu_prepare.sh).
 # Installs the Vulkan loader and wheels, shows the device, runs the dot/matmul/coopmat
-# tests with cooperative matrices on and off, the Triton tutorial kernels compiled by
+# tests with cooperative matrices on and off, the launch-layout tests (the GPU layouts of the
+# row kernels and matvecs, spvjit/layouts.py, on this GPU's own subgroups), the Triton tutorial kernels compiled by
 # spvjit (Vulkan) and by Triton (CUDA) side by side with torch.matmul, the kernel
 # benchmarks, and `spvjit bench` on the default model when .model/ was carried in.
-# Everything it prints, and JSON of every figure, lands under $OUT (the time-boxes add up to under 8 minutes).
+# Everything it prints, and JSON of every figure, lands under $OUT (the time-boxes add up to
+# 7 min 55 s at most: 100 + 120 + 30 + 40 + 95 + 30 + 60 s).
 set -uo pipefail
 OUT=${OUT:-/tmp/spvjit-gpu}
 mkdir -p "$OUT"
@@ -30,13 +32,16 @@ tests="tests/test_coopmat.py tests/test_coopmat_epilogue.py tests/test_coopmat_o
        tests/test_graph.py tests/test_program_loop.py tests/test_autotune.py
        tests/llama/test_kernels.py tests/llama/test_device_model.py"
 echo "== Triton tutorial kernels: spvjit for Vulkan vs Triton for CUDA vs torch (same sources)"
-timeout 120 python3 benchmarks/triton_side_by_side.py --json "$OUT/side_by_side.json"
+timeout 100 python3 benchmarks/triton_side_by_side.py --json "$OUT/side_by_side.json"
 echo "== tests, cooperative matrices on"
 timeout 120 python3 -m pytest -q -rfE -p no:cacheprovider $tests 2>&1 | tee "$OUT/pytest_coopmat.log" | tail -25
+echo "== tests, launch layouts of the row kernels and matvecs (spvjit/layouts.py) on this GPU"
+timeout 30 python3 -m pytest -q -rfE -p no:cacheprovider tests/test_layouts.py tests/llama/test_gpu_layouts.py \
+  2>&1 | tee "$OUT/pytest_layouts.log" | tail -8
 echo "== tests, SPVJIT_DISABLE_COOPMAT=1"
-SPVJIT_DISABLE_COOPMAT=1 timeout 45 python3 -m pytest -q -rfE -p no:cacheprovider tests/test_coopmat.py tests/test_tutorials.py 2>&1 | tee "$OUT/pytest_nocoopmat.log" | tail -8
-echo "== kernel benchmarks (GPU sizes)"
-timeout 90 python3 benchmarks/kernels.py --gpu --json "$OUT/kernels.json"
+SPVJIT_DISABLE_COOPMAT=1 timeout 40 python3 -m pytest -q -rfE -p no:cacheprovider tests/test_coopmat.py tests/test_tutorials.py 2>&1 | tee "$OUT/pytest_nocoopmat.log" | tail -8
+echo "== kernel benchmarks (GPU sizes; the config column names each row kernel's and matvec's layout)"
+timeout 95 python3 benchmarks/kernels.py --gpu --json "$OUT/kernels.json"
 echo "== matmul with SPVJIT_DISABLE_COOPMAT=1"
 SPVJIT_DISABLE_COOPMAT=1 timeout 30 python3 benchmarks/kernels.py --gpu --only matmul --json "$OUT/kernels_nocoopmat.json"
 echo "== spvjit bench on the default model"

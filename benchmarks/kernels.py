@@ -20,6 +20,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import spvjit  # noqa: E402
+from spvjit import layouts  # noqa: E402
 from spvjit.testing import Benchmark, do_bench, do_bench_wall, perf_report  # noqa: E402
 import bench_kernels as K  # noqa: E402
 
@@ -44,11 +45,16 @@ def _softmax_np(x):
 def case_softmax(rows, cols):
     x = RNG.standard_normal((rows, cols)).astype(np.float32)
     tx, to = spvjit.tensor(x), spvjit.empty((rows, cols))
-    block = 1 << (cols - 1).bit_length()
-    ms = do_bench(lambda: K.softmax_rows[(rows,)](to, tx, cols, BLOCK=block))
+    lay = layouts.row_layout(spvjit.get_device().caps, cols, rows)     # the whole row in registers
+    ms = do_bench(lambda: K.softmax_rows[(lay.programs(rows),)](to, tx, cols, BLOCK=lay.block,
+                                                                 ROWS=lay.rows_per_program, num_warps=lay.num_warps))
     np.testing.assert_allclose(to.numpy(), _softmax_np(x), rtol=1e-4, atol=1e-6)
     ref = do_bench_wall(lambda: _softmax_np(x))
-    return "GB/s", 2 * x.nbytes / ms / 1e6, 2 * x.nbytes / ref / 1e6
+    return "GB/s", 2 * x.nbytes / ms / 1e6, 2 * x.nbytes / ref / 1e6, _row_note(lay)
+
+
+def _row_note(lay) -> str:
+    return f"{lay.scheme}: {lay.rows_per_program} row(s)/program, block {lay.block}, num_warps {lay.num_warps}"
 
 
 def _ln_np(x, w, b, eps=1e-5):
@@ -60,22 +66,26 @@ def case_layer_norm(rows, cols):
     x = RNG.standard_normal((rows, cols)).astype(np.float32)
     w, b = RNG.random(cols, np.float32), RNG.random(cols, np.float32)
     tx, tw, tb, ty = spvjit.tensor(x), spvjit.tensor(w), spvjit.tensor(b), spvjit.empty((rows, cols))
-    block = 1 << (cols - 1).bit_length()
-    ms = do_bench(lambda: K.layer_norm[(rows,)](tx, ty, tw, tb, cols, 1e-5, BLOCK=block))
+    lay = layouts.row_layout(spvjit.get_device().caps, cols, rows)
+    ms = do_bench(lambda: K.layer_norm[(lay.programs(rows),)](tx, ty, tw, tb, cols, 1e-5, BLOCK=lay.block,
+                                                               ROWS=lay.rows_per_program, num_warps=lay.num_warps))
     np.testing.assert_allclose(ty.numpy(), _ln_np(x, w, b), rtol=1e-3, atol=1e-4)
     ref = do_bench_wall(lambda: _ln_np(x, w, b))
-    return "GB/s", 2 * x.nbytes / ms / 1e6, 2 * x.nbytes / ref / 1e6
+    return "GB/s", 2 * x.nbytes / ms / 1e6, 2 * x.nbytes / ref / 1e6, _row_note(lay)
 
 
 def case_matvec(n, k, dtype):
     w = RNG.standard_normal((n, k)).astype(dtype)
     x = RNG.standard_normal(k).astype(dtype)
     tw, tx, ty = spvjit.tensor(w), spvjit.tensor(x), spvjit.empty(n)
-    ms = do_bench(lambda: K.matvec[(n // 8,)](tw, tx, ty, n, k, BN=8, BK=64))
+    lay = layouts.matvec_layout(spvjit.get_device().caps, n, k)      # rows and block divide n and k
+    ms = do_bench(lambda: K.matvec[(lay.programs(n),)](tw, tx, ty, n, k, BN=lay.rows_per_program, BK=lay.block_k,
+                                                        num_warps=lay.num_warps))
     ref_y = w.astype(np.float32) @ x.astype(np.float32)
     np.testing.assert_allclose(ty.numpy(), ref_y, rtol=2e-2, atol=2e-2 * np.sqrt(k))
     ref = do_bench_wall(lambda: w @ x)
-    return "GB/s", w.nbytes / ms / 1e6, w.nbytes / ref / 1e6
+    note = f"{lay.scheme}: {lay.rows_per_program}x{lay.block_k} per program, num_warps {lay.num_warps}"
+    return "GB/s", w.nbytes / ms / 1e6, w.nbytes / ref / 1e6, note
 
 
 def case_matvec_q4_1(n, k):
@@ -121,8 +131,12 @@ SIZES = {
     "matvec_q4_1": [(49152, 576), (1536, 576)],
     "matmul": [(1024, 1024, 1024), (512, 512, 512)],
 }
+# Row kernels at --gpu: a row per subgroup (1024 columns), rows spread over a workgroup (8192),
+# two rows per program (256): the three schemes of spvjit/layouts.py on an H200-sized GPU
+# (the extra sizes are 64 MB, a quarter of the first, to keep numpy's share of the time small).
 GPU_SIZES = {
-    "add": [256 << 20], "softmax": [(65536, 1024)], "layer_norm": [(65536, 1024)],
+    "add": [256 << 20], "softmax": [(65536, 1024), (2048, 8192), (65536, 256)],
+    "layer_norm": [(65536, 1024), (2048, 8192), (65536, 256)],
     "matvec": [(16384, 4096)], "matvec_q4_1": [(49152, 576)], "matmul": [(4096, 4096, 4096)],
 }
 

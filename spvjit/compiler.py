@@ -151,6 +151,7 @@ _CAPABILITY_FEATURES = {
     "StorageBuffer8BitAccess": ("storage_buffer_8bit", "8-bit storage buffers (storageBuffer8BitAccess)"),
     "CooperativeMatrixKHR": ("cooperative_matrix", "cooperative matrices (VK_KHR_cooperative_matrix)"),
     "VulkanMemoryModel": ("vulkan_memory_model", "the Vulkan memory model"),
+    "PhysicalStorageBufferAddresses": ("buffer_device_address", "buffer device addresses (bufferDeviceAddress)"),
     "AtomicFloat32AddEXT": ("float32_atomic_add", "float atomic add (shaderBufferFloat32AtomicAdd)"),
     "Int64Atomics": ("int64_atomics", "64-bit atomics (shaderBufferInt64Atomics)"),
     "RoundingModeRTE": ("rounding_rte_float16", "round-to-nearest-even float16 results "

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from . import knobs
+from . import address_registry, knobs
 from .codegen.compiler import CompiledKernel
 from .codegen import debug_print
 from .codegen.debug_print import PRINT_PARAM
@@ -137,8 +137,15 @@ def launch_on_device(kernel, spec, grid, dev, label: str):
                 size = (-(-min(limits[0] * per_wg, grid[0] - x) // per_wg),
                         min(limits[1], grid[1] - y), min(limits[2], grid[2] - z))
                 chunks.append(((x, y, z), size))
+    # A kernel that follows device addresses may reach any tensor whose data_ptr() was taken:
+    # those alive now stay alive until the launch has run (a batch or graph runs it later, so
+    # a tensor the caller drops right after the launch call must not be freed under it)
+    reachable = (address_registry.live_tensors()
+                 if "PhysicalStorageBufferAddresses" in ck.capabilities else None)
     current = getattr(_state, "batch", None)
     if current is not None:
+        if reachable:
+            current.keep_alive(reachable)
         for off, size in chunks:
             current.dispatch(pipe, tensors, _pack(ck, spec, off, grid, per_wg), size, formats,
                              label=label)

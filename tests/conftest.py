@@ -73,6 +73,7 @@ _COOPMAT_SELECTION = {
     "test_coopmat.py": None,
     "test_tutorials.py": None,
     "test_triton_tutorials.py": None,
+    "test_tutorial_grouped_gemm.py": None,
     "test_language.py": {"test_dot"},
     "llama/test_kernels.py": None,
 }

@@ -62,6 +62,7 @@ def describe(caps, selected: bool, loop_limit=_UNPROBED) -> list[str]:
         ("subgroup", f"{caps.subgroup_size} ({ops}){control}"),
         ("workgroup", f"max {wg[0]}x{wg[1]}x{wg[2]}, {caps.max_workgroup_invocations} invocations; "
                       f"grid max {cnt[0]}x{cnt[1]}x{cnt[2]}"),
+        ("compute units", str(caps.compute_units) if getattr(caps, "compute_units", 0) else "not reported"),
         ("shared memory", _size(caps.max_shared_memory)),
         ("push constants", f"{caps.max_push_constants_size} B"),
         ("buffers", f"storage range {_size(caps.max_storage_buffer_range)}, "
@@ -73,6 +74,7 @@ def describe(caps, selected: bool, loop_limit=_UNPROBED) -> list[str]:
         ("float atomics", f"f32 add {_yes(caps.float32_atomic_add)}, f32 min/max {_yes(caps.float32_atomic_minmax)}"),
         ("integer dot", f"{_yes(caps.integer_dot_product)} (accelerated: {accel})"),
         ("memory model", "vulkan" if caps.vulkan_memory_model else "glsl450 only"),
+        ("device addresses", f"{_yes(caps.buffer_device_address)} (Tensor.data_ptr, tl.pointer_type)"),
         ("loop limit", _loop_limit_text(caps, loop_limit)),
         ("timestamps", f"{_yes(caps.timestamps_supported)}, period {caps.timestamp_period_ns:g} ns"),
         ("memory heaps", ", ".join(f"{_size(size)}{' device-local' if local else ' host'}"

@@ -3,9 +3,10 @@
 For each i32 tile, pointer tile or mask: `contig` (values rise by one within
 aligned runs of this many elements), `div` (a power of two dividing the first
 value of every run) and `const` (values are equal within aligned runs of this
-many elements).  A load whose pointer offsets have contig >= 4 and div >= 4,
-with a mask whose const >= 4, can read 4 elements with one vector load.
-Integer kernel arguments are specialized on divisibility by 16, as in Triton.
+many elements), and `nonneg` (every value is >= 0, so C's remainder is the periodic one).
+A load whose pointer offsets have contig >= 4 and div >= 4, with a mask whose const >= 4,
+can read 4 elements with one vector load.  Integer kernel arguments are specialized on
+divisibility by 16, as in Triton.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class Info:
     contig: int = 1
     div: int = 1
     const: int = 1
+    nonneg: bool = False
 
 
 def pow2_div(x: int) -> int:
@@ -58,25 +60,34 @@ def _op(op, info):
     if name == "constant":
         val = op.attrs["value"]
         d = pow2_div(int(val)) if isinstance(val, int) and not isinstance(val, bool) else 1
-        out = Info(1, d, BIG)
+        out = Info(1, d, BIG, isinstance(val, (int, float)) and val >= 0)
     elif name == "arange":
-        out = Info(_last(res.type), pow2_div(op.attrs["start"]), 1)
+        out = Info(_last(res.type), pow2_div(op.attrs["start"]), 1, op.attrs["start"] >= 0)
     elif name in ("program_id", "num_programs"):
-        out = Info(1, 1, BIG)
+        out = Info(1, 1, BIG, True)
     elif name == "splat":
-        out = Info(1, a[0].div, BIG)
+        out = Info(1, a[0].div, BIG, a[0].nonneg)
     elif name == "broadcast":
         src_last = _last(op.operands[0].type)
         if src_last == 1 and _last(res.type) > 1:
-            out = Info(1, a[0].div, BIG)
+            out = Info(1, a[0].div, BIG, a[0].nonneg)
         else:
             out = a[0]
     elif name == "expand_dims":
-        out = Info(1, a[0].div, BIG) if op.attrs["axis"] == len(op.operands[0].type.shape) else a[0]
+        out = Info(1, a[0].div, BIG, a[0].nonneg) if op.attrs["axis"] == len(op.operands[0].type.shape) else a[0]
     elif name in ("add", "addptr"):
         x, y = a
         out = Info(max(min(x.contig, y.const), min(y.contig, x.const)), min(x.div, y.div),
-                   min(x.const, y.const))
+                   min(x.const, y.const), name == "add" and x.nonneg and y.nonneg)
+    elif name == "mod" and res.type.elem.is_int and a[1].const >= _last(res.type) and (
+            a[0].nonneg or not res.type.elem.is_signed):
+        # x % y, y one value along the axis and x >= 0 (C's remainder of a negative x is not
+        # periodic; of a negative y it equals x % |y|): a run of x that starts at a multiple of
+        # g = min(contig, div of x, div of y) cannot straddle a multiple of y, so it stays a run
+        # (Triton's `(pid * BLOCK + arange) % M` offsets, with M specialized on divisibility)
+        x, y = a
+        g = min(x.contig, x.div, y.div)
+        out = Info(g, g, min(x.const, y.const), True)
     elif name == "sub":
         x, y = a
         out = Info(min(x.contig, y.const), min(x.div, y.div), min(x.const, y.const))
@@ -86,7 +97,7 @@ def _op(op, info):
         if cy == 1 or cx == 1:                         # x * 1 keeps everything
             out = x if cy == 1 else y
         else:
-            out = Info(1, min(BIG, x.div * y.div), min(x.const, y.const))
+            out = Info(1, min(BIG, x.div * y.div), min(x.const, y.const), x.nonneg and y.nonneg)
     elif name in ("shl", "shr") and _const_value(op.operands[1]) is not None:
         x = a[0]
         c = _const_value(op.operands[1])
@@ -119,7 +130,7 @@ def _op(op, info):
     elif name == "for":
         body = op.regions[0]
         # the induction variable is lb + i*step: divisible by whatever divides both
-        info[id(body.args[0])] = Info(1, min(a[0].div, a[2].div), BIG)
+        info[id(body.args[0])] = Info(1, min(a[0].div, a[2].div), BIG, a[0].nonneg and a[2].nonneg)
         inits = a[3:]
         cur = list(inits)
         for _ in range(3):                      # iterate to a fixed point (facts only shrink)
@@ -161,7 +172,7 @@ def _op(op, info):
 
 
 def _meet(x: Info, y: Info) -> Info:
-    return Info(gcd(x.contig, y.contig), gcd(x.div, y.div), gcd(x.const, y.const))
+    return Info(gcd(x.contig, y.contig), gcd(x.div, y.div), gcd(x.const, y.const), x.nonneg and y.nonneg)
 
 
 def _const_value(v):

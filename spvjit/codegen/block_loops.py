@@ -6,7 +6,8 @@ lavapipe minutes and gigabytes to compile.  Above `Target.dot_unroll_limit` mult
 lane, a dot whose layouts allow it becomes one loop over k instead, its body a fixed sequence
 over the accumulator's vec4 register blocks:
 
-    stage A in shared memory (A[i, k] at word i*K + k), B in a Function-storage array of vec4
+    A and B read by the loop itself where they are affine loads (dot_operands.py), else
+    A staged in shared memory (A[i, k] at word i*K + k), B in a Function-storage array of vec4
     acc[c] (vec4, c over C's register blocks) <- C's registers
     for k in 0, U, 2U, ... < K:                (U copies of the step per trip: W where W | K)
         for each block c (row i = c // R, column block cb = c % R):
@@ -114,37 +115,52 @@ def lower_dot_looped(lw, op):
     U = copies(K, W)
     an = analysis(lw)
     a_load, b_load = an.operand_load(op, 0), an.operand_load(op, 1)
-    lw.note(op, f"loop over k ({K // U} trips of {U} steps), vec4 register blocks; "
-                + ("A loaded in the loop" if a_load else "A in shared memory") + ", "
-                + ("B loaded in the loop" if b_load else "B in a Function array"))
-
-    by_lane = False
+    a_mode = "shared"
     if a_load is not None:
         ra = dot_operands.Reader(lw, an, a_load, 1, work)
+        if U % 4 == 0 and ra.a_vec4_ok():
+            a_mode = "vec4"           # A[i, k..k+3] is one fetch at a uniform address
+        elif U == W and lw.sg.get("whole"):
+            a_mode = "lane"           # one element per lane, then subgroup broadcasts
+        else:
+            a_mode = "element"        # one load at a uniform address per element
+    lw.note(op, f"loop over k ({K // U} trips of {U} steps), vec4 register blocks; "
+                + {"vec4": "A read as vec4 in the loop", "lane": "A read by lane and broadcast",
+                   "element": "A loaded in the loop", "shared": "A in shared memory"}[a_mode] + ", "
+                + ("B loaded in the loop" if b_load else "B in a Function array"))
+
+    if a_load is not None:
         bases = ra.row_bases(M, K)
+        steps = {}                    # per trip: what all rows share, and what each row loaded
 
-        steps = {}
-        by_lane = U == W and lw.sg.get("whole")     # one element per lane, then broadcasts
-
-        def a_at(i, k):
-            if by_lane:
-                k0, u = k
-                if k0 not in steps:
-                    steps[k0] = ra.a_lane_step(k0)
-                if (k0, i) not in steps:
-                    steps[(k0, i)] = ra.a_lane_element(bases[i], i, k0, K, steps[k0])
-                return subgroup.broadcast(lw, work, steps[(k0, i)], u)
-            if k not in steps:
-                steps[k] = ra.a_step(k, K)
-            return ra.a_element(bases[i], i, k, K, steps[k])
+        def a_at(i, k, u, ku):
+            """A[i, k + u] (k the trip's first step, ku = k + u as an id)."""
+            if a_mode == "vec4":
+                g = u // 4
+                if (k, g) not in steps:
+                    kg = k if g == 0 else em.iadd(k, em.ci(4 * g))
+                    steps[(k, g)] = (kg, ra.a_step(kg, K))
+                if (k, g, i) not in steps:
+                    kg, shared = steps[(k, g)]
+                    steps[(k, g, i)] = ra.a_vec4(bases[i], i, kg, K, shared)
+                return steps[(k, g, i)][u % 4]
+            if a_mode == "lane":
+                if k not in steps:
+                    steps[k] = ra.a_lane_step(k)
+                if (k, i) not in steps:
+                    steps[(k, i)] = ra.a_lane_element(bases[i], i, k, K, steps[k])
+                return subgroup.broadcast(lw, work, steps[(k, i)], u)
+            if ku not in steps:
+                steps[ku] = ra.a_step(ku, K)
+            return ra.a_element(bases[i], i, ku, K, steps[ku])
     else:                             # A -> shared memory, word i*K + k (its flat index)
         em.barrier()
         for q, reg in enumerate(a.regs):
             mem.scratch_store(lw.flat(q, M * K), mem.to_word(lw.convert(reg, in_dt, work), work))
         em.barrier()
 
-        def a_at(i, k):
-            return mem.from_word(mem.scratch_load(em.iadd(k, em.ci(i * K))), work)
+        def a_at(i, k, u, ku):
+            return mem.from_word(mem.scratch_load(em.iadd(ku, em.ci(i * K))), work)
 
     if b_load is not None:
         rb = dot_operands.Reader(lw, an, b_load, 0, work)
@@ -168,20 +184,6 @@ def lower_dot_looped(lw, op):
     init = [em.op("OpCompositeConstruct", v4, *(lw.convert(x, out_dt, work) for x in acc.regs[4 * c:4 * c + 4]))
             for c in range(nc)]
 
-    def step(k, accs, k0=None, u=0):
-        b_blocks = [b_at(cb, k) for cb in range(R)]
-        out = []
-        for i in range(M):
-            av = a_at(i, (k0, u) if a_load is not None and by_lane else k)
-            for cb in range(R):
-                c = i * R + cb
-                if work.is_float:
-                    out.append(em.op("OpFAdd", v4, accs[c], em.op("OpVectorTimesScalar", v4, b_blocks[cb], av)))
-                else:
-                    splat = em.op("OpCompositeConstruct", v4, av, av, av, av)
-                    out.append(em.op("OpIAdd", v4, accs[c], em.op("OpIMul", v4, splat, b_blocks[cb])))
-        return out
-
     def body(k, accs):
         # Block-major: each accumulator block takes its U multiply-adds in a row (the same
         # order of additions per element as U sequential steps), so a CPU driver keeps one
@@ -190,7 +192,7 @@ def lower_dot_looped(lw, op):
         b_blocks = [[b_at(cb, ks[u]) for cb in range(R)] for u in range(U)]
         out = list(accs)
         for i in range(M):
-            avs = [a_at(i, (k, u) if a_load is not None and by_lane else ks[u]) for u in range(U)]
+            avs = [a_at(i, k, u, ks[u]) for u in range(U)]
             for cb in range(R):
                 c = i * R + cb
                 v = out[c]

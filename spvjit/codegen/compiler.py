@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from .. import knobs
 from ..ir.core import KernelIR
 from ..ir.ops import OP_INFO, ops_of
-from . import axis_info, block_loops, coopmat, debug_print, loop_budget, subgroup
+from . import axis_info, block_loops, coopmat, debug_print, global_pointers, loop_budget, subgroup
 from .atomics import mark_native_atomics
 from .emitter import Emitter
 from .layout import choose_workgroup, regs
@@ -200,6 +200,8 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
         lw.lower_block(kernel.body)
     if not em.terminated:
         b.emit("OpReturn", None)
+    if lw.global_addresses:
+        global_pointers.finish_module(b)
     shared = scratch * 4 + getattr(mem, "coop_shared_bytes", 0)
     if shared > max_shared:
         raise LoweringError(f"kernel {kernel.name} needs {shared} bytes of shared memory (cooperative-matrix "

@@ -134,7 +134,8 @@ def plan(p, kernel, caps, axis) -> None:
             v = op.operands[1]
             cfg = p.matrix.get(id(v))
             pt = op.operands[0].type.elem.pointee
-            if cfg is not None and len(v.type.shape) == 2 and pt == v.type.elem and pt.name != "bf16":
+            if cfg is not None and len(v.type.shape) == 2 and pt == v.type.elem and pt.name != "bf16" \
+                    and not op.operands[0].type.elem.global_address:     # addresses: blocked stores
                 p.stores[id(op)] = cfg
                 p.store_layout[id(op)] = coopmat_affine.strided(op.operands[0], axis, pt.nbytes, cfg.m, cfg.n)
             continue

@@ -103,7 +103,7 @@ def lower_print(lw, op) -> None:
         return
     for k, v in enumerate(op.operands):
         ty = v.type
-        if not ty.is_pointer and ty.elem.bits > 32:
+        if (not ty.is_pointer and ty.elem.bits > 32) or (ty.is_pointer and ty.elem.global_address):
             raise LoweringError(f"{lw.loc}: device_print of {ty.elem} values is not supported on the device")
         lv = lw.get(v)
         tag = em.cu(op.attrs["id"] | (k << 16))

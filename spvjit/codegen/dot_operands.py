@@ -12,7 +12,9 @@ the dot skips the load's own lowering and, inside its k loop, loads exactly the 
 step needs:
 
 - A (stride along axis 1): the pointer of row i's first element, handed to every lane by a
-  subgroup broadcast before the loop; A[i, k] is then one load at a uniform address;
+  subgroup broadcast before the loop; A[i, k..k+3] is then one vec4 load at a uniform address
+  where the rows are 4-aligned runs along k (`a_vec4`), else A[i, k] one load (`a_element`),
+  or each lane loads one of a row's next W elements for subgroup broadcasts (`a_lane_element`);
 - B (stride along axis 0): row 0's pointers are this lane's own registers (the lane holds the
   same columns in every row of B and C), so B[k, 4 columns] is one vec4 load where the load
   would have vectorized, else four.
@@ -75,6 +77,8 @@ class Analysis:
 
     def readable(self, load, axis: int) -> bool:
         ptr = load.operands[0]
+        if ptr.type.elem.global_address:          # follows addresses, not a binding: load it itself
+            return False
         if len(ptr.type.shape) != 2 or self.stride(ptr, axis, None) is None:
             return False
         if len(load.operands) > 1 and not _remat_able(load.operands[1]):
@@ -332,6 +336,23 @@ class Reader:
         else:
             pred, idx = self._masked(em.iadd(em.ci(i * cols), k), idx)
         return self._finish(pred, mem.load_elem(self.bd, idx))
+
+    def a_vec4_ok(self) -> bool:
+        """A's rows hold 4 aligned consecutive k under one mask value (memory._vectorizable):
+        then A[i, k..k+3] is one vec4 fetch at a uniform address."""
+        return self.axis == 1 and self.lw.mem._vectorizable(self.lw, self.load, self.bd)
+
+    def a_vec4(self, base_i: int, i: int, k: int, cols: int, step) -> list[int]:
+        """A[i, k..k+3] in every lane (k a multiple of 4): one fetch at a uniform address."""
+        em, mem = self.lw.em, self.lw.mem
+        off, shared_pred = step
+        idx = em.iadd(base_i, off)
+        if shared_pred is not None:
+            pred, idx = shared_pred, em.select(em.i32, shared_pred, idx, em.ci(0))
+        else:
+            pred, idx = self._masked(em.iadd(em.ci(i * cols), k), idx)
+        q = em.op("OpShiftRightArithmetic", em.i32, idx, em.ci(2))
+        return [self._finish(pred, v) for v in mem.load_vec4(self.bd, q)]
 
     # ---- B: row k, this lane's 4 columns of block cb -------------------------------------------
     def b_block(self, cb: int, k: int, cols: int) -> list[int]:

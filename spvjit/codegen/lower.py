@@ -13,7 +13,7 @@ from ..ir.core import Block, KernelIR, Operation
 from ..ir.ops import NO_FLOAT64, OP_INFO
 from .emitter import Emitter
 from .layout import IndexMap, broadcast_map, identity_map, regs, trans_map, vec_width
-from . import block_loops, coopmat, coopmat_epilogue, dot_trans, remat
+from . import block_loops, coopmat, coopmat_epilogue, dot_trans, global_pointers, remat
 from .atomics import lower_atomic
 from .gather import lower_gather, lower_histogram
 from .reduce import lower_dot, lower_reduce
@@ -55,6 +55,7 @@ class Lowerer:
         self.dot_reads = None      # block_loops.analysis(): loads a looped dot reads itself
         self.notes = None          # id(op) -> lowering choices, when a lowered dump is wanted
         self.rte_float16 = False   # a conversion relies on the RoundingModeRTE 16 execution mode
+        self.global_addresses = False   # follows gptr addresses (global_pointers.finish_module)
         self.current_op = None
         self.env: dict[int, LV] = {}
         self._valid: dict[tuple[int, int], int | None] = {}
@@ -239,7 +240,7 @@ class Lowerer:
         if src.uniform:
             self.bind(op, LV(src.regs * self.nregs(dst_t), dst_t.is_scalar, src.binding))
             return
-        elem = T.i32 if dst_t.is_pointer else dst_t.elem
+        elem = global_pointers.register_dtype(dst_t)
         value = op.operands[0]
         recompute = None     # index tiles: each lane computes what it lacks (remat.py)
         if remat.expression(self, value):
@@ -430,12 +431,24 @@ class Lowerer:
         return em.op("OpBitcast", em.type_of(dst), x)
 
     def op_addptr(self, op):
+        if global_pointers.is_global(op.result.type):
+            global_pointers.lower_addptr(self, op)
+            return
         p, o = self.get(op.operands[0]), self.get(op.operands[1])
         out = [self.em.iadd(a, b) for a, b in zip(p.regs, o.regs)]
         self.bind(op, LV(out, p.uniform, p.binding))
 
     # ---- memory, reductions, dot: see memory.py and reduce.py --------------------------
+    def op_int_to_ptr(self, op):
+        global_pointers.lower_int_to_ptr(self, op)
+
+    def op_ptr_to_int(self, op):
+        global_pointers.lower_ptr_to_int(self, op)
+
     def op_load(self, op):
+        if global_pointers.is_global(op.operands[0].type):
+            global_pointers.lower_load(self, op)
+            return
         if id(op) in self.coop_plan.direct:     # the cooperative-matrix dot reads it from memory
             self.note(op, "read by the dot with OpCooperativeMatrixLoadKHR")
             self.bind(op, LV(None, False))
@@ -445,6 +458,9 @@ class Lowerer:
         self.mem.lower_load(self, op)
 
     def op_store(self, op):
+        if global_pointers.is_global(op.operands[0].type):
+            global_pointers.lower_store(self, op)
+            return
         cfg = self.coop_plan.stores.get(id(op))
         if cfg is not None:                      # a matrix-layout value
             coopmat_epilogue.lower_store(self, op, cfg)
@@ -489,7 +505,7 @@ class Lowerer:
 
     # ---- control flow --------------------------------------------------------------------
     def value_types(self, ty: T.TileType) -> int:
-        return self.em.i32 if ty.is_pointer else self.em.type_of(ty.elem)
+        return self.em.type_of(global_pointers.register_dtype(ty))
 
     def make_vars(self, values) -> list[list[int]]:
         out = []

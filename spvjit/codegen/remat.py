@@ -15,6 +15,7 @@ value's own shape) in the current lane.
 from __future__ import annotations
 
 from ..ir.core import Operation
+from . import global_pointers
 from .layout import broadcast_map, trans_map
 
 MAX_OPS = 16            # beyond this, moving the data is cheaper than recomputing it per register
@@ -87,6 +88,9 @@ def evaluate(lw, value, g: int) -> int:
         if name == "trans":
             return ev(op.operands[0], lw.emit_index(trans_map(op.operands[0].type.shape), g))
         args = [ev(x, g) for x in op.operands]
+        if name == "addptr" and op.result.type.elem.global_address:     # 64-bit byte addresses
+            return global_pointers.offset(lw, args[0], args[1], op.operands[1].type.elem,
+                                          op.result.type.elem.pointee)
         if name == "addptr":             # pointers are i32 element offsets into their binding
             return em.iadd(args[0], args[1])
         return lw.scalar_op(op, op.operands[0].type.elem, op.result.type.elem, *args)

@@ -16,6 +16,7 @@ from ..ir.core import Builder
 from ..ir.ops import NO_FLOAT64, OP_INFO
 from ..language.context import active, current  # noqa: F401  (the frontend's entry points)
 from ..language.core import constexpr, tensor
+from . import global_pointers
 from .errors import SemanticError
 
 def is_number(x) -> bool:
@@ -237,11 +238,13 @@ class Semantic:
         if rounding not in (None, "rtne"):
             raise SemanticError(f"fp_downcast_rounding={rounding!r} is not supported; only 'rtne' "
                                 "(round to nearest even, the default) is")
+        if isinstance(dtype, T.PointerType):
+            return global_pointers.to_pointer(self, self.to_tensor(x), dtype)
         if not isinstance(dtype, T.DType):
             raise SemanticError(f"expected a dtype such as sl.float32, got {dtype!r}")
         x = self.to_tensor(x)
         if x.type.is_pointer:
-            raise SemanticError("cannot cast a pointer")
+            return global_pointers.to_int(self, x, dtype)
         if x.dtype == dtype:
             return x
         if bitcast:

@@ -56,6 +56,8 @@ class KernelSemantic(Semantic):
 
     def assume(self, x, div=None, contig=None) -> tensor:
         x = self.to_tensor(x)
+        if x.type.is_pointer:
+            return x    # alignment hints on pointer tiles (Triton's tutorial 08): nothing uses them here
         if not x.dtype.is_int:
             raise SemanticError(f"multiple_of/max_contiguous apply to integer tensors, got {x.dtype}")
         attrs = {}
@@ -151,6 +153,12 @@ class KernelSemantic(Semantic):
             operands.append(self.broadcast_to(mask, shape).handle)
         self.b.create("store", operands, [])
 
+    def _no_global_atomic(self, ptr, what: str):
+        if ptr.dtype.global_address:
+            raise SemanticError(f"{what} through a global-address pointer ({ptr.dtype}, made from an "
+                                "integer) is not supported; use atomics on a tensor argument's pointer")
+        return ptr
+
     def _atomic_attrs(self, what: str, sem, scope) -> dict:
         """Triton's `sem=` and `scope=` (None: acq_rel and gpu, as in Triton)."""
         sem, scope = unwrap(sem), unwrap(scope)
@@ -167,7 +175,7 @@ class KernelSemantic(Semantic):
 
     def atomic(self, kind: str, ptr, value, mask=None, sem=None, scope=None) -> tensor:
         what = f"atomic_{kind}"
-        ptr = self._pointer(ptr, what)
+        ptr = self._no_global_atomic(self._pointer(ptr, what), what)
         elem = ptr.dtype.pointee
         err = atomic_type_error(kind, elem)
         if err:
@@ -184,7 +192,7 @@ class KernelSemantic(Semantic):
         return tensor(self.b.op1("atomic_rmw", operands, T.TileType(shape, elem), kind=kind, **attrs))
 
     def atomic_cas(self, ptr, cmp, val, sem=None, scope=None) -> tensor:
-        ptr = self._pointer(ptr, "atomic_cas")
+        ptr = self._no_global_atomic(self._pointer(ptr, "atomic_cas"), "atomic_cas")
         elem = ptr.dtype.pointee
         err = atomic_type_error("cas", elem)
         if err:

@@ -15,6 +15,7 @@ from ..ir import print_format
 from ..ir.core import Block, KernelIR
 from ..ir.ops import ops_of
 from . import atomics as A
+from . import global_memory as G
 from . import ops as O
 
 _SHAPE_OPS = ops_of("shape")
@@ -96,7 +97,18 @@ class ProgramRunner:
         if name in _SHAPE_OPS:
             return [self.shape_op(name, a[0], rt.shape, op)]
         if name == "addptr":
+            if isinstance(a[0], G.GlobalPointer):
+                return [a[0].add(a[1])]
             return [Pointer(a[0].buf, a[0].off + np.asarray(a[1], np.int64))]
+        if name == "int_to_ptr":
+            return [G.GlobalPointer(np.asarray(a[0]).astype(np.uint64), dt.pointee)]
+        if name == "ptr_to_int":
+            return [a[0].addr.astype(np.int64)]
+        if name == "load" and isinstance(a[0], G.GlobalPointer):
+            return [G.load(a[0], a[1] if len(a) > 1 else None, a[2] if len(a) > 2 else None, dt)]
+        if name == "store" and isinstance(a[0], G.GlobalPointer):
+            G.store(a[0], a[1], a[2] if len(a) > 2 else None)
+            return []
         if name == "load":
             return [self.load(op, a, dt)]
         if name == "store":
@@ -121,8 +133,11 @@ class ProgramRunner:
                 raise AssertionError(f"{where}device_assert failed in program {self.pid}: {op.attrs['msg']}")
             return []
         if name == "print":
-            dtypes = ["ptr" if v.type.is_pointer else v.type.elem.name for v in op.operands]
-            values = [x.off if isinstance(x, Pointer) else x for x in a]
+            # a global address prints as the unsigned address (Triton prints pointers as addresses)
+            dtypes = [("u64" if v.type.elem.global_address else "ptr") if v.type.is_pointer else v.type.elem.name
+                      for v in op.operands]
+            values = [x.off if isinstance(x, Pointer) else x.addr if isinstance(x, G.GlobalPointer) else x
+                      for x in a]
             print("\n".join(print_format.program_lines(self.pid, op.attrs["prefix"], values, dtypes,
                                                        bool(op.attrs.get("hex")))))
             return []
@@ -146,6 +161,8 @@ class ProgramRunner:
         raise NotImplementedError(f"interpreter has no rule for '{name}'")
 
     def move_op(self, name, x, op):
+        if isinstance(x, G.GlobalPointer):
+            return x.map(lambda addr: self.move_op(name, addr, op))
         if isinstance(x, Pointer):
             return Pointer(x.buf, self.move_op(name, x.off, op))
         if name == "permute":
@@ -161,6 +178,8 @@ class ProgramRunner:
         return np.ascontiguousarray(np.take(x, op.attrs["index"], axis=op.attrs["axis"]))
 
     def shape_op(self, name, x, shape, op):
+        if isinstance(x, G.GlobalPointer):
+            return x.map(lambda addr: self.shape_op(name, addr, shape, op))
         if isinstance(x, Pointer):
             return Pointer(x.buf, self.shape_op(name, x.off, shape, op))
         if name in ("splat", "broadcast"):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import address_registry
+
 
 class HostTensor:
     def __init__(self, array: np.ndarray, spvjit_dtype=None):
@@ -40,7 +42,11 @@ class HostTensor:
         return self.strides[i]
 
     def data_ptr(self) -> int:
-        return int(self._array.ctypes.data)
+        """The array's address; the interpreter follows it through the address registry
+        (the caller keeps the tensor alive while a kernel may use it, as in Triton)."""
+        address = int(self._array.ctypes.data)
+        address_registry.register(address, self._array.nbytes, self)
+        return address
 
     def numpy(self) -> np.ndarray:
         if self.spvjit_dtype is not None and self.spvjit_dtype.name == "bf16":

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .types import DType, PointerType, TileType, i1, i32
+from .types import DType, PointerType, TileType, i1, i32, i64
 
 BINARY = {"add", "sub", "mul", "truediv", "floordiv", "mod", "and", "or", "xor",
           "shl", "shr", "maximum", "minimum", "pow", "atan2", "umulhi"}
@@ -57,6 +57,8 @@ OPS = {
     "shift": (1, ("axis", "d"), 0),
     "assume": (1, (), 0),      # identity carrying sl.multiple_of / sl.max_contiguous facts
     "addptr": (2, (), 0),
+    "int_to_ptr": (1, (), 0),     # 64-bit integer tile -> global-address pointer tile (gptr<T>)
+    "ptr_to_int": (1, (), 0),     # global-address pointer tile -> its i64 addresses
     "load": (None, (), 0),
     "store": (None, (), 0),
     "atomic_rmw": (None, ("kind",), 0),  # attrs sem, scope optional (default acq_rel, gpu)
@@ -95,7 +97,8 @@ OTHER_OPS = {            # name -> (category, stages a tile in shared memory)
     "splat": ("shape", False), "broadcast": ("shape", True), "expand_dims": ("shape", False),
     "reshape": ("shape", True), "trans": ("shape", True), "permute": ("shape", True),
     "flip": ("shape", True), "extract": ("shape", True), "shift": ("shape", True),
-    "addptr": ("pointer", False), "load": ("memory", False), "store": ("memory", False),
+    "addptr": ("pointer", False), "int_to_ptr": ("pointer", False), "ptr_to_int": ("pointer", False),
+    "load": ("memory", False), "store": ("memory", False),
     "atomic_rmw": ("memory", True), "atomic_cas": ("memory", True),
     "histogram": ("reduction", True), "gather": ("reduction", True),
     "reduce": ("reduction", True), "dot": ("reduction", True), "scan": ("reduction", True),
@@ -262,6 +265,15 @@ def check_op(op) -> str | None:
             return f"'addptr' takes pointers and integer offsets, got {t[0]}, {t[1]}"
         if t[0].shape != t[1].shape or not _same(t[0], r[0]):
             return f"'addptr' shapes differ: {t[0]}, {t[1]} -> {r[0]}"
+        return None
+    if name == "int_to_ptr":
+        if t[0].is_pointer or not t[0].elem.is_int or t[0].elem.bits != 64 or not r[0].is_pointer \
+                or not r[0].elem.global_address or r[0].shape != t[0].shape:
+            return f"'int_to_ptr' takes 64-bit integers to global-address pointers, got {t[0]} -> {r[0]}"
+        return None
+    if name == "ptr_to_int":
+        if not t[0].is_pointer or not t[0].elem.global_address or r[0] != t[0].with_elem(i64):
+            return f"'ptr_to_int' takes global-address pointers to i64, got {t[0]} -> {r[0]}"
         return None
     if name == "load":
         if not 1 <= len(t) <= 3 or not t[0].is_pointer:

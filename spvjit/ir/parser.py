@@ -95,11 +95,11 @@ def parse_type(text: str) -> TileType:
             raise ValueError("tensor dimensions must be positive")
         if prod(shape) > MAX_TILE_NUMEL:
             raise ValueError(f"a tile of shape {list(shape)} is over the {MAX_TILE_NUMEL}-element limit")
-    if text.startswith("ptr<"):
-        inner = text[len("ptr<"):-1]
+    if text.startswith(("ptr<", "gptr<")):
+        inner = text[text.index("<") + 1:-1]
         if inner not in DTYPES:
             raise ValueError(f"unknown element type '{inner}'")
-        return TileType(shape, PointerType(DTYPES[inner]))
+        return TileType(shape, PointerType(DTYPES[inner], global_address=text.startswith("g")))
     if text not in DTYPES:
         raise ValueError(f"unknown element type '{text}'")
     return TileType(shape, DTYPES[text])

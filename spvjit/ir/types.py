@@ -112,11 +112,27 @@ def dtype_from_numpy(dt) -> DType:
 
 @dataclass(frozen=True)
 class PointerType:
+    """A pointer to `pointee`.  Two kinds: a tensor argument plus element offsets (`ptr<T>`,
+    a storage-buffer binding and an index: the default), or a *global address* (`gptr<T>`,
+    `global_address=True`): a 64-bit device address made from an integer by
+    `x.to(tl.pointer_type(T))`, followed through PhysicalStorageBuffer64 pointers
+    (codegen/global_pointers.py).  `address_space` and `const` are accepted for Triton's signature."""
     pointee: DType
+    address_space: int = 1
+    global_address: bool = False
+
+    def __init__(self, pointee, address_space: int = 1, const: bool = False, global_address: bool = False):
+        # Triton's signature (element_ty, address_space=1, const=False): neither changes the
+        # pointer here (one address space; constness is not tracked)
+        if not isinstance(pointee, DType):
+            raise SemanticError(f"pointer_type needs an element dtype such as tl.float16, got {pointee!r}")
+        object.__setattr__(self, "pointee", pointee)
+        object.__setattr__(self, "address_space", 1)    # one address space: not part of the type
+        object.__setattr__(self, "global_address", bool(global_address))
 
     @property
     def name(self) -> str:
-        return f"ptr<{self.pointee.name}>"
+        return f"{'gptr' if self.global_address else 'ptr'}<{self.pointee.name}>"
 
     @property
     def element_ty(self) -> DType:

@@ -144,6 +144,11 @@ class DeviceCaps:
     subgroup_extended_types: bool = False
     # VkPhysicalDeviceFloatControlsProperties (core in 1.2): f16 results may be declared RTE
     rounding_rte_float16: bool = False
+    # Vulkan 1.2 bufferDeviceAddress: tensors have device addresses (Tensor.data_ptr, tl.pointer_type)
+    buffer_device_address: bool = False
+    # SMs / compute units / shader cores, where an extension reports them (compute_unit_count);
+    # 0: unknown (no core Vulkan property has it). spvjit/layouts.py sizes grids with it.
+    compute_units: int = 0
     # shaderBufferInt64Atomics (core in 1.2): 64-bit integer atomics on storage buffers, which
     # also carry the f64 atomics (on the bits, as the f32 ones are on 32-bit words)
     int64_atomics: bool = False
@@ -215,7 +220,29 @@ PROPERTY_STRUCTS = [
     # Newer than the package's headers: laid out by hand (sType, pNext, uint32...).
     (COOPMAT2_PROPERTIES, 1000593002,
      lambda a, e: "VK_NV_cooperative_matrix2" in e and "VK_KHR_cooperative_matrix" in e),
+    # How many SMs / compute units / shader cores (compute_unit_count below). Property
+    # structs of device extensions may be chained wherever the device lists the extension.
+    ("VkPhysicalDeviceShaderSMBuiltinsPropertiesNV", 1000154001, lambda a, e: "VK_NV_shader_sm_builtins" in e),
+    ("VkPhysicalDeviceShaderCorePropertiesAMD", 1000185000, lambda a, e: "VK_AMD_shader_core_properties" in e),
+    ("VkPhysicalDeviceShaderCoreProperties2AMD", 1000227000, lambda a, e: "VK_AMD_shader_core_properties2" in e),
+    ("VkPhysicalDeviceShaderCoreBuiltinsPropertiesARM", 1000497001, lambda a, e: "VK_ARM_shader_core_builtins" in e),
 ]
+
+
+def compute_unit_count(props: dict) -> int:
+    """SMs (VK_NV_shader_sm_builtins), active compute units (VK_AMD_shader_core_properties2,
+    else engines x arrays x CUs per array from VK_AMD_shader_core_properties) or shader cores
+    (VK_ARM_shader_core_builtins) from the flattened property chain; 0 where none is reported.
+    Vendor extensions the device lists, never its name: a device without them gets 0."""
+    if props.get("shaderSMCount"):
+        return int(props["shaderSMCount"])
+    if props.get("activeComputeUnitCount"):
+        return int(props["activeComputeUnitCount"])
+    amd = [props.get(k, 0) for k in ("shaderEngineCount", "shaderArraysPerEngineCount",
+                                       "computeUnitsPerShaderArray")]
+    if all(amd):
+        return int(amd[0] * amd[1] * amd[2])
+    return int(props.get("shaderCoreCount", 0) or 0)
 
 
 class ChainLink:
@@ -448,6 +475,7 @@ def query_caps(inst, index: int, phys) -> DeviceCaps:
         int64="shaderInt64" in features,
         subgroup_extended_types="shaderSubgroupExtendedTypes" in features,
         rounding_rte_float16=bool(p.get("shaderRoundingModeRTEFloat16", 0)),
+        compute_units=compute_unit_count(p),
         storage_buffer_16bit="storageBuffer16BitAccess" in features,
         storage_buffer_8bit="storageBuffer8BitAccess" in features,
         push_constant_16bit="storagePushConstant16" in features,
@@ -458,6 +486,7 @@ def query_caps(inst, index: int, phys) -> DeviceCaps:
         integer_dot_product="shaderIntegerDotProduct" in features,
         integer_dot_product_accelerated=accelerated,
         vulkan_memory_model="vulkanMemoryModel" in features,
+        buffer_device_address="bufferDeviceAddress" in features,
         cooperative_matrix=tuple(
             c for c in _cooperative_matrix_configs(inst, phys, extensions)
             # bf16 matrices need VK_KHR_shader_bfloat16's features, which the device then enables

@@ -64,6 +64,11 @@ class CommandBatch:
         return False
 
     # -- recording ---------------------------------------------------------
+    def keep_alive(self, objects) -> None:
+        """Hold `objects` until this batch has run (a recorded graph: while it lives), e.g. the
+        tensors a kernel may reach through device addresses rather than bindings."""
+        self._keep.append(objects)
+
     def _barrier(self, kind):
         """Make the previous command's writes visible to the next one."""
         prev = self._last_was

@@ -24,9 +24,9 @@ from .memory import TEXEL_FORMATS, check_texel_count, memory_type_orders
 from .pipeline import Pipeline, create_pipeline_layout, create_set_layout
 
 # Features switched on when the device supports them. Deliberately absent:
-# robustBufferAccess (bounds checks cost speed; kernels mask their accesses)
-# and bufferDeviceAddress (every allocation would need a flag, and the
-# compiler binds descriptors instead).
+# robustBufferAccess (bounds checks cost speed; kernels mask their accesses).
+# bufferDeviceAddress is on where reported: tensor buffers then carry device
+# addresses (runtime/device_address.py) for kernels that follow raw pointers.
 WANTED_FEATURES = frozenset("""
 shaderInt16 shaderInt64 shaderFloat64
 storageBuffer16BitAccess uniformAndStorageBuffer16BitAccess storagePushConstant16
@@ -38,6 +38,7 @@ shaderBufferFloat32Atomics shaderBufferFloat32AtomicAdd shaderSharedFloat32Atomi
 shaderSharedFloat32AtomicAdd shaderBufferFloat16Atomics shaderBufferFloat16AtomicAdd
 shaderBufferFloat16AtomicMinMax shaderBufferFloat32AtomicMinMax shaderSharedFloat16Atomics
 shaderSharedFloat16AtomicAdd shaderSharedFloat16AtomicMinMax shaderSharedFloat32AtomicMinMax
+bufferDeviceAddress
 cooperativeMatrix
 cooperativeMatrixWorkgroupScope cooperativeMatrixFlexibleDimensions cooperativeMatrixReductions
 cooperativeMatrixConversions cooperativeMatrixPerElementOperations

@@ -19,6 +19,7 @@ import weakref
 
 import numpy as np
 
+from . import device_address
 from .errors import DeviceError, OUT_OF_MEMORY, result_name
 
 DEVICE_LOCAL, HOST_VISIBLE, HOST_COHERENT, HOST_CACHED = 0x1, 0x2, 0x4, 0x8
@@ -60,7 +61,7 @@ class Buffer:
     """A VkBuffer with its memory. `host` is a uint8 view of mapped memory or None."""
 
     __slots__ = ("device", "handle", "memory", "size", "uid", "host", "address", "flags",
-                 "views", "_finalizer", "__weakref__")
+                 "views", "device_address", "_finalizer", "__weakref__")
 
     def __init__(self, device, nbytes: int, staging: bool = False):
         ffi, lib, vk = device.ffi, device.lib, device.vk
@@ -73,16 +74,21 @@ class Buffer:
                 f"({caps.max_storage_buffer_range} bytes) of device {caps.name!r}")
         self.device, self.size, self.uid = device, size, next(_uids)
         self.host, self.address, self.views = None, 0, {}
+        # tensors get a device address where the device has them (Tensor.data_ptr, tutorial 08)
+        addressable = not staging and device_address.supported(caps)
+        usage = _STAGING_USAGE if staging else _TENSOR_USAGE
+        if addressable:
+            usage |= device_address.SHADER_DEVICE_ADDRESS_USAGE
         handle = ffi.new("VkBuffer*")
         info = ffi.new("VkBufferCreateInfo*", {
             "sType": vk.VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, "size": size,
-            "usage": _STAGING_USAGE if staging else _TENSOR_USAGE,
+            "usage": usage,
             "sharingMode": vk.VK_SHARING_MODE_EXCLUSIVE})
         _check_alloc(lib.vkCreateBuffer(device.handle, info, ffi.NULL, handle), nbytes, caps,
                      "creating a buffer")
         self.handle = handle[0]
         try:
-            self.memory, flags = _allocate(device, self.handle, nbytes, staging)
+            self.memory, flags = _allocate(device, self.handle, nbytes, staging, addressable)
             self.flags = flags
         except BaseException:
             lib.vkDestroyBuffer(device.handle, self.handle, ffi.NULL)
@@ -92,6 +98,7 @@ class Buffer:
                                            self.memory, self.views)
         _check_alloc(lib.vkBindBufferMemory(device.handle, self.handle, self.memory, 0),
                      nbytes, caps, "binding buffer memory")
+        self.device_address = device_address.buffer_address(device, self.handle) if addressable else 0
         if flags & HOST_VISIBLE and flags & HOST_COHERENT:
             ptr = ffi.new("void**")
             # An explicit size: the package's VK_WHOLE_SIZE is -1 and overflows.
@@ -116,19 +123,21 @@ class Buffer:
         return view
 
 
-def _allocate(device, buffer, nbytes, staging):
+def _allocate(device, buffer, nbytes, staging, addressable=False):
     """Allocate memory for `buffer`, trying memory types in preference order."""
     ffi, lib, vk, caps = device.ffi, device.lib, device.vk, device.caps
     reqs = ffi.new("VkMemoryRequirements*")
     lib.vkGetBufferMemoryRequirements(device.handle, buffer, reqs)
     order = device.staging_types if staging else device.tensor_types
     memory = ffi.new("VkDeviceMemory*")
+    flags_info = device_address.allocate_flags_info(device) if addressable else None
     result = -2
     for type_index, flags in order:
         if not reqs.memoryTypeBits & (1 << type_index):
             continue
         alloc = ffi.new("VkMemoryAllocateInfo*", {
             "sType": vk.VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
+            "pNext": flags_info if flags_info is not None else ffi.NULL,
             "allocationSize": reqs.size, "memoryTypeIndex": type_index})
         result = lib.vkAllocateMemory(device.handle, alloc, ffi.NULL, memory)
         if result == 0:

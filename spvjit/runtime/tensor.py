@@ -12,7 +12,9 @@ import math
 
 import numpy as np
 
+from .. import address_registry
 from .device import get_device
+from .device_address import require
 from .errors import DeviceError
 from .memory import Buffer
 
@@ -88,9 +90,17 @@ class Tensor:
         return np.asarray(_HostView(self))
 
     def data_ptr(self) -> int:
-        """An integer naming this tensor's memory (its host mapping where there is one), as
-        torch's data_ptr(): equal for the same tensor, different for live distinct tensors."""
-        return self._buf.address or (self._buf.uid << 16)
+        """The device address of this tensor's memory, as torch's data_ptr() on CUDA: kernels
+        may load it from an int64 tensor and follow it (`.to(tl.pointer_type(dtype))`).
+        The caller keeps the tensor alive while a kernel may use the address (Triton's rule);
+        spvjit never frees it behind the caller's back.  A DeviceError where the device has no
+        buffer device addresses."""
+        address = self._buf.device_address
+        if not address:
+            require(self.device.caps, "Tensor.data_ptr()")
+        # the interpreter maps addresses back to tensors through this registry (weakly held)
+        address_registry.register(address, self.nbytes, self)
+        return address
 
     def numpy(self) -> np.ndarray:
         """A host copy with this tensor's shape and dtype (bfloat16 tensors give float32)."""

@@ -121,6 +121,10 @@ class ModuleBuilder:
         enum_value("MemoryModel", memory)
         self._memory_model = (addressing, memory)
 
+    def set_addressing_model(self, addressing: str) -> None:
+        """Change only the addressing model (e.g. to PhysicalStorageBuffer64), keeping the memory model."""
+        self.memory_model(addressing, self._memory_model[1])
+
     def entry_point(self, model: str, fn_id: int, name: str, interface: list[int] | None = None) -> None:
         """Declare an entry point; interface None lists the global variables at assemble()
         time: all of them for SPIR-V >= 1.4, only Input/Output ones before (spec 2.4 / OpEntryPoint)."""

@@ -129,8 +129,11 @@ def classify(launcher: str, args: tuple, kwargs: dict) -> tuple[str, str]:
 def default_config(call: Call) -> dict:
     """The block sizes the launcher uses when nothing overrides them."""
     k = call.kernel
+    if k == "matvec":
+        # the device's layout: MATVEC / MATVEC_TILED on CPU drivers (kernels/layouts.py)
+        return dict(K.matvec_layout(_bind(getattr(K, call.launcher), call.args, call.kwargs)["w"]).blocks)
     if k in LINEAR:
-        # MATVEC / MATMUL, or MATVEC_TILED / MATMUL_TILED for the row-tiled types
+        # MATMUL, or MATMUL_TILED for the row-tiled types
         const = CONSTANTS[k]
         if K.device_quant(call.shape.split(" ", 1)[0]).tiled:
             const += "_TILED"

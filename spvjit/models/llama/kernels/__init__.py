@@ -28,6 +28,7 @@ from .linear import matmul_kernel, matmul_tiled_kernel, matvec_kernel, matvec_ti
 from . import matmul_q8
 from .matmul_coop import MIN_ROWS as MIN_ROWS_COOP, coopmat_f16_available, f16_copy, matmul_f16
 from .norm import rms_norm_kernel
+from . import layouts
 from .packing import PackedWeight, pack_weight, unpack
 from .qtypes import DEVICE_QUANTS, SUPPORTED, DeviceQuant, device_quant
 from .quant import dequant_rows_kernel
@@ -181,13 +182,26 @@ def _cpus() -> int:
 
 def _programs(tiles: int) -> int:
     """Programs for matvec_tiled_kernel: one per thread where a program is a CPU loop."""
-    if getattr(spvjit.get_device().caps, "device_type", "") == "cpu":
+    if getattr(_caps(), "device_type", "") == "cpu":
         return max(1, min(tiles, _cpus()))
     return tiles
 
 
 def _largest_divisor(n: int, most: int) -> int:
     return max(d for d in range(1, min(n, most) + 1) if n % d == 0)
+
+
+def _caps():
+    return spvjit.get_device().caps
+
+
+def matvec_layout(w) -> "layouts.KernelLayout":
+    """The device's default blocks and num_warps for matvec of ``w`` (a DeviceWeight or
+    RowSplit): MATVEC / MATVEC_TILED on CPU drivers, subgroup layouts on GPUs (layouts.py)."""
+    d = w.desc
+    if d.tiled:
+        return layouts.matvec_tiled(_caps(), w.cols, d.unit_elems, MATVEC_TILED)
+    return layouts.matvec_rowmajor(_caps(), w.cols, d.unit_elems, MATVEC)
 
 
 def matvec(w: DeviceWeight, x, y, y_off: int = 0, acc: bool = False, *, x_off: int = 0,
@@ -197,7 +211,8 @@ def matvec(w: DeviceWeight, x, y, y_off: int = 0, acc: bool = False, *, x_off: i
     norm weight is given, silu(gate) * up with ``swiglu`` (x = [gate | up]), else identity.
     ``n_vec`` vectors at once (batched decoding): vector b at x_off + b * ldx, its result
     at y_off + b * ldy, each computed exactly as it would be alone.
-    ``blocks`` overrides MATVEC (BR, BU) or, for the row-tiled types, MATVEC_TILED."""
+    ``blocks`` overrides the device's layout (kernels/layouts.py): MATVEC (BR, BU) or, for
+    the row-tiled types on CPU drivers, MATVEC_TILED (KB, P); KB or P run the tiled kernel."""
     if isinstance(w, RowSplit):
         for r0, part in w.parts:
             matvec(part, x, y, y_off + r0, acc, x_off=x_off, norm=norm, eps=eps, swiglu=swiglu, blocks=blocks,
@@ -205,8 +220,11 @@ def matvec(w: DeviceWeight, x, y, y_off: int = 0, acc: bool = False, *, x_off: i
         return
     pre, w_norm = _pre(norm, swiglu)
     d = w.desc
-    if d.tiled:
-        cfg = {**MATVEC_TILED, **(blocks or {})}
+    lay = matvec_layout(w)
+    if d.tiled and lay.kernel != "tiled" and {"KB", "P"} & set(blocks or {}):
+        lay = layouts.KernelLayout(dict(MATVEC_TILED), layouts.TILED_KERNEL_WARPS, "tiled")   # asked for
+    if lay.kernel == "tiled":
+        cfg = {**lay.blocks, **(blocks or {})}
         nb = w.cols // 32
         kb = _largest_divisor(nb, max(1, int(cfg["KB"])))
         tiles = spvjit.cdiv(w.rows, 64)
@@ -214,12 +232,13 @@ def matvec(w: DeviceWeight, x, y, y_off: int = 0, acc: bool = False, *, x_off: i
         nv = min(_pow2(n_vec), MATVEC_NV)
         matvec_tiled_kernel[(min(programs, tiles), spvjit.cdiv(n_vec, nv))](
             w.qw, w.sc, x, y, w_norm, w.rows, w.cols, x_off, y_off, ldx, ldy, n_vec, float(eps),
-            MV=d.tiled.matvec_block, XS=d.tiled.x_scale, PRE=pre, KB=kb, ACC=acc, NV=nv)
+            MV=d.tiled.matvec_block, XS=d.tiled.x_scale, PRE=pre, KB=kb, ACC=acc, NV=nv,
+            num_warps=lay.num_warps)
         return
-    cfg = {**MATVEC, **{k: v for k, v in (blocks or {}).items() if k in MATVEC}}
+    cfg = {**lay.blocks, **{k: v for k, v in (blocks or {}).items() if k in MATVEC}}
     matvec_kernel[(spvjit.cdiv(w.rows, cfg["BR"]), n_vec)](
         *w.arrays, x, y, w_norm, w.rows, w.cols, x_off, y_off, ldx, ldy, float(eps),
-        DQ=d.dequant, UE=d.unit_elems, PRE=pre, ACC=acc, **cfg)
+        DQ=d.dequant, UE=d.unit_elems, PRE=pre, ACC=acc, num_warps=lay.num_warps, **cfg)
 
 
 def matmul(w: DeviceWeight, x, y, m: int, ldx: int | None = None, ldy: int | None = None,
@@ -278,8 +297,10 @@ def dequant_rows(w: DeviceWeight, rows, out, n: int, block: int = 64) -> None:
 
 
 def rms_norm(x, weight, out, n_rows: int, n_cols: int, eps: float, row0: int = 0) -> None:
-    """out[i] = rms_norm(x[row0 + i]) * weight for i < n_rows."""
-    rms_norm_kernel[(n_rows,)](x, weight, out, n_cols, row0, float(eps), BLOCK=min(1024, _pow2(n_cols)))
+    """out[i] = rms_norm(x[row0 + i]) * weight for i < n_rows (layout: layouts.norm_rows)."""
+    lay = layouts.norm_rows(_caps(), n_cols, n_rows)
+    rms_norm_kernel[(lay.programs(n_rows),)](x, weight, out, n_cols, row0, float(eps), BLOCK=lay.block,
+                                              ROWS=lay.rows_per_program, num_warps=lay.num_warps)
 
 
 def rope_kv(qkv, k_cache, v_cache, inv_freq, n_tokens: int, pos, ld: int,
@@ -358,7 +379,9 @@ def add(x, y, out, n: int, block: int = 1024) -> None:
 
 
 def softmax(x, out, n_rows: int, n_cols: int) -> None:
-    softmax_kernel[(n_rows,)](x, out, n_cols, BLOCK=min(1024, _pow2(n_cols)))
+    lay = layouts.norm_rows(_caps(), n_cols, n_rows)
+    softmax_kernel[(lay.programs(n_rows),)](x, out, n_cols, BLOCK=lay.block, ROWS=lay.rows_per_program,
+                                            num_warps=lay.num_warps)
 
 
 def argmax(x, out, n: int, block: int = 1024, n_rows: int = 1) -> None:

@@ -95,24 +95,26 @@ def attention_prefill_kernel(q_ptr, k_cache, v_cache, out_ptr, n, pos_ptr, base_
 
 
 @spvjit.kernel
-def softmax_kernel(x_ptr, out_ptr, N, BLOCK: sl.constexpr):
-    """Row-wise softmax of rows of N floats (grid: n_rows), in three passes over blocks:
-    maximum, sum of exponentials, normalized output."""
-    row = sl.program_id(0)
-    x_row = x_ptr + row * N
-    mx = sl.full((BLOCK,), _NEG, sl.float32)
-    for k in range(0, N, BLOCK):
-        offs = k + sl.arange(0, BLOCK)
-        mx = sl.maximum(mx, sl.load(x_row + offs, mask=offs < N, other=_NEG))
-    top = sl.max(mx, axis=0)
-    tot = sl.zeros((BLOCK,), sl.float32)
-    for k in range(0, N, BLOCK):
-        offs = k + sl.arange(0, BLOCK)
-        x = sl.load(x_row + offs, mask=offs < N, other=_NEG)
-        tot += sl.where(offs < N, sl.exp(x - top), 0.0)
-    inv = 1.0 / sl.sum(tot, axis=0)
-    for k in range(0, N, BLOCK):
-        offs = k + sl.arange(0, BLOCK)
-        mask = offs < N
-        x = sl.load(x_row + offs, mask=mask, other=_NEG)
-        sl.store(out_ptr + row * N + offs, sl.exp(x - top) * inv, mask=mask)
+def softmax_kernel(x_ptr, out_ptr, N, BLOCK: sl.constexpr, ROWS: sl.constexpr):
+    """Row-wise softmax of rows of N floats, in three passes over blocks: maximum, sum of
+    exponentials, normalized output. ROWS rows per program, one after another (grid:
+    n_rows / ROWS; ROWS divides n_rows), each exactly as a lone row (spvjit.layouts)."""
+    for r in sl.static_range(ROWS):
+        row = sl.program_id(0) * ROWS + r
+        x_row = x_ptr + row * N
+        mx = sl.full((BLOCK,), _NEG, sl.float32)
+        for k in range(0, N, BLOCK):
+            offs = k + sl.arange(0, BLOCK)
+            mx = sl.maximum(mx, sl.load(x_row + offs, mask=offs < N, other=_NEG))
+        top = sl.max(mx, axis=0)
+        tot = sl.zeros((BLOCK,), sl.float32)
+        for k in range(0, N, BLOCK):
+            offs = k + sl.arange(0, BLOCK)
+            x = sl.load(x_row + offs, mask=offs < N, other=_NEG)
+            tot += sl.where(offs < N, sl.exp(x - top), 0.0)
+        inv = 1.0 / sl.sum(tot, axis=0)
+        for k in range(0, N, BLOCK):
+            offs = k + sl.arange(0, BLOCK)
+            mask = offs < N
+            x = sl.load(x_row + offs, mask=mask, other=_NEG)
+            sl.store(out_ptr + row * N + offs, sl.exp(x - top) * inv, mask=mask)

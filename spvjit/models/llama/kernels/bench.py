@@ -11,6 +11,7 @@ the two ways of getting y.
 from __future__ import annotations
 
 import argparse
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -18,7 +19,7 @@ import spvjit
 from spvjit.testing import do_bench, do_bench_wall
 
 from ..quants import QUANT_TYPES, dequantize
-from . import DeviceWeight, matvec, pack_weight
+from . import DeviceWeight, device_quant, matvec, matvec_layout, pack_weight
 
 
 def _random_quant(qtype: str, n: int, k: int, rng) -> np.ndarray:
@@ -61,8 +62,10 @@ def matvec_case(qtype: str, n: int, k: int, rep: int = 20, check: bool = True):
 
 
 def q4_1_matvec_case(n: int, k: int):
-    """("GB/s", spvjit_GBps, numpy_GBps) for the Q4_1 matrix-vector product (n x k)."""
-    return matvec_case("Q4_1", n, k)
+    """("GB/s", spvjit_GBps, numpy_GBps, layout) for the Q4_1 matrix-vector product (n x k)."""
+    lay = matvec_layout(SimpleNamespace(desc=device_quant("Q4_1"), cols=k))
+    blocks = ", ".join(f"{key} {val}" for key, val in lay.blocks.items())
+    return (*matvec_case("Q4_1", n, k), f"{blocks}, num_warps {lay.num_warps}")
 
 
 def main(argv=None) -> int:
