@@ -100,3 +100,25 @@ def test_forms_chosen_on_one_subgroup(needs_device):
     ops = _notes(reduce_rows, [spvjit.empty((N, N), np.float32), v, i], dict(R=N, C=N, AXIS=1, KIND="max"))
     reds = [n for name, n in ops if name == "reduce"]
     assert reds and all("subgroup reduction per row" in n for n in reds), reds
+
+
+@spvjit.kernel
+def strided_rows(x_ptr, t_ptr, s, N: sl.constexpr, WRAP: sl.constexpr):
+    r = sl.arange(0, N)
+    cols = r[None, :] % 4 if WRAP else r[None, :]
+    sl.store(t_ptr + r[:, None] * N + r[None, :], sl.load(x_ptr + r[:, None] * s + cols))
+
+
+@pytest.mark.parametrize("stride", [3, 5, 4, 16])
+@pytest.mark.parametrize("wrap", [False, True])
+def test_rows_at_an_unaligned_runtime_stride_load_right(mode, stride, wrap):
+    """`rows[:, None] * s` with s not a multiple of 4: row starts are not 4-aligned, so the
+    axis analysis must not promise vec4 loads (it did: expand_dims kept the arange's
+    divisibility for every element, and the row loads read from the aligned address below)."""
+    N = 16
+    x = np.arange(N * 20, dtype=np.float32)
+    t = spvjit.empty((N, N), np.float32)
+    kern = spvjit.interpret(strided_rows) if mode == "interpreter" else strided_rows
+    kern[(1,)](spvjit.tensor(x), t, stride, N=N, WRAP=wrap)
+    cols = np.arange(N) % 4 if wrap else np.arange(N)
+    np.testing.assert_array_equal(t.numpy(), x[np.arange(N)[:, None] * stride + cols[None, :]])
