@@ -17,27 +17,15 @@ lowered on cooperative matrices or as a loop over k, keeps the moved registers.
 """
 from __future__ import annotations
 
-from . import block_loops
+from . import dot_forms
 from .values import LV
-
-
-def _dot_form(lw, dot) -> str:
-    """Which lowering `dot` gets (reduce.lower_dot decides in the same order)."""
-    from .reduce import subgroup_plan
-    if id(dot) in lw.coop_plan.dots:
-        return "coopmat"
-    if block_loops.loops_dot(dot, lw.W, lw.caps, lw.vectorize):
-        return "looped"
-    if lw.sg.get("whole") and lw.sg.get("broadcast") and subgroup_plan(lw, dot) is not None:
-        return "subgroup"
-    return "staged"
 
 
 def _reads_transposed(lw, dot, index: int) -> bool:
     """Whether `dot`'s lowering can take operand `index` (0: A, 1: B) as the source of a trans."""
     if len(dot.operands[0].type.shape) != 2 or len(dot.operands[1].type.shape) != 2:
         return False
-    form = _dot_form(lw, dot)
+    form = dot_forms.form(lw, dot)
     return form == "staged" or (form == "subgroup" and index == 0)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import types as T
-from . import block_loops, coopmat, dot_trans, subgroup
+from . import block_loops, coopmat, dot_forms, dot_trans, subgroup
 from .layout import flat_np, lane_np, reduce_base_map, reg_np
 from .values import LV
 
@@ -225,15 +225,14 @@ def lower_dot(lw, op):
         lw.note(op, f"cooperative matrix {cfg.m}x{cfg.n}x{cfg.k} {cfg.a_type}->{cfg.result_type}")
         coopmat.lower_dot_coopmat(lw, op, cfg)
         return
-    if block_loops.loops_dot(op, lw.W, lw.caps, lw.vectorize):
+    form = dot_forms.form(lw, op)
+    if form == "looped":
         block_loops.lower_dot_looped(lw, op)
         return
-    if lw.sg.get("whole") and lw.sg.get("broadcast"):
-        plan = subgroup_plan(lw, op)
-        if plan is not None:
-            lw.note(op, "register blocks, A by subgroup broadcast")
-            _dot_subgroup(lw, op, plan)
-            return
+    if form == "subgroup":
+        lw.note(op, "register blocks, A by subgroup broadcast")
+        _dot_subgroup(lw, op, dot_forms.subgroup_plan(lw, op))
+        return
     lw.note(op, "shared-memory staging")
     em, mem, W = lw.em, lw.mem, lw.W
     a_t, b_t, c_t = (v.type for v in op.operands)
@@ -379,36 +378,6 @@ def _reduce_rows_subgroup(lw, op, src, runs, base_map, kstride, kind, dt, c, dst
                                   totals[g], value)
         out.append(value)
     lw.bind(op, LV(out, False))
-
-
-def subgroup_plan(lw, op):
-    """The register-block form's plan when each lane already owns the B columns of its C
-    elements (per C register: its row i and the B register of each k), else None."""
-    W = lw.W
-    a_t, b_t, c_t = (v.type for v in op.operands)
-    M, K = a_t.shape
-    N = b_t.shape[1]
-    vb, vc = lw.vec(K * N), lw.vec(M * N)
-    lanes = np.arange(W)
-    plan = []                                       # per C register: (row i, [B register per k])
-    for r in range(lw.nregs(c_t)):
-        f = flat_np(lanes, r, W, vc)
-        live = f < M * N
-        if not live.any():
-            plan.append(None)
-            continue
-        rows = set((f[live] // N).tolist())
-        if len(rows) != 1:
-            return None
-        j = f % N
-        bq = []
-        for k in range(K):
-            s = (k * N + j)[live]
-            if not np.all(lane_np(s, W, vb) == lanes[live]) or len(set(reg_np(s, W, vb).tolist())) != 1:
-                return None
-            bq.append(int(reg_np(s[0], W, vb)))
-        plan.append((rows.pop(), bq))
-    return plan
 
 
 def _dot_subgroup(lw, op, plan):
