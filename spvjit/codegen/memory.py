@@ -17,7 +17,7 @@ import numpy as np
 
 from ..ir import types as T
 from ..runtime.memory import ELEMENT_TEXEL_FORMATS
-from .emitter import SCOPE_DEVICE, Emitter
+from .emitter import Emitter
 from . import subgroup
 from .layout import IndexMap, flat_np, lane_np, reg_np
 from .values import LV
@@ -279,14 +279,7 @@ class Memory:
         if not (op.name == "load" and bd.texel) and not (bd.storage.bits == 32 or bd.storage.name == "f16"):
             # 8/16-bit integer vectors in storage buffers would need 8/16-bit arithmetic types
             return False
-        info = lw.axis.get(id(op.operands[0]))
-        if info is None or info.contig < 4 or info.div < 4:
-            return False
-        if len(op.operands) > mask_index:
-            m = lw.axis.get(id(op.operands[mask_index]))
-            if m is None or m.const < 4:
-                return False
-        return True
+        return runs_of_four(lw, op, mask_index, aligned=True)
 
     def vec_view(self, bd: Binding, writable: bool = False) -> Binding:
         """A second binding of the same tensor accessed 4 elements at a time (made on first use)."""
@@ -656,3 +649,20 @@ def _lane_runs(s, live):
                 return None
             runs.append((lane, int(elem)))
     return runs
+
+
+def runs_of_four(lw, op, mask_index: int, aligned: bool) -> bool:
+    """Whether registers 4j..4j+3 of a load's/store's pointer tile (operand 0) hold 4 consecutive
+    addresses under one mask value (operand mask_index, if present), the first of them a
+    multiple of 4 when `aligned` (a binding's vec4 view needs that; an address does not)."""
+    ptr_t = op.operands[0].type
+    if ptr_t.is_scalar or lw.vec(ptr_t.numel) != 4 or ptr_t.shape[-1] % 4:
+        return False
+    info = lw.axis.get(id(op.operands[0]))
+    if info is None or info.contig < 4 or (aligned and info.div < 4):
+        return False
+    if len(op.operands) > mask_index:
+        m = lw.axis.get(id(op.operands[mask_index]))
+        if m is None or m.const < 4:
+            return False
+    return True
