@@ -42,3 +42,16 @@ def test_matmul_blocks_flag_and_json(kernels, tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         kernels.main(["--matmul-blocks", "3x4"])
     assert "expected three powers of two" in capsys.readouterr().err
+
+
+def test_attention_compile_script(needs_device):
+    """benchmarks/attention_compile.py runs (its own process: it turns Mesa's shader cache off)
+    and checks the forward against numpy; bad flags are one usage line and exit code 2."""
+    import subprocess
+    script = str(BENCH / "attention_compile.py")
+    run = subprocess.run([sys.executable, script, "--reps", "1", "--only", "attn_bwd_dq", "--ctx", "32",
+                          "--speed-ctx", "32"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "attn_bwd_dq" in run.stdout and "WRONG" not in run.stdout and "ratio" in run.stdout
+    bad = subprocess.run([sys.executable, script, "--blocks", "16"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--blocks: expected pairs" in bad.stderr

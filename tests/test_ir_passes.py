@@ -459,3 +459,44 @@ def test_random_modules_keep_their_results(kernel, seed):
        st.lists(st.sampled_from([canonicalize, fold_constants, cse, dce]), min_size=1, max_size=6))
 def test_any_pass_order_keeps_results(kernel, seed, passes):
     _run_both(print_kernel(kernel), random_inputs(seed, kernel.constexprs["BLOCK"]), (2,), passes)
+
+
+INVARIANT_CARRY_IN = '''kernel @k(%p: ptr<i32>, %n: i32, %s: i32) {
+  %0 = constant {value = 0} : i32
+  %1 = constant {value = 1} : i32
+  %acc, %stride = for %0, %n, %1, %0, %s : i32, i32 {
+  ^(%i: i32, %acc_1: i32, %stride_1: i32):
+    %2 = mul %i, %stride_1 : i32
+    %3 = add %acc_1, %2 : i32
+    yield %3, %stride_1
+  }
+  %4 = add %acc, %stride : i32
+  store %p, %4
+  return
+}
+'''
+
+INVARIANT_CARRY_OUT = '''kernel @k(%p: ptr<i32>, %n: i32, %s: i32) {
+  %0 = constant {value = 0} : i32
+  %1 = constant {value = 1} : i32
+  %acc, %stride = for %0, %n, %1, %0, %s : i32, i32 {
+  ^(%i: i32, %acc_1: i32, %stride_1: i32):
+    %2 = mul %i, %s : i32
+    %3 = add %acc_1, %2 : i32
+    yield %3, %s
+  }
+  %4 = add %acc, %s : i32
+  store %p, %4
+  return
+}
+'''
+
+
+def test_canonicalize_forwards_values_a_loop_yields_back_unchanged():
+    """A block pointer's strides ride through loops as carried values the body yields back:
+    every use (inside and after the loop) sees the initial value, so the analyses do too."""
+    check(canonicalize, INVARIANT_CARRY_IN, INVARIANT_CARRY_OUT)
+    inputs = {"p": np.zeros(1, np.int32), "n": 5, "s": 3}
+    before = interpret(parse(INVARIANT_CARRY_IN), inputs, (1,))["p"]
+    after = interpret(canonicalize(parse(INVARIANT_CARRY_IN)), inputs, (1,))["p"]
+    assert before[0] == 3 * (0 + 1 + 2 + 3 + 4) + 3 and same_bits(before, after)

@@ -74,7 +74,11 @@ def _op(op, info):
         else:
             out = a[0]
     elif name == "expand_dims":
-        out = Info(1, a[0].div, BIG, a[0].nonneg) if op.attrs["axis"] == len(op.operands[0].type.shape) else a[0]
+        # a new last axis of size 1 makes every element the start of its own run: `div` must
+        # then hold for each element, and inside a run of consecutive values only 1 does
+        # (`rows[:, None] * 3` is not 4-aligned however aligned rows[0] is)
+        div = a[0].div if a[0].contig == 1 else 1
+        out = Info(1, div, BIG, a[0].nonneg) if op.attrs["axis"] == len(op.operands[0].type.shape) else a[0]
     elif name in ("add", "addptr"):
         x, y = a
         out = Info(max(min(x.contig, y.const), min(y.contig, x.const)), min(x.div, y.div),

@@ -25,6 +25,7 @@ alias any tensor.
 from __future__ import annotations
 
 from ..ir import types as T
+from .memory import runs_of_four
 from .values import LV
 
 
@@ -96,20 +97,10 @@ def _element_pointer(lw, address: int, elem: T.DType, count: int = 1) -> int:
 def _vectorizable(lw, op, mask_index: int) -> bool:
     """Registers 4j..4j+3 hold 4 consecutive addresses under one mask value (memory.py's rule
     without the alignment condition, which only a binding's vec4 view needs)."""
-    ptr_t = op.operands[0].type
-    elem = ptr_t.elem.pointee
-    if ptr_t.is_scalar or lw.vec(ptr_t.numel) != 4 or ptr_t.shape[-1] % 4:
-        return False
+    elem = op.operands[0].type.elem.pointee
     if not (elem.bits == 32 or elem.name == "f16"):      # registers hold the storage type
         return False
-    info = lw.axis.get(id(op.operands[0]))
-    if info is None or info.contig < 4:
-        return False
-    if len(op.operands) > mask_index:
-        m = lw.axis.get(id(op.operands[mask_index]))
-        if m is None or m.const < 4:
-            return False
-    return True
+    return runs_of_four(lw, op, mask_index, aligned=False)
 
 
 _ALIGNED = 0x2      # MemoryAccess::Aligned

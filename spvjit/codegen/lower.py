@@ -13,7 +13,7 @@ from ..ir.core import Block, KernelIR, Operation
 from ..ir.ops import NO_FLOAT64, OP_INFO
 from .emitter import Emitter
 from .layout import IndexMap, broadcast_map, identity_map, regs, trans_map, vec_width
-from . import block_loops, coopmat, coopmat_epilogue, global_pointers, remat
+from . import block_loops, coopmat, coopmat_epilogue, dot_trans, global_pointers, remat
 from .atomics import lower_atomic
 from .gather import lower_gather, lower_histogram
 from .reduce import lower_dot, lower_reduce
@@ -122,10 +122,16 @@ class Lowerer:
         if hasattr(m, "emit"):                 # a map that is not affine (scan.ShiftMap)
             return m.emit(self, f)
         s = em.ci(m.offset) if m.offset else None
+        # flat indices are never negative, so powers of two divide by a shift and reduce by a mask
+        pow2 = lambda x: x & (x - 1) == 0      # noqa: E731
         for div, mod, mul in m.terms:
-            q = f if div == 1 else em.op("OpSDiv", em.i32, f, em.ci(div))
+            q = f
+            if div != 1:
+                q = em.op("OpShiftRightArithmetic", em.i32, f, em.ci(div.bit_length() - 1)) if pow2(div) \
+                    else em.op("OpSDiv", em.i32, f, em.ci(div))
             if mod:
-                q = em.op("OpSMod", em.i32, q, em.ci(mod))
+                q = em.op("OpBitwiseAnd", em.i32, q, em.ci(mod - 1)) if pow2(mod) \
+                    else em.op("OpSMod", em.i32, q, em.ci(mod))
             if mul != 1:
                 q = em.imul(q, em.ci(mul))
             s = q if s is None else em.iadd(s, q)
@@ -199,6 +205,8 @@ class Lowerer:
         self.move(op, broadcast_map(op.operands[0].type.shape, op.result.type.shape))
 
     def op_trans(self, op):
+        if dot_trans.read_by_dot(self, op):     # its dots read the source transposed
+            return
         self.move(op, trans_map(op.operands[0].type.shape))
 
     def op_permute(self, op):
@@ -234,9 +242,8 @@ class Lowerer:
             return
         elem = global_pointers.register_dtype(dst_t)
         value = op.operands[0]
-        one_subgroup = self.sg.get("whole") and self.sg.get("broadcast") and self.sg.get("shuffle")
-        recompute = None     # only where the move would go through shared memory (several subgroups)
-        if not one_subgroup and remat.expression(self, value):
+        recompute = None     # index tiles: each lane computes what it lacks (remat.py)
+        if remat.expression(self, value):
             recompute = lambda g: remat.evaluate(self, value, g)    # noqa: E731
         out = self.mem.exchange(self, src.regs, src_t.numel, dst_t.numel, m, elem, recompute=recompute)
         self.bind(op, LV(out, False, src.binding))

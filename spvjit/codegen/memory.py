@@ -17,7 +17,7 @@ import numpy as np
 
 from ..ir import types as T
 from ..runtime.memory import ELEMENT_TEXEL_FORMATS
-from .emitter import SCOPE_DEVICE, Emitter
+from .emitter import Emitter
 from . import subgroup
 from .layout import IndexMap, flat_np, lane_np, reg_np
 from .values import LV
@@ -279,14 +279,7 @@ class Memory:
         if not (op.name == "load" and bd.texel) and not (bd.storage.bits == 32 or bd.storage.name == "f16"):
             # 8/16-bit integer vectors in storage buffers would need 8/16-bit arithmetic types
             return False
-        info = lw.axis.get(id(op.operands[0]))
-        if info is None or info.contig < 4 or info.div < 4:
-            return False
-        if len(op.operands) > mask_index:
-            m = lw.axis.get(id(op.operands[mask_index]))
-            if m is None or m.const < 4:
-                return False
-        return True
+        return runs_of_four(lw, op, mask_index, aligned=True)
 
     def vec_view(self, bd: Binding, writable: bool = False) -> Binding:
         """A second binding of the same tensor accessed 4 elements at a time (made on first use)."""
@@ -515,10 +508,14 @@ class Memory:
         if all(p[0] == "reg" for p in plan):
             lw.note_move("in-lane register copies")
             return [src_regs[q] for _, q in plan]
-        if lw.sg.get("whole") and lw.sg.get("broadcast") and lw.sg.get("shuffle"):
-            lw.note_move("subgroup broadcast/shuffle")
-            return self._exchange_subgroup(lw, src_regs, src_numel, dst_numel, m, dt, plan, to_uniform)
-        if recompute is not None and not to_uniform:
+        one_subgroup = lw.sg.get("whole") and lw.sg.get("broadcast") and lw.sg.get("shuffle")
+        remat = recompute if not to_uniform else None
+        if one_subgroup and (remat is not None or _shuffles(lw, plan, src_numel, dst_numel, m, to_uniform)
+                             <= SHUFFLES_PER_REGISTER * len(plan)):
+            lw.note_move("subgroup broadcast/shuffle" if remat is None else
+                         "subgroup broadcasts, else recomputed in each lane")
+            return self._exchange_subgroup(lw, src_regs, src_numel, dst_numel, m, dt, plan, to_uniform, remat)
+        if remat is not None:
             # no barrier, no shared memory: each lane computes the elements it lacks (remat.py)
             lw.note_move("recomputed in each lane (index arithmetic, no data movement)")
             return [src_regs[arg] if kind == "reg" else recompute(lw.emit_index(m, lw.flat(r, dst_numel)))
@@ -544,12 +541,27 @@ class Memory:
             out.append(self.load_value(lw.emit_index(m, f), dt, need))
         return out
 
-    def _exchange_subgroup(self, lw, src_regs, src_numel, dst_numel, m: IndexMap, dt, plan, to_uniform):
-        """The workgroup is one subgroup: broadcasts for elements every lane wants, shuffles else."""
+    def _exchange_subgroup(self, lw, src_regs, src_numel, dst_numel, m: IndexMap, dt, plan, to_uniform,
+                           recompute=None):
+        """The workgroup is one subgroup: broadcasts for elements every lane wants (or a few,
+        each for a run of lanes), else the element recomputed in place where `recompute` is
+        given (an index tile: a few integer ops instead of shuffles and selects), else shuffles.
+        A broadcast is preferred to recomputing: the driver merges equal broadcasts, while a
+        recomputed element costs its expression in every register (a pointer tile's row term
+        in a matvec loop: 64 registers' worth of it per iteration)."""
         em, W = self.em, lw.W
         v_src, v_dst = lw.vec(src_numel), lw.vec(dst_numel)
         lanes = np.arange(W)
         out = []
+        cache, below = {}, {}
+
+        def bcast(elem: int) -> int:
+            """Source element `elem` in every lane (one broadcast per element per move)."""
+            if elem not in cache:
+                cache[elem] = subgroup.broadcast(lw, dt, src_regs[int(reg_np(elem, W, v_src))],
+                                                 int(lane_np(elem, W, v_src)))
+            return cache[elem]
+
         for r, (kind, arg) in enumerate(plan):
             if kind == "reg":
                 out.append(src_regs[arg])
@@ -558,9 +570,19 @@ class Memory:
             live = f < dst_numel
             s = m.eval(np.where(live, f, 0))[live]
             if len(set(s)) == 1:                       # one element for all: broadcast
-                s0 = int(s[0])
-                out.append(subgroup.broadcast(lw, dt, src_regs[int(reg_np(s0, W, v_src))],
-                                              int(lane_np(s0, W, v_src))))
+                out.append(bcast(int(s[0])))
+                continue
+            runs = _lane_runs(s, live)
+            if runs is not None:                       # a few elements, each for a run of lanes
+                value = bcast(runs[0][1])
+                for start, elem in runs[1:]:
+                    if start not in below:
+                        below[start] = em.ilt(lw.lane, em.ci(start))
+                    value = em.select(em.type_of(dt), below[start], value, bcast(elem))
+                out.append(value)
+                continue
+            if recompute is not None:
+                out.append(recompute(lw.emit_index(m, lw.flat(r, dst_numel))))
                 continue
             fid = em.ci(0) if to_uniform else lw.flat(r, dst_numel)
             if arg:
@@ -582,3 +604,65 @@ class Memory:
                 value = em.select(em.type_of(dt), pick, val, value)
             out.append(value)
         return out
+
+
+# A move on one subgroup shuffles each destination register from every source register its
+# lanes read (plus a select each).  Beyond this many shuffles per register on average (a
+# transpose: one per lane), shared memory is cheaper for the driver's compiler: lavapipe
+# turns each variable-index shuffle into a per-lane extract/insert sequence, and a 16x16
+# transpose through shuffles took it 2.5 s to compile, a [64, 16] one over a minute.
+SHUFFLES_PER_REGISTER = 2
+
+
+def _shuffles(lw, plan, src_numel, dst_numel, m, to_uniform) -> int:
+    """Shuffles _exchange_subgroup would emit for `plan` (broadcasts count as none)."""
+    W = lw.W
+    v_src, v_dst = lw.vec(src_numel), lw.vec(dst_numel)
+    lanes = np.arange(W)
+    total = 0
+    for r, (kind, _) in enumerate(plan):
+        if kind == "reg":
+            continue
+        f = np.zeros(W, np.int64) if to_uniform else flat_np(lanes, r, W, v_dst)
+        live = f < dst_numel
+        s = m.eval(np.where(live, f, 0))[live]
+        if len(set(s.tolist())) > 1 and _lane_runs(s, live) is None:
+            total += len(set(reg_np(s, W, v_src).tolist()))
+    return total
+
+
+# A destination register whose lanes want at most this many distinct source elements, each
+# for one run of consecutive lanes (a row broadcast `x[:, None]` into rows that span a few
+# lanes), is built from constant-lane broadcasts and selects on the lane index: lavapipe
+# compiles a broadcast to one extract, a shuffle to a per-lane sequence.
+MAX_BROADCAST_RUNS = 2
+
+
+def _lane_runs(s, live):
+    """[(first lane, source element)] when the live lanes' elements `s` form at most
+    MAX_BROADCAST_RUNS runs of consecutive lanes with one element each, else None (lanes
+    past the tile's end, at the end of the subgroup, join the last run)."""
+    runs = []
+    for lane, elem in enumerate(s.tolist()):
+        if not runs or runs[-1][1] != elem:
+            if len(runs) == MAX_BROADCAST_RUNS:
+                return None
+            runs.append((lane, int(elem)))
+    return runs
+
+
+def runs_of_four(lw, op, mask_index: int, aligned: bool) -> bool:
+    """Whether registers 4j..4j+3 of a load's/store's pointer tile (operand 0) hold 4 consecutive
+    addresses under one mask value (operand mask_index, if present), the first of them a
+    multiple of 4 when `aligned` (a binding's vec4 view needs that; an address does not)."""
+    ptr_t = op.operands[0].type
+    if ptr_t.is_scalar or lw.vec(ptr_t.numel) != 4 or ptr_t.shape[-1] % 4:
+        return False
+    info = lw.axis.get(id(op.operands[0]))
+    if info is None or info.contig < 4 or (aligned and info.div < 4):
+        return False
+    if len(op.operands) > mask_index:
+        m = lw.axis.get(id(op.operands[mask_index]))
+        if m is None or m.const < 4:
+            return False
+    return True

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import types as T
-from . import block_loops, coopmat, subgroup
+from . import block_loops, coopmat, dot_forms, dot_trans, subgroup
 from .layout import flat_np, lane_np, reduce_base_map, reg_np
 from .values import LV
 
@@ -185,11 +185,13 @@ def _reduce_axis(lw, op, src, shape, axis, kind, dt):
             out.append(acc_i if want_idx else acc)
         lw.bind(op, LV(out, False))
         return
-    if (kstride == 1 and K % (W * lw.vec(src_numel)) == 0 and lw.sg.get("whole") and lw.sg.get("reduce")
-            and dst_numel * K // W <= 4096):
-        lw.note(op, "per-lane fold + subgroup reduction per row")
-        _reduce_rows_subgroup(lw, op, src, K, kind, dt, c, dst_numel)
-        return
+    if lw.sg.get("whole") and lw.sg.get("reduce") and dst_numel * K // W <= 4096 and \
+            dst_numel <= MAX_SUBGROUP_ROWS:
+        runs = [_row_runs(lw, base_map, kstride, K, g, src_numel) for g in range(dst_numel)]
+        if all(r is not None for r in runs):
+            lw.note(op, "per-lane fold + subgroup reduction per row")
+            _reduce_rows_subgroup(lw, op, src, runs, base_map, kstride, kind, dt, c, dst_numel)
+            return
     lw.note(op, "shared memory + barriers")
     em.barrier()
     for q, reg in enumerate(src.regs):
@@ -223,18 +225,22 @@ def lower_dot(lw, op):
         lw.note(op, f"cooperative matrix {cfg.m}x{cfg.n}x{cfg.k} {cfg.a_type}->{cfg.result_type}")
         coopmat.lower_dot_coopmat(lw, op, cfg)
         return
-    if block_loops.is_looped(lw, op):
+    form = dot_forms.form(lw, op)
+    if form == "looped":
         block_loops.lower_dot_looped(lw, op)
         return
-    if lw.sg.get("whole") and lw.sg.get("broadcast") and _dot_subgroup(lw, op):
+    if form == "subgroup":
         lw.note(op, "register blocks, A by subgroup broadcast")
+        _dot_subgroup(lw, op, dot_forms.subgroup_plan(lw, op))
         return
     lw.note(op, "shared-memory staging")
     em, mem, W = lw.em, lw.mem, lw.W
     a_t, b_t, c_t = (v.type for v in op.operands)
     M, K = a_t.shape
     N = b_t.shape[1]
-    a, b, acc = (lw.get(v) for v in op.operands)
+    # an operand that is trans(x) (dot_trans.py) is staged as x and read transposed
+    (a, a_tr), (b, b_tr) = dot_trans.operand(lw, op, 0), dot_trans.operand(lw, op, 1)
+    acc = lw.get(op.operands[2])
     in_dt, out_dt = a_t.elem, c_t.elem
     work = _dot_work(out_dt)                       # products are formed in the accumulator's width
     hi = (len(a.regs) + len(b.regs)) * W          # 64-bit: high words after all the low ones
@@ -245,55 +251,121 @@ def lower_dot(lw, op):
     for q, reg in enumerate(b.regs):
         mem.store_value(em.iadd(lw.flat(q, K * N), em.ci(b_base)), lw.convert(reg, in_dt, work), work, hi)
     em.barrier()
+    # A[i, k] at word i*K + k (its source x[k, i] at k*M + i); B[k, j] at k*N + j (x[j, k]: j*K + k)
+    a_row, a_kstep = (1, M) if a_tr else (K, 1)
+    b_col, b_kstep = (K, 1) if b_tr else (1, N)
     wt = em.type_of(work)
-    out = []
-    rows, cols, accs = [], [], []
+    # C registers whose lanes all hold the same rows (columns) read the same A (B) words at
+    # every k: each distinct word is read once per k (16x16 tiles on 8 lanes: 8 A and 4 B
+    # reads per k instead of 32 each).  lavapipe turns every per-lane shared read into a
+    # loop over the lanes, so this is most of the dot's code.
+    lanes = np.arange(W)
+    vc = lw.vec(M * N)
+    a_of, b_of, a_addr, b_addr, accs = [], [], {}, {}, []
     for r, reg in enumerate(acc.regs):
-        f = lw.flat(r, M * N)
-        valid = lw.valid(M * N, r)
-        if valid is not None:
-            f = em.select(em.i32, valid, f, em.ci(0))
-        rows.append(em.imul(em.op("OpSDiv", em.i32, f, em.ci(N)), em.ci(K)))
-        cols.append(em.iadd(em.op("OpSMod", em.i32, f, em.ci(N)), em.ci(b_base)))
+        f_np = flat_np(lanes, r, W, vc)
+        f_np = np.where(f_np < M * N, f_np, 0)
+        ka, kb = tuple((f_np // N).tolist()), tuple((f_np % N).tolist())
+        if ka not in a_addr or kb not in b_addr:
+            f = lw.flat(r, M * N)
+            valid = lw.valid(M * N, r)
+            if valid is not None:
+                f = em.select(em.i32, valid, f, em.ci(0))
+            if ka not in a_addr:
+                i = em.op("OpSDiv", em.i32, f, em.ci(N))
+                a_addr[ka] = i if a_row == 1 else em.imul(i, em.ci(a_row))
+            if kb not in b_addr:
+                j = em.op("OpSMod", em.i32, f, em.ci(N))
+                b_addr[kb] = em.iadd(j if b_col == 1 else em.imul(j, em.ci(b_col)), em.ci(b_base))
+        a_of.append(ka)
+        b_of.append(kb)
         accs.append(em.local_var(wt, lw.convert(reg, out_dt, work)))
 
     def body(k):
-        b_row = em.imul(k, em.ci(N))
-        for row, col, var in zip(rows, cols, accs):
-            av = mem.load_value(em.iadd(row, k), work, hi)
-            bv = mem.load_value(em.iadd(col, b_row), work, hi)
+        a_k = k if a_kstep == 1 else em.imul(k, em.ci(a_kstep))
+        b_k = k if b_kstep == 1 else em.imul(k, em.ci(b_kstep))
+        av = {key: mem.load_value(em.iadd(base, a_k), work, hi) for key, base in a_addr.items()}
+        bv = {key: mem.load_value(em.iadd(base, b_k), work, hi) for key, base in b_addr.items()}
+        for ka, kb, var in zip(a_of, b_of, accs):
             cur = em.load_var(wt, var)
             if work.is_float:
-                nxt = em.op("OpFAdd", wt, cur, em.op("OpFMul", wt, av, bv))
+                nxt = em.op("OpFAdd", wt, cur, em.op("OpFMul", wt, av[ka], bv[kb]))
             else:
-                nxt = em.op("OpIAdd", wt, cur, em.op("OpIMul", wt, av, bv))
+                nxt = em.op("OpIAdd", wt, cur, em.op("OpIMul", wt, av[ka], bv[kb]))
             em.store_var(var, nxt)
 
     em.counted_loop(em.ci(K), body)
+    out = []
     for var in accs:
         out.append(lw.convert(em.load_var(wt, var), work, out_dt))
     lw.bind(op, LV(out, False))
 
 
-def _reduce_rows_subgroup(lw, op, src, K, kind, dt, c, dst_numel):
-    """Reduce the last axis when each row spans whole subgroup-widths: lane-local folds,
-    one subgroup reduction per row, then each lane picks the rows it owns."""
+# Outputs of an axis reduction on one subgroup reduced by one subgroup operation each (beyond
+# this many, shared memory); and the runs of lanes a row may fall into (a 16-wide row of a
+# 16x16 tile on 8 lanes lies in 4 lanes: runs "none, these 4 lanes' registers, none").
+MAX_SUBGROUP_ROWS = 256
+MAX_ROW_RUNS = 3
+
+
+def _row_runs(lw, base_map, kstride, K, g, src_numel):
+    """Output g's source elements, as [(first lane, that lane's registers holding them)] over
+    runs of consecutive lanes holding the same registers (an empty tuple: none), or None when
+    there are more than MAX_ROW_RUNS runs."""
+    W, v = lw.W, lw.vec(src_numel)
+    flats = int(base_map.eval(np.array([g]))[0]) + np.arange(K) * kstride
+    ln, rg = lane_np(flats, W, v), reg_np(flats, W, v)
+    runs = []
+    for lane in range(W):
+        held = tuple(sorted(set(rg[ln == lane].tolist())))
+        if not runs or runs[-1][1] != held:
+            if len(runs) == MAX_ROW_RUNS:
+                return None
+            runs.append((lane, held))
+    return runs
+
+
+def _reduce_rows_subgroup(lw, op, src, runs, base_map, kstride, kind, dt, c, dst_numel):
+    """Reduce an axis on one subgroup: each lane folds its own registers of a row (lanes
+    holding none of it take the identity), one subgroup reduction per row, then each lane
+    picks the rows it owns.  Rows that lie in different lanes but the same registers (the
+    rows of a 16x16 tile on 8 lanes, two per register) share one fold."""
     em, W = lw.em, lw.W
     want_idx = kind in ("argmax", "argmin")
-    src_numel = dst_numel * K
-    v = lw.vec(src_numel)
+    src_numel = op.operands[0].type.numel
+    K = src_numel // dst_numel
     lanes = np.arange(W)
+    rt_ = em.type_of(dt)
+    folds = {}
+
+    def fold(regs, g):
+        """This lane's (value, index along the axis) over `regs`, in register (= flat) order."""
+        key = regs if not want_idx else (regs, g)
+        if key not in folds:
+            acc, acc_i = _identity(em, kind, dt), em.ci(K)
+            base = int(base_map.eval(np.array([g]))[0])
+            for q in regs:
+                idx = None
+                if want_idx:
+                    idx = em.iadd(lw.flat(q, src_numel), em.ci(-base))
+                    if kstride != 1:
+                        idx = em.op("OpSDiv", em.i32, idx, em.ci(kstride))
+                acc, acc_i = c.combine(acc, acc_i, src.regs[q], idx)
+            folds[key] = (acc, acc_i)
+        return folds[key]
+
     totals = []
     for g in range(dst_numel):
-        # registers of row g: the same in every lane since K is a multiple of v*W
-        row_regs = sorted(set(int(q) for q in reg_np(g * K + np.arange(K), W, v)))
-        acc, acc_i = _identity(em, kind, dt), em.ci(K)
-        for q in row_regs:
-            idx = em.iadd(lw.flat(q, src_numel), em.ci(-g * K)) if want_idx else None
-            acc, acc_i = c.combine(acc, acc_i, src.regs[q], idx)
+        acc, acc_i = fold(runs[g][0][1], g)
+        for start, regs in runs[g][1:]:
+            later = em.op("OpSGreaterThanEqual", em.bool, lw.lane, em.ci(start))
+            v_, i_ = fold(regs, g)
+            acc = em.select(rt_, later, v_, acc)
+            if want_idx:
+                acc_i = em.select(em.i32, later, i_, acc_i)
         v_, i = _subgroup_finish(lw, c, kind, dt, acc, acc_i)
         totals.append(i if want_idx else v_)
-    rt = em.i32 if want_idx else em.type_of(dt)
+    rt = em.i32 if want_idx else rt_
     v_dst = lw.vec(dst_numel)
     out = []
     for r in range(lw.nregs(op.result.type)):
@@ -301,42 +373,24 @@ def _reduce_rows_subgroup(lw, op, src, K, kind, dt, c, dst_numel):
         value = totals[min(int(owners[0]), dst_numel - 1)]
         for lane in range(1, W):
             g = int(owners[lane])
-            if g < dst_numel:
-                value = em.select(rt, em.op("OpIEqual", em.bool, lw.lane, em.ci(lane)), totals[g], value)
+            if g < dst_numel and g != int(owners[lane - 1]):
+                value = em.select(rt, em.op("OpSGreaterThanEqual", em.bool, lw.lane, em.ci(lane)),
+                                  totals[g], value)
         out.append(value)
     lw.bind(op, LV(out, False))
 
 
-def _dot_subgroup(lw, op) -> bool:
+def _dot_subgroup(lw, op, plan):
     """C += A @ B with no shared memory when each lane already owns the B columns of its C
     elements: A[i, k], which every lane of a C row needs, arrives by subgroup broadcast
-    (the lavapipe-friendly form: register blocks per lane, operands handed out by lane)."""
+    (the lavapipe-friendly form: register blocks per lane, operands handed out by lane).
+    An A that is trans(x) (dot_trans.py) is broadcast from where x holds x[k, i]."""
     em, W = lw.em, lw.W
-    a_t, b_t, c_t = (v.type for v in op.operands)
+    a_t, c_t = op.operands[0].type, op.operands[2].type
     M, K = a_t.shape
-    N = b_t.shape[1]
-    va, vb, vc = lw.vec(M * K), lw.vec(K * N), lw.vec(M * N)
-    lanes = np.arange(W)
-    n_c = lw.nregs(c_t)
-    plan = []                                       # per C register: (row i, [B register per k])
-    for r in range(n_c):
-        f = flat_np(lanes, r, W, vc)
-        live = f < M * N
-        if not live.any():
-            plan.append(None)
-            continue
-        rows = set((f[live] // N).tolist())
-        if len(rows) != 1:
-            return False
-        j = f % N
-        bq = []
-        for k in range(K):
-            s = (k * N + j)[live]
-            if not np.all(lane_np(s, W, vb) == lanes[live]) or len(set(reg_np(s, W, vb).tolist())) != 1:
-                return False
-            bq.append(int(reg_np(s[0], W, vb)))
-        plan.append((rows.pop(), bq))
-    a, b, acc = (lw.get(v) for v in op.operands)
+    va = lw.vec(M * K)
+    (a, a_tr), (b, _) = dot_trans.operand(lw, op, 0), dot_trans.operand(lw, op, 1)
+    acc = lw.get(op.operands[2])
     in_dt, out_dt = a_t.elem, c_t.elem
     work = _dot_work(out_dt)
     wt = em.type_of(work)
@@ -345,7 +399,7 @@ def _dot_subgroup(lw, op) -> bool:
 
     def a_elem(i, k):
         if (i, k) not in a_cache:
-            fa = i * K + k
+            fa = k * M + i if a_tr else i * K + k
             src = a.regs[int(reg_np(fa, W, va))]
             a_cache[(i, k)] = lw.convert(subgroup.broadcast(lw, in_dt, src, int(lane_np(fa, W, va))), in_dt, work)
         return a_cache[(i, k)]
@@ -360,4 +414,3 @@ def _dot_subgroup(lw, op) -> bool:
                 c = em.op("OpFAdd" if work.is_float else "OpIAdd", wt, c, prod)
         out.append(lw.convert(c, work, out_dt))
     lw.bind(op, LV(out, False))
-    return True

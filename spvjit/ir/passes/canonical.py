@@ -13,7 +13,10 @@ exact value (bit for bit) of every tile:
 - `broadcast` of `broadcast`, `reshape` of `reshape` -> one op from the source;
 - integer `add x, 0`, `add 0, x`, `sub x, 0`, `mul x, 1`, `mul 1, x`,
   `floordiv x, 1` -> x (floats are left: `-0.0 + 0.0` is `+0.0`);
-- `select c, x, x` -> x.
+- `select c, x, x` -> x;
+- a value a `for` carries but yields back unchanged (a block pointer's strides and shape,
+  carried field by field) -> its initial value, inside the loop and after it, so the
+  analyses below see what it is (a unit stride stays the constant 1: vector loads).
 
 An `expand_dims` followed by a `broadcast` (how `a[:, None] + b[None, :]`
 lowers) is left as it is unless its source is a splat or constant: the two
@@ -36,6 +39,8 @@ def _canon_block(block: Block, subst: Substitution) -> None:
     kept = []
     for op in block.ops:
         subst.apply(op)
+        if op.name == "for":
+            _forward_invariant_carries(op, subst)
         for region in op.regions:
             _canon_block(region, subst)
         replacement = _rewrite(op)
@@ -44,6 +49,19 @@ def _canon_block(block: Block, subst: Substitution) -> None:
             continue
         kept.append(op)
     block.ops = kept
+
+
+def _forward_invariant_carries(op: Operation, subst: Substitution) -> None:
+    """Carried values that the body yields back as they came: every iteration sees the init."""
+    body = op.regions[0]
+    term = body.terminator
+    if term is None or term.name != "yield":
+        return
+    for i, (arg, out) in enumerate(zip(body.args[1:], term.operands)):
+        if out is arg:
+            init = op.operands[3 + i]
+            subst.replace(arg, init)
+            subst.replace(op.results[i], init)
 
 
 def _producer(v: Value, name: str) -> Operation | None:
