@@ -318,24 +318,22 @@ class Reader:
         return k, em.imul(k, self.stride), shared
 
     def a_lane_element(self, base_i: int, i: int, k0: int, cols: int, step) -> int:
-        em, mem = self.lw.em, self.lw.mem
         k, off, shared_pred = step
-        idx = em.iadd(base_i, off)
-        if shared_pred is not None:
-            pred, idx = shared_pred, em.select(em.i32, shared_pred, idx, em.ci(0))
-        else:
-            pred, idx = self._masked(em.iadd(em.ci(i * cols), k), idx)
-        return self._finish(pred, mem.load_elem(self.bd, idx))
+        pred, idx = self._a_index(base_i, i, k, cols, (off, shared_pred))
+        return self._finish(pred, self.lw.mem.load_elem(self.bd, idx))
 
-    def a_element(self, base_i: int, i: int, k: int, cols: int, step) -> int:
-        em, mem = self.lw.em, self.lw.mem
+    def _a_index(self, base_i: int, i: int, k: int, cols: int, step) -> tuple:
+        """(mask predicate or None, element index) of A[i, k] for a k step."""
+        em = self.lw.em
         off, shared_pred = step
         idx = em.iadd(base_i, off)
         if shared_pred is not None:
-            pred, idx = shared_pred, em.select(em.i32, shared_pred, idx, em.ci(0))
-        else:
-            pred, idx = self._masked(em.iadd(em.ci(i * cols), k), idx)
-        return self._finish(pred, mem.load_elem(self.bd, idx))
+            return shared_pred, em.select(em.i32, shared_pred, idx, em.ci(0))
+        return self._masked(em.iadd(em.ci(i * cols), k), idx)
+
+    def a_element(self, base_i: int, i: int, k: int, cols: int, step) -> int:
+        pred, idx = self._a_index(base_i, i, k, cols, step)
+        return self._finish(pred, self.lw.mem.load_elem(self.bd, idx))
 
     def a_vec4_ok(self) -> bool:
         """A's rows hold 4 aligned consecutive k under one mask value (memory._vectorizable):
@@ -345,12 +343,7 @@ class Reader:
     def a_vec4(self, base_i: int, i: int, k: int, cols: int, step) -> list[int]:
         """A[i, k..k+3] in every lane (k a multiple of 4): one fetch at a uniform address."""
         em, mem = self.lw.em, self.lw.mem
-        off, shared_pred = step
-        idx = em.iadd(base_i, off)
-        if shared_pred is not None:
-            pred, idx = shared_pred, em.select(em.i32, shared_pred, idx, em.ci(0))
-        else:
-            pred, idx = self._masked(em.iadd(em.ci(i * cols), k), idx)
+        pred, idx = self._a_index(base_i, i, k, cols, step)
         q = em.op("OpShiftRightArithmetic", em.i32, idx, em.ci(2))
         return [self._finish(pred, v) for v in mem.load_vec4(self.bd, q)]
 
