@@ -25,7 +25,7 @@ alias any tensor.
 from __future__ import annotations
 
 from ..ir import types as T
-from .memory import runs_of_four
+from .memory import from_storage, runs_of_four, to_storage
 from .values import LV
 
 
@@ -109,24 +109,13 @@ _ALIGNED = 0x2      # MemoryAccess::Aligned
 def _load_one(lw, address: int, elem: T.DType) -> int:
     em = lw.em
     p, st = _element_pointer(lw, address, elem)
-    raw = em.op("OpLoad", st, p, _ALIGNED, elem.nbytes)
-    if elem.is_bool:
-        return em.op("OpINotEqual", em.bool, em.op("OpUConvert", em.u32, raw), em.cu(0))
-    if elem.name == "bf16":
-        wide = em.op("OpUConvert", em.u32, raw)
-        return em.op("OpBitcast", em.f32, em.op("OpShiftLeftLogical", em.u32, wide, em.cu(16)))
-    return raw
+    return from_storage(em, em.op("OpLoad", st, p, _ALIGNED, elem.nbytes), elem)
 
 
 def _store_one(lw, address: int, value: int, elem: T.DType):
     em = lw.em
     p, st = _element_pointer(lw, address, elem)
-    if elem.is_bool:
-        value = em.op("OpUConvert", st, em.select(em.u32, value, em.cu(1), em.cu(0)))
-    elif elem.name == "bf16":
-        bits = em.op("OpBitcast", em.u32, em.round_bf16(value))
-        value = em.op("OpUConvert", st, em.op("OpShiftRightLogical", em.u32, bits, em.cu(16)))
-    em.op("OpStore", None, p, value, _ALIGNED, elem.nbytes)
+    em.op("OpStore", None, p, to_storage(em, value, elem, st), _ALIGNED, elem.nbytes)
 
 
 def lower_load(lw, op):

@@ -225,29 +225,15 @@ class Memory:
         if bd.texel:
             return self._texel_load(bd, idx)
         raw = em.op("OpLoad", self._storage_type(bd.storage), self._elem_ptr(bd, idx))
-        dt = bd.dtype
         if bd.atomic:
-            return em.op("OpBitcast", em.type_of(dt), raw)
-        if dt.is_bool:
-            # widen first: an 8-bit constant would need the Int8 capability, 8-bit storage alone
-            # allows only loads, stores and conversions (spirv-val: "Cannot form constants")
-            return em.op("OpINotEqual", em.bool, em.op("OpUConvert", em.u32, raw), em.cu(0))
-        if dt.name == "bf16":
-            wide = em.op("OpUConvert", em.u32, raw)
-            return em.op("OpBitcast", em.f32, em.op("OpShiftLeftLogical", em.u32, wide, em.cu(16)))
-        return raw
+            return em.op("OpBitcast", em.type_of(bd.dtype), raw)
+        return from_storage(em, raw, bd.dtype)
 
     def store_elem(self, bd: Binding, idx: int, value: int):
         em = self.em
         dt = bd.dtype
         st = self._storage_type(bd.storage)
-        if bd.atomic:
-            value = em.op("OpBitcast", st, value)
-        elif dt.is_bool:   # select in 32 bits, then narrow (no 8-bit constants; see load_elem)
-            value = em.op("OpUConvert", st, em.select(em.u32, value, em.cu(1), em.cu(0)))
-        elif dt.name == "bf16":
-            bits = em.op("OpBitcast", em.u32, em.round_bf16(value))
-            value = em.op("OpUConvert", st, em.op("OpShiftRightLogical", em.u32, bits, em.cu(16)))
+        value = em.op("OpBitcast", st, value) if bd.atomic else to_storage(em, value, dt, st)
         em.op("OpStore", None, self._elem_ptr(bd, idx), value)
 
     # ---- load / store / atomics ------------------------------------------------------------------
@@ -666,3 +652,27 @@ def runs_of_four(lw, op, mask_index: int, aligned: bool) -> bool:
         if m is None or m.const < 4:
             return False
     return True
+
+
+def from_storage(em, raw: int, dt: T.DType) -> int:
+    """An element as loaded from memory (storage type) -> its register value: bools widen then
+    compare (an 8-bit constant would need the Int8 capability; 8-bit storage alone allows only
+    loads, stores and conversions: spirv-val "Cannot form constants"), bf16 bits become the
+    f32 they denote; everything else is held as stored."""
+    if dt.is_bool:
+        return em.op("OpINotEqual", em.bool, em.op("OpUConvert", em.u32, raw), em.cu(0))
+    if dt.name == "bf16":
+        wide = em.op("OpUConvert", em.u32, raw)
+        return em.op("OpBitcast", em.f32, em.op("OpShiftLeftLogical", em.u32, wide, em.cu(16)))
+    return raw
+
+
+def to_storage(em, value: int, dt: T.DType, st: int) -> int:
+    """A register value -> the element to store, of SPIR-V storage type `st` (the inverse of
+    from_storage: bools select in 32 bits then narrow, f32 rounds to bf16's 16 bits)."""
+    if dt.is_bool:
+        return em.op("OpUConvert", st, em.select(em.u32, value, em.cu(1), em.cu(0)))
+    if dt.name == "bf16":
+        bits = em.op("OpBitcast", em.u32, em.round_bf16(value))
+        return em.op("OpUConvert", st, em.op("OpShiftRightLogical", em.u32, bits, em.cu(16)))
+    return value
