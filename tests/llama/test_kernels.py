@@ -402,6 +402,21 @@ def test_prompt_matmul_whole_tiles_on_cooperative_matrices():
     _prompt_matmul_on_cooperative_matrices("Q4_1", "none", rows=128)
 
 
+def _prompt_prologue(rng, m: int, cols: int, pre: str):
+    """Random prompt rows for a matmul with prologue `pre` ("none", "norm": RMS norm with a
+    weight, "swiglu": silu(gate) * up of rows twice as wide): (the input rows, the float64
+    numpy reference of what the matmul multiplies, the matmul's keyword arguments)."""
+    x_in = rng.standard_normal((m, 2 * cols if pre == "swiglu" else cols)).astype(np.float32)
+    norm_w = rng.random(cols).astype(np.float32) + 0.5
+    if pre == "norm":
+        x = x_in / np.sqrt((x_in.astype(np.float64) ** 2).mean(1, keepdims=True) + 1e-5) * norm_w
+        return x_in, x, dict(norm=spvjit.tensor(norm_w), eps=1e-5)
+    if pre == "swiglu":
+        g, u = x_in[:, :cols].astype(np.float64), x_in[:, cols:].astype(np.float64)
+        return x_in, g / (1 + np.exp(-g)) * u, dict(swiglu=True)
+    return x_in, x_in.astype(np.float64), {}
+
+
 @pytest.mark.coopmat
 @pytest.mark.parametrize("pre", ["none", "norm", "swiglu"])
 def test_q8_0_prompt_matmul_on_i8_cooperative_matrices(pre):
@@ -413,17 +428,7 @@ def test_q8_0_prompt_matmul_on_i8_cooperative_matrices(pre):
     rows, cols, m = 128, width("Q8_0", 5), K.MIN_ROWS_COOP + 5
     raw, w = device_weight("Q8_0", rows, cols, rng)
     W = dequantize(raw, "Q8_0", (rows, cols)).astype(np.float64)
-    x_in = rng.standard_normal((m, 2 * cols if pre == "swiglu" else cols)).astype(np.float32)
-    norm_w = rng.random(cols).astype(np.float32) + 0.5
-    if pre == "norm":
-        x = x_in / np.sqrt((x_in.astype(np.float64) ** 2).mean(1, keepdims=True) + 1e-5) * norm_w
-        kw = dict(norm=spvjit.tensor(norm_w), eps=1e-5)
-    elif pre == "swiglu":
-        g, u = x_in[:, :cols].astype(np.float64), x_in[:, cols:].astype(np.float64)
-        x = g / (1 + np.exp(-g)) * u
-        kw = dict(swiglu=True)
-    else:
-        x, kw = x_in.astype(np.float64), {}
+    x_in, x, kw = _prompt_prologue(rng, m, cols, pre)
     y = spvjit.tensor(np.full((m, rows), 3.0, np.float32))
     K.matmul(w, spvjit.tensor(x_in), y, m, acc=True, **kw)
     assert getattr(w, "_q8_copy", None) is not None and getattr(w, "_f16_copy", None) is None
@@ -448,17 +453,7 @@ def _prompt_matmul_on_cooperative_matrices(qtype, pre, rows):
     cols, m = width(qtype, 5), matmul_coop.MIN_ROWS + 5
     raw, w = device_weight(qtype, rows, cols, rng)
     W = dequantize(raw, qtype, (rows, cols))
-    x_in = rng.standard_normal((m, 2 * cols if pre == "swiglu" else cols)).astype(np.float32)
-    norm_w = rng.random(cols).astype(np.float32) + 0.5
-    if pre == "norm":
-        x = x_in / np.sqrt((x_in.astype(np.float64) ** 2).mean(1, keepdims=True) + 1e-5) * norm_w
-        kw = dict(norm=spvjit.tensor(norm_w), eps=1e-5)
-    elif pre == "swiglu":
-        g, u = x_in[:, :cols].astype(np.float64), x_in[:, cols:].astype(np.float64)
-        x = g / (1 + np.exp(-g)) * u
-        kw = dict(swiglu=True)
-    else:
-        x, kw = x_in, {}
+    x_in, x, kw = _prompt_prologue(rng, m, cols, pre)
     y = spvjit.empty((m, rows))
     K.matmul(w, spvjit.tensor(x_in), y, m, **kw)
     assert getattr(w, "_f16_copy", None) is not None          # it did go through the f16 copy
