@@ -80,13 +80,7 @@ class Memory:
                 self._declare_texel(bd)
                 continue
             st = self._storage_type(bd.storage)
-            arr = b.type_runtime_array(st, stride=max(1, bd.storage.bits // 8))
-            struct = b.type_struct([arr], name=f"{bd.name}_buffer")
-            b.decorate(struct, "Block")
-            b.member_decorate(struct, 0, "Offset", 0)
-            var = b.variable(b.type_pointer("StorageBuffer", struct), "StorageBuffer")
-            b.decorate(var, "DescriptorSet", 0)
-            b.decorate(var, "Binding", bd.index)
+            var = self.storage_buffer(st, max(1, bd.storage.bits // 8), f"{bd.name}_buffer", bd.index)
             b.name(var, bd.name)
             bd.var, bd.ptr_type = var, b.type_pointer("StorageBuffer", st)
         members = [em.u32] * PUSH_HEADER_WORDS + [em.type_of(m.dtype) for m in self.push]
@@ -267,6 +261,22 @@ class Memory:
             return False
         return runs_of_four(lw, op, mask_index, aligned=True)
 
+    def storage_buffer(self, elem: int, stride: int, struct_name: str, binding: int,
+                       member_access: str | None = None) -> int:
+        """A storage-buffer variable at (set 0, `binding`): a Block struct holding a runtime
+        array of `elem` with this stride; `member_access` (NonReadable/NonWritable) decorates
+        the array where the kernel only writes or only reads it."""
+        b = self.em.b
+        struct = b.type_struct([b.type_runtime_array(elem, stride=stride)], name=struct_name)
+        b.decorate(struct, "Block")
+        b.member_decorate(struct, 0, "Offset", 0)
+        if member_access is not None:
+            b.member_decorate(struct, 0, member_access)
+        var = b.variable(b.type_pointer("StorageBuffer", struct), "StorageBuffer")
+        b.decorate(var, "DescriptorSet", 0)
+        b.decorate(var, "Binding", binding)
+        return var
+
     def vec_view(self, bd: Binding, writable: bool = False) -> Binding:
         """A second binding of the same tensor accessed 4 elements at a time (made on first use)."""
         key = ("vecview", bd.index)
@@ -280,19 +290,15 @@ class Memory:
                 st = em.type_of(self._texel_sampled(bd.dtype))
                 img = b.type_image(st, "Buffer", 0, 0, 0, 1, "Unknown")
                 var = b.variable(b.type_pointer("UniformConstant", img), "UniformConstant")
+                b.decorate(var, "DescriptorSet", 0)
+                b.decorate(var, "Binding", view.index)
                 view.ptr_type = img
             else:
                 vt = self._wide_store_type(bd) if writable and self.wide_stores else \
                     b.type_vector(self._storage_type(bd.storage), 4)
-                arr = b.type_runtime_array(vt, stride=4 * max(1, bd.storage.bits // 8))
-                struct = b.type_struct([arr], name=f"{bd.name}_vec4")
-                b.decorate(struct, "Block")
-                b.member_decorate(struct, 0, "Offset", 0)
-                b.member_decorate(struct, 0, "NonReadable" if writable else "NonWritable")
-                var = b.variable(b.type_pointer("StorageBuffer", struct), "StorageBuffer")
+                var = self.storage_buffer(vt, 4 * max(1, bd.storage.bits // 8), f"{bd.name}_vec4",
+                                          view.index, "NonReadable" if writable else "NonWritable")
                 view.ptr_type = b.type_pointer("StorageBuffer", vt)
-            b.decorate(var, "DescriptorSet", 0)
-            b.decorate(var, "Binding", view.index)
             b.name(var, f"{bd.name}_vec4")
             view.var = var
             self._cache[key] = view
