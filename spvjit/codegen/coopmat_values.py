@@ -178,9 +178,6 @@ def to_blocked(lw, cv: CoopValue, ty: T.TileType) -> list[int]:
     em.barrier()
     out = []
     for r in range(lw.nregs(ty)):
-        valid = lw.valid(M * N, r)
-        idx = lw.flat(r, M * N)
-        if valid is not None:
-            idx = em.select(em.i32, valid, idx, em.ci(0))
+        idx = lw.flat_or_zero(r, M * N)
         out.append(em.op("OpLoad", ct, em.op("OpAccessChain", pc, c_sh, idx)))
     return out

@@ -36,10 +36,7 @@ def lower_gather(lw, op):
     em.barrier()
     out = []
     for r, raw in enumerate(index.regs):
-        f = lw.flat(r, idx_t.numel)
-        valid = lw.valid(idx_t.numel, r)
-        if valid is not None:
-            f = em.select(em.i32, valid, f, em.ci(0))
+        f = lw.flat_or_zero(r, idx_t.numel)
         k = _clamped_i32(em, mem, raw, idx_t.elem, n_src)
         outer = em.op("OpSDiv", em.i32, f, em.ci(n_out * inner))
         s = em.iadd(em.imul(outer, em.ci(n_src * inner)), em.imul(k, em.ci(inner)))
@@ -91,9 +88,5 @@ def lower_histogram(lw, op):
     em.barrier()
     out = []
     for r in range(lw.nregs(op.result.type)):
-        f = lw.flat(r, nb)
-        valid = lw.valid(nb, r)
-        if valid is not None:
-            f = em.select(em.i32, valid, f, em.ci(0))
-        out.append(em.op("OpBitcast", em.i32, mem.scratch_load(f)))
+        out.append(em.op("OpBitcast", em.i32, mem.scratch_load(lw.flat_or_zero(r, nb))))
     lw.bind(op, LV(out, False))

@@ -106,6 +106,13 @@ class Lowerer:
         const = (r // v) * v * self.W + r % v
         return base if const == 0 else self.em.iadd(base, self.em.ci(const))
 
+    def flat_or_zero(self, r: int, numel: int) -> int:
+        """flat(r, numel), but 0 in lanes whose register r holds no element: an index that is
+        safe to read shared memory or a tile with."""
+        f = self.flat(r, numel)
+        valid = self.valid(numel, r)
+        return f if valid is None else self.em.select(self.em.i32, valid, f, self.em.ci(0))
+
     def f32_to_f16(self, x: int) -> int:
         """float32 -> float16 rounded to nearest even. Vulkan lets OpFConvert truncate (lavapipe
         does), unless the module declares RoundingModeRTE for 16-bit results, which a device

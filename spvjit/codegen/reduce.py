@@ -199,11 +199,7 @@ def _reduce_axis(lw, op, src, shape, axis, kind, dt):
     em.barrier()
     out = []
     for r in range(lw.nregs(op.result.type)):
-        g = lw.flat(r, dst_numel)
-        valid = lw.valid(dst_numel, r)
-        if valid is not None:
-            g = em.select(em.i32, valid, g, em.ci(0))
-        base = lw.emit_index(base_map, g)
+        base = lw.emit_index(base_map, lw.flat_or_zero(r, dst_numel))
         acc, acc_i = _identity(em, kind, dt), em.ci(K)
         for k in range(K):
             v = mem.load_value(em.iadd(base, em.ci(k * kstride)), dt, len(src.regs) * W)
@@ -267,10 +263,7 @@ def lower_dot(lw, op):
         f_np = np.where(f_np < M * N, f_np, 0)
         ka, kb = tuple((f_np // N).tolist()), tuple((f_np % N).tolist())
         if ka not in a_addr or kb not in b_addr:
-            f = lw.flat(r, M * N)
-            valid = lw.valid(M * N, r)
-            if valid is not None:
-                f = em.select(em.i32, valid, f, em.ci(0))
+            f = lw.flat_or_zero(r, M * N)
             if ka not in a_addr:
                 i = em.op("OpSDiv", em.i32, f, em.ci(N))
                 a_addr[ka] = i if a_row == 1 else em.imul(i, em.ci(a_row))
