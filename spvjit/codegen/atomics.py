@@ -136,7 +136,10 @@ class _Atomic:
         self.native_fadd = native_fadd
         # relaxed: lower_atomic orders the whole op with memory barriers around it
         self.sem = self.sem_unequal = self.em.cu(0)
-        self.word = self.em.type_of(T.u64 if dt.bits == 64 else T.u32)   # a float's bits
+        # the word an element's bits are updated in: 32 bits (for 16-bit elements, the word
+        # holding them), 64 for 64-bit elements
+        self.word_dt = T.u64 if dt.bits == 64 else T.u32
+        self.word = self.em.type_of(self.word_dt)
         if dt.bits == 64:
             self.em.capability("Int64Atomics")     # checked against shaderBufferInt64Atomics
 
@@ -178,8 +181,7 @@ class _Atomic:
     def _float_minmax(self, kind: str, p: int, bits: int) -> int:
         """Triton's float max/min: signed max/min for values with the sign bit clear, unsigned
         min/max for those with it set (the bit patterns of negative floats order backwards)."""
-        em, wt = self.em, self.word
-        wdt = T.u64 if self.dt.bits == 64 else T.u32
+        em, wt, wdt = self.em, self.word, self.word_dt
         sign = em.op("OpShiftRightLogical", wt, bits, em.const(wdt, self.dt.bits - 1))
         neg = em.op("OpINotEqual", em.bool, sign, em.const(wdt, 0))
         pos_op, neg_op = ("OpAtomicSMax", "OpAtomicUMin") if kind == "max" else ("OpAtomicSMin", "OpAtomicUMax")
@@ -196,9 +198,9 @@ class _Atomic:
         Returns the word it replaced.  A loop cut short by the driver's iteration limit
         reports itself through the loop-budget status buffer (see the module docstring)."""
         em = self.em
-        u32 = em.u32 if self.dt.bits != 64 else self.word     # the 32-bit word, or the 64-bit one
+        wt = self.word            # the 32-bit word (16- and 32-bit elements) or the 64-bit one
         relaxed = em.cu(0)
-        expected = em.local_var(u32, em.op("OpAtomicLoad", u32, p, self.scope, relaxed))
+        expected = em.local_var(wt, em.op("OpAtomicLoad", wt, p, self.scope, relaxed))
         ok = em.local_var(em.bool, em.b.const(em.bool, False))
         header, body, cont, merge = (em.b.new_id() for _ in range(4))
         em.op("OpBranch", None, header)
@@ -206,8 +208,8 @@ class _Atomic:
         em.op("OpLoopMerge", None, merge, cont, 0)
         em.op("OpBranch", None, body)
         em.b.label(body)
-        cur = em.load_var(u32, expected)
-        seen = em.op("OpAtomicCompareExchange", u32, p, self.scope, self.sem, self.sem_unequal, update(cur), cur)
+        cur = em.load_var(wt, expected)
+        seen = em.op("OpAtomicCompareExchange", wt, p, self.scope, self.sem, self.sem_unequal, update(cur), cur)
         em.store_var(expected, seen)
         done = em.op("OpIEqual", em.bool, seen, cur)
         em.store_var(ok, done)
@@ -216,7 +218,7 @@ class _Atomic:
         em.op("OpBranch", None, header)
         em.b.label(merge)
         self._report_if_cut(em.load_var(em.bool, ok))
-        return em.load_var(u32, expected)
+        return em.load_var(wt, expected)
 
     def _report_if_cut(self, ok: int):
         status = status_binding(self.mem)
