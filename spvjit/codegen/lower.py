@@ -13,7 +13,7 @@ from ..ir.core import Block, KernelIR, Operation
 from ..ir.ops import NO_FLOAT64, OP_INFO
 from .emitter import Emitter
 from .layout import IndexMap, broadcast_map, identity_map, regs, trans_map, vec_width
-from . import block_loops, coopmat, coopmat_epilogue, dot_trans, global_pointers, remat
+from . import block_loops, coopmat, coopmat_epilogue, dot_trans, elementwise_runs, global_pointers, remat
 from .atomics import lower_atomic
 from .gather import lower_gather, lower_histogram
 from .reduce import lower_dot, lower_reduce
@@ -150,24 +150,45 @@ class Lowerer:
 
     def lower_ops(self, ops):
         skip = block_loops.unused(self) if self.vectorize else ()
-        for op in ops:
+        ops = list(ops)
+        i = 0
+        while i < len(ops):
             if self.em.terminated:
                 return
-            if id(op) in skip:
+            run = elementwise_runs.take(self, ops, i, skip)
+            if run is None:
+                if id(ops[i]) not in skip:
+                    self.lower_op(ops[i])
+                i += 1
                 continue
-            self.loc = op.loc
-            self.current_op = op
-            handler = getattr(self, "op_" + op.name, None)
-            if handler is None:
-                info = OP_INFO.get(op.name)
-                if info is None or info.category != "elementwise":
-                    raise self.error(f"the lowering has no rule for op '{op.name}'")
-                handler = self.op_elementwise
-            handler(op)
-            if self.notes is not None and op.results and op.name not in ("for", "while", "if"):
-                t = op.results[0].type
-                lay = "uniform" if t.is_scalar else f"W={self.W} v={self.vec(t.numel)} regs={self.nregs(t)}"
-                self.note(op, lay, first=True)
+            pre, chain, i = run
+            for op in pre:
+                if id(op) not in skip:
+                    self.lower_op(op)
+            if elementwise_runs.emit(self, chain):
+                for op in chain:
+                    self._note_layout(op)
+            else:
+                for op in chain:
+                    self.lower_op(op)
+
+    def lower_op(self, op):
+        self.loc = op.loc
+        self.current_op = op
+        handler = getattr(self, "op_" + op.name, None)
+        if handler is None:
+            info = OP_INFO.get(op.name)
+            if info is None or info.category != "elementwise":
+                raise self.error(f"the lowering has no rule for op '{op.name}'")
+            handler = self.op_elementwise
+        handler(op)
+        self._note_layout(op)
+
+    def _note_layout(self, op):
+        if self.notes is not None and op.results and op.name not in ("for", "while", "if"):
+            t = op.results[0].type
+            lay = "uniform" if t.is_scalar else f"W={self.W} v={self.vec(t.numel)} regs={self.nregs(t)}"
+            self.note(op, lay, first=True)
 
     def bind(self, op: Operation, *lvs: LV):
         for r, lv in zip(op.results, lvs):
