@@ -31,6 +31,7 @@ from __future__ import annotations
 from ..ir import types as T
 from .loop_status import status_binding
 from . import dot_operands, subgroup
+from .coopmat_operands import root_param
 from .values import LV
 
 STEP_COPIES = (4, 2, 1)
@@ -144,8 +145,17 @@ def analysis(lw) -> dot_operands.Analysis:
         def wants_loop(op):
             return id(op) not in lw.coop_plan.dots and is_looped(lw, op)
         lw.dot_reads = dot_operands.Analysis(lw.kernel, wants_loop,
-                                             bool(lw.sg.get("whole") and lw.sg.get("broadcast")))
+                                             bool(lw.sg.get("whole") and lw.sg.get("broadcast")),
+                                             lambda load: _reads_read_only_binding(lw, load))
     return lw.dot_reads
+
+
+def _reads_read_only_binding(lw, load) -> bool:
+    """The load's pointers come from a tensor argument the kernel never writes."""
+    root = root_param(load.operands[0])
+    name = next((p.name for p in lw.kernel.params if root is not None and p.value is root), None)
+    bd = next((b for b in lw.mem.bindings if b.name == name), None)
+    return bd is not None and bd.read_only
 
 
 def unused(lw) -> set[int]:

@@ -48,7 +48,10 @@ def _use_counts(kernel) -> dict[int, int]:
 class Analysis:
     """Which loads a kernel's looped dots read themselves (found once, before lowering)."""
 
-    def __init__(self, kernel, wants_loop, broadcast_ok: bool):
+    def __init__(self, kernel, wants_loop, broadcast_ok: bool, unchanging=lambda load: False):
+        """`unchanging(load)`: nothing the kernel does can change what `load` reads (a read-only
+        binding), so a dot inside a loop may read it again on every trip instead of keeping the
+        tile loaded before the loop (and staging it in shared memory on every trip)."""
         self.loops = _loops_of_blocks(kernel)
         self.fused: dict[int, tuple] = {}          # id(load op) -> (dot op, k axis of the pointer)
         uses = _use_counts(kernel)
@@ -61,7 +64,8 @@ class Analysis:
                     if axis == 1 and not broadcast_ok:      # A's row pointers arrive by subgroup broadcast
                         continue
                     load = operand.owner
-                    if (isinstance(load, Operation) and load.name == "load" and id(load) in here
+                    if (isinstance(load, Operation) and load.name == "load"
+                            and (id(load) in here or unchanging(load))
                             and uses.get(id(operand), 0) == 1 and self.readable(load, axis)):
                         self.fused[id(load)] = (op, axis)
 
