@@ -224,13 +224,26 @@ def lower_dot_looped(lw, op):
                 steps[ku] = ra.a_step(ku, K)
             return ra.a_element(bases[i], i, ku, K, steps[ku])
     else:                             # A -> shared memory, word i*K + k (its flat index)
+        if not (K % 4 or U % 4):
+            lw.note(op, "A read from shared memory 4 steps per uvec4")
+        em.barrier()                  # uvec4 stores where A's layout is v=4 (memory.store_tile)
+        mem.store_tile(lw, [lw.convert(reg, in_dt, work) for reg in a.regs], M * K, work, 0)
         em.barrier()
-        for q, reg in enumerate(a.regs):
-            mem.scratch_store(lw.flat(q, M * K), mem.to_word(lw.convert(reg, in_dt, work), work))
-        em.barrier()
+        quads = {}
 
         def a_at(i, k, u, ku):
-            return mem.from_word(mem.scratch_load(em.iadd(ku, em.ci(i * K))), work)
+            if K % 4 or U % 4:
+                return mem.from_word(mem.scratch_load(em.iadd(ku, em.ci(i * K))), work)
+            # a trip starts at a multiple of U, so A[i, k+4g .. k+4g+3] is scratch quad
+            # i*K/4 + k/4 + g: one uvec4 load at a uniform address for 4 steps
+            g = u // 4
+            if k not in quads:
+                quads[k] = em.op("OpShiftRightArithmetic", em.i32, k, em.ci(2))
+            if (k, i, g) not in quads:
+                const = i * (K // 4) + g
+                quads[(k, i, g)] = mem.load_values4(quads[k] if const == 0 else em.iadd(quads[k], em.ci(const)),
+                                                    work, 0)
+            return quads[(k, i, g)][u % 4]
 
     if b_load is not None:
         rb = dot_operands.Reader(lw, an, b_load, 0, work)

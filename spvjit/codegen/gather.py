@@ -31,8 +31,7 @@ def lower_gather(lw, op):
     n_src, n_out = src_t.shape[axis], idx_t.shape[axis]
     lw.note(op, "shared memory + barriers (runtime index)")
     em.barrier()
-    for q, reg in enumerate(src.regs):
-        mem.scratch_store(lw.flat(q, src_t.numel), mem.to_word(reg, dt))
+    mem.store_tile(lw, src.regs, src_t.numel, dt, 0)
     em.barrier()
     out = []
     for r, raw in enumerate(index.regs):
@@ -83,7 +82,7 @@ def lower_histogram(lw, op):
         if mask is not None:
             pred = em.land(pred, mask.regs[r])
         with em.if_then(pred):
-            p = em.op("OpAccessChain", mem.scratch_ptr, mem.scratch, word)
+            p = mem.scratch_word_ptr(word)
             em.op("OpAtomicIAdd", em.u32, p, scope, relaxed, em.cu(1))
     em.barrier()
     out = []

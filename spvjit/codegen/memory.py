@@ -162,10 +162,19 @@ class Memory:
             return
         b = self.em.b
         self.scratch_words = words
-        arr = b.type_array(self.em.u32, words)
+        # An array of uvec4, not of u32: a lane's 4 consecutive words move as ONE OpLoad/OpStore
+        # (lavapipe turns every per-lane shared access into a loop over the lanes, whatever its
+        # width), and without VK_KHR_workgroup_memory_explicit_layout SPIR-V cannot alias a u32
+        # view on it.  A single word is the component pointer (element idx >> 2, component
+        # idx & 3): both lavapipes (Mesa 22.3 and 26.1) lower it to a plain scalar access, not
+        # a read-modify-write of the vec4 (tests/test_shared_vec4.py races lanes on it), and
+        # workgroup atomics on it work (histogram).
+        self.uvec4 = b.type_vector(self.em.u32, 4)
+        arr = b.type_array(self.uvec4, -(-words // 4))
         self.scratch = b.variable(b.type_pointer("Workgroup", arr), "Workgroup")
         b.name(self.scratch, "scratch")
         self.scratch_ptr = b.type_pointer("Workgroup", self.em.u32)
+        self.scratch_ptr4 = b.type_pointer("Workgroup", self.uvec4)
 
     # ---- entry-block values ----------------------------------------------------------------------
     def load_entry_values(self):
@@ -458,8 +467,8 @@ class Memory:
     def store_value(self, idx: int, v: int, dt: T.DType, hi_offset: int):
         """v into scratch word idx; a 64-bit value's high word goes `hi_offset` words further
         (the scratch holds 32-bit words; compiler._scratch_words sizes it for both halves)."""
-        if dt.bits != 64:
-            self.scratch_store(idx, self.to_word(v, dt))
+        if dt.bits != 64 or not hi_offset:
+            self.scratch_store(idx, self.to_word(v, dt))     # to_word refuses 64 bits
             return
         lo, hi = self.split64(v)
         self.scratch_store(idx, lo)
@@ -470,13 +479,63 @@ class Memory:
             return self.from_word(self.scratch_load(idx), dt)
         return self.join64(self.scratch_load(idx), self.scratch_load(self.em.iadd(idx, self.em.ci(hi_offset))), dt)
 
-    def scratch_store(self, idx: int, word: int):
+    def scratch_word_ptr(self, idx: int) -> int:
+        """Pointer to scratch word idx (an i32 id): component idx & 3 of uvec4 idx >> 2."""
         em = self.em
-        em.op("OpStore", None, em.op("OpAccessChain", self.scratch_ptr, self.scratch, idx), word)
+        return em.op("OpAccessChain", self.scratch_ptr, self.scratch,
+                     em.op("OpShiftRightArithmetic", em.i32, idx, em.ci(2)),
+                     em.op("OpBitwiseAnd", em.i32, idx, em.ci(3)))
+
+    def scratch_store(self, idx: int, word: int):
+        self.em.op("OpStore", None, self.scratch_word_ptr(idx), word)
 
     def scratch_load(self, idx: int) -> int:
+        return self.em.op("OpLoad", self.em.u32, self.scratch_word_ptr(idx))
+
+    def scratch_store4(self, quad: int, words: list[int]):
+        """Words 4*quad .. 4*quad+3 (quad an i32 id) as one store."""
         em = self.em
-        return em.op("OpLoad", em.u32, em.op("OpAccessChain", self.scratch_ptr, self.scratch, idx))
+        em.op("OpStore", None, em.op("OpAccessChain", self.scratch_ptr4, self.scratch, quad),
+              em.op("OpCompositeConstruct", self.uvec4, *words))
+
+    def scratch_load4(self, quad: int) -> list[int]:
+        em = self.em
+        v = em.op("OpLoad", self.uvec4, em.op("OpAccessChain", self.scratch_ptr4, self.scratch, quad))
+        return [em.op("OpCompositeExtract", em.u32, v, c) for c in range(4)]
+
+    def store_values4(self, quad: int, values: list[int], dt: T.DType, hi_offset: int):
+        """store_value for 4 values at words 4*quad.. (hi_offset a multiple of 4)."""
+        if dt.bits != 64 or not hi_offset:
+            self.scratch_store4(quad, [self.to_word(v, dt) for v in values])
+            return
+        assert hi_offset % 4 == 0, hi_offset
+        halves = [self.split64(v) for v in values]
+        self.scratch_store4(quad, [lo for lo, _ in halves])
+        self.scratch_store4(self.em.iadd(quad, self.em.ci(hi_offset // 4)), [hi for _, hi in halves])
+
+    def load_values4(self, quad: int, dt: T.DType, hi_offset: int) -> list[int]:
+        if dt.bits != 64:
+            return [self.from_word(w, dt) for w in self.scratch_load4(quad)]
+        assert hi_offset % 4 == 0, hi_offset
+        los = self.scratch_load4(quad)
+        his = self.scratch_load4(self.em.iadd(quad, self.em.ci(hi_offset // 4)))
+        return [self.join64(lo, hi, dt) for lo, hi in zip(los, his)]
+
+    def store_tile(self, lw, regs: list[int], numel: int, dt: T.DType, hi_offset: int, base: int = 0):
+        """A tile's registers into the scratch at word base + flat index (base a multiple of 4).
+        In the v=4 layout registers 4j..4j+3 hold flat f..f+3 with f a multiple of 4 (quad
+        lane + j*W): one uvec4 store each, a quarter of the instructions."""
+        em = self.em
+        if lw.vec(numel) == 4 and base % 4 == 0 and len(regs) % 4 == 0 and \
+                (dt.bits != 64 or hi_offset % 4 == 0):
+            for j in range(len(regs) // 4):
+                const = j * lw.W + base // 4
+                quad = lw.lane if const == 0 else em.iadd(lw.lane, em.ci(const))
+                self.store_values4(quad, regs[4 * j:4 * j + 4], dt, hi_offset)
+            return
+        for q, reg in enumerate(regs):
+            f = lw.flat(q, numel)
+            self.store_value(f if base == 0 else em.iadd(f, em.ci(base)), reg, dt, hi_offset)
 
     def exchange(self, lw, src_regs, src_numel, dst_numel, m: IndexMap, dt: T.DType,
                  to_uniform: bool = False, recompute=None) -> list[int]:
@@ -518,19 +577,53 @@ class Memory:
         words = need * (2 if dt.bits == 64 else 1)
         if words > self.scratch_words:
             raise ValueError(f"scratch too small: {words} > {self.scratch_words}")
+        dest_order = None if to_uniform else _dest_order_stores(lw, plan, src_numel, dst_numel, m)
+        quads = _quad_loads(lw, plan, dst_numel, m) if not to_uniform and (dt.bits != 64 or need % 4 == 0) \
+            else set()
+        if dest_order is not None:
+            # scratch accesses either way (each is a loop over the lanes in lavapipe)
+            src_order_cost = (len(src_regs) // 4 if lw.vec(src_numel) == 4 else len(src_regs)) + \
+                sum(1 if r in quads else 4 for r in range(0, len(plan), 4))
+            hi = len(plan) * W                  # 64-bit: high words after the low ones
+            fits = hi * (2 if dt.bits == 64 else 1) <= self.scratch_words
+            if fits and len(dest_order) + len(plan) // 4 < src_order_cost:
+                return self._exchange_dest_order(lw, src_regs, dest_order, len(plan) // 4, dt, hi)
         em.barrier()
-        for q, reg in enumerate(src_regs):
-            self.store_value(lw.flat(q, src_numel), reg, dt, need)
+        self.store_tile(lw, src_regs, src_numel, dt, need)
         em.barrier()
         out = []
         for r, (kind, arg) in enumerate(plan):
             if kind == "reg":
                 out.append(src_regs[arg])
                 continue
+            if r in quads:             # registers r..r+3 read 4 consecutive, aligned words
+                s = lw.emit_index(m, lw.flat(r, dst_numel))
+                out.extend(self.load_values4(em.op("OpShiftRightArithmetic", em.i32, s, em.ci(2)), dt, need))
+                continue
+            if len(out) > r:           # already read by the quad load of its group
+                continue
             f = em.ci(0) if to_uniform else lw.flat(r, dst_numel)
             if arg:   # lanes past the end read element 0 instead of running off the scratch
                 f = em.select(em.i32, lw.valid(dst_numel, r), f, em.ci(0))
             out.append(self.load_value(lw.emit_index(m, f), dt, need))
+        return out
+
+    def _exchange_dest_order(self, lw, src_regs, stores, groups: int, dt, hi: int) -> list[int]:
+        """The scratch laid out in destination order (word = destination flat index): each
+        source lane writes the 4 registers a destination group needs as one uvec4 at a
+        per-lane address a + b*lane, and each lane reads its groups back as one uvec4 each.
+        A transpose moves a 4x4 block a lane already holds, so both sides are vec4."""
+        em = self.em
+        em.barrier()
+        for regs, a, b in stores:
+            quad = lw.lane if b == 1 else em.imul(lw.lane, em.ci(b))
+            quad = quad if a == 0 else em.iadd(quad, em.ci(a))
+            self.store_values4(quad, [src_regs[q] for q in regs], dt, hi)
+        em.barrier()
+        out = []
+        for g in range(groups):
+            quad = lw.lane if g == 0 else em.iadd(lw.lane, em.ci(g * lw.W))
+            out.extend(self.load_values4(quad, dt, hi))
         return out
 
     def _exchange_subgroup(self, lw, src_regs, src_numel, dst_numel, m: IndexMap, dt, plan, to_uniform,
@@ -596,6 +689,64 @@ class Memory:
                 value = em.select(em.type_of(dt), pick, val, value)
             out.append(value)
         return out
+
+
+def _quad_loads(lw, plan, dst_numel, m) -> set[int]:
+    """Destination registers r (r % 4 == 0, v=4 layout) whose group r..r+3 reads, in every
+    lane, 4 consecutive source words starting at a multiple of 4: one uvec4 load each."""
+    W = lw.W
+    if lw.vec(dst_numel) != 4:
+        return set()
+    lanes = np.arange(W)
+    out = set()
+    for r in range(0, len(plan) - 3, 4):
+        if any(plan[r + k][0] != "shared" for k in range(4)):
+            continue
+        s = [m.eval(flat_np(lanes, r + k, W, 4)) for k in range(4)]
+        if np.all(s[0] % 4 == 0) and all(np.array_equal(s[k], s[0] + k) for k in range(1, 4)):
+            out.add(r)
+    return out
+
+
+def _dest_order_stores(lw, plan, src_numel, dst_numel, m):
+    """Whether the move can go through a scratch in destination order with uvec4 accesses on
+    both sides: every destination group (registers 4g..4g+3 of a lane, v=4 layout) takes its 4
+    elements from ONE source lane, and the groups sharing a tuple of source registers are
+    stored by all W lanes at once at an address affine in the lane.  Returns the stores as
+    (source registers, a, b): lane L writes those registers at quad a + b*L; else None."""
+    W = lw.W
+    if lw.vec(dst_numel) != 4 or any(kind != "shared" for kind, _ in plan) or len(plan) % 4:
+        return None
+    v_src = lw.vec(src_numel)
+    lanes = np.arange(W)
+    slots: dict[tuple, list[dict]] = {}
+    for g in range(len(plan) // 4):
+        s = np.stack([m.eval(flat_np(lanes, 4 * g + k, W, 4)) for k in range(4)])     # [4, W]
+        if np.any(s >= src_numel):
+            return None
+        src_lane, src_reg = lane_np(s, W, v_src), reg_np(s, W, v_src)
+        if not np.all(src_lane == src_lane[0]):
+            return None
+        for lane in range(W):
+            regs_ = tuple(int(x) for x in src_reg[:, lane])
+            sl = int(src_lane[0, lane])
+            for slot in slots.setdefault(regs_, []):
+                if sl not in slot:
+                    slot[sl] = lane + g * W
+                    break
+            else:
+                slots[regs_].append({sl: lane + g * W})
+    out = []
+    for regs_, per in slots.items():
+        for slot in per:
+            if len(slot) != W:
+                return None
+            addr = np.array([slot[L] for L in range(W)])
+            b = int(addr[1] - addr[0]) if W > 1 else 0
+            if not np.array_equal(addr, addr[0] + b * lanes):
+                return None
+            out.append((regs_, int(addr[0]), b))
+    return out
 
 
 # A move on one subgroup shuffles each destination register from every source register its

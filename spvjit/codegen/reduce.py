@@ -194,8 +194,7 @@ def _reduce_axis(lw, op, src, shape, axis, kind, dt):
             return
     lw.note(op, "shared memory + barriers")
     em.barrier()
-    for q, reg in enumerate(src.regs):
-        mem.store_value(lw.flat(q, src_numel), reg, dt, len(src.regs) * W)
+    mem.store_tile(lw, src.regs, src_numel, dt, len(src.regs) * W)
     em.barrier()
     out = []
     for r in range(lw.nregs(op.result.type)):
@@ -241,11 +240,9 @@ def lower_dot(lw, op):
     work = _dot_work(out_dt)                       # products are formed in the accumulator's width
     hi = (len(a.regs) + len(b.regs)) * W          # 64-bit: high words after all the low ones
     em.barrier()
-    for q, reg in enumerate(a.regs):
-        mem.store_value(lw.flat(q, M * K), lw.convert(reg, in_dt, work), work, hi)
     b_base = len(a.regs) * W
-    for q, reg in enumerate(b.regs):
-        mem.store_value(em.iadd(lw.flat(q, K * N), em.ci(b_base)), lw.convert(reg, in_dt, work), work, hi)
+    mem.store_tile(lw, [lw.convert(reg, in_dt, work) for reg in a.regs], M * K, work, hi)
+    mem.store_tile(lw, [lw.convert(reg, in_dt, work) for reg in b.regs], K * N, work, hi, b_base)
     em.barrier()
     # A[i, k] at word i*K + k (its source x[k, i] at k*M + i); B[k, j] at k*N + j (x[j, k]: j*K + k)
     a_row, a_kstep = (1, M) if a_tr else (K, 1)
