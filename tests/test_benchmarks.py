@@ -55,3 +55,16 @@ def test_attention_compile_script(needs_device):
     assert "attn_bwd_dq" in run.stdout and "WRONG" not in run.stdout and "ratio" in run.stdout
     bad = subprocess.run([sys.executable, script, "--blocks", "16"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--blocks: expected pairs" in bad.stderr
+
+
+def test_shared_transpose_script(needs_device):
+    """benchmarks/shared_transpose.py runs (its own process: Mesa's shader cache off), checks
+    its result, and refuses a bad --sizes with one usage line and exit code 2."""
+    import subprocess
+    script = str(BENCH / "shared_transpose.py")
+    run = subprocess.run([sys.executable, script, "--sizes", "16x16", "--reps", "1"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "16x16" in run.stdout and "WRONG" not in run.stdout + run.stderr
+    bad = subprocess.run([sys.executable, script, "--sizes", "16x3"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "expected BMxBN powers of two" in bad.stderr
