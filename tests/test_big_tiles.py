@@ -315,3 +315,48 @@ def test_a_loaded_before_the_loop_is_read_by_the_dot_only_when_nothing_writes_it
     # 96 f32 products of N(0,1) terms: |err| < 1e-4
     np.testing.assert_allclose(o.numpy(), sum(q.astype(np.float64) @ k[t] for t in range(3)),
                                atol=1e-4, rtol=1e-5)
+
+
+@spvjit.kernel
+def shared_operand_dots(x_ptr, a_ptr, b_ptr, c1_ptr, c2_ptr, n_rows, trips, STORE_BETWEEN: sl.constexpr):
+    """Attention backward's pattern: one loaded tile feeds two looped dots, one of them
+    through `trans` (dot(q, kT) and dot(ds, trans(kT))), with a masked tail.  STORE_BETWEEN
+    writes the loaded rows before the dots read them: the dots must use the loaded values."""
+    r = sl.arange(0, 32)
+    a = sl.load(a_ptr + r[:, None] * 32 + r[None, :])
+    b = sl.load(b_ptr + r[:, None] * 32 + r[None, :])
+    acc1 = sl.zeros((32, 32), dtype=sl.float32)
+    acc2 = sl.zeros((32, 32), dtype=sl.float32)
+    for t in range(0, trips):
+        rows = t * 32 + r
+        ptrs = x_ptr + rows[:, None] * 32 + r[None, :]
+        x = sl.load(ptrs, mask=rows[:, None] < n_rows, other=0.0)
+        if STORE_BETWEEN:
+            sl.store(ptrs, sl.zeros((32, 32), dtype=sl.float32) - 1.0, mask=rows[:, None] < n_rows)
+        acc1 = sl.dot(a, x, acc1)                  # B[k, n] = x[k, n]
+        acc2 = sl.dot(b, sl.trans(x), acc2)        # B[k, n] = x[n, k]
+    sl.store(c1_ptr + r[:, None] * 32 + r[None, :], acc1)
+    sl.store(c2_ptr + r[:, None] * 32 + r[None, :], acc2)
+
+
+@pytest.mark.parametrize("store_between", [False, True])
+def test_one_load_read_by_two_dots_one_through_trans(store_between, always_loop):
+    rng = np.random.default_rng(9)
+    n_rows, trips = 80, 3                          # the last trip's rows 80..95 are masked off
+    x = rng.standard_normal((trips * 32, 32)).astype(np.float32)
+    a, b = (rng.standard_normal((32, 32)).astype(np.float32) for _ in range(2))
+    tx, c1, c2 = spvjit.tensor(x), spvjit.zeros((32, 32), np.float32), spvjit.zeros((32, 32), np.float32)
+    target = dataclasses.replace(Target.of(get_device().caps), dot_unroll_limit=0)
+    _, _, notes = _lowered_notes(shared_operand_dots, target, tx, tx, tx, c1, c2, n_rows, trips,
+                                 STORE_BETWEEN=store_between)
+    text = "\n".join(notes.values())
+    assert ("read transposed by the dot's k loop" in text) != store_between, text
+    assert ("B loaded in the loop through trans" in text) != store_between, text
+    shared_operand_dots[(1,)](tx, spvjit.tensor(a), spvjit.tensor(b), c1, c2, n_rows, trips,
+                              STORE_BETWEEN=store_between)
+    xs = np.where(np.arange(trips * 32)[:, None] < n_rows, x, 0.0).astype(np.float64)
+    want1 = sum(a.astype(np.float64) @ xs[32 * t:32 * t + 32] for t in range(trips))
+    want2 = sum(b.astype(np.float64) @ xs[32 * t:32 * t + 32].T for t in range(trips))
+    # 96 f32 products of N(0,1) terms per element: |err| < 1e-4
+    np.testing.assert_allclose(c1.numpy(), want1, atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(c2.numpy(), want2, atol=1e-4, rtol=1e-5)
