@@ -31,7 +31,6 @@ from __future__ import annotations
 from ..ir import types as T
 from .loop_status import status_binding
 from . import dot_operands, subgroup
-from .coopmat_operands import root_param
 from .values import LV
 
 STEP_COPIES = (4, 2, 1)
@@ -112,7 +111,7 @@ def looped_dots(kernel, w: int, target, vectorize: bool = True) -> frozenset:
             window.append(op)
     if window:
         ids = {id(op) for op in window}
-        an = dot_operands.Analysis(kernel, lambda op: id(op) in ids, True)
+        an = dot_operands.Analysis(kernel, lambda op: id(op) in ids, True, dot_operands.read_only_loads(kernel))
         looped.update(id(op) for op in window
                       if an.operand_load(op, 0) is not None and an.operand_load(op, 1) is not None)
     return frozenset(looped)
@@ -146,16 +145,8 @@ def analysis(lw) -> dot_operands.Analysis:
             return id(op) not in lw.coop_plan.dots and is_looped(lw, op)
         lw.dot_reads = dot_operands.Analysis(lw.kernel, wants_loop,
                                              bool(lw.sg.get("whole") and lw.sg.get("broadcast")),
-                                             lambda load: _reads_read_only_binding(lw, load))
+                                             dot_operands.read_only_loads(lw.kernel))
     return lw.dot_reads
-
-
-def _reads_read_only_binding(lw, load) -> bool:
-    """The load's pointers come from a tensor argument the kernel never writes."""
-    root = root_param(load.operands[0])
-    name = next((p.name for p in lw.kernel.params if root is not None and p.value is root), None)
-    bd = next((b for b in lw.mem.bindings if b.name == name), None)
-    return bd is not None and bd.read_only
 
 
 def unused(lw) -> set[int]:

@@ -58,6 +58,39 @@ def _users(kernel) -> tuple[dict[int, list], dict[int, object]]:
 
 
 _WRITES = ("store", "atomic_rmw", "atomic_cas")
+_SAME_POINTER = ("addptr", "splat", "broadcast", "expand_dims", "reshape", "trans", "permute", "advance")
+
+
+def _pointer_root(v, depth: int = 0):
+    """The kernel parameter a pointer value is built from, or None where that is not plain
+    (a loop-carried or selected-between pointer, an address made from an integer...)."""
+    op = v.owner
+    if not isinstance(op, Operation):
+        return v if v.type.is_scalar else None
+    if depth > 64:
+        return None
+    if op.name in _SAME_POINTER and op.operands and op.operands[0].type.is_pointer:
+        return _pointer_root(op.operands[0], depth + 1)
+    return None
+
+
+def read_only_loads(kernel):
+    """`unchanging` for Analysis, from the IR alone: the load reads a tensor parameter that no
+    store or atomic of the kernel writes.  A write whose pointer's parameter is not plain
+    (_pointer_root) could hit any tensor, and then no load counts as read-only."""
+    params = {id(p.value) for p in kernel.params if p.value.type.is_pointer}
+    written = set()
+    for op in kernel.walk():
+        if op.name in _WRITES:
+            root = _pointer_root(op.operands[0])
+            if root is None or id(root) not in params:
+                return lambda load: False
+            written.add(id(root))
+
+    def unchanging(load) -> bool:
+        root = _pointer_root(load.operands[0])
+        return root is not None and id(root) in params and id(root) not in written
+    return unchanging
 
 
 def _writes_between(block, first, last) -> bool:
