@@ -282,7 +282,7 @@ def test_a_read_as_vec4_through_storage_buffers(needs_device, dt):
 
 
 @spvjit.kernel
-def outer_operand_dot(q_ptr, k_ptr, o_ptr, trips, WRITE_Q: sl.constexpr):
+def outer_operand_dot(q_ptr, k_ptr, o_ptr, o_addr, trips, WRITE_Q: sl.constexpr):
     """Attention's pattern: A (q) loaded once before the loop, the dot inside it.  WRITE_Q
     stores into q's tensor inside the loop, so the values the dot must use are the ones
     loaded before the loop, not what a later read would find."""
@@ -293,25 +293,75 @@ def outer_operand_dot(q_ptr, k_ptr, o_ptr, trips, WRITE_Q: sl.constexpr):
     for t in range(0, trips):
         kt = sl.load(k_ptr + t * 32 * 64 + rm[:, None] * 64 + rn[None, :])
         acc = sl.dot(q, kt, acc)
-        if WRITE_Q:
+        if WRITE_Q == 1:
             sl.store(q_ptr + rm[:, None] * 32 + rm[None, :], sl.zeros((32, 32), dtype=sl.float32) + t + 1.0)
+        if WRITE_Q == 2:        # through a device address (o's): the analysis cannot tell it is not q's
+            dst = o_addr.to(sl.pointer_type(sl.float32))
+            sl.store(dst + rm[:, None] * 64 + rn[None, :], sl.zeros((32, 64), dtype=sl.float32))
     sl.store(o_ptr + rm[:, None] * 64 + rn[None, :], acc)
 
 
-@pytest.mark.parametrize("write_q", [False, True])
+@pytest.mark.parametrize("write_q", [0, 1, 2])
 def test_a_loaded_before_the_loop_is_read_by_the_dot_only_when_nothing_writes_it(write_q, always_loop):
     """A read-only operand loaded outside the loop is read again by the dot's k loop on every
     trip (instead of being staged in shared memory on every trip); where the kernel writes
-    that tensor, the dot keeps the values loaded before the loop."""
+    that tensor, or writes through a pointer it cannot trace to one tensor, the dot keeps the
+    values loaded before the loop."""
     rng = np.random.default_rng(5)
     q = rng.standard_normal((32, 32)).astype(np.float32)
     k = rng.standard_normal((3, 32, 64)).astype(np.float32)
     tq, tk, o = spvjit.tensor(q), spvjit.tensor(k), spvjit.zeros((32, 64), np.float32)
     target = dataclasses.replace(Target.of(get_device().caps), dot_unroll_limit=0)
-    _, by_name, _ = _lowered_notes(outer_operand_dot, target, tq, tk, o, 3, WRITE_Q=write_q)
+    addr = o.data_ptr() if write_q == 2 else 0
+    _, by_name, _ = _lowered_notes(outer_operand_dot, target, tq, tk, o, addr, 3, WRITE_Q=write_q)
     assert "loop over k" in by_name["dot"], by_name["dot"]
-    assert ("A in shared memory" in by_name["dot"]) == write_q, by_name["dot"]
-    outer_operand_dot[(1,)](tq, tk, o, 3, WRITE_Q=write_q)
+    assert ("A in shared memory" in by_name["dot"]) == bool(write_q), by_name["dot"]
+    outer_operand_dot[(1,)](tq, tk, o, addr, 3, WRITE_Q=write_q)
     # 96 f32 products of N(0,1) terms: |err| < 1e-4
     np.testing.assert_allclose(o.numpy(), sum(q.astype(np.float64) @ k[t] for t in range(3)),
                                atol=1e-4, rtol=1e-5)
+
+
+@spvjit.kernel
+def shared_operand_dots(x_ptr, a_ptr, b_ptr, c1_ptr, c2_ptr, n_rows, trips, STORE_BETWEEN: sl.constexpr):
+    """Attention backward's pattern: one loaded tile feeds two looped dots, one of them
+    through `trans` (dot(q, kT) and dot(ds, trans(kT))), with a masked tail.  STORE_BETWEEN
+    writes the loaded rows before the dots read them: the dots must use the loaded values."""
+    r = sl.arange(0, 32)
+    a = sl.load(a_ptr + r[:, None] * 32 + r[None, :])
+    b = sl.load(b_ptr + r[:, None] * 32 + r[None, :])
+    acc1 = sl.zeros((32, 32), dtype=sl.float32)
+    acc2 = sl.zeros((32, 32), dtype=sl.float32)
+    for t in range(0, trips):
+        rows = t * 32 + r
+        ptrs = x_ptr + rows[:, None] * 32 + r[None, :]
+        x = sl.load(ptrs, mask=rows[:, None] < n_rows, other=0.0)
+        if STORE_BETWEEN:
+            sl.store(ptrs, sl.zeros((32, 32), dtype=sl.float32) - 1.0, mask=rows[:, None] < n_rows)
+        acc1 = sl.dot(a, x, acc1)                  # B[k, n] = x[k, n]
+        acc2 = sl.dot(b, sl.trans(x), acc2)        # B[k, n] = x[n, k]
+    sl.store(c1_ptr + r[:, None] * 32 + r[None, :], acc1)
+    sl.store(c2_ptr + r[:, None] * 32 + r[None, :], acc2)
+
+
+@pytest.mark.parametrize("store_between", [False, True])
+def test_one_load_read_by_two_dots_one_through_trans(store_between, always_loop):
+    rng = np.random.default_rng(9)
+    n_rows, trips = 80, 3                          # the last trip's rows 80..95 are masked off
+    x = rng.standard_normal((trips * 32, 32)).astype(np.float32)
+    a, b = (rng.standard_normal((32, 32)).astype(np.float32) for _ in range(2))
+    tx, c1, c2 = spvjit.tensor(x), spvjit.zeros((32, 32), np.float32), spvjit.zeros((32, 32), np.float32)
+    target = dataclasses.replace(Target.of(get_device().caps), dot_unroll_limit=0)
+    _, _, notes = _lowered_notes(shared_operand_dots, target, tx, tx, tx, c1, c2, n_rows, trips,
+                                 STORE_BETWEEN=store_between)
+    text = "\n".join(notes.values())
+    assert ("read transposed by the dot's k loop" in text) != store_between, text
+    assert ("B loaded in the loop through trans" in text) != store_between, text
+    shared_operand_dots[(1,)](tx, spvjit.tensor(a), spvjit.tensor(b), c1, c2, n_rows, trips,
+                              STORE_BETWEEN=store_between)
+    xs = np.where(np.arange(trips * 32)[:, None] < n_rows, x, 0.0).astype(np.float64)
+    want1 = sum(a.astype(np.float64) @ xs[32 * t:32 * t + 32] for t in range(trips))
+    want2 = sum(b.astype(np.float64) @ xs[32 * t:32 * t + 32].T for t in range(trips))
+    # 96 f32 products of N(0,1) terms per element: |err| < 1e-4
+    np.testing.assert_allclose(c1.numpy(), want1, atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(c2.numpy(), want2, atol=1e-4, rtol=1e-5)

@@ -31,7 +31,6 @@ from __future__ import annotations
 from ..ir import types as T
 from .loop_status import status_binding
 from . import dot_operands, subgroup
-from .coopmat_operands import root_param
 from .values import LV
 
 STEP_COPIES = (4, 2, 1)
@@ -112,7 +111,7 @@ def looped_dots(kernel, w: int, target, vectorize: bool = True) -> frozenset:
             window.append(op)
     if window:
         ids = {id(op) for op in window}
-        an = dot_operands.Analysis(kernel, lambda op: id(op) in ids, True)
+        an = dot_operands.Analysis(kernel, lambda op: id(op) in ids, True, dot_operands.read_only_loads(kernel))
         looped.update(id(op) for op in window
                       if an.operand_load(op, 0) is not None and an.operand_load(op, 1) is not None)
     return frozenset(looped)
@@ -146,16 +145,8 @@ def analysis(lw) -> dot_operands.Analysis:
             return id(op) not in lw.coop_plan.dots and is_looped(lw, op)
         lw.dot_reads = dot_operands.Analysis(lw.kernel, wants_loop,
                                              bool(lw.sg.get("whole") and lw.sg.get("broadcast")),
-                                             lambda load: _reads_read_only_binding(lw, load))
+                                             dot_operands.read_only_loads(lw.kernel))
     return lw.dot_reads
-
-
-def _reads_read_only_binding(lw, load) -> bool:
-    """The load's pointers come from a tensor argument the kernel never writes."""
-    root = root_param(load.operands[0])
-    name = next((p.name for p in lw.kernel.params if root is not None and p.value is root), None)
-    bd = next((b for b in lw.mem.bindings if b.name == name), None)
-    return bd is not None and bd.read_only
 
 
 def unused(lw) -> set[int]:
@@ -163,8 +154,17 @@ def unused(lw) -> set[int]:
     return analysis(lw).unused
 
 
+def trans_read_by_dot(lw, op) -> bool:
+    """A trans of a load that looped dots read themselves: they read it transposed."""
+    if id(op) not in analysis(lw).transposes:
+        return False
+    lw.note(op, "read transposed by the dot's k loop (no registers)")
+    lw.bind(op, LV(None, False))
+    return True
+
+
 def read_by_dot(lw, op) -> bool:
-    """A load that only feeds a looped dot: the dot loads its elements itself (dot_operands.py)."""
+    """A load that only feeds looped dots: the dots load its elements themselves (dot_operands.py)."""
     if id(op) not in analysis(lw).fused:
         return False
     lw.note(op, "read by the dot's k loop (no registers)")
@@ -184,7 +184,9 @@ def lower_dot_looped(lw, op):
     R = N // (4 * W)                  # vec4 register blocks per row of C (and of B)
     U = copies(K, W)
     an = analysis(lw)
-    a_load, b_load = an.operand_load(op, 0), an.operand_load(op, 1)
+    a_load = an.operand_load(op, 0)
+    b_read = an.operand_read(op, 1)
+    b_load, b_transposed = b_read if b_read else (None, False)
     a_mode = "shared"
     if a_load is not None:
         ra = dot_operands.Reader(lw, an, a_load, 1, work)
@@ -197,7 +199,8 @@ def lower_dot_looped(lw, op):
     lw.note(op, f"loop over k ({K // U} trips of {U} steps), vec4 register blocks; "
                 + {"vec4": "A read as vec4 in the loop", "lane": "A read by lane and broadcast",
                    "element": "A loaded in the loop", "shared": "A in shared memory"}[a_mode] + ", "
-                + ("B loaded in the loop" if b_load else "B in a Function array"))
+                + ("B loaded in the loop" + (" through trans" if b_transposed else "") if b_load
+                   else "B in a Function array"))
 
     if a_load is not None:
         bases = ra.row_bases(M, K)
@@ -246,7 +249,7 @@ def lower_dot_looped(lw, op):
             return quads[(k, i, g)][u % 4]
 
     if b_load is not None:
-        rb = dot_operands.Reader(lw, an, b_load, 0, work)
+        rb = dot_operands.Reader(lw, an, b_load, 1 if b_transposed else 0, work, b_transposed)
 
         def b_at(cb, k):
             return em.op("OpCompositeConstruct", v4, *rb.b_block(cb, k, N))

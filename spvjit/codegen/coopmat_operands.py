@@ -23,7 +23,7 @@ from .coopmat_values import _shared_array, memory_type
 from .coopmat_affine import ROW_MAJOR
 
 
-def root_param(ptr_value, depth=0):
+def _root_param(ptr_value, depth=0):
     """The pointer parameter a pointer tile is built from, or None."""
     if depth > 64:
         return None
@@ -32,7 +32,7 @@ def root_param(ptr_value, depth=0):
         return ptr_value if ptr_value.type.is_scalar else None
     for v in op.operands:
         if v.type.is_pointer:
-            return root_param(v, depth + 1)
+            return _root_param(v, depth + 1)
     return None
 
 
@@ -55,7 +55,7 @@ def plan(p, kernel, caps, w: int, axis) -> None:
         for v in op.operands:
             uses[id(v)] = uses.get(id(v), 0) + 1
         if op.name in ("store", "atomic_rmw"):
-            root = root_param(op.operands[0])
+            root = _root_param(op.operands[0])
             written.add(id(root) if root is not None else None)
     if None in written:
         return                                  # a pointer of unknown origin could be anything
@@ -73,7 +73,7 @@ def plan(p, kernel, caps, w: int, axis) -> None:
                 continue
             if n_sub > 1 and _reused(tiles, cols, n_sub, by_row=(i == 0)):
                 continue
-            root = root_param(ld.operands[0])
+            root = _root_param(ld.operands[0])
             if root is None or id(root) in written:
                 continue
             layout = coopmat_affine.strided(ld.operands[0], axis, v.type.elem.nbytes, *dims)

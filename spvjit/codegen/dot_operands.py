@@ -45,39 +45,150 @@ def _use_counts(kernel) -> dict[int, int]:
     return counts
 
 
+def _users(kernel) -> tuple[dict[int, list], dict[int, object]]:
+    """(id(value) -> [(op, operand index)], id(op) -> the block that holds it)."""
+    users: dict[int, list] = {}
+    block_of: dict[int, object] = {}
+    for block in _blocks(kernel.body):
+        for op in block.ops:
+            block_of[id(op)] = block
+            for i, v in enumerate(op.operands):
+                users.setdefault(id(v), []).append((op, i))
+    return users, block_of
+
+
+_WRITES = ("store", "atomic_rmw", "atomic_cas")
+_SAME_POINTER = ("addptr", "splat", "broadcast", "expand_dims", "reshape", "trans", "permute", "advance")
+
+
+def _pointer_root(v, depth: int = 0):
+    """The kernel parameter a pointer value is built from, or None where that is not plain
+    (a loop-carried or selected-between pointer, an address made from an integer...)."""
+    op = v.owner
+    if not isinstance(op, Operation):
+        return v if v.type.is_scalar else None
+    if depth > 64:
+        return None
+    if op.name in _SAME_POINTER and op.operands and op.operands[0].type.is_pointer:
+        return _pointer_root(op.operands[0], depth + 1)
+    return None
+
+
+def read_only_loads(kernel):
+    """`unchanging` for Analysis, from the IR alone: the load reads a tensor parameter that no
+    store or atomic of the kernel writes.  A write whose pointer's parameter is not plain
+    (_pointer_root) could hit any tensor, and then no load counts as read-only."""
+    params = {id(p.value) for p in kernel.params if p.value.type.is_pointer}
+    written = set()
+    for op in kernel.walk():
+        if op.name in _WRITES:
+            root = _pointer_root(op.operands[0])
+            if root is None or id(root) not in params:
+                return lambda load: False
+            written.add(id(root))
+
+    def unchanging(load) -> bool:
+        root = _pointer_root(load.operands[0])
+        return root is not None and id(root) in params and id(root) not in written
+    return unchanging
+
+
+def _writes_between(block, first, last) -> bool:
+    """Whether an op after `first` and before `last` in `block` may write memory."""
+    inside = False
+    for op in block.ops:
+        if op is last:
+            return False
+        if inside and (op.name in _WRITES or any(o.name in _WRITES for r in op.regions for o in _walk(r))):
+            return True
+        inside = inside or op is first
+    return True                       # `last` not in the block: assume the worst
+
+
+def _walk(block):
+    for op in block.ops:
+        yield op
+        for region in op.regions:
+            yield from _walk(region)
+
+
 class Analysis:
-    """Which loads a kernel's looped dots read themselves (found once, before lowering)."""
+    """Which loads a kernel's looped dots read themselves (found once, before lowering).
+
+    A load qualifies when every use is a looped dot reading it as A or B, or a `trans` whose
+    every use is a looped dot reading it as B (attention's `dot(q, kT)` and
+    `dot(ds, trans(kT))`: B'[k, n] = kT[n, k], read through kT's pointers with k along their
+    axis 1), and each dot may read the memory again where it stands: no write between the
+    load and the dot in the same block, or, for a dot in an inner block, a tensor nothing in
+    the kernel writes (`unchanging`)."""
 
     def __init__(self, kernel, wants_loop, broadcast_ok: bool, unchanging=lambda load: False):
         """`unchanging(load)`: nothing the kernel does can change what `load` reads (a read-only
         binding), so a dot inside a loop may read it again on every trip instead of keeping the
         tile loaded before the loop (and staging it in shared memory on every trip)."""
         self.loops = _loops_of_blocks(kernel)
-        self.fused: dict[int, tuple] = {}          # id(load op) -> (dot op, k axis of the pointer)
-        uses = _use_counts(kernel)
-        for block in _blocks(kernel.body):
-            here = {id(op) for op in block.ops}
-            for op in block.ops:
-                if op.name != "dot" or not wants_loop(op):
+        self.fused: dict[int, list] = {}       # id(load op) -> [(dot op, operand index, k axis, transposed)]
+        self.transposes: set[int] = set()      # ids of trans ops read through their fused load
+        users, block_of = _users(kernel)
+
+        def reread_ok(load, dot) -> bool:
+            same = block_of[id(load)] is block_of[id(dot)]
+            return (same and not _writes_between(block_of[id(dot)], load, dot)) or unchanging(load)
+
+        def direct(load, dot, index):
+            if dot.name != "dot" or index not in (0, 1) or not wants_loop(dot):
+                return None
+            axis = 1 if index == 0 else 0
+            if (axis == 1 and not broadcast_ok) or not self.readable(load, axis) or not reread_ok(load, dot):
+                return None                    # (A's row pointers arrive by subgroup broadcast)
+            return (dot, index, axis, False)
+
+        for load in kernel.walk():
+            if load.name != "load" or len(load.result.type.shape) != 2:
+                continue
+            reads, trans_ops = [], []
+            for user, index in users.get(id(load.result), []):
+                if user.name == "trans":
+                    tr_users = users.get(id(user.result), [])
+                    ok = bool(tr_users) and _remat_able(load.operands[0]) and self.readable(load, 1)
+                    for dot, i in tr_users:
+                        if not (ok and dot.name == "dot" and i == 1 and wants_loop(dot) and reread_ok(load, dot)):
+                            ok = False
+                            break
+                        reads.append((dot, 1, 1, True))
+                    if not ok:
+                        reads = None
+                        break
+                    trans_ops.append(user)
                     continue
-                for operand, axis in ((op.operands[0], 1), (op.operands[1], 0)):
-                    if axis == 1 and not broadcast_ok:      # A's row pointers arrive by subgroup broadcast
-                        continue
-                    load = operand.owner
-                    if (isinstance(load, Operation) and load.name == "load"
-                            and (id(load) in here or unchanging(load))
-                            and uses.get(id(operand), 0) == 1 and self.readable(load, axis)):
-                        self.fused[id(load)] = (op, axis)
+                r = direct(load, user, index)
+                if r is None:
+                    reads = None
+                    break
+                reads.append(r)
+            if reads:
+                self.fused[id(load)] = reads
+                self.transposes.update(id(t) for t in trans_ops)
 
-        self.unused = _unused_after_fusion(kernel, uses, [load for load, _ in
-                                                            ((o.owner, 0) for o in self._fused_results(kernel))])
-
-    def _fused_results(self, kernel):
-        return [op.result for op in kernel.walk() if id(op) in self.fused]
+        self.unused = _unused_after_fusion(kernel, _use_counts(kernel),
+                                           [op for op in kernel.walk() if id(op) in self.fused])
 
     def operand_load(self, dot, index: int):
-        load = dot.operands[index].owner
-        return load if isinstance(load, Operation) and id(load) in self.fused else None
+        """The fused load `dot` reads as operand `index` (directly or through a trans), or None."""
+        read = self.operand_read(dot, index)
+        return read[0] if read else None
+
+    def operand_read(self, dot, index: int):
+        """(load, transposed) for a fused operand of `dot`, or None."""
+        v = dot.operands[index]
+        owner = v.owner
+        transposed = isinstance(owner, Operation) and id(owner) in self.transposes
+        load = owner.operands[0].owner if transposed else owner
+        if not (isinstance(load, Operation) and id(load) in self.fused):
+            return None
+        if not any(d is dot and i == index and tr == transposed for d, i, _, tr in self.fused[id(load)]):
+            return None
+        return load, transposed
 
     def readable(self, load, axis: int) -> bool:
         ptr = load.operands[0]
@@ -254,8 +365,9 @@ def _constant_like(v) -> bool:
 class Reader:
     """Emits the loads of one fused dot operand; `prepare` runs before the k loop."""
 
-    def __init__(self, lw, analysis: Analysis, load, axis: int, work):
+    def __init__(self, lw, analysis: Analysis, load, axis: int, work, transposed: bool = False):
         self.lw, self.load, self.axis, self.work = lw, load, axis, work
+        self.transposed = transposed
         em, mem = lw.em, lw.mem
         ptr_v = load.operands[0]
         self.ptr = lw.get(ptr_v)
@@ -269,6 +381,20 @@ class Reader:
         self.other = other if other is not None else em.const(self.dt, 0)
         self.vec4 = axis == 0 and ptr_v.type.shape[0] > 1 and mem._vectorizable(lw, load, self.bd)
         self.shape = ptr_v.type.shape
+        if transposed:
+            self._column_bases(ptr_v)
+
+    def _column_bases(self, ptr_v):
+        """B = trans(x): B's column n starts at x's element (n, 0).  This lane's columns of B
+        are not where x's registers put x's rows, so their pointers are recomputed from the
+        pointer tile's expression (remat.py) once, before the k loop."""
+        lw, em = self.lw, self.lw.em
+        rows, cols = self.shape                 # x's shape: B is [cols, rows]
+        numel = rows * cols
+        self.col_bases = []
+        for r in range(4 * max(1, rows // (4 * lw.W))):
+            n = lw.flat(r, numel)               # row 0 of B: the column index itself
+            self.col_bases.append(remat.evaluate(lw, ptr_v, em.imul(n, em.ci(cols))))
 
     def _masked(self, g, idx):
         """(predicate or None, safe index) for flat element g of the operand."""
@@ -356,6 +482,14 @@ class Reader:
         lw, em, mem = self.lw, self.lw.em, self.lw.mem
         off = em.imul(k, self.stride)
         numel = self.shape[0] * self.shape[1]
+        if self.transposed:                     # B[k, n] = x[n, k]: x's flat index n * K + k
+            out = []
+            for e in range(4):
+                n = lw.flat(4 * cb + e, numel)
+                idx = em.iadd(self.col_bases[4 * cb + e], off)
+                pred, idx = self._masked(em.iadd(em.imul(n, em.ci(self.shape[1])), k), idx)
+                out.append(self._finish(pred, mem.load_elem(self.bd, idx)))
+            return out
         if self.vec4:
             idx = em.iadd(self.ptr.regs[4 * cb], off)
             pred, idx = self._masked(em.iadd(em.imul(k, em.ci(cols)), lw.flat(4 * cb, numel)), idx)

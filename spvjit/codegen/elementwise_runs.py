@@ -13,17 +13,18 @@ chain is finished before the next starts and few values are live at once.  The i
 are the same as op by op, only their order changes.  Ops that only rename or replicate
 values (constants, splats, broadcasts, expand_dims) that the chain needs are emitted before
 it, as their operands do not come from the chain.  Below MIN_REGS registers per lane the
-order made no measurable difference, and the op-by-op order is kept (same SPIR-V as before).
+op-by-op order is kept (same SPIR-V as before).
 """
 from __future__ import annotations
 
 from ..ir.ops import OP_INFO
 from .values import LV
 
-MIN_REGS = 64
+MIN_REGS = 128
      # registers per lane from which a run is emitted register-major: a 64x64 chain of 8 ops
      # on lavapipe (512 registers) compiled in 10 s instead of 18, a 32x32 one (128) in 0.9
-     # instead of 1.3 (benchmarks/compile_time.py --elementwise)
+     # instead of 1.3; the f16 matvec of benchmarks/kernels.py (8x64 tiles, 64 registers)
+     # compiles as fast either way and measured 5-10% slower register-major, so it keeps its order
 HOISTED = frozenset(("constant", "splat", "broadcast", "expand_dims", "assume"))
      # ops a run may move ahead of its chain: they read values, never write memory
 

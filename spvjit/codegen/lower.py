@@ -233,6 +233,8 @@ class Lowerer:
         self.move(op, broadcast_map(op.operands[0].type.shape, op.result.type.shape))
 
     def op_trans(self, op):
+        if block_loops.trans_read_by_dot(self, op):     # looped dots read the load transposed
+            return
         if dot_trans.read_by_dot(self, op):     # its dots read the source transposed
             return
         self.move(op, trans_map(op.operands[0].type.shape))
