@@ -121,7 +121,7 @@ def test_a_64x64_transpose_takes_a_quarter_of_the_shared_accesses():
         pytest.skip("counts worked out for one 8-lane subgroup (lavapipe)")
     t = spvjit.tensor(np.zeros((64, 64), np.float32))
     ck, notes = _compile(trans_twice, target, t, t, BM=64, BN=64)
-    assert "shared memory" in notes["trans"], notes["trans"]
+    assert "destination-ordered uvec4 scratch" in notes["trans"], notes["trans"]
     stores, loads = _workgroup_accesses(ck.spirv)
     regs = 64 * 64 // 8
     assert stores <= 2 * regs // 4 + 4 and loads <= 2 * regs // 4 + 4, (stores, loads)

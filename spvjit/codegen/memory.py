@@ -587,6 +587,7 @@ class Memory:
             hi = len(plan) * W                  # 64-bit: high words after the low ones
             fits = hi * (2 if dt.bits == 64 else 1) <= self.scratch_words
             if fits and len(dest_order) + len(plan) // 4 < src_order_cost:
+                lw.note_move("destination-ordered uvec4 scratch")
                 return self._exchange_dest_order(lw, src_regs, dest_order, len(plan) // 4, dt, hi)
         em.barrier()
         self.store_tile(lw, src_regs, src_numel, dt, need)
@@ -616,8 +617,11 @@ class Memory:
         em = self.em
         em.barrier()
         for regs, a, b in stores:
-            quad = lw.lane if b == 1 else em.imul(lw.lane, em.ci(b))
-            quad = quad if a == 0 else em.iadd(quad, em.ci(a))
+            if b == 0:                  # one lane (W = 1)
+                quad = em.ci(a)
+            else:
+                quad = lw.lane if b == 1 else em.imul(lw.lane, em.ci(b))
+                quad = quad if a == 0 else em.iadd(quad, em.ci(a))
             self.store_values4(quad, [src_regs[q] for q in regs], dt, hi)
         em.barrier()
         out = []
