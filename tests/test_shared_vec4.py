@@ -144,3 +144,43 @@ def test_the_looped_dot_reads_staged_a_four_steps_per_uvec4(needs_device, monkey
     kloop_dot[grid](ta, tb, c, M, N, K, BM=BM, BN=BN, BK=BK, VARIANT="a_used_twice")
     # 40 f32 products of N(0,1) terms, summed in another order than numpy: |err| < 1e-4
     np.testing.assert_allclose(c.numpy(), a.astype(np.float64) @ b, atol=1e-4, rtol=1e-5)
+
+
+@spvjit.kernel
+def reduce_rows(x_ptr, y_ptr, M: sl.constexpr, N: sl.constexpr, KIND: sl.constexpr):
+    x = sl.load(x_ptr + sl.arange(0, M)[:, None] * N + sl.arange(0, N)[None, :])
+    if KIND == "sum":
+        r = sl.sum(x, axis=1)
+    elif KIND == "max":
+        r = sl.max(x, axis=1)
+    else:
+        r = sl.argmax(x, axis=1)
+    sl.store(y_ptr + sl.arange(0, M), r)
+
+
+@pytest.mark.parametrize("M,N,dt,kind", [(512, 8, np.float32, "sum"), (1024, 4, np.int32, "max"),
+                                         (512, 16, np.float32, "argmax"), (512, 8, np.int64, "sum"),
+                                         (512, 2, np.float32, "sum")])
+def test_staged_row_reductions_read_four_words_at_a_time(needs_device, M, N, dt, kind):
+    """More rows than one subgroup reduces (256) stage the tile; each row's N words are
+    consecutive and 4-aligned (N % 4 == 0), so they come back a uvec4 at a time (N = 2: word
+    by word).  Integer-valued data: every sum is exact in any order."""
+    if dt == np.int64 and not get_device().caps.int64:
+        pytest.skip("no 64-bit integers on this device")
+    rng = np.random.default_rng(M + N)
+    xs = rng.integers(-2**20, 2**20, (M, N)).astype(dt)
+    if dt == np.int64:
+        xs = xs * (2**30)                         # the high words matter
+    want = {"sum": lambda a: a.sum(axis=1), "max": lambda a: a.max(axis=1),
+            "argmax": lambda a: a.argmax(axis=1).astype(np.int32)}[kind](xs)
+    y = spvjit.empty((M,), want.dtype)
+    target = Target.of(get_device().caps)
+    ck, notes = _compile(reduce_rows, target, spvjit.tensor(xs), y, M=M, N=N, KIND=kind)
+    if target.cpu and target.subgroup_size == 8:
+        assert "shared memory" in notes["reduce"], notes["reduce"]
+        words = M * N // 8 * (2 if dt == np.int64 else 1)         # per lane
+        stores, loads = _workgroup_accesses(ck.spirv)
+        assert stores == words // 4, (stores, words)
+        assert (loads == words // 4) if N % 4 == 0 else (loads == words), (loads, words)
+    reduce_rows[(1,)](spvjit.tensor(xs), y, M=M, N=N, KIND=kind)
+    np.testing.assert_array_equal(y.numpy(), want)

@@ -194,14 +194,27 @@ def _reduce_axis(lw, op, src, shape, axis, kind, dt):
             return
     lw.note(op, "shared memory + barriers")
     em.barrier()
-    mem.store_tile(lw, src.regs, src_numel, dt, len(src.regs) * W)
+    hi = len(src.regs) * W
+    mem.store_tile(lw, src.regs, src_numel, dt, hi)
     em.barrier()
     out = []
+    lanes, v_dst = np.arange(W), lw.vec(dst_numel)
     for r in range(lw.nregs(op.result.type)):
         base = lw.emit_index(base_map, lw.flat_or_zero(r, dst_numel))
+        f = flat_np(lanes, r, W, v_dst)
+        base_np = base_map.eval(np.where(f < dst_numel, f, 0))
+        # a row of consecutive, 4-aligned words in every lane: 4 k at a time as one uvec4
+        by_quads = kstride == 1 and K % 4 == 0 and bool(np.all(base_np % 4 == 0)) and \
+            (dt.bits != 64 or hi % 4 == 0)
+        quad = em.op("OpShiftRightArithmetic", em.i32, base, em.ci(2)) if by_quads else None
         acc, acc_i = _identity(em, kind, dt), em.ci(K)
         for k in range(K):
-            v = mem.load_value(em.iadd(base, em.ci(k * kstride)), dt, len(src.regs) * W)
+            if by_quads:
+                if k % 4 == 0:
+                    four = mem.load_values4(quad if k == 0 else em.iadd(quad, em.ci(k // 4)), dt, hi)
+                v = four[k % 4]
+            else:
+                v = mem.load_value(em.iadd(base, em.ci(k * kstride)), dt, hi)
             acc, acc_i = c.combine(acc, acc_i, v, em.ci(k) if want_idx else None)
         out.append(acc_i if want_idx else acc)
     lw.bind(op, LV(out, False))
