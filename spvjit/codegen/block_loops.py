@@ -156,18 +156,19 @@ def unused(lw) -> set[int]:
 
 def trans_read_by_dot(lw, op) -> bool:
     """A trans of a load that looped dots read themselves: they read it transposed."""
-    if id(op) not in analysis(lw).transposes:
-        return False
-    lw.note(op, "read transposed by the dot's k loop (no registers)")
-    lw.bind(op, LV(None, False))
-    return True
+    return _skip(lw, op, analysis(lw).transposes, "read transposed by the dot's k loop (no registers)")
 
 
 def read_by_dot(lw, op) -> bool:
     """A load that only feeds looped dots: the dots load its elements themselves (dot_operands.py)."""
-    if id(op) not in analysis(lw).fused:
+    return _skip(lw, op, analysis(lw).fused, "read by the dot's k loop (no registers)")
+
+
+def _skip(lw, op, ids, why: str) -> bool:
+    """Leave `op` unlowered (no registers) where its id is in `ids`."""
+    if id(op) not in ids:
         return False
-    lw.note(op, "read by the dot's k loop (no registers)")
+    lw.note(op, why)
     lw.bind(op, LV(None, False))
     return True
 
