@@ -160,6 +160,8 @@ def test_the_dot_reads_its_operands_only_where_they_are_affine_loads():
     (32, 32, 32, "tutorial", True),         # 4096 per lane, both operands read by the loop: a loop
     (32, 32, 32, "a_used_twice", False),    # A would be staged: stays unrolled
     (32, 32, 32, "b_not_affine", False),    # B would be staged: stays unrolled
+    (32, 64, 32, "a_used_twice", True),     # at the limit (8192), B read by the loop: a loop
+    (32, 64, 32, "b_not_affine", False),    # at the limit, B staged: stays unrolled
     (16, 512, 8, "tutorial", False),        # one trip of the loop: stays unrolled (measured faster)
     (32, 128, 16, "tutorial", False),       # two trips: stays unrolled (measured faster in f32)
     (32, 32, 16, "tutorial", False),        # 2048 per lane: a quarter of the limit, not above it
