@@ -23,7 +23,7 @@ loop adds no memory traffic for them.  Code size: one multiply-add per register 
 copy of the step, M*N/(4W)*U, instead of M*N*K/W.
 
 Loop-header visits (lavapipe before Mesa 26 counts them against a per-invocation budget, see
-loop_budget.py): K/U + 1 per dot; `extra_visits` tells loop_budget's counters, and where the
+loop_budget.py): K/U + 1 per dot; `dot_forms.extra_visits` tells loop_budget's counters, and where the
 kernel carries the hidden status buffer the loop checks at its exit that it ran to the end.
 """
 from __future__ import annotations
@@ -101,7 +101,7 @@ def looped_dots(kernel, w: int, target, vectorize: bool = True) -> frozenset:
     step at a time: the tutorial matmul 32x32x32 (4096 multiply-adds per lane) compiled in
     2.8 s instead of 20.5 s and ran 7.6 instead of 5.5 GFLOP per CPU-second as a loop, while a
     loop whose operands had to be staged first pays a scalar loop over the lanes per staged
-    register on lavapipe.  loop_budget counts visits from this same set (extra_visits)."""
+    register on lavapipe.  loop_budget counts visits from this same set (dot_forms.extra_visits)."""
     looped = set()
     window = []
     for op in kernel.walk():
@@ -124,18 +124,10 @@ def looped_dots(kernel, w: int, target, vectorize: bool = True) -> frozenset:
     return frozenset(looped)
 
 
-def extra_visits(w: int, target, kernel, vectorize: bool = True):
-    """For loop_budget's counters: the loop-header visits an op's lowering adds (0 but for
-    looped dots: K/U trips plus the final check).  `kernel` is the IR as it will be lowered
-    (the choice depends on the dots' operands)."""
-    looped = looped_dots(kernel, w, target, vectorize)
-
-    def visits(op) -> int:
-        if op.name != "dot" or id(op) not in looped:
-            return 0
-        K = _shape(op)[2]
-        return K // copies(K, w) + 1
-    return visits
+def trips_visits(op, w: int) -> int:
+    """Loop-header visits of `op` lowered as a loop over k: K/U trips plus the final check."""
+    K = _shape(op)[2]
+    return K // copies(K, w) + 1
 
 
 def is_looped(lw, op) -> bool:

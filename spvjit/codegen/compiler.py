@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from .. import knobs
 from ..ir.core import KernelIR
 from ..ir.ops import OP_INFO, ops_of
-from . import axis_info, block_loops, coopmat, debug_print, global_pointers, loop_budget, subgroup
+from . import axis_info, block_loops, coopmat, debug_print, dot_forms, global_pointers, loop_budget, subgroup
 from .atomics import mark_native_atomics
 from .emitter import Emitter
 from .layout import choose_workgroup, regs
@@ -132,7 +132,7 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     w = choose_workgroup(_max_numel(kernel), num_warps, caps)
     if loop_limit is not None:
         kernel = loop_budget.unroll_for_budget(kernel)
-    extra = block_loops.extra_visits(w, caps, kernel)      # the loops a dot's lowering adds
+    extra = dot_forms.extra_visits(w, caps, kernel)      # the loops a dot's lowering adds
     if loop_limit is not None:
         visits = loop_budget.header_visits(kernel, extra=extra)
         if visits is None or visits + 1 > loop_limit:
