@@ -137,14 +137,21 @@ def is_looped(lw, op) -> bool:
     return id(op) in lw.looped_dots
 
 
+def plan_dot_reads(kernel, w: int, target, coop_dots=(), vectorize: bool = True) -> dot_operands.Analysis:
+    """Which dots are loops over k (not on cooperative matrices) and which loads they read
+    themselves; decided before lowering, so the shared scratch can be sized for what is staged."""
+    looped = looped_dots(kernel, w, target, vectorize) - frozenset(coop_dots)
+    sg = subgroup.available(target, w)
+    return dot_operands.Analysis(kernel, lambda op: id(op) in looped,
+                                 bool(sg.get("whole") and sg.get("broadcast")),
+                                 dot_operands.read_only_loads(kernel))
+
+
 def analysis(lw) -> dot_operands.Analysis:
-    """Which loads the kernel's looped dots read themselves (found on first use)."""
+    """Which loads the kernel's looped dots read themselves (compiler.py plans it before
+    lowering; found here on first use where a caller did not)."""
     if getattr(lw, "dot_reads", None) is None:
-        def wants_loop(op):
-            return id(op) not in lw.coop_plan.dots and is_looped(lw, op)
-        lw.dot_reads = dot_operands.Analysis(lw.kernel, wants_loop,
-                                             bool(lw.sg.get("whole") and lw.sg.get("broadcast")),
-                                             dot_operands.read_only_loads(lw.kernel))
+        lw.dot_reads = plan_dot_reads(lw.kernel, lw.W, lw.caps, lw.coop_plan.dots, lw.vectorize)
     return lw.dot_reads
 
 

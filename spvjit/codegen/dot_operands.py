@@ -127,6 +127,7 @@ class Analysis:
         binding), so a dot inside a loop may read it again on every trip instead of keeping the
         tile loaded before the loop (and staging it in shared memory on every trip)."""
         self.loops = _loops_of_blocks(kernel)
+        self.looped = wants_loop
         self.fused: dict[int, list] = {}       # id(load op) -> [(dot op, operand index, k axis, transposed)]
         self.transposes: set[int] = set()      # ids of trans ops read through their fused load
         users, block_of = _users(kernel)
