@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from ..ir import types as T
 from .loop_status import status_binding
-from . import dot_operands, subgroup
+from . import dot_operands, dot_reader, subgroup
 from .values import LV
 
 STEP_COPIES = (4, 2, 1)
@@ -196,7 +196,7 @@ def lower_dot_looped(lw, op):
     b_load, b_transposed = b_read if b_read else (None, False)
     a_mode = "shared"
     if a_load is not None:
-        ra = dot_operands.Reader(lw, an, a_load, 1, work)
+        ra = dot_reader.Reader(lw, an, a_load, 1, work)
         if U % 4 == 0 and ra.a_vec4_ok():
             a_mode = "vec4"           # A[i, k..k+3] is one fetch at a uniform address
         elif U == W and lw.sg.get("whole"):
@@ -243,7 +243,7 @@ def lower_dot_looped(lw, op):
             return mem.from_word(mem.scratch_load(em.iadd(ku, em.ci(i * K))), work)
 
     if b_load is not None:
-        rb = dot_operands.Reader(lw, an, b_load, 1 if b_transposed else 0, work, b_transposed)
+        rb = dot_reader.Reader(lw, an, b_load, 1 if b_transposed else 0, work, b_transposed)
 
         def b_at(cb, k):
             return em.op("OpCompositeConstruct", v4, *rb.b_block(cb, k, N))
