@@ -19,7 +19,7 @@ from . import cache, knobs
 from .codegen import compile_hooks
 from .codegen.compiler import CompiledKernel, compile_kernel
 from .codegen.atomics import mark_native_atomics
-from .codegen.block_loops import extra_visits
+from .codegen.dot_forms import extra_visits
 from .codegen.debug_print import PRINT_PARAM, print_table
 from .codegen.loop_budget import STATUS_PARAM, VisitCounter, unroll_for_budget
 from .codegen.spirv.tools import disassemble

@@ -368,3 +368,29 @@ def test_programs_per_workgroup_shrink_to_fit_the_budget():
     out = spvjit.zeros(n, np.int32)
     pid_trips[(40,)](out)                    # trips from program ids: up to 39000, one per workgroup
     np.testing.assert_array_equal(out.numpy()[:40], np.arange(40) * 1000)
+
+
+@spvjit.kernel
+def staged_dot_loop(a_ptr, x_ptr, o_ptr, trips):
+    """A dot staged through shared memory (B = trans(x): no register-block plan) inside a
+    runtime loop: its own loop over k costs K + 1 header visits per trip."""
+    r = sl.arange(0, 16)
+    a = sl.load(a_ptr + r[:, None] * 16 + r[None, :])
+    x = sl.load(x_ptr + r[:, None] * 16 + r[None, :])
+    acc = sl.zeros((16, 16), dtype=sl.float32)
+    for _ in range(0, trips):
+        acc = sl.dot(a, sl.trans(x), acc)
+    sl.store(o_ptr + sl.program_id(0) * 256 + r[:, None] * 16 + r[None, :], acc)
+
+
+def test_a_staged_dots_loop_counts_against_the_budget():
+    """500 trips x (1 + 17) visits per program: the launch runs few enough programs per
+    workgroup to stay under the limit (counting only the outer loop, it ran 256 per
+    workgroup, the driver cut the loops, and the launch failed)."""
+    rng = np.random.default_rng(3)
+    a, x = (rng.random((16, 16), np.float32) / 16 for _ in range(2))
+    o = spvjit.zeros((512, 16, 16), np.float32)
+    staged_dot_loop[(512,)](spvjit.tensor(a), spvjit.tensor(x), o, 500)
+    # 500 sums of 16 products in [0, 1/256): ~16 with f32 rounding error well under 1e-3
+    want = 500 * (a.astype(np.float64) @ x.T.astype(np.float64))
+    np.testing.assert_allclose(o.numpy(), np.broadcast_to(want, (512, 16, 16)), rtol=1e-4)

@@ -228,6 +228,30 @@ def test_fused_attention_forward_and_backward(mode, causal):
         np.testing.assert_allclose(g.astype(np.float64), w, atol=1e-2, rtol=0, err_msg=name)
 
 
+@pytest.mark.parametrize("kernel_name,block_m,block_n", [("attn_bwd_dq", 128, 32), ("attn_bwd_dkdv", 32, 128)])
+def test_triton_backward_blocks_fit_32k_of_shared_memory(kernel_name, block_m, block_n):
+    """Triton's own backward blocks at HEAD_DIM 64 (BLOCK_M2=128 x BLOCK_N2=32 for dQ,
+    BLOCK_M1=32 x BLOCK_N1=128 for dK/dV) on lavapipe's 8-lane workgroups: the looped dots
+    read q, k, v, do, kT, vT themselves, so only the computed operands (dS, or P^T and dS^T)
+    are staged: 128 x 32 words, 16 KiB, where staging every operand asked for 40-48 KiB and
+    the kernels were refused.  spvjit's side only: the driver needs minutes for these sizes."""
+    from spvjit.codegen.compiler import compile_kernel
+    from spvjit.codegen.target import Target
+    from spvjit.compiler import _build_ir
+    jf = globals()[kernel_name]
+    t = triton.tensor(np.zeros((1, 1, 128, 64), np.float16))
+    f = triton.tensor(np.zeros((1, 128), np.float32))
+    outs = [t, t] if kernel_name == "attn_bwd_dq" else [t, t, t]      # DO, DQ or DO, DK, DV
+    args = [t, t, t, 0.5] + outs + [f, f, t.stride(0), t.stride(1), t.stride(2), t.stride(3), 1, 128]
+    spec, _ = jf.specialize(args, dict(BLOCK_M=block_m, BLOCK_N=block_n, HEAD_DIM=64, CAUSAL=True))
+    target = Target(name="8-lane CPU", device_type="cpu", subgroup_size=8,
+                    subgroup_ops=("basic", "vote", "arithmetic", "ballot", "shuffle"),
+                    max_shared_memory=32768, max_workgroup_invocations=1024, max_texel_buffer_elements=1 << 27)
+    ck = compile_kernel(_build_ir(jf, spec, optimize=True), target, spec.num_warps, spec.divisibility or {})
+    assert ck.workgroup_size == 8
+    assert ck.scratch_bytes == 128 * 32 * 4, ck.scratch_bytes
+
+
 # =========================================================================================
 # 09: persistent matmul (a fixed number of programs walks the output tiles in grouped order)
 # =========================================================================================

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from .. import knobs
 from ..ir.core import KernelIR
 from ..ir.ops import OP_INFO, ops_of
-from . import axis_info, block_loops, coopmat, debug_print, global_pointers, loop_budget, subgroup
+from . import axis_info, block_loops, coopmat, debug_print, dot_forms, global_pointers, loop_budget, subgroup
 from .atomics import mark_native_atomics
 from .emitter import Emitter
 from .layout import choose_workgroup, regs
@@ -41,15 +41,23 @@ def _max_numel(kernel: KernelIR) -> int:
     return best
 
 
-def _scratch_words(kernel: KernelIR, w: int, coop_dots=()) -> int:
-    """Words of the shared scratch; dots lowered on cooperative matrices have their own arrays."""
+def _scratch_words(kernel: KernelIR, w: int, coop_dots=(), dot_reads=None) -> int:
+    """Words of the shared scratch; dots lowered on cooperative matrices have their own arrays.
+    `dot_reads` (dot_operands.Analysis of the looped dots): a looped dot stages only an A its
+    loop does not read (B goes to a Function array), and a trans its dots read needs nothing."""
     need = 0
     for op in kernel.walk():
         if op.name not in _STAGING or id(op) in coop_dots:
             continue
+        if dot_reads is not None and id(op) in dot_reads.transposes:
+            continue
         if op.name == "dot":
             a, b = op.operands[0].type, op.operands[1].type
             words = 2 if op.result.type.elem.bits == 64 else 1       # f64 operands: two words each
+            if dot_reads is not None and dot_reads.looped(op):
+                staged_a = dot_reads.operand_load(op, 0) is None
+                need = max(need, words * regs(a.numel, w) * w if staged_a else 0)
+                continue
             need = max(need, words * (regs(a.numel, w) + regs(b.numel, w)) * w)
         elif op.name in ("atomic_rmw", "atomic_cas"):
             need = max(need, w)
@@ -132,7 +140,7 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     w = choose_workgroup(_max_numel(kernel), num_warps, caps)
     if loop_limit is not None:
         kernel = loop_budget.unroll_for_budget(kernel)
-    extra = block_loops.extra_visits(w, caps, kernel)      # the loops a dot's lowering adds
+    extra = dot_forms.extra_visits(w, caps, kernel)      # the loops a dot's lowering adds
     if loop_limit is not None:
         visits = loop_budget.header_visits(kernel, extra=extra)
         if visits is None or visits + 1 > loop_limit:
@@ -172,7 +180,8 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     mem = Memory(em, bindings, push)
     mem.wide_stores = cpu and caps.int64
     mem.declare(_float_atomic_bindings(kernel, bindings))
-    scratch = _scratch_words(kernel, w, coop_plan.dots)
+    dot_reads = block_loops.plan_dot_reads(kernel, w, caps, coop_plan.dots)
+    scratch = _scratch_words(kernel, w, coop_plan.dots, dot_reads)
     max_shared = caps.max_shared_memory
     if scratch * 4 > max_shared:
         raise LoweringError(f"kernel {kernel.name} needs {scratch * 4} bytes of shared memory for its "
@@ -187,6 +196,7 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     lw.axis = axis
     lw.caps = caps
     lw.coop_plan = coop_plan
+    lw.dot_reads = dot_reads
     lw.notes = notes
     for p in ptr_params:
         lw.env[id(p.value)] = LV([em.ci(0)], True, ptr_params.index(p))

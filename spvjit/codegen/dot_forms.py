@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import block_loops
-from .layout import flat_np, lane_np, reg_np
+from . import block_loops, subgroup
+from .layout import flat_np, lane_np, reg_np, regs, vec_width
 
 
 def form(lw, dot) -> str:
@@ -22,6 +22,41 @@ def form(lw, dot) -> str:
     if lw.sg.get("whole") and lw.sg.get("broadcast") and subgroup_plan(lw, dot) is not None:
         return "subgroup"
     return "staged"
+
+
+def extra_visits(w: int, target, kernel, vectorize: bool = True):
+    """For loop_budget's counters: the loop-header visits an op's lowering adds.  A looped dot
+    adds its K/U trips plus the final check (block_loops), a staged dot its loop over all K
+    steps (reduce.lower_dot: K + 1); the other forms are unrolled.  `kernel` is the IR as it
+    will be lowered (the choice depends on the dots' operands).  The choice repeats `form`
+    without a Lowerer: cooperative-matrix dots never meet a loop limit (it is gone in the
+    Mesa 26 lavapipe that has them), so only looped, register-block and staged dots count."""
+    looped = block_loops.looped_dots(kernel, w, target, vectorize)
+    sg = subgroup.available(target, w)
+    layout = _Layout(w, vectorize)
+
+    def visits(op) -> int:
+        if op.name != "dot" or len(op.operands[0].type.shape) != 2 or len(op.operands[1].type.shape) != 2:
+            return 0
+        if id(op) in looped:
+            return block_loops.trips_visits(op, w)
+        if sg.get("whole") and sg.get("broadcast") and _plan(layout, op) is not None:
+            return 0
+        return op.operands[0].type.shape[1] + 1
+    return visits
+
+
+class _Layout:
+    """What `_plan` reads of a Lowerer, known before lowering."""
+
+    def __init__(self, w: int, vectorize: bool):
+        self.W, self.vectorize = w, vectorize
+
+    def vec(self, numel: int) -> int:
+        return vec_width(numel, self.W, self.vectorize)
+
+    def nregs(self, ty) -> int:
+        return 1 if ty.is_scalar else regs(ty.numel, self.W)
 
 
 def subgroup_plan(lw, op):

@@ -50,7 +50,7 @@ def header_visits(kernel: KernelIR, args: dict | None = None, extra=None) -> int
     counts are known from constants and, given `args` (scalar parameter name -> int), from
     the kernel's scalar arguments, through scalar integer arithmetic; never from program ids
     or loaded values.  `extra(op)`, when given, is the header visits of loops the lowering
-    itself emits for an op (block_loops.extra_visits: a dot lowered as a loop over k)."""
+    itself emits for an op (dot_forms.extra_visits: a dot lowered as a loop over k, or staged)."""
     env = {id(p.value): int(args[p.name]) for p in _int_params(kernel) if args is not None and p.name in args}
     return _visits(kernel.body, _Scalars(env), extra)
 
