@@ -18,7 +18,7 @@ import numpy as np
 from ..ir import types as T
 from ..runtime.memory import ELEMENT_TEXEL_FORMATS
 from .emitter import Emitter
-from . import subgroup
+from . import scratch_quads, subgroup
 from .layout import IndexMap, flat_np, lane_np, reg_np
 from .values import LV
 
@@ -577,8 +577,8 @@ class Memory:
         words = need * (2 if dt.bits == 64 else 1)
         if words > self.scratch_words:
             raise ValueError(f"scratch too small: {words} > {self.scratch_words}")
-        dest_order = None if to_uniform else _dest_order_stores(lw, plan, src_numel, dst_numel, m)
-        quads = _quad_loads(lw, plan, dst_numel, m) if not to_uniform and (dt.bits != 64 or need % 4 == 0) \
+        dest_order = None if to_uniform else scratch_quads.dest_order_stores(lw, plan, src_numel, dst_numel, m)
+        quads = scratch_quads.quad_loads(lw, plan, dst_numel, m) if not to_uniform and (dt.bits != 64 or need % 4 == 0) \
             else set()
         if dest_order is not None:
             # scratch accesses either way (each is a loop over the lanes in lavapipe)
@@ -693,64 +693,6 @@ class Memory:
                 value = em.select(em.type_of(dt), pick, val, value)
             out.append(value)
         return out
-
-
-def _quad_loads(lw, plan, dst_numel, m) -> set[int]:
-    """Destination registers r (r % 4 == 0, v=4 layout) whose group r..r+3 reads, in every
-    lane, 4 consecutive source words starting at a multiple of 4: one uvec4 load each."""
-    W = lw.W
-    if lw.vec(dst_numel) != 4:
-        return set()
-    lanes = np.arange(W)
-    out = set()
-    for r in range(0, len(plan) - 3, 4):
-        if any(plan[r + k][0] != "shared" for k in range(4)):
-            continue
-        s = [m.eval(flat_np(lanes, r + k, W, 4)) for k in range(4)]
-        if np.all(s[0] % 4 == 0) and all(np.array_equal(s[k], s[0] + k) for k in range(1, 4)):
-            out.add(r)
-    return out
-
-
-def _dest_order_stores(lw, plan, src_numel, dst_numel, m):
-    """Whether the move can go through a scratch in destination order with uvec4 accesses on
-    both sides: every destination group (registers 4g..4g+3 of a lane, v=4 layout) takes its 4
-    elements from ONE source lane, and the groups sharing a tuple of source registers are
-    stored by all W lanes at once at an address affine in the lane.  Returns the stores as
-    (source registers, a, b): lane L writes those registers at quad a + b*L; else None."""
-    W = lw.W
-    if lw.vec(dst_numel) != 4 or any(kind != "shared" for kind, _ in plan) or len(plan) % 4:
-        return None
-    v_src = lw.vec(src_numel)
-    lanes = np.arange(W)
-    slots: dict[tuple, list[dict]] = {}
-    for g in range(len(plan) // 4):
-        s = np.stack([m.eval(flat_np(lanes, 4 * g + k, W, 4)) for k in range(4)])     # [4, W]
-        if np.any(s >= src_numel):
-            return None
-        src_lane, src_reg = lane_np(s, W, v_src), reg_np(s, W, v_src)
-        if not np.all(src_lane == src_lane[0]):
-            return None
-        for lane in range(W):
-            regs_ = tuple(int(x) for x in src_reg[:, lane])
-            sl = int(src_lane[0, lane])
-            for slot in slots.setdefault(regs_, []):
-                if sl not in slot:
-                    slot[sl] = lane + g * W
-                    break
-            else:
-                slots[regs_].append({sl: lane + g * W})
-    out = []
-    for regs_, per in slots.items():
-        for slot in per:
-            if len(slot) != W:
-                return None
-            addr = np.array([slot[L] for L in range(W)])
-            b = int(addr[1] - addr[0]) if W > 1 else 0
-            if not np.array_equal(addr, addr[0] + b * lanes):
-                return None
-            out.append((regs_, int(addr[0]), b))
-    return out
 
 
 # A move on one subgroup shuffles each destination register from every source register its
