@@ -76,6 +76,30 @@ def _writes_between(block, first, last) -> bool:
     return True                       # `last` not in the block: assume the worst
 
 
+def reread_check(kernel):
+    """`ok(load, dot)`: whether `dot` may read `load`'s memory again where it stands."""
+    _, block_of, owner_of = _users(kernel)
+    return _reread_check(block_of, owner_of)
+
+
+def _reread_check(block_of, owner_of):
+    def ok(load, dot) -> bool:
+        """No write can run after the load and before the dot: none between them in the
+        load's block, and, where the dot sits in a loop (or branch) of that block, none
+        anywhere in it (a write in the loop runs before the dot's next trip).  Then reading
+        the memory again at the dot gives the loaded values, whatever tensors the kernel's
+        arguments alias."""
+        home, holder = block_of[id(load)], dot
+        while block_of.get(id(holder)) is not home:
+            holder = owner_of.get(id(block_of.get(id(holder))))
+            if holder is None:
+                return False
+        if _writes_between(home, load, holder):
+            return False
+        return holder is dot or not any(o.name in _WRITES for r in holder.regions for o in _walk(r))
+    return ok
+
+
 def _walk(block):
     for op in block.ops:
         yield op
@@ -98,21 +122,7 @@ class Analysis:
         self.fused: dict[int, list] = {}       # id(load op) -> [(dot op, operand index, k axis, transposed)]
         self.transposes: set[int] = set()      # ids of trans ops read through their fused load
         users, block_of, owner_of = _users(kernel)
-
-        def reread_ok(load, dot) -> bool:
-            """No write can run after the load and before the dot: none between them in the
-            load's block, and, where the dot sits in a loop (or branch) of that block, none
-            anywhere in it (a write in the loop runs before the dot's next trip).  Then
-            reading the memory again at the dot gives the loaded values, whatever tensors the
-            kernel's arguments alias."""
-            home, holder = block_of[id(load)], dot
-            while block_of.get(id(holder)) is not home:
-                holder = owner_of.get(id(block_of.get(id(holder))))
-                if holder is None:
-                    return False
-            if _writes_between(home, load, holder):
-                return False
-            return holder is dot or not any(o.name in _WRITES for r in holder.regions for o in _walk(r))
+        reread_ok = _reread_check(block_of, owner_of)
 
         def direct(load, dot, index):
             if dot.name != "dot" or index not in (0, 1) or not wants_loop(dot):
