@@ -113,7 +113,7 @@ def looped_dots(kernel, w: int, target, vectorize: bool = True) -> frozenset:
             window.append(op)
     if window:
         ids = {id(op) for op in window}
-        an = dot_operands.Analysis(kernel, lambda op: id(op) in ids, True, dot_operands.read_only_loads(kernel))
+        an = dot_operands.Analysis(kernel, lambda op: id(op) in ids, True)
         limit = target.dot_unroll_limit
         for op in window:
             if an.operand_load(op, 1) is None:
@@ -143,8 +143,7 @@ def plan_dot_reads(kernel, w: int, target, coop_dots=(), vectorize: bool = True)
     looped = looped_dots(kernel, w, target, vectorize) - frozenset(coop_dots)
     sg = subgroup.available(target, w)
     return dot_operands.Analysis(kernel, lambda op: id(op) in looped,
-                                 bool(sg.get("whole") and sg.get("broadcast")),
-                                 dot_operands.read_only_loads(kernel))
+                                 bool(sg.get("whole") and sg.get("broadcast")))
 
 
 def analysis(lw) -> dot_operands.Analysis:

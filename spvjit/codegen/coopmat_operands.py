@@ -3,8 +3,8 @@
 An operand qualifies when it is a `load` without a mask whose only use is the dot, whose
 pointer tile is provably strided and aligned (coopmat_affine.strided: row-major with unit
 steps along the inner dimension, or column-major, as a transposed weight `w[n, k]` read as
-B[k, n] is), from a tensor the kernel never writes (so reading it later, at the dot, reads
-the same values), and whose tiles no two subgroups need: an A row block read by one
+B[k, n] is), with no write that could run between the load and the dot (so reading it
+there reads the loaded values, whatever the arguments alias), and whose tiles no two subgroups need: an A row block read by one
 subgroup only, a B column block likewise.  Then each subgroup loads its m x k and k x n
 tiles with OpCooperativeMatrixLoadKHR from the buffer itself: no staging in shared memory,
 no barrier.  Tiles several subgroups read stay staged in shared memory (read once per
@@ -18,7 +18,7 @@ subgroup's slot of a small shared array and the matrix is loaded from there.
 from __future__ import annotations
 
 from ..ir.core import Operation
-from . import coopmat_affine, remat
+from . import coopmat_affine, dot_operands, remat
 from .coopmat_values import _shared_array, memory_type
 from .coopmat_affine import ROW_MAJOR
 
@@ -50,15 +50,10 @@ def plan(p, kernel, caps, w: int, axis) -> None:
     if not p.dots:
         return
     uses: dict[int, int] = {}
-    written: set[int] = set()
     for op in kernel.walk():
         for v in op.operands:
             uses[id(v)] = uses.get(id(v), 0) + 1
-        if op.name in ("store", "atomic_rmw"):
-            root = _root_param(op.operands[0])
-            written.add(id(root) if root is not None else None)
-    if None in written:
-        return                                  # a pointer of unknown origin could be anything
+    reread_ok = dot_operands.reread_check(kernel)
     n_sub = w // caps.subgroup_size
     for op in kernel.walk():
         cfg = p.dots.get(id(op))
@@ -74,7 +69,7 @@ def plan(p, kernel, caps, w: int, axis) -> None:
             if n_sub > 1 and _reused(tiles, cols, n_sub, by_row=(i == 0)):
                 continue
             root = _root_param(ld.operands[0])
-            if root is None or id(root) in written:
+            if root is None or not reread_ok(ld, op):
                 continue
             layout = coopmat_affine.strided(ld.operands[0], axis, v.type.elem.nbytes, *dims)
             if layout is None or (layout.stride.value is not None and layout.stride.value < 0):

@@ -45,52 +45,23 @@ def _use_counts(kernel) -> dict[int, int]:
     return counts
 
 
-def _users(kernel) -> tuple[dict[int, list], dict[int, object]]:
-    """(id(value) -> [(op, operand index)], id(op) -> the block that holds it)."""
+def _users(kernel) -> tuple[dict[int, list], dict[int, object], dict[int, Operation]]:
+    """(id(value) -> [(op, operand index)], id(op) -> the block that holds it,
+    id(block) -> the op whose region it is)."""
     users: dict[int, list] = {}
     block_of: dict[int, object] = {}
+    owner_of: dict[int, Operation] = {}
     for block in _blocks(kernel.body):
         for op in block.ops:
             block_of[id(op)] = block
+            for region in op.regions:
+                owner_of[id(region)] = op
             for i, v in enumerate(op.operands):
                 users.setdefault(id(v), []).append((op, i))
-    return users, block_of
+    return users, block_of, owner_of
 
 
 _WRITES = ("store", "atomic_rmw", "atomic_cas")
-_SAME_POINTER = ("addptr", "splat", "broadcast", "expand_dims", "reshape", "trans", "permute", "advance")
-
-
-def _pointer_root(v, depth: int = 0):
-    """The kernel parameter a pointer value is built from, or None where that is not plain
-    (a loop-carried or selected-between pointer, an address made from an integer...)."""
-    op = v.owner
-    if not isinstance(op, Operation):
-        return v if v.type.is_scalar else None
-    if depth > 64:
-        return None
-    if op.name in _SAME_POINTER and op.operands and op.operands[0].type.is_pointer:
-        return _pointer_root(op.operands[0], depth + 1)
-    return None
-
-
-def read_only_loads(kernel):
-    """`unchanging` for Analysis, from the IR alone: the load reads a tensor parameter that no
-    store or atomic of the kernel writes.  A write whose pointer's parameter is not plain
-    (_pointer_root) could hit any tensor, and then no load counts as read-only."""
-    params = {id(p.value) for p in kernel.params if p.value.type.is_pointer}
-    written = set()
-    for op in kernel.walk():
-        if op.name in _WRITES:
-            root = _pointer_root(op.operands[0])
-            if root is None or id(root) not in params:
-                return lambda load: False
-            written.add(id(root))
-
-    def unchanging(load) -> bool:
-        root = _pointer_root(load.operands[0])
-        return root is not None and id(root) in params and id(root) not in written
-    return unchanging
 
 
 def _writes_between(block, first, last) -> bool:
@@ -103,6 +74,30 @@ def _writes_between(block, first, last) -> bool:
             return True
         inside = inside or op is first
     return True                       # `last` not in the block: assume the worst
+
+
+def reread_check(kernel):
+    """`ok(load, dot)`: whether `dot` may read `load`'s memory again where it stands."""
+    _, block_of, owner_of = _users(kernel)
+    return _reread_check(block_of, owner_of)
+
+
+def _reread_check(block_of, owner_of):
+    def ok(load, dot) -> bool:
+        """No write can run after the load and before the dot: none between them in the
+        load's block, and, where the dot sits in a loop (or branch) of that block, none
+        anywhere in it (a write in the loop runs before the dot's next trip).  Then reading
+        the memory again at the dot gives the loaded values, whatever tensors the kernel's
+        arguments alias."""
+        home, holder = block_of[id(load)], dot
+        while block_of.get(id(holder)) is not home:
+            holder = owner_of.get(id(block_of.get(id(holder))))
+            if holder is None:
+                return False
+        if _writes_between(home, load, holder):
+            return False
+        return holder is dot or not any(o.name in _WRITES for r in holder.regions for o in _walk(r))
+    return ok
 
 
 def _walk(block):
@@ -119,22 +114,15 @@ class Analysis:
     every use is a looped dot reading it as B (attention's `dot(q, kT)` and
     `dot(ds, trans(kT))`: B'[k, n] = kT[n, k], read through kT's pointers with k along their
     axis 1), and each dot may read the memory again where it stands: no write between the
-    load and the dot in the same block, or, for a dot in an inner block, a tensor nothing in
-    the kernel writes (`unchanging`)."""
+    load and the dot, nor in the loop that holds the dot (reread_ok)."""
 
-    def __init__(self, kernel, wants_loop, broadcast_ok: bool, unchanging=lambda load: False):
-        """`unchanging(load)`: nothing the kernel does can change what `load` reads (a read-only
-        binding), so a dot inside a loop may read it again on every trip instead of keeping the
-        tile loaded before the loop (and staging it in shared memory on every trip)."""
+    def __init__(self, kernel, wants_loop, broadcast_ok: bool):
         self.loops = _loops_of_blocks(kernel)
         self.looped = wants_loop
         self.fused: dict[int, list] = {}       # id(load op) -> [(dot op, operand index, k axis, transposed)]
         self.transposes: set[int] = set()      # ids of trans ops read through their fused load
-        users, block_of = _users(kernel)
-
-        def reread_ok(load, dot) -> bool:
-            same = block_of[id(load)] is block_of[id(dot)]
-            return (same and not _writes_between(block_of[id(dot)], load, dot)) or unchanging(load)
+        users, block_of, owner_of = _users(kernel)
+        reread_ok = _reread_check(block_of, owner_of)
 
         def direct(load, dot, index):
             if dot.name != "dot" or index not in (0, 1) or not wants_loop(dot):
