@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 import spvjit  # noqa: E402
 import spvjit.language as tl  # noqa: E402
 from spvjit import compiler  # noqa: E402
+from spvjit.codegen.spirv.disasm import workgroup_accesses  # noqa: E402
 from spvjit.testing import do_bench, do_bench_wall  # noqa: E402
 
 
@@ -35,24 +36,6 @@ def trans_twice(x_ptr, y_ptr, BM: tl.constexpr, BN: tl.constexpr):
     r = tl.arange(0, BM)[:, None] * BN + tl.arange(0, BN)[None, :]
     x = tl.load(x_ptr + r)
     tl.store(y_ptr + r, tl.trans(tl.trans(x) * 2.0))
-
-
-def workgroup_accesses(spirv: bytes) -> tuple[int, int]:
-    """(OpStore, OpLoad) through pointers into Workgroup variables."""
-    w = np.frombuffer(spirv, dtype=np.uint32)
-    i, wg_vars, ptrs, stores, loads = 5, set(), set(), 0, 0
-    while i < len(w):
-        n, op = int(w[i]) >> 16, int(w[i]) & 0xFFFF
-        if op == 59 and int(w[i + 3]) == 4:                   # OpVariable ... Workgroup
-            wg_vars.add(int(w[i + 2]))
-        elif op == 65 and int(w[i + 3]) in wg_vars:           # OpAccessChain into one
-            ptrs.add(int(w[i + 2]))
-        elif op == 62 and int(w[i + 1]) in ptrs:              # OpStore
-            stores += 1
-        elif op == 61 and int(w[i + 3]) in ptrs:              # OpLoad
-            loads += 1
-        i += n
-    return stores, loads
 
 
 def _sizes(text: str) -> list[tuple[int, int]]:

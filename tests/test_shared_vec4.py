@@ -11,6 +11,7 @@ import pytest
 import spvjit
 import spvjit.language as sl
 from spvjit.codegen.compiler import compile_kernel
+from spvjit.codegen.spirv.disasm import workgroup_accesses
 from spvjit.codegen.target import Target
 from spvjit.compiler import _build_ir
 from spvjit.runtime import get_device
@@ -86,24 +87,6 @@ def test_transposes_through_the_vec4_scratch_match_numpy(needs_device, shape, dt
     np.testing.assert_array_equal(t.numpy(), xs.T)
 
 
-def _workgroup_accesses(spirv: bytes) -> tuple[int, int]:
-    """(OpStore, OpLoad) through pointers into Workgroup variables."""
-    w = np.frombuffer(spirv, dtype=np.uint32)
-    i, wg_vars, ptrs, stores, loads = 5, set(), set(), 0, 0
-    while i < len(w):
-        n, op = int(w[i]) >> 16, int(w[i]) & 0xFFFF
-        if op == 59 and int(w[i + 3]) == 4:                   # OpVariable ... Workgroup
-            wg_vars.add(int(w[i + 2]))
-        elif op == 65 and int(w[i + 3]) in wg_vars:           # OpAccessChain into one
-            ptrs.add(int(w[i + 2]))
-        elif op == 62 and int(w[i + 1]) in ptrs:              # OpStore
-            stores += 1
-        elif op == 61 and int(w[i + 3]) in ptrs:              # OpLoad
-            loads += 1
-        i += n
-    return stores, loads
-
-
 def _compile(jitfn, target, *args, **kwargs):
     spec, _ = jitfn.specialize(list(args), dict(kwargs))
     notes = {}
@@ -122,7 +105,7 @@ def test_a_64x64_transpose_takes_a_quarter_of_the_shared_accesses():
     t = spvjit.tensor(np.zeros((64, 64), np.float32))
     ck, notes = _compile(trans_twice, target, t, t, BM=64, BN=64)
     assert "destination-ordered uvec4 scratch" in notes["trans"], notes["trans"]
-    stores, loads = _workgroup_accesses(ck.spirv)
+    stores, loads = workgroup_accesses(ck.spirv)
     regs = 64 * 64 // 8
     assert stores <= 2 * regs // 4 + 4 and loads <= 2 * regs // 4 + 4, (stores, loads)
 
@@ -179,7 +162,7 @@ def test_staged_row_reductions_read_four_words_at_a_time(needs_device, M, N, dt,
     if target.cpu and target.subgroup_size == 8:
         assert "shared memory" in notes["reduce"], notes["reduce"]
         words = M * N // 8 * (2 if dt == np.int64 else 1)         # per lane
-        stores, loads = _workgroup_accesses(ck.spirv)
+        stores, loads = workgroup_accesses(ck.spirv)
         assert stores == words // 4, (stores, words)
         assert (loads == words // 4) if N % 4 == 0 else (loads == words), (loads, words)
     reduce_rows[(1,)](spvjit.tensor(xs), y, M=M, N=N, KIND=kind)

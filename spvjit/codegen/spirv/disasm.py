@@ -8,6 +8,8 @@ shown as numbers of their type.
 
 from __future__ import annotations
 
+import array
+
 import struct
 from collections import deque
 
@@ -152,3 +154,22 @@ def disassemble(binary: bytes | list[int], header: bool = True) -> str:
                      " " * 15 + f"Op{opcode} " + " ".join(map(str, body)))
         i += count
     return "\n".join(lines) + "\n"
+
+
+def workgroup_accesses(binary: bytes) -> tuple[int, int]:
+    """(OpStore, OpLoad) count through pointers into Workgroup variables: how many per-lane
+    shared-memory accesses a module makes (lavapipe 22.3 runs each as a loop over the lanes)."""
+    w = array.array("I", binary)
+    i, wg_vars, ptrs, stores, loads = 5, set(), set(), 0, 0
+    while i < len(w):
+        n, op = w[i] >> 16, w[i] & 0xFFFF
+        if op == 59 and w[i + 3] == 4:                   # OpVariable ... Workgroup
+            wg_vars.add(w[i + 2])
+        elif op == 65 and w[i + 3] in wg_vars:           # OpAccessChain into one
+            ptrs.add(w[i + 2])
+        elif op == 62 and w[i + 1] in ptrs:              # OpStore
+            stores += 1
+        elif op == 61 and w[i + 3] in ptrs:              # OpLoad
+            loads += 1
+        i += max(n, 1)
+    return stores, loads
