@@ -131,10 +131,9 @@ def trips_visits(op, w: int) -> int:
 
 
 def is_looped(lw, op) -> bool:
-    """Whether the lowering makes `op` (a dot) a loop over k (looped_dots, found on first use)."""
-    if getattr(lw, "looped_dots", None) is None:
-        lw.looped_dots = looped_dots(lw.kernel, lw.W, lw.caps, lw.vectorize)
-    return id(op) in lw.looped_dots
+    """Whether the lowering makes `op` (a dot, not on cooperative matrices) a loop over k:
+    the set plan_dot_reads computed once (looped_dots without the coopmat dots)."""
+    return analysis(lw).looped(op)
 
 
 def plan_dot_reads(kernel, w: int, target, coop_dots=(), vectorize: bool = True) -> dot_operands.Analysis:

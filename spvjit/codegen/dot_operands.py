@@ -37,14 +37,6 @@ def _loops_of_blocks(kernel) -> dict[int, Operation]:
     return {id(op.regions[0]): op for op in kernel.walk() if op.name == "for"}
 
 
-def _use_counts(kernel) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    for op in kernel.walk():
-        for v in op.operands:
-            counts[id(v)] = counts.get(id(v), 0) + 1
-    return counts
-
-
 def _users(kernel) -> tuple[dict[int, list], dict[int, object], dict[int, Operation]]:
     """(id(value) -> [(op, operand index)], id(op) -> the block that holds it,
     id(block) -> the op whose region it is)."""
@@ -159,7 +151,7 @@ class Analysis:
                 self.fused[id(load)] = reads
                 self.transposes.update(id(t) for t in trans_ops)
 
-        self.unused = _unused_after_fusion(kernel, _use_counts(kernel),
+        self.unused = _unused_after_fusion(kernel, {v: len(u) for v, u in users.items()},
                                            [op for op in kernel.walk() if id(op) in self.fused])
 
     def operand_load(self, dot, index: int):
