@@ -106,14 +106,19 @@ def kloop_dot(a_ptr, b_ptr, c_ptr, M, N, K, BM: sl.constexpr, BN: sl.constexpr, 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("variant", ["tutorial", "a_used_twice", "b_not_affine"])
 def test_kloop_matmul_with_masked_tail(mode, variant, always_loop):
-    BM, BN, BK = 32, 32, 16
-    M, N, K = 45, 70, 40                       # partial tiles everywhere and a K tail of 8
-    a, b = _operands(M, N, K, np.float32, seed=7)
+    # partial tiles everywhere and a K tail of 8; 40 f32 products of N(0,1) terms: |err| < 1e-4
+    _kloop_matches_numpy(mode, variant, (32, 32, 16), (45, 70, 40), seed=7)
+
+
+def _kloop_matches_numpy(mode, variant, blocks, sizes, seed):
+    """kloop_dot over an M x N x K problem against numpy: at most 72 f32 products of N(0,1)
+    terms per element, summed in another order than numpy: |err| < 1e-4."""
+    (BM, BN, BK), (M, N, K) = blocks, sizes
+    a, b = _operands(M, N, K, np.float32, seed=seed)
     c = spvjit.zeros((M, N), np.float32)
     grid = (spvjit.cdiv(M, BM), spvjit.cdiv(N, BN))
     launch(kloop_dot, mode)[grid](spvjit.tensor(a), spvjit.tensor(b), c, M, N, K, BM=BM, BN=BN, BK=BK,
                                   VARIANT=variant)
-    # 40 f32 products of N(0,1) terms: |err| < 1e-4
     np.testing.assert_allclose(c.numpy(), a.astype(np.float64) @ b, atol=1e-4, rtol=1e-5)
 
 
@@ -193,15 +198,7 @@ def test_dots_below_the_limit_loop_where_the_loop_reads_both_operands(BM, BN, BK
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("variant", ["tutorial", "a_used_twice"])
 def test_32x32x32_matmul_at_the_default_limit_matches_numpy(mode, variant):
-    BM = BN = BK = 32
-    M, N, K = 45, 70, 72                       # partial tiles and a K tail of 8
-    a, b = _operands(M, N, K, np.float32, seed=13)
-    c = spvjit.zeros((M, N), np.float32)
-    grid = (spvjit.cdiv(M, BM), spvjit.cdiv(N, BN))
-    launch(kloop_dot, mode)[grid](spvjit.tensor(a), spvjit.tensor(b), c, M, N, K, BM=BM, BN=BN, BK=BK,
-                                  VARIANT=variant)
-    # 72 f32 products of N(0,1) terms in another order than numpy: |err| < 1e-4
-    np.testing.assert_allclose(c.numpy(), a.astype(np.float64) @ b, atol=1e-4, rtol=1e-5)
+    _kloop_matches_numpy(mode, variant, (32, 32, 32), (45, 70, 72), seed=13)    # partial tiles, K tail of 8
 
 
 def test_spirv_size_does_not_grow_with_k():
