@@ -29,7 +29,7 @@ python3 -m spvjit.cli.main devices --json > "$OUT/devices.json"
 tests="tests/test_coopmat.py tests/test_coopmat_epilogue.py tests/test_coopmat_operands.py
        tests/test_coopmat_quantized.py tests/test_coopmat2.py tests/test_f16_rounding_paths.py
        tests/test_tutorials.py tests/test_language.py tests/test_elementwise.py
-       tests/test_graph.py tests/test_program_loop.py tests/test_autotune.py
+       tests/test_graph.py tests/test_program_loop.py tests/test_autotune.py tests/test_float_narrowing.py
        tests/llama/test_kernels.py tests/llama/test_device_model.py"
 echo "== Triton tutorial kernels: spvjit for Vulkan vs Triton for CUDA vs torch (same sources)"
 timeout 100 python3 benchmarks/triton_side_by_side.py --json "$OUT/side_by_side.json"
