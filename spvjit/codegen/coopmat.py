@@ -33,7 +33,7 @@ def _staging_bytes(a_t, b_t, double: bool) -> int:
     return (2 if double else 1) * a_t.elem.bits // 8 * (M * K + K * N) + 4 * M * N
 
 
-def find_config(caps, w: int, a_t, b_t, c_t):
+def find_config(caps, w: int, a_t, b_t, c_t, flexible: bool = True):
     if knobs.get("SPVJIT_DISABLE_COOPMAT"):
         return None
     M, K = a_t.shape
@@ -48,9 +48,10 @@ def find_config(caps, w: int, a_t, b_t, c_t):
         return None                       # (registers hold bf16 as f32: no bf16 accumulators)
     if _staging_bytes(a_t, b_t, double=False) > shared_budget(caps):
         return None
-    flexible = coopmat2.find_flexible(caps, w, M, N, K, in_name, c_t.elem.name)   # VK_NV_cooperative_matrix2
-    if flexible is not None:
-        return flexible
+    if flexible:        # VK_NV_cooperative_matrix2 (flexible=False: the device's own granule shapes)
+        tile = coopmat2.find_flexible(caps, w, M, N, K, in_name, c_t.elem.name)
+        if tile is not None:
+            return tile
     best = None
     for c in caps.cooperative_matrix:
         if c.scope != "subgroup" or c.saturating:
@@ -79,15 +80,39 @@ class Plan:
         self.direct: dict[int, object] = {}        # id(load op) -> Strided: read by the dot itself
         self.direct_operands: dict[tuple, object] = {}   # (id(dot), 0 | 1) -> that load op
         self.storage_params: set[int] = set()      # pointer params those loads need as storage buffers
+        self.w = w
         self._reset()
         self.blocked_uses: set[int] = set()        # values with a use that needs registers
         if caps is None:
             return
+        # A dot whose matrices a reduction would run on (coopmat2_reduce) takes the device's
+        # granule shapes instead of flexible ones (the reductions need them), decided by planning
+        # once with flexible shapes and, where a reduction asked for granules, once more.
+        granule: set = set()
+        while True:
+            self.dots = {}
+            for op in kernel.walk():
+                if op.name == "dot":
+                    types = [v.type for v in op.operands]
+                    cfg = find_config(caps, w, *types)
+                    if cfg is not None and cfg in granule:
+                        cfg = find_config(caps, w, *types, flexible=False)
+                    if cfg is not None:
+                        self.dots[id(op)] = cfg
+            self._plan_layout(kernel, caps, axis or {})
+            if granule or not self.wants_granule:
+                break
+            granule = set(self.wants_granule)
+        coopmat_operands.plan(self, kernel, caps, w, axis or {})
+        self._elide_reduced_broadcasts(kernel)
         for op in kernel.walk():
-            if op.name == "dot":
-                cfg = find_config(caps, w, *(v.type for v in op.operands))
-                if cfg is not None:
-                    self.dots[id(op)] = cfg
+            for i, v in enumerate(op.operands):
+                if id(v) in self.matrix and not self._matrix_use(op, i, v):
+                    self.blocked_uses.add(id(v))
+                elif id(v) in self.reduced and id(op) not in self.elided:
+                    self.blocked_uses.add(id(v))      # a reduction used as a 1-D blocked value
+
+    def _plan_layout(self, kernel, caps, axis):
         # Loop-carried positions: optimistically every 2-D carried value of a loop with a coopmat
         # dot of its shape (the accumulator of `acc = dot(a, b, acc)`, but also of
         # `acc += dot(a, b).to(f32) * scale`), then drop those whose yielded value did not
@@ -95,7 +120,7 @@ class Plan:
         candidates = self._loop_candidates(kernel)
         while True:
             self._reset()
-            self._plan(kernel, caps, axis or {}, candidates)
+            self._plan(kernel, caps, axis, candidates)
             dropped = False
             for op in kernel.walk():
                 for p, cfg in list(candidates.get(id(op), {}).items()):
@@ -105,11 +130,6 @@ class Plan:
                         dropped = True
             if not dropped:
                 break
-        coopmat_operands.plan(self, kernel, caps, w, axis or {})
-        for op in kernel.walk():
-            for i, v in enumerate(op.operands):
-                if id(v) in self.matrix and not self._matrix_use(op, i, v):
-                    self.blocked_uses.add(id(v))
 
     def _reset(self):
         self.epilogue: dict[int, tuple] = {}       # id(elementwise op) -> (config, operand kinds)
@@ -118,6 +138,28 @@ class Plan:
         self.carried: dict[int, dict] = {}         # id(for op) -> {position: config}
         self.matrix: dict[int, object] = {}        # id(value) -> config
         self.loop_of_yield: dict[int, object] = {}  # id(yield op) -> its for op
+        self.reductions: dict[int, tuple] = {}     # id(reduce op) -> (config, tile groups): coopmat2_reduce
+        self.reduced: dict[int, object] = {}       # id(result of such a reduce) -> the reduce op
+        self.elided: set[int] = set()              # expand_dims / broadcast ops nothing lowers
+        self.wants_granule: set = set()            # flexible configs a reduction could not run on
+
+    def _elide_reduced_broadcasts(self, kernel):
+        """`m[:, None]` broadcasts of a matrix-layout reduction that only matrix-layout ops use
+        (they read the reduced tiles themselves): their expand_dims and broadcast emit nothing."""
+        uses: dict[int, list] = {}
+        for op in kernel.walk():
+            for i, v in enumerate(op.operands):
+                uses.setdefault(id(v), []).append((op, i))
+        reduced_uses = {(id(op), i) for op in kernel.walk() if id(op) in self.epilogue
+                        for i, k in enumerate(self.epilogue[id(op)][1]) if k == "reduced"}
+        for op in kernel.walk():
+            if op.name == "broadcast" and uses.get(id(op.result)) and \
+                    all((id(u), i) in reduced_uses for u, i in uses[id(op.result)]):
+                self.elided.add(id(op))
+        for op in kernel.walk():
+            if op.name in ("expand_dims", "reshape") and id(op.operands[0]) in self.reduced and \
+                    uses.get(id(op.result)) and all(id(u) in self.elided for u, _ in uses[id(op.result)]):
+                self.elided.add(id(op))
 
     def _loop_candidates(self, kernel) -> dict[int, dict]:
         out: dict[int, dict] = {}
@@ -172,6 +214,8 @@ class Plan:
             return self.epilogue[id(op)][1][i] == "matrix"
         if op.name == "store":
             return i == 1 and id(op) in self.stores
+        if op.name == "reduce":
+            return id(op) in self.reductions
         return False
 
     def needs_blocked(self, value) -> bool:

@@ -37,7 +37,7 @@ from __future__ import annotations
 from ..ir import types as T
 from ..ir.core import Operation
 from ..ir.ops import OP_INFO
-from . import coopmat2, coopmat_affine, remat
+from . import coopmat2, coopmat2_functions, coopmat2_reduce, coopmat_affine, remat
 from .coopmat_values import ROW_MAJOR, CoopValue, _shared_array, _stage, _Tiles, tile_type, to_blocked
 from .values import LV
 
@@ -110,6 +110,9 @@ def operand_kinds(plan, op, cfg, legal):
                 return None
             kinds.append("matrix")
             elems.add(v.type.elem)
+        elif _reduced_matrix(plan, v, ty.shape, cfg) is not None:
+            kinds.append("reduced")             # m[:, None] of a reduction on the matrices
+            elems.add(v.type.elem)
         elif _uniform_source(v) is not None:
             kinds.append("uniform")
         elif _vector_source(v, ty.shape) is not None and v.type.elem.name in legal:
@@ -125,6 +128,14 @@ def operand_kinds(plan, op, cfg, legal):
     return kinds
 
 
+def _reduced_matrix(plan, v, shape, cfg):
+    """The matrix-layout reduce whose result broadcast back is `v`, for tiles of cfg's shape."""
+    red = coopmat2_reduce.reduced_source(plan, v, shape)
+    if red is None or (plan.reductions[id(red)][0].m, plan.reductions[id(red)][0].n) != (cfg.m, cfg.n):
+        return None
+    return red
+
+
 def plan(p, kernel, caps, axis) -> None:
     """Mark elementwise ops and stores that keep matrix layout (p: coopmat.Plan)."""
     if not p.matrix:
@@ -138,6 +149,9 @@ def plan(p, kernel, caps, axis) -> None:
                     and not op.operands[0].type.elem.global_address:     # addresses: blocked stores
                 p.stores[id(op)] = cfg
                 p.store_layout[id(op)] = coopmat_affine.strided(op.operands[0], axis, pt.nbytes, cfg.m, cfg.n)
+            continue
+        if op.name == "reduce":
+            coopmat2_reduce.plan(p, op, caps)
             continue
         if len(op.results) != 1 or id(op.result) in p.matrix or op.name not in OP_INFO:
             continue
@@ -194,6 +208,8 @@ def lower_elementwise(lw, op, cfg, kinds) -> None:
     for v, kind in zip(op.operands, kinds):
         if kind == "matrix":
             args.append(lw.get(v).coop.ids)
+        elif kind == "reduced":
+            args.append(lw.get(_reduced_matrix(lw.coop_plan, v, ty.shape, cfg).result).coop.ids)
         elif kind == "uniform":
             args.append(_scalar_id(lw, v, v.type.elem))
         else:
@@ -221,6 +237,13 @@ def lower_elementwise(lw, op, cfg, kinds) -> None:
             y = y if isinstance(y, list) else [em.op("OpCompositeConstruct", tc_in, y)] * len(tiles.index)
             out = [em.op(native, tc_out, a, b) for a, b in zip(x, y)]
         lw.note(op, "on cooperative matrices")
+    elif _per_element_nv(lw, op, cfg, in_elem, ty.elem, kinds):
+        scalar_types = [em.type_of(v.type.elem) for v in op.operands]
+        out = [coopmat2_functions.per_element(lw, op, in_elem, ty.elem, tc_out,
+                                              [a[j] if isinstance(a, list) else a for a in args],
+                                              kinds, scalar_types)
+               for j in range(len(tiles.index))]
+        lw.note(op, "OpCooperativeMatrixPerElementOpNV")
     else:
         out = [_per_element(lw, op, in_elem, ty.elem, tc_in, tc_out,
                             [a[j] if isinstance(a, list) else a for a in args], kinds)
@@ -229,6 +252,16 @@ def lower_elementwise(lw, op, cfg, kinds) -> None:
     cv = CoopValue(cfg, tc_out, out)
     regs = to_blocked(lw, cv, ty) if lw.coop_plan.needs_blocked(op.result) else None
     lw.bind(op, LV(regs, False, coop=cv))
+
+
+def _per_element_nv(lw, op, cfg, in_elem, out_elem, kinds) -> bool:
+    """OpCooperativeMatrixPerElementOpNV can do op: the device reports per-element operations,
+    the tiles have a granule shape (coopmat2_functions.granule_shape), and the result and every
+    matrix operand have one type (the instruction's rule)."""
+    if not coopmat2_functions.reported(lw.caps, "per_element_operations") or in_elem != out_elem \
+            or not coopmat2_functions.granule_shape(cfg):
+        return False
+    return all(k == "uniform" or v.type.elem == in_elem for v, k in zip(op.operands, kinds))
 
 
 def _per_element(lw, op, in_elem, out_elem, tc_in, tc_out, args, kinds) -> int:
