@@ -1,0 +1,309 @@
+"""VK_NV_cooperative_matrix2's reductions and per-element operations on matrix-layout values
+(codegen/coopmat2_reduce.py, coopmat2_functions.py).
+
+Compile-only tests use a stand-in for Mesa 26.1's lavapipe (8x8x8 KHR shapes and granules,
+reductions and per-element operations, 8 lanes) and run on every machine: the SPIR-V holds
+OpCooperativeMatrixReduceNV / OpCooperativeMatrixPerElementOpNV and fewer shared-memory moves
+than with SPVJIT_DISABLE_COOPMAT2=1, which emits none of them.  The numeric tests run where the
+device reports the features (Mesa 26.1 lavapipe through scripts/coopmat-env) and compare with
+numpy and with the same kernel under SPVJIT_DISABLE_COOPMAT2=1 (blocked reductions).
+"""
+import dataclasses
+import warnings
+
+import numpy as np
+import pytest
+
+import spvjit
+import spvjit.language as sl
+from spvjit.codegen.compiler import compile_kernel
+from spvjit.codegen.spirv.disasm import workgroup_accesses
+from spvjit.codegen.spirv.tools import disassemble
+from spvjit.runtime import CoopMatConfig, get_device
+from spvjit.runtime.capabilities import CoopMat2, FlexConfig
+
+pytestmark = pytest.mark.coopmat
+
+_TYPES = (("f16", "f16"), ("f16", "f32"), ("i8", "i32"), ("u8", "u32"))
+LAVAPIPE_26_KHR = tuple(CoopMatConfig(8, 8, 8, a, a, c, c, False, "subgroup") for a, c in _TYPES)
+LAVAPIPE_26_FLEX = tuple(FlexConfig(8, 8, 8, a, a, c, c, False, "subgroup", 0) for a, c in _TYPES)
+CM2_FEATURES = ("flexible_dimensions", "reductions", "conversions", "per_element_operations")
+
+
+def lavapipe26_target(features=CM2_FEATURES):
+    """The capabilities Mesa 26.1's lavapipe reports, on any machine (for compile-only tests)."""
+    return dataclasses.replace(get_device().caps, device_type="cpu", subgroup_size=8,
+                               cooperative_matrix=LAVAPIPE_26_KHR,
+                               cooperative_matrix2=CoopMat2(features, 0, 1024, 0, LAVAPIPE_26_FLEX),
+                               max_shared_memory=32 * 1024)
+
+
+@spvjit.kernel
+def dot_reductions(a_ptr, b_ptr, r_ptr, c_ptr, K, BM: sl.constexpr, BN: sl.constexpr, BK: sl.constexpr,
+                   AXIS: sl.constexpr, BCAST: sl.constexpr):
+    rm = sl.arange(0, BM)
+    rn = sl.arange(0, BN)
+    rk = sl.arange(0, BK)
+    acc = sl.zeros((BM, BN), dtype=sl.float32)
+    for k in range(0, K, BK):
+        a = sl.load(a_ptr + rm[:, None] * K + (k + rk)[None, :])
+        b = sl.load(b_ptr + (k + rk)[:, None] * BN + rn[None, :])
+        acc = sl.dot(a, b, acc)
+    s = sl.sum(acc, AXIS)
+    mx = sl.max(acc, AXIS)
+    mn = sl.min(acc, AXIS)
+    if AXIS == 1:
+        sl.store(r_ptr + rm, s)
+        sl.store(r_ptr + BM + rm, mx)
+        sl.store(r_ptr + 2 * BM + rm, mn)
+        if BCAST:       # each reduction broadcast back over the tile it came from
+            c = (acc - mx[:, None]) + mn[:, None] - s[:, None]
+            sl.store(c_ptr + rm[:, None] * BN + rn[None, :], c)
+    else:
+        sl.store(r_ptr + rn, s)
+        sl.store(r_ptr + BN + rn, mx)
+        sl.store(r_ptr + 2 * BN + rn, mn)
+        if BCAST:
+            c = (acc - mx[None, :]) + mn[None, :] - s[None, :]
+            sl.store(c_ptr + rm[:, None] * BN + rn[None, :], c)
+
+
+def _reductions_ir(BM, BN, K, axis, bcast=True):
+    a = spvjit.empty((BM, K), np.float16)
+    b = spvjit.empty((K, BN), np.float16)
+    return dot_reductions.ir_module(a, b, spvjit.empty((3 * max(BM, BN),), np.float32),
+                                    spvjit.empty((BM, BN), np.float32), K, BM=BM, BN=BN, BK=8,
+                                    AXIS=axis, BCAST=bcast)
+
+
+def _without_coopmat2(monkeypatch):
+    monkeypatch.delenv("SPVJIT_DISABLE_COOPMAT", raising=False)
+    monkeypatch.setenv("SPVJIT_DISABLE_COOPMAT2", "1")
+
+
+def _with_coopmat2(monkeypatch):
+    monkeypatch.delenv("SPVJIT_DISABLE_COOPMAT", raising=False)
+    monkeypatch.delenv("SPVJIT_DISABLE_COOPMAT2", raising=False)
+
+
+# ---- compile-only, on every machine -----------------------------------------------------------
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_reduce_nv_in_the_module_and_fewer_shared_moves(monkeypatch, axis):
+    _with_coopmat2(monkeypatch)
+    ck = compile_kernel(_reductions_ir(16, 32, 24, axis), lavapipe26_target(), num_warps=1)
+    text = disassemble(ck.spirv)
+    # three reductions, each one Reduce per tile row (column): 16x32 in 8x8 tiles is 2 rows, 4 columns
+    assert text.count("OpCooperativeMatrixReduceNV") == 3 * (2 if axis == 1 else 4), text
+    assert ("Row" if axis == 1 else "Column") in text
+    assert "OpCapability CooperativeMatrixReductionsNV" in text
+    assert 'OpExtension "SPV_NV_cooperative_matrix2"' in text
+    # max / min partials of a row's tiles combine element by element with the per-element op
+    assert "OpCooperativeMatrixPerElementOpNV" in text
+    nv_moves, nv_barriers = sum(workgroup_accesses(ck.spirv)), text.count("OpControlBarrier")
+
+    _without_coopmat2(monkeypatch)
+    ck = compile_kernel(_reductions_ir(16, 32, 24, axis), lavapipe26_target(), num_warps=1)
+    text = disassemble(ck.spirv)
+    assert "OpCooperativeMatrixReduceNV" not in text and "PerElementOpNV" not in text
+    assert "SPV_NV_cooperative_matrix2" not in text
+    # the blocked path converts the accumulator to the blocked layout, reduces there and stages
+    # each 1-D result again for the broadcasts; the NV path moves only the three 1-D results
+    assert nv_moves < sum(workgroup_accesses(ck.spirv)), (nv_moves, workgroup_accesses(ck.spirv))
+    assert nv_barriers < text.count("OpControlBarrier")
+
+
+def test_broadcast_of_a_reduction_moves_nothing(monkeypatch):
+    """`exp2(acc - m[:, None])` with m used nowhere else: after the loop, no more shared memory
+    and no more barriers than storing `acc` itself."""
+    _with_coopmat2(monkeypatch)
+
+    def module(plain):
+        ir = max_sub_exp2.ir_module(spvjit.empty((16, 16), np.float16), spvjit.empty((16, 16), np.float16),
+                                    spvjit.empty((16, 16), np.float32), 16, BM=16, BN=16, BK=8, PLAIN=plain)
+        # a program of one subgroup, on 8x8 tiles (the granule: a reduction asks for it)
+        ck = compile_kernel(ir, lavapipe26_target(), num_warps=1)
+        return ck.spirv, disassemble(ck.spirv)
+    spirv, text = module(False)
+    plain_spirv, plain_text = module(True)
+    assert workgroup_accesses(spirv) == workgroup_accesses(plain_spirv), text
+    assert text.count("OpControlBarrier") == plain_text.count("OpControlBarrier")
+    assert text.count("OpCooperativeMatrixReduceNV") == 2            # one per 8-row tile row
+    assert text.count("OpCooperativeMatrixPerElementOpNV") == 2 + 4  # row maxima of 2 tiles; exp2 of 4
+
+
+def test_without_the_features_nothing_changes(monkeypatch):
+    """A device with flexible dimensions only (no reductions, no per-element operations) keeps
+    the flexible tile and the blocked reductions."""
+    _with_coopmat2(monkeypatch)
+    ck = compile_kernel(_reductions_ir(16, 32, 24, 1), lavapipe26_target(("flexible_dimensions",)),
+                        num_warps=1)
+    text = disassemble(ck.spirv)
+    assert "OpCooperativeMatrixReduceNV" not in text and "PerElementOpNV" not in text
+    assert "%uint_16 %uint_32 %uint_2" in text          # the 16x32 flexible accumulator
+
+
+@spvjit.kernel
+def max_sub_exp2(a_ptr, b_ptr, c_ptr, K, BM: sl.constexpr, BN: sl.constexpr, BK: sl.constexpr,
+                 PLAIN: sl.constexpr):
+    rm = sl.arange(0, BM)
+    rn = sl.arange(0, BN)
+    rk = sl.arange(0, BK)
+    acc = sl.zeros((BM, BN), dtype=sl.float32)
+    for k in range(0, K, BK):
+        a = sl.load(a_ptr + rm[:, None] * K + (k + rk)[None, :])
+        b = sl.load(b_ptr + (k + rk)[:, None] * BN + rn[None, :])
+        acc = sl.dot(a, b, acc)
+    if PLAIN:
+        sl.store(c_ptr + rm[:, None] * BN + rn[None, :], acc)
+    else:
+        sl.store(c_ptr + rm[:, None] * BN + rn[None, :], sl.exp2(acc - sl.max(acc, 1)[:, None]))
+
+
+# ---- on a device that reports the features (Mesa 26.1 lavapipe) ------------------------------
+
+def _device_or_skip(*features):
+    caps = get_device().caps
+    cm2 = caps.cooperative_matrix2
+    missing = [f for f in features if cm2 is None or not cm2.has(f)]
+    if missing:
+        if spvjit.knobs.get("SPVJIT_REQUIRE_COOPMAT") and caps.cooperative_matrix:
+            # a coopmat device in the CI stage is Mesa 26.1's lavapipe, which reports them
+            pytest.fail(f"{caps.name} has cooperative matrices but no VK_NV_cooperative_matrix2 {missing}")
+        pytest.skip(f"{caps.name} reports no VK_NV_cooperative_matrix2 {', '.join(missing)}")
+    return caps
+
+
+def _both_ways(monkeypatch, run):
+    """run() with the NV instructions and with SPVJIT_DISABLE_COOPMAT2=1."""
+    _with_coopmat2(monkeypatch)
+    nv = run()
+    _without_coopmat2(monkeypatch)
+    blocked = run()
+    _with_coopmat2(monkeypatch)
+    return nv, blocked
+
+
+@pytest.mark.parametrize("BM,BN,K", [(8, 8, 8), (16, 32, 24), (32, 16, 40)])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_reductions_match_numpy_and_the_blocked_path(monkeypatch, BM, BN, K, axis):
+    _device_or_skip("reductions")
+    rng = np.random.default_rng(BM * 100 + BN + K + axis)
+    a = rng.standard_normal((BM, K)).astype(np.float16)
+    b = rng.standard_normal((K, BN)).astype(np.float16)
+
+    def run():
+        r = spvjit.zeros((3 * max(BM, BN),), np.float32)
+        c = spvjit.zeros((BM, BN), np.float32)
+        dot_reductions[(1,)](spvjit.tensor(a), spvjit.tensor(b), r, c, K, BM=BM, BN=BN, BK=8,
+                             AXIS=axis, BCAST=True)
+        n = BM if axis == 1 else BN
+        return r.numpy()[:3 * n].reshape(3, n), c.numpy()
+    (r_nv, c_nv), (r_bl, c_bl) = _both_ways(monkeypatch, run)
+    acc = a.astype(np.float64) @ b.astype(np.float64)
+    ref = np.stack([acc.sum(axis), acc.max(axis), acc.min(axis)])
+    ex = (lambda v: v[:, None]) if axis == 1 else (lambda v: v[None, :])
+    c_ref = acc - ex(ref[1]) + ex(ref[2]) - ex(ref[0])
+    # f16 products are exact in f32; the K-term dots and the <= 32-term sums round in f32 at
+    # 2^-24 relative to partial sums below ~100: 1e-4 absolute bounds both, in any order
+    np.testing.assert_allclose(r_nv, ref, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(c_nv, c_ref, rtol=1e-5, atol=2e-4)
+    # max and min pick one of the same f32 accumulator values as the blocked path: exact
+    np.testing.assert_array_equal(r_nv[1:], r_bl[1:])
+    np.testing.assert_allclose(r_nv[0], r_bl[0], rtol=1e-5, atol=1e-4)    # sum: another order
+    np.testing.assert_allclose(c_nv, c_bl, rtol=1e-5, atol=2e-4)
+
+
+def test_max_ignores_nans_and_keeps_infinities(monkeypatch):
+    """NaN / inf rows: max and min (NMax / NMin combines) ignore NaNs like Triton's tl.max and
+    the blocked path; a row of only NaNs is NaN (np.nanmax's answer; the blocked path gives its
+    identity there, -inf for max, +inf for min); infinities are kept.  Sums propagate both."""
+    _device_or_skip("reductions")
+    BM = BN = K = 8
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((BM, K)).astype(np.float16)
+    b = np.abs(rng.standard_normal((K, BN))).astype(np.float16) + np.float16(0.5)
+    b[0, 3] = 0.0
+    a[1, 0] = np.inf             # row 1: +inf, except column 3 where inf * 0 is NaN
+    a[2, 0] = -np.inf            # row 2: -inf, NaN in column 3
+    a[3, 0] = np.nan             # row 3: all NaN
+
+    def run():
+        r = spvjit.zeros((3 * BM,), np.float32)
+        c = spvjit.zeros((BM, BN), np.float32)
+        dot_reductions[(1,)](spvjit.tensor(a), spvjit.tensor(b), r, c, K, BM=BM, BN=BN, BK=8,
+                             AXIS=1, BCAST=False)
+        return r.numpy().reshape(3, BM)
+    nv, blocked = _both_ways(monkeypatch, run)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)      # inf * 0, and nanmax of the all-NaN row
+        acc = a.astype(np.float64) @ b.astype(np.float64)
+        want_max, want_min = np.nanmax(acc, 1), np.nanmin(acc, 1)
+    # finite values: f32 sums of 8 exact products against f64 ones; NaN and inf exactly
+    np.testing.assert_allclose(nv[1], want_max, rtol=1e-6)
+    np.testing.assert_allclose(nv[2], want_min, rtol=1e-6)
+    assert nv[1, 1] == np.inf and nv[2, 1] == np.inf and nv[1, 2] == -np.inf and nv[2, 2] == -np.inf
+    assert np.isnan(nv[1, 3]) and np.isnan(nv[2, 3]) and np.isnan(nv[0, 1:4]).all()
+    # rows with at least one number agree with the blocked path exactly (NaNs ignored there too)
+    np.testing.assert_array_equal(nv[1:, [0, 1, 2, 4, 5, 6, 7]], blocked[1:, [0, 1, 2, 4, 5, 6, 7]])
+
+
+@spvjit.kernel
+def dot_per_element(a_ptr, b_ptr, c_ptr, r_ptr, K, alpha, BM: sl.constexpr, BN: sl.constexpr,
+                    BK: sl.constexpr, EPI: sl.constexpr):
+    rm = sl.arange(0, BM)
+    rn = sl.arange(0, BN)
+    rk = sl.arange(0, BK)
+    acc = sl.zeros((BM, BN), dtype=sl.float32)
+    for k in range(0, K, BK):
+        a = sl.load(a_ptr + rm[:, None] * K + (k + rk)[None, :])
+        b = sl.load(b_ptr + (k + rk)[:, None] * BN + rn[None, :])
+        acc = sl.dot(a, b, acc)
+    if EPI == "exp":
+        e = sl.exp(acc * 0.25)
+    elif EPI == "exp2":
+        e = sl.exp2(acc * 0.25)
+    elif EPI == "log":
+        e = sl.log(sl.abs(acc) + 1.0)
+    elif EPI == "max_scalar":
+        e = sl.maximum(acc, alpha)
+    elif EPI == "min_matrix":
+        e = sl.minimum(acc, acc * alpha)
+    elif EPI == "sigmoid_sqrt":
+        e = sl.sigmoid(acc) + sl.sqrt(sl.abs(acc))
+    sl.store(c_ptr + rm[:, None] * BN + rn[None, :], e)
+    sl.store(r_ptr + rm, sl.sum(e, 1))      # a reduction keeps the tiles at the 8x8 granule
+
+
+_NUMPY_EPI = {
+    "exp": lambda x, al: np.exp(x * 0.25),
+    "exp2": lambda x, al: np.exp2(x * 0.25),
+    "log": lambda x, al: np.log(np.abs(x) + 1.0),
+    "max_scalar": lambda x, al: np.maximum(x, al),
+    "min_matrix": lambda x, al: np.minimum(x, x * al),
+    "sigmoid_sqrt": lambda x, al: 1.0 / (1.0 + np.exp(-x)) + np.sqrt(np.abs(x)),
+}
+
+
+@pytest.mark.parametrize("epi", sorted(_NUMPY_EPI))
+def test_per_element_operations(monkeypatch, epi):
+    _device_or_skip("reductions", "per_element_operations")
+    BM, BN, K, alpha = 16, 16, 24, 0.5
+    rng = np.random.default_rng(len(epi))
+    a = rng.standard_normal((BM, K)).astype(np.float16)
+    b = rng.standard_normal((K, BN)).astype(np.float16)
+
+    def run():
+        c = spvjit.zeros((BM, BN), np.float32)
+        r = spvjit.zeros((BM,), np.float32)
+        dot_per_element[(1,)](spvjit.tensor(a), spvjit.tensor(b), c, r, K, alpha, BM=BM, BN=BN, BK=8, EPI=epi)
+        return c.numpy(), r.numpy()
+    (c_nv, r_nv), (c_bl, r_bl) = _both_ways(monkeypatch, run)
+    ref = _NUMPY_EPI[epi](a.astype(np.float64) @ b.astype(np.float64), alpha)
+    # Vulkan's exp/exp2/log are 3 + 2|x| ulp (or 2^-21 absolute for log near 1) in f32: 1e-5
+    # relative covers them for |x| <= 10; the row sums add 16 terms at 2^-24
+    np.testing.assert_allclose(c_nv, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(r_nv, ref.sum(1), rtol=1e-5, atol=1e-4)
+    # the same GLSL.std.450 instruction per element on both paths: bit-identical elements
+    np.testing.assert_array_equal(c_nv, c_bl)
+    np.testing.assert_allclose(r_nv, r_bl, rtol=1e-5, atol=1e-4)
