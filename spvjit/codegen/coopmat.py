@@ -15,7 +15,7 @@ elementwise or stores it.  A and B are staged through shared memory in row-major
 from __future__ import annotations
 
 from .. import knobs
-from . import coopmat2, coopmat_epilogue, coopmat_operands
+from . import coopmat2, coopmat2_functions, coopmat_epilogue, coopmat_operands
 from .coopmat_values import (_OPERAND_TYPES, ROW_MAJOR, CoopValue, _enable, _parity_variable,
                              _shared_array, _stage, _Tiles, memory_type, operand_type, same_layout,
                              to_blocked, to_matrix)
@@ -71,6 +71,22 @@ def find_config(caps, w: int, a_t, b_t, c_t, flexible: bool = True):
 
 
 
+def _a_from_matrix(p, op, caps) -> bool:
+    """The dot's A is a matrix-layout value (`dot(p.to(f16), v)` in attention) whose tiles are
+    this dot's A tiles: VK_NV_cooperative_matrix2's conversions turn each accumulator tile into
+    an A matrix (OpCooperativeMatrixConvertNV) instead of a trip through shared memory.  Only on
+    granule shapes (coopmat2_functions.granule_shape) and with one subgroup per program, which
+    then owns every tile of A."""
+    v = op.operands[0]
+    src, cfg = p.matrix.get(id(v)), p.dots[id(op)]
+    if src is None or not coopmat2_functions.reported(caps, "conversions") or p.w != caps.subgroup_size:
+        return False
+    if not (coopmat2_functions.granule_shape(src) and coopmat2_functions.granule_shape(cfg)):
+        return False
+    return (src.m, src.n) == (cfg.m, cfg.k) and v.type.elem == op.operands[1].type.elem and \
+        _OPERAND_TYPES.get(v.type.elem.name) == cfg.a_type and v.type.elem.name != "bf16"
+
+
 class Plan:
     """Which values of a kernel live in matrix layout, and which of them also need the
     blocked layout (some use is not coopmat-aware)."""
@@ -81,6 +97,7 @@ class Plan:
         self.direct_operands: dict[tuple, object] = {}   # (id(dot), 0 | 1) -> that load op
         self.storage_params: set[int] = set()      # pointer params those loads need as storage buffers
         self.w = w
+        self.a_from_matrix: dict[int, object] = {}   # id(dot) -> config of its matrix-layout A
         self._reset()
         self.blocked_uses: set[int] = set()        # values with a use that needs registers
         if caps is None:
@@ -105,6 +122,8 @@ class Plan:
             granule = set(self.wants_granule)
         coopmat_operands.plan(self, kernel, caps, w, axis or {})
         self._elide_reduced_broadcasts(kernel)
+        self.a_from_matrix = {id(op): self.matrix[id(op.operands[0])] for op in kernel.walk()
+                              if id(op) in self.dots and _a_from_matrix(self, op, caps)}
         for op in kernel.walk():
             for i, v in enumerate(op.operands):
                 if id(v) in self.matrix and not self._matrix_use(op, i, v):
@@ -205,7 +224,7 @@ class Plan:
     def _matrix_use(self, op, i: int, v) -> bool:
         cfg = self.matrix[id(v)]
         if op.name == "dot":
-            return i == 2 and same_layout(self.dots.get(id(op)), cfg)
+            return i == 2 and same_layout(self.dots.get(id(op)), cfg) or i == 0 and id(op) in self.a_from_matrix
         if op.name == "for":
             return same_layout(self.carried.get(id(op), {}).get(i - 3), cfg)
         if op.name == "yield" and id(op) in self.loop_of_yield:
@@ -239,7 +258,12 @@ def lower_dot_coopmat(lw, op, cfg):
     direct = [None if ld is None else
               coopmat_operands.DirectOperand(lw, ld, lw.coop_plan.direct[id(ld)], use, t, rows, cols)
               for ld, use, t, rows, cols in zip(direct, "ab", (ta, tb), (cfg.m, cfg.k), (cfg.k, cfg.n))]
+    a_tiles = None
+    if id(op) in lw.coop_plan.a_from_matrix:     # A's accumulator tiles become A matrices
+        coopmat2_functions.enable(em, "CooperativeMatrixConversionsNV")
+        a_tiles = [em.op("OpCooperativeMatrixConvertNV", ta, c) for c in a.coop.ids]
     staged = [d is None for d in direct]
+    staged[0] = staged[0] and a_tiles is None
     # Double-buffered staging where shared memory allows: consecutive coopmat dots (the K
     # loop) alternate between two halves, so one barrier per dot suffices, because a write to
     # a half is always separated from the last reads of that half by another dot's barrier.
@@ -266,6 +290,8 @@ def lower_dot_coopmat(lw, op, cfg):
         em.barrier()
     how = {(True, True): "A/B staged", (False, True): "A from memory, B staged",
            (True, False): "A staged, B from memory", (False, False): "A/B from memory"}[tuple(staged)]
+    if a_tiles is not None:
+        how = how.replace("A from memory", "A converted from its accumulator tiles (OpCooperativeMatrixConvertNV)")
     lw.note(op, how + (" (double-buffered)" if any(staged) and double else "") + ", " + coopmat2.describe(cfg))
 
     layout = em.cu(ROW_MAJOR)
@@ -276,11 +302,13 @@ def lower_dot_coopmat(lw, op, cfg):
 
     def mma(by_elements: bool):
         out = []
-        for t, c in zip(tiles.index, acc.ids):
+        for j, (t, c) in enumerate(zip(tiles.index, acc.ids)):
             r0, c0 = tiles.row_col(em, t)
             for tk in range(K // cfg.k):
                 kk = em.ci(tk * cfg.k)
-                if direct[0] is not None:
+                if a_tiles is not None:         # one subgroup: tile j is tile row j // (N / n)
+                    am = a_tiles[(j // (N // cfg.n)) * (K // cfg.k) + tk]
+                elif direct[0] is not None:
                     am = (direct[0].load_by_elements if by_elements else direct[0].load)(r0, kk)
                 else:
                     a_off = em.iadd(a_base, em.iadd(em.imul(r0, em.ci(K)), kk))
