@@ -271,6 +271,10 @@ def dot_per_element(a_ptr, b_ptr, c_ptr, r_ptr, K, alpha, BM: sl.constexpr, BN: 
         e = sl.minimum(acc, acc * alpha)
     elif EPI == "sigmoid_sqrt":
         e = sl.sigmoid(acc) + sl.sqrt(sl.abs(acc))
+    elif EPI == "where_tril":       # a condition from the element's position and a scalar
+        e = sl.where(rm[:, None] + K // 8 >= rn[None, :], acc, alpha)
+    elif EPI == "add_index":        # an index tile operand, computed per element
+        e = acc + (rm[:, None] * BN + rn[None, :]).to(sl.float32) * alpha
     sl.store(c_ptr + rm[:, None] * BN + rn[None, :], e)
     sl.store(r_ptr + rm, sl.sum(e, 1))      # a reduction keeps the tiles at the 8x8 granule
 
@@ -282,6 +286,8 @@ _NUMPY_EPI = {
     "max_scalar": lambda x, al: np.maximum(x, al),
     "min_matrix": lambda x, al: np.minimum(x, x * al),
     "sigmoid_sqrt": lambda x, al: 1.0 / (1.0 + np.exp(-x)) + np.sqrt(np.abs(x)),
+    "where_tril": lambda x, al: np.where(np.arange(16)[:, None] + 3 >= np.arange(16)[None, :], x, al),
+    "add_index": lambda x, al: x + np.arange(256).reshape(16, 16) * al,
 }
 
 
@@ -311,8 +317,9 @@ def test_per_element_operations(monkeypatch, epi):
 
 @spvjit.kernel
 def attention_step(q_ptr, k_ptr, v_ptr, o_ptr, N_CTX, qk_scale, BM: sl.constexpr, BN: sl.constexpr,
-                   D: sl.constexpr):
-    """Flash attention's forward inner step, as Triton's tutorial writes it (no causal mask)."""
+                   D: sl.constexpr, CAUSAL: sl.constexpr = 0):
+    """Flash attention's forward inner step, as Triton's tutorial writes it; CAUSAL 1 masks
+    with tl.where(mask, qk, -inf), 2 as the tutorial does, qk + tl.where(mask, 0, -1e6)."""
     rm = sl.program_id(0) * BM + sl.arange(0, BM)
     rn = sl.arange(0, BN)
     rd = sl.arange(0, D)
@@ -323,6 +330,10 @@ def attention_step(q_ptr, k_ptr, v_ptr, o_ptr, N_CTX, qk_scale, BM: sl.constexpr
     for start in range(0, N_CTX, BN):
         k = sl.load(k_ptr + rd[:, None] + (start + rn)[None, :] * D)      # K^T block [D, BN]
         qk = sl.dot(q, k) * qk_scale
+        if CAUSAL == 1:
+            qk = sl.where(rm[:, None] >= (start + rn)[None, :], qk, float("-inf"))
+        elif CAUSAL == 2:
+            qk = qk + sl.where(rm[:, None] >= (start + rn)[None, :], 0.0, -1.0e6)
         m_ij = sl.maximum(m_i, sl.max(qk, 1))
         p = sl.exp2(qk - m_ij[:, None])
         l_ij = sl.sum(p, 1)
@@ -341,32 +352,41 @@ def _attention_inputs(N_CTX, D, seed=0):
     return [rng.standard_normal((N_CTX, D)).astype(np.float16) for _ in range(3)]
 
 
-def _attention_module(N_CTX, D, BM, BN):
+def _attention_module(N_CTX, D, BM, BN, causal=0):
     q, k, v = (spvjit.empty((N_CTX, D), np.float16) for _ in range(3))
-    ir = attention_step.ir_module(q, k, v, spvjit.empty((N_CTX, D), np.float32), N_CTX, 0.25, BM=BM, BN=BN, D=D)
+    ir = attention_step.ir_module(q, k, v, spvjit.empty((N_CTX, D), np.float32), N_CTX, 0.25, BM=BM, BN=BN, D=D,
+                                  CAUSAL=causal)
     ck = compile_kernel(ir, lavapipe26_target(), num_warps=1)
     return ck.spirv, disassemble(ck.spirv)
 
 
-def test_attention_step_module(monkeypatch):
+@pytest.mark.parametrize("causal", [0, 1, 2])
+def test_attention_step_module(monkeypatch, causal):
     """qk's row max and p's row sum are Reduce instructions, exp2 a per-element op, p.to(f16)
     an A matrix by OpCooperativeMatrixConvertNV; only the 1-D m / l / alpha vectors (blocked)
-    cross shared memory."""
+    cross shared memory.  A causal mask is evaluated inside a per-element function from each
+    element's row and column (no mask tile, no trip of qk through the blocked layout)."""
     _with_coopmat2(monkeypatch)
-    spirv, text = _attention_module(64, 16, 16, 16)
+    spirv, text = _attention_module(64, 16, 16, 16, causal)
     assert text.count("OpCooperativeMatrixReduceNV") == 4          # max and sum, 2 tile rows each
     assert "OpCooperativeMatrixPerElementOpNV" in text
     assert text.count("OpCooperativeMatrixConvertNV") == 4         # p's four 8x8 tiles
     assert "OpCapability CooperativeMatrixConversionsNV" in text
+    if causal:      # the mask is a per-element function of (row, column, element, tile corner, scalars)
+        assert f"%element_{'select' if causal == 1 else 'add'}_f32 = OpFunction" in text
+        plain_spirv, _ = _attention_module(64, 16, 16, 16, 0)
+        assert workgroup_accesses(spirv) == workgroup_accesses(plain_spirv)
     _without_coopmat2(monkeypatch)
-    spirv_khr, text_khr = _attention_module(64, 16, 16, 16)
+    spirv_khr, text_khr = _attention_module(64, 16, 16, 16, causal)
     assert "NV" not in "".join(line for line in text_khr.splitlines() if "Cooperative" in line)
     assert sum(workgroup_accesses(spirv)) < sum(workgroup_accesses(spirv_khr))
-    assert text.count("OpControlBarrier") < text_khr.count("OpControlBarrier")
+    if not causal:  # (a masked qk is all blocked there: fewer barriers, many more moves)
+        assert text.count("OpControlBarrier") < text_khr.count("OpControlBarrier")
 
 
-def test_attention_step_matches_numpy(monkeypatch):
-    """Three key blocks per program, two programs (16x16 blocks, head dim 16: lavapipe compiles
+@pytest.mark.parametrize("causal", [0, 2])
+def test_attention_step_matches_numpy(monkeypatch, causal):
+    """Three key blocks per program, three programs (16x16 blocks, head dim 16: lavapipe compiles
     both paths in about 9 s on this 2-core host; 16x32 blocks at head dim 32 took 55-70 s each)."""
     _device_or_skip("reductions", "per_element_operations", "conversions")
     N_CTX, D, BM, BN = 48, 16, 16, 16
@@ -376,10 +396,12 @@ def test_attention_step_matches_numpy(monkeypatch):
     def run():
         o = spvjit.zeros((N_CTX, D), np.float32)
         attention_step[(N_CTX // BM,)](spvjit.tensor(q), spvjit.tensor(k), spvjit.tensor(v), o, N_CTX, scale,
-                                       BM=BM, BN=BN, D=D)
+                                       BM=BM, BN=BN, D=D, CAUSAL=causal)
         return o.numpy()
     nv, blocked = _both_ways(monkeypatch, run)
     s = (q.astype(np.float64) @ k.astype(np.float64).T) / np.sqrt(D)
+    if causal:          # -1e6 * log2(e) / sqrt(D) underflows exp2 to 0 exactly, like -inf
+        s = np.where(np.arange(N_CTX)[:, None] >= np.arange(N_CTX)[None, :], s, -np.inf)
     p = np.exp(s - s.max(1, keepdims=True))
     ref = (p / p.sum(1, keepdims=True)) @ v.astype(np.float64)
     # p is rounded to f16 (2^-11 relative, p <= 1) before P V: outputs, weighted means of

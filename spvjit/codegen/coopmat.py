@@ -96,7 +96,7 @@ class Plan:
         self.direct: dict[int, object] = {}        # id(load op) -> Strided: read by the dot itself
         self.direct_operands: dict[tuple, object] = {}   # (id(dot), 0 | 1) -> that load op
         self.storage_params: set[int] = set()      # pointer params those loads need as storage buffers
-        self.w = w
+        self.w, self.caps = w, caps
         self.a_from_matrix: dict[int, object] = {}   # id(dot) -> config of its matrix-layout A
         self._reset()
         self.blocked_uses: set[int] = set()        # values with a use that needs registers

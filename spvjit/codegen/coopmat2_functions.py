@@ -103,26 +103,45 @@ def pair_function(lw, kind: str, elem: T.DType) -> int:
     return _cached(lw, ("pair", kind, elem.name), build)
 
 
-def element_function(lw, op, in_elem: T.DType, out_elem: T.DType, kinds, first: int, scalar_types) -> int:
+_SCALAR_KINDS = ("uniform", "position")
+
+
+def element_function(lw, op, in_elem: T.DType, out_elem: T.DType, kinds, first: int, scalar_types,
+                     position=None) -> int:
     """The element function of an elementwise op: parameters (row, col, the component of the
-    operand at position `first`, then the other operands in order, scalars as `scalar_types`
-    gives their types), result op applied to the operands in their own order."""
+    operand at position `first`, then the other operands in order: a matrix's component, a
+    scalar as `scalar_types` gives its type; operands of kind "position" have none), then, with
+    `position` = (N, scalar leaves), the tile's first row and column and those leaves; result: op
+    applied to the operands in their own order (position operands evaluated at the element's
+    flat index in the N-column value, coopmat2_position)."""
     em = lw.em
     ct_in, ct_out = em.type_of(in_elem), em.type_of(out_elem)
-    order = [first] + [i for i in range(len(kinds)) if i != first]
+    order = [first] + [i for i, k in enumerate(kinds) if i != first and k != "position"]
     ptypes = [scalar_types[i] if kinds[i] == "uniform" else ct_in for i in order]
+    leaves = position[1] if position else []
+    extra = [em.i32, em.i32] + [em.type_of(x.type.elem) for x in leaves] if position else []
     key = ("element", op.name, repr(sorted(op.attrs.items())), in_elem.name, out_elem.name,
-           tuple(kinds), first, tuple(ptypes))
+           tuple(kinds), first, tuple(ptypes), id(op) if position else None)
 
     def build():
         b = em.b
-        fid = b.begin_function(ct_out, b.type_function(ct_out, [em.u32, em.u32] + ptypes))
-        b.function_parameter(em.u32), b.function_parameter(em.u32)
+        fid = b.begin_function(ct_out, b.type_function(ct_out, [em.u32, em.u32] + ptypes + extra))
+        row, col = b.function_parameter(em.u32), b.function_parameter(em.u32)
         params = [b.function_parameter(t) for t in ptypes]
+        more = [b.function_parameter(t) for t in extra]
         b.label()
         args = [None] * len(kinds)
         for i, p in zip(order, params):
             args[i] = p
+        if position:
+            from . import coopmat2_position
+            r = em.iadd(more[0], em.op("OpBitcast", em.i32, row))
+            c = em.iadd(more[1], em.op("OpBitcast", em.i32, col))
+            flat = em.iadd(em.imul(r, em.ci(position[0])), c)
+            where = [i for i, k in enumerate(kinds) if k == "position"]
+            for i, value in zip(where, coopmat2_position.evaluate(
+                    lw, [op.operands[i] for i in where], leaves, more[2:], flat)):
+                args[i] = value
         em.op("OpReturnValue", None, lw.scalar_op(op, in_elem, out_elem, *args))
         b.end_function()
         b.name(fid, f"element_{op.name}_{out_elem.name}")
@@ -131,13 +150,18 @@ def element_function(lw, op, in_elem: T.DType, out_elem: T.DType, kinds, first: 
     return _cached(lw, key, build)
 
 
-def per_element(lw, op, in_elem, out_elem, tile_type: int, args, kinds, scalar_types) -> int:
+def per_element(lw, op, in_elem, out_elem, tile_type: int, args, kinds, scalar_types, position=None) -> int:
     """op on one tile with OpCooperativeMatrixPerElementOpNV: `args` per operand, a matrix id
-    (of `tile_type`) or a scalar id.  The instruction's Matrix is the first matrix operand; the
-    element function puts the operands back in the op's order."""
+    (of `tile_type`), a scalar id, or None (kind "position"); `position` = (N, scalar leaves,
+    their ids, the tile's first row and column ids) where some operand has kind "position".
+    The instruction's Matrix is the first matrix operand; the element function puts the
+    operands back in the op's order."""
     em = lw.em
     enable(em, "CooperativeMatrixPerElementOperationsNV")
-    first = next(i for i, k in enumerate(kinds) if k != "uniform")
-    fid = element_function(lw, op, in_elem, out_elem, kinds, first, scalar_types)
-    extra = [args[i] for i in range(len(args)) if i != first]
+    first = next(i for i, k in enumerate(kinds) if k not in _SCALAR_KINDS)
+    fid = element_function(lw, op, in_elem, out_elem, kinds, first, scalar_types,
+                           position[:2] if position else None)
+    extra = [args[i] for i in range(len(args)) if i != first and kinds[i] != "position"]
+    if position:
+        extra += [position[3], position[4]] + list(position[2])
     return em.op("OpCooperativeMatrixPerElementOpNV", tile_type, args[first], fid, *extra)
