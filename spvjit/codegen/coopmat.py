@@ -112,8 +112,8 @@ class Plan:
                 if op.name == "dot":
                     types = [v.type for v in op.operands]
                     cfg = find_config(caps, w, *types)
-                    if cfg is not None and cfg in granule:
-                        cfg = find_config(caps, w, *types, flexible=False)
+                    if cfg is not None and cfg in granule:       # (none: keep the flexible tile)
+                        cfg = find_config(caps, w, *types, flexible=False) or cfg
                     if cfg is not None:
                         self.dots[id(op)] = cfg
             self._plan_layout(kernel, caps, axis or {})
