@@ -409,3 +409,28 @@ def test_attention_step_matches_numpy(monkeypatch, causal):
     np.testing.assert_allclose(nv, ref, rtol=0, atol=2e-3)
     np.testing.assert_allclose(blocked, ref, rtol=0, atol=2e-3)
     np.testing.assert_allclose(nv, blocked, rtol=0, atol=2e-3)
+
+
+def test_side_function_sets_the_open_function_aside():
+    """ModuleBuilder.side_function: a callee is built while the entry point is open, and the
+    entry point resumes where it was; a callee left open is an error, not a broken module."""
+    from spvjit.codegen.spirv.builder import ModuleBuilder
+    b = ModuleBuilder()
+    f32 = b.type_float(32)
+    b.begin_function(b.type_void(), b.type_function(b.type_void(), []))
+    b.label()
+    with b.side_function():
+        fid = b.begin_function(f32, b.type_function(f32, [f32]))
+        x = b.function_parameter(f32)
+        b.label()
+        b.emit("OpReturnValue", None, x)
+        b.end_function()
+    b.emit("OpFunctionCall", f32, fid, b.const(f32, 1.0))     # appended to the entry point again
+    b.emit("OpReturn", None)
+    b.end_function()
+    assert len(b.words()) > 5
+    b.begin_function(b.type_void(), b.type_function(b.type_void(), []))
+    with pytest.raises(ValueError, match="was not ended"):
+        with b.side_function():
+            b.begin_function(f32, b.type_function(f32, [f32]))
+    b.label()                                   # the outer function is open again
