@@ -40,11 +40,14 @@ def lavapipe26_target(features=CM2_FEATURES):
 
 @spvjit.kernel
 def dot_reductions(a_ptr, b_ptr, r_ptr, c_ptr, K, BM: sl.constexpr, BN: sl.constexpr, BK: sl.constexpr,
-                   AXIS: sl.constexpr, BCAST: sl.constexpr):
+                   AXIS: sl.constexpr, BCAST: sl.constexpr, ACC_F16: sl.constexpr = False):
     rm = sl.arange(0, BM)
     rn = sl.arange(0, BN)
     rk = sl.arange(0, BK)
-    acc = sl.zeros((BM, BN), dtype=sl.float32)
+    if ACC_F16:
+        acc = sl.zeros((BM, BN), dtype=sl.float16)
+    else:
+        acc = sl.zeros((BM, BN), dtype=sl.float32)
     for k in range(0, K, BK):
         a = sl.load(a_ptr + rm[:, None] * K + (k + rk)[None, :])
         b = sl.load(b_ptr + (k + rk)[:, None] * BN + rn[None, :])
@@ -212,6 +215,44 @@ def test_reductions_match_numpy_and_the_blocked_path(monkeypatch, BM, BN, K, axi
     np.testing.assert_array_equal(r_nv[1:], r_bl[1:])
     np.testing.assert_allclose(r_nv[0], r_bl[0], rtol=1e-5, atol=1e-4)    # sum: another order
     np.testing.assert_allclose(c_nv, c_bl, rtol=1e-5, atol=2e-4)
+
+
+def test_reductions_of_an_f16_accumulator(monkeypatch):
+    _device_or_skip("reductions")
+    BM, BN, K = 16, 32, 24
+    rng = np.random.default_rng(7)
+    a = (rng.standard_normal((BM, K)) * 0.5).astype(np.float16)
+    b = (rng.standard_normal((K, BN)) * 0.5).astype(np.float16)
+
+    def run():
+        r = spvjit.zeros((3 * BM,), np.float16)
+        c = spvjit.zeros((BM, BN), np.float16)
+        dot_reductions[(1,)](spvjit.tensor(a), spvjit.tensor(b), r, c, K, BM=BM, BN=BN, BK=8,
+                             AXIS=1, BCAST=True, ACC_F16=True)
+        return r.numpy().astype(np.float64).reshape(3, BM), c.numpy().astype(np.float64)
+    (r_nv, c_nv), (r_bl, c_bl) = _both_ways(monkeypatch, run)
+    acc = a.astype(np.float64) @ b.astype(np.float64)
+    ref = np.stack([acc.sum(1), acc.max(1), acc.min(1)])
+    # f16 accumulation: each of the 24 + 32 adds rounds at 2^-11 relative to partial sums
+    # below ~16 (|acc| <= ~3, row sums of 32): 56 * 16 * 2^-11 ~ 0.44 bounds the sum, the
+    # max / min (24 adds) within 24 * 3 * 2^-11 ~ 0.04
+    np.testing.assert_allclose(r_nv[0], ref[0], atol=0.5)
+    np.testing.assert_allclose(r_nv[1:], ref[1:], atol=0.05)
+    np.testing.assert_array_equal(r_nv[1:], r_bl[1:])       # the same f16 values picked
+    np.testing.assert_allclose(c_nv, c_bl, atol=0.5)
+
+
+@pytest.mark.parametrize("n_sub,rows,cols,axis,want", [
+    (1, 2, 4, 1, [[0, 1, 2, 3], [4, 5, 6, 7]]),      # one subgroup owns everything
+    (1, 2, 4, 0, [[0, 4], [1, 5], [2, 6], [3, 7]]),
+    (4, 4, 1, 1, [[0]]),                              # tiles as wide as the value: a row each
+    (2, 2, 4, 0, [[0, 2], [1, 3]]),                   # subgroup s owns columns s and s + 2
+    (4, 2, 4, 1, None),                               # a tile row spans subgroups
+    (4, 2, 2, 0, None),
+])
+def test_tile_groups(n_sub, rows, cols, axis, want):
+    from spvjit.codegen.coopmat2_reduce import tile_groups
+    assert tile_groups(n_sub, rows, cols, axis) == want
 
 
 def test_max_ignores_nans_and_keeps_infinities(monkeypatch):
