@@ -18,7 +18,7 @@ import spvjit
 import spvjit.language as sl
 from spvjit.codegen.compiler import compile_kernel
 from spvjit.codegen.spirv.disasm import workgroup_accesses
-from spvjit.codegen.spirv.tools import disassemble
+from spvjit.codegen.spirv.tools import disassemble, validate
 from spvjit.runtime import CoopMatConfig, get_device
 from spvjit.runtime.capabilities import CoopMat2, FlexConfig
 
@@ -71,12 +71,19 @@ def dot_reductions(a_ptr, b_ptr, r_ptr, c_ptr, K, BM: sl.constexpr, BN: sl.const
             sl.store(c_ptr + rm[:, None] * BN + rn[None, :], c)
 
 
-def _reductions_ir(BM, BN, K, axis, bcast=True):
+def _reductions_ir(BM, BN, K, axis, bcast=True, BK=8):
     a = spvjit.empty((BM, K), np.float16)
     b = spvjit.empty((K, BN), np.float16)
     return dot_reductions.ir_module(a, b, spvjit.empty((3 * max(BM, BN),), np.float32),
-                                    spvjit.empty((BM, BN), np.float32), K, BM=BM, BN=BN, BK=8,
+                                    spvjit.empty((BM, BN), np.float32), K, BM=BM, BN=BN, BK=BK,
                                     AXIS=axis, BCAST=bcast)
+
+
+def _compile(ir, target, num_warps):
+    """compile_kernel, then spirv-val (the suite's hook sees only modules launched on a device)."""
+    ck = compile_kernel(ir, target, num_warps=num_warps)
+    validate(ck.spirv, target_env="vulkan1.3")
+    return ck
 
 
 def _without_coopmat2(monkeypatch):
@@ -94,7 +101,7 @@ def _with_coopmat2(monkeypatch):
 @pytest.mark.parametrize("axis", [0, 1])
 def test_reduce_nv_in_the_module_and_fewer_shared_moves(monkeypatch, axis):
     _with_coopmat2(monkeypatch)
-    ck = compile_kernel(_reductions_ir(16, 32, 24, axis), lavapipe26_target(), num_warps=1)
+    ck = _compile(_reductions_ir(16, 32, 24, axis), lavapipe26_target(), num_warps=1)
     text = disassemble(ck.spirv)
     # three reductions, each one Reduce per tile row (column): 16x32 in 8x8 tiles is 2 rows, 4 columns
     assert text.count("OpCooperativeMatrixReduceNV") == 3 * (2 if axis == 1 else 4), text
@@ -106,7 +113,7 @@ def test_reduce_nv_in_the_module_and_fewer_shared_moves(monkeypatch, axis):
     nv_moves, nv_barriers = sum(workgroup_accesses(ck.spirv)), text.count("OpControlBarrier")
 
     _without_coopmat2(monkeypatch)
-    ck = compile_kernel(_reductions_ir(16, 32, 24, axis), lavapipe26_target(), num_warps=1)
+    ck = _compile(_reductions_ir(16, 32, 24, axis), lavapipe26_target(), num_warps=1)
     text = disassemble(ck.spirv)
     assert "OpCooperativeMatrixReduceNV" not in text and "PerElementOpNV" not in text
     assert "SPV_NV_cooperative_matrix2" not in text
@@ -125,7 +132,7 @@ def test_broadcast_of_a_reduction_moves_nothing(monkeypatch):
         ir = max_sub_exp2.ir_module(spvjit.empty((16, 16), np.float16), spvjit.empty((16, 16), np.float16),
                                     spvjit.empty((16, 16), np.float32), 16, BM=16, BN=16, BK=8, PLAIN=plain)
         # a program of one subgroup, on 8x8 tiles (the granule: a reduction asks for it)
-        ck = compile_kernel(ir, lavapipe26_target(), num_warps=1)
+        ck = _compile(ir, lavapipe26_target(), num_warps=1)
         return ck.spirv, disassemble(ck.spirv)
     spirv, text = module(False)
     plain_spirv, plain_text = module(True)
@@ -139,7 +146,7 @@ def test_without_the_features_nothing_changes(monkeypatch):
     """A device with flexible dimensions only (no reductions, no per-element operations) keeps
     the flexible tile and the blocked reductions."""
     _with_coopmat2(monkeypatch)
-    ck = compile_kernel(_reductions_ir(16, 32, 24, 1), lavapipe26_target(("flexible_dimensions",)),
+    ck = _compile(_reductions_ir(16, 32, 24, 1), lavapipe26_target(("flexible_dimensions",)),
                         num_warps=1)
     text = disassemble(ck.spirv)
     assert "OpCooperativeMatrixReduceNV" not in text and "PerElementOpNV" not in text
@@ -397,7 +404,7 @@ def _attention_module(N_CTX, D, BM, BN, causal=0):
     q, k, v = (spvjit.empty((N_CTX, D), np.float16) for _ in range(3))
     ir = attention_step.ir_module(q, k, v, spvjit.empty((N_CTX, D), np.float32), N_CTX, 0.25, BM=BM, BN=BN, D=D,
                                   CAUSAL=causal)
-    ck = compile_kernel(ir, lavapipe26_target(), num_warps=1)
+    ck = _compile(ir, lavapipe26_target(), num_warps=1)
     return ck.spirv, disassemble(ck.spirv)
 
 
@@ -475,3 +482,27 @@ def test_side_function_sets_the_open_function_aside():
         with b.side_function():
             b.begin_function(f32, b.type_function(f32, [f32]))
     b.label()                                   # the outer function is open again
+
+
+def nvidia_like_cm2():
+    """A GPU-like stand-in: 32 lanes, 16x16x16 KHR shapes and granules, all of the features
+    (compile-only: several subgroups per program, which lavapipe never uses)."""
+    khr = (CoopMatConfig(16, 16, 16, "f16", "f16", "f32", "f32", False, "subgroup"),)
+    flex = (FlexConfig(16, 16, 16, "f16", "f16", "f32", "f32", False, "subgroup", 0),)
+    return dataclasses.replace(get_device().caps, device_type="discrete", subgroup_size=32,
+                               cooperative_matrix=khr, max_shared_memory=48 * 1024,
+                               cooperative_matrix2=CoopMat2(CM2_FEATURES, 0, 256, 0, flex))
+
+
+@pytest.mark.parametrize("axis,on_matrices", [(0, True), (1, False)])
+def test_several_subgroups(monkeypatch, axis, on_matrices):
+    """64x64 over 4 subgroups in 16x16 tiles: subgroup s owns tiles s, s+4, ... of the 4x4 grid,
+    so whole tile columns (axis 0) but no whole tile row (axis 1): the row reductions stay on
+    the blocked path, the column ones run on the matrices and are read out for every subgroup."""
+    _with_coopmat2(monkeypatch)
+    ck = _compile(_reductions_ir(64, 64, 32, axis, BK=16), nvidia_like_cm2(), num_warps=4)
+    text = disassemble(ck.spirv)                # (validated by _compile)
+    assert ck.workgroup_size == 128 and "OpCooperativeMatrixMulAddKHR" in text
+    assert ("OpCooperativeMatrixReduceNV" in text) == on_matrices
+    if on_matrices:       # each subgroup: its 4 tiles are 1 tile column -> 1 Reduce per kind
+        assert text.count("OpCooperativeMatrixReduceNV") == 3
