@@ -506,3 +506,20 @@ def test_several_subgroups(monkeypatch, axis, on_matrices):
     assert ("OpCooperativeMatrixReduceNV" in text) == on_matrices
     if on_matrices:       # each subgroup: its 4 tiles are 1 tile column -> 1 Reduce per kind
         assert text.count("OpCooperativeMatrixReduceNV") == 3
+
+
+def test_row_max_attention_fits_on_the_matrices(monkeypatch):
+    """test_coopmat_shared_fallback's 32x64 attention step with a row-max softmax needs 37 KiB of
+    lavapipe's 32 when the row max goes through the blocked layout (so it is built without
+    cooperative matrices); with the NV reduction and p converted to A it fits and stays on them."""
+    from test_coopmat_shared_fallback import BN, D, L, M, attention_rows
+    q = spvjit.empty((L, D), np.float16)
+    ir = attention_rows.ir_module(q, q, q, spvjit.empty((M, D), np.float32), L, M=M, BN=BN, D=D, SOFTMAX=True)
+    _with_coopmat2(monkeypatch)
+    notes = {}
+    ck = compile_kernel(ir, lavapipe26_target(), num_warps=1, notes=notes)
+    validate(ck.spirv, target_env="vulkan1.3")
+    text = disassemble(ck.spirv)
+    assert "OpCooperativeMatrixMulAddKHR" in text and "OpCooperativeMatrixReduceNV" in text
+    assert "OpCooperativeMatrixConvertNV" in text
+    assert not any("not on cooperative matrices" in notes.get(id(op), "") for op in ir.walk() if op.name == "dot")
