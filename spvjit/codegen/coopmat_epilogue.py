@@ -17,7 +17,10 @@ matrices; every other elementwise op (maximum for relu, exp, sigmoid, ...) runs 
 element over the invocation's own components (OpCooperativeMatrixLengthKHR, access chains
 into a Function variable), which is exact for ops that do not depend on the element's
 position: an elementwise op of matrices of one type pairs components of the same index,
-because the mapping of components to (row, column) belongs to the type.
+because the mapping of components to (row, column) belongs to the type.  Where the device
+reports VK_NV_cooperative_matrix2's per-element operations (on granule-shaped tiles) those ops
+are one OpCooperativeMatrixPerElementOpNV each instead (coopmat2_functions), which also lets
+an operand be computed from the element's position (coopmat2_position: masks, tl.where).
 
 A store of a matrix-layout value goes out with OpCooperativeMatrixStoreKHR when its pointer
 tile is provably strided (coopmat_affine.py) and, for masked stores, the subgroup's tile is
@@ -94,8 +97,10 @@ def _native_cast(src: T.DType, dst: T.DType) -> str | None:
 
 
 def operand_kinds(plan, op, cfg, legal):
-    """('matrix' | 'uniform' | 'vector', ...) for an elementwise op that can stay in matrix
-    layout with configuration cfg, else None."""
+    """('matrix' | 'uniform' | 'vector' | 'reduced' | 'position', ...) for an elementwise op that
+    can stay in matrix layout with configuration cfg, else None ('reduced': a broadcast of an NV
+    reduction's tiles, coopmat2_reduce; 'position': evaluated inside an NV per-element function,
+    coopmat2_position)."""
     ty = op.result.type
     # operands evaluated per element from their position (coopmat2_position): where the device
     # runs per-element functions on these tiles
