@@ -38,7 +38,8 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          shown_default="$XDG_CACHE_HOME/spvjit"),
     Knob("SPVJIT_DISABLE_COOPMAT", "flag", False, "never use cooperative matrices", lowering=True),
     Knob("SPVJIT_DISABLE_COOPMAT2", "flag", False, "never use VK_NV_cooperative_matrix2 (flexible "
-         "matrix dimensions); VK_KHR_cooperative_matrix stays", lowering=True),
+         "matrix dimensions, reductions, per-element operations, conversions); VK_KHR_cooperative_matrix "
+         "stays", lowering=True),
     Knob("SPVJIT_DISABLE_TUNING", "flag", False, "ignore the block sizes `spvjit tune` stored"),
     Knob("SPVJIT_PRINT_AUTOTUNING", "flag", False, "print each autotuning result"),
     Knob("SPVJIT_DEBUG", "flag", False, "check tl.device_assert on the device too, as Triton's "
