@@ -173,7 +173,7 @@ def max_sub_exp2(a_ptr, b_ptr, c_ptr, K, BM: sl.constexpr, BN: sl.constexpr, BK:
 # ---- on a device that reports the features (Mesa 26.1 lavapipe) ------------------------------
 
 def _device_or_skip(*features):
-    caps = get_device().caps
+    caps = get_device().kernel_caps          # (a CPU driver's only with SPVJIT_CPU_COOPMAT=1)
     cm2 = caps.cooperative_matrix2
     missing = [f for f in features if cm2 is None or not cm2.has(f)]
     if missing:

@@ -75,7 +75,7 @@ def test_attention_rows_built_without_them_on_a_coopmat_device(monkeypatch):
     # test_coopmat_epilogue.py and test_coopmat_operands.py at smaller tiles)
     softmax = True
     dev = get_device()
-    if not dev.caps.cooperative_matrix:
+    if not dev.kernel_caps.cooperative_matrix:
         pytest.skip(f"{dev.caps.name} has no cooperative matrices (run under scripts/coopmat-env)")
     monkeypatch.delenv("SPVJIT_DISABLE_COOPMAT", raising=False)
     # the KHR path: with VK_NV_cooperative_matrix2's reductions (lavapipe 26.1 reports them) the
