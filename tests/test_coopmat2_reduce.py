@@ -180,7 +180,8 @@ def _device_or_skip(*features):
         if spvjit.knobs.get("SPVJIT_REQUIRE_COOPMAT") and caps.cooperative_matrix:
             # a coopmat device in the CI stage is Mesa 26.1's lavapipe, which reports them
             pytest.fail(f"{caps.name} has cooperative matrices but no VK_NV_cooperative_matrix2 {missing}")
-        pytest.skip(f"{caps.name} reports no VK_NV_cooperative_matrix2 {', '.join(missing)}")
+        pytest.skip(f"kernels for {caps.name} get no VK_NV_cooperative_matrix2 {', '.join(missing)} "
+                    "(none reported, or a CPU driver's without SPVJIT_CPU_COOPMAT=1)")
     return caps
 
 
