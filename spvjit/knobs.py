@@ -38,7 +38,8 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          shown_default="$XDG_CACHE_HOME/spvjit"),
     Knob("SPVJIT_DISABLE_COOPMAT", "flag", False, "never use cooperative matrices", lowering=True),
     Knob("SPVJIT_DISABLE_COOPMAT2", "flag", False, "never use VK_NV_cooperative_matrix2 (flexible "
-         "matrix dimensions); VK_KHR_cooperative_matrix stays", lowering=True),
+         "matrix dimensions, reductions, per-element operations, conversions); VK_KHR_cooperative_matrix "
+         "stays", lowering=True),
     Knob("SPVJIT_CPU_COOPMAT", "flag", False, "CPU drivers (Mesa 26.1's lavapipe): compile for the cooperative "
          "matrices they emulate; off by default, as there they compile and run slower than the blocked "
          "path (scripts/coopmat-env turns it on, to test that path)", lowering=True),

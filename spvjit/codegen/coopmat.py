@@ -15,7 +15,7 @@ elementwise or stores it.  A and B are staged through shared memory in row-major
 from __future__ import annotations
 
 from .. import knobs
-from . import coopmat2, coopmat_epilogue, coopmat_operands
+from . import coopmat2, coopmat2_functions, coopmat_epilogue, coopmat_operands
 from .coopmat_values import (_OPERAND_TYPES, ROW_MAJOR, CoopValue, _enable, _parity_variable,
                              _shared_array, _stage, _Tiles, memory_type, operand_type, same_layout,
                              to_blocked, to_matrix)
@@ -33,7 +33,7 @@ def _staging_bytes(a_t, b_t, double: bool) -> int:
     return (2 if double else 1) * a_t.elem.bits // 8 * (M * K + K * N) + 4 * M * N
 
 
-def find_config(caps, w: int, a_t, b_t, c_t):
+def find_config(caps, w: int, a_t, b_t, c_t, flexible: bool = True):
     if knobs.get("SPVJIT_DISABLE_COOPMAT"):
         return None
     M, K = a_t.shape
@@ -48,9 +48,10 @@ def find_config(caps, w: int, a_t, b_t, c_t):
         return None                       # (registers hold bf16 as f32: no bf16 accumulators)
     if _staging_bytes(a_t, b_t, double=False) > shared_budget(caps):
         return None
-    flexible = coopmat2.find_flexible(caps, w, M, N, K, in_name, c_t.elem.name)   # VK_NV_cooperative_matrix2
-    if flexible is not None:
-        return flexible
+    if flexible:        # VK_NV_cooperative_matrix2 (flexible=False: the device's own granule shapes)
+        tile = coopmat2.find_flexible(caps, w, M, N, K, in_name, c_t.elem.name)
+        if tile is not None:
+            return tile
     best = None
     for c in caps.cooperative_matrix:
         if c.scope != "subgroup" or c.saturating:
@@ -70,6 +71,22 @@ def find_config(caps, w: int, a_t, b_t, c_t):
 
 
 
+def _a_from_matrix(p, op, caps) -> bool:
+    """The dot's A is a matrix-layout value (`dot(p.to(f16), v)` in attention) whose tiles are
+    this dot's A tiles: VK_NV_cooperative_matrix2's conversions turn each accumulator tile into
+    an A matrix (OpCooperativeMatrixConvertNV) instead of a trip through shared memory.  Only on
+    granule shapes (coopmat2_functions.granule_shape) and with one subgroup per program, which
+    then owns every tile of A."""
+    v = op.operands[0]
+    src, cfg = p.matrix.get(id(v)), p.dots[id(op)]
+    if src is None or not coopmat2_functions.reported(caps, "conversions") or p.w != caps.subgroup_size:
+        return False
+    if not (coopmat2_functions.granule_shape(src) and coopmat2_functions.granule_shape(cfg)):
+        return False
+    return (src.m, src.n) == (cfg.m, cfg.k) and v.type.elem == op.operands[1].type.elem and \
+        _OPERAND_TYPES.get(v.type.elem.name) == cfg.a_type and v.type.elem.name != "bf16"
+
+
 class Plan:
     """Which values of a kernel live in matrix layout, and which of them also need the
     blocked layout (some use is not coopmat-aware)."""
@@ -79,15 +96,42 @@ class Plan:
         self.direct: dict[int, object] = {}        # id(load op) -> Strided: read by the dot itself
         self.direct_operands: dict[tuple, object] = {}   # (id(dot), 0 | 1) -> that load op
         self.storage_params: set[int] = set()      # pointer params those loads need as storage buffers
+        self.w, self.caps = w, caps
+        self.a_from_matrix: dict[int, object] = {}   # id(dot) -> config of its matrix-layout A
         self._reset()
         self.blocked_uses: set[int] = set()        # values with a use that needs registers
         if caps is None:
             return
+        # A dot whose matrices a reduction would run on (coopmat2_reduce) takes the device's
+        # granule shapes instead of flexible ones (the reductions need them), decided by planning
+        # once with flexible shapes and, where a reduction asked for granules, once more.
+        granule: set = set()
+        while True:
+            self.dots = {}
+            for op in kernel.walk():
+                if op.name == "dot":
+                    types = [v.type for v in op.operands]
+                    cfg = find_config(caps, w, *types)
+                    if cfg is not None and cfg in granule:       # (none: keep the flexible tile)
+                        cfg = find_config(caps, w, *types, flexible=False) or cfg
+                    if cfg is not None:
+                        self.dots[id(op)] = cfg
+            self._plan_layout(kernel, caps, axis or {})
+            if granule or not self.wants_granule:
+                break
+            granule = set(self.wants_granule)
+        coopmat_operands.plan(self, kernel, caps, w, axis or {})
+        self._elide_reduced_broadcasts(kernel)
+        self.a_from_matrix = {id(op): self.matrix[id(op.operands[0])] for op in kernel.walk()
+                              if id(op) in self.dots and _a_from_matrix(self, op, caps)}
         for op in kernel.walk():
-            if op.name == "dot":
-                cfg = find_config(caps, w, *(v.type for v in op.operands))
-                if cfg is not None:
-                    self.dots[id(op)] = cfg
+            for i, v in enumerate(op.operands):
+                if id(v) in self.matrix and not self._matrix_use(op, i, v):
+                    self.blocked_uses.add(id(v))
+                elif id(v) in self.reduced and id(op) not in self.elided:
+                    self.blocked_uses.add(id(v))      # a reduction used as a 1-D blocked value
+
+    def _plan_layout(self, kernel, caps, axis):
         # Loop-carried positions: optimistically every 2-D carried value of a loop with a coopmat
         # dot of its shape (the accumulator of `acc = dot(a, b, acc)`, but also of
         # `acc += dot(a, b).to(f32) * scale`), then drop those whose yielded value did not
@@ -95,7 +139,7 @@ class Plan:
         candidates = self._loop_candidates(kernel)
         while True:
             self._reset()
-            self._plan(kernel, caps, axis or {}, candidates)
+            self._plan(kernel, caps, axis, candidates)
             dropped = False
             for op in kernel.walk():
                 for p, cfg in list(candidates.get(id(op), {}).items()):
@@ -105,11 +149,6 @@ class Plan:
                         dropped = True
             if not dropped:
                 break
-        coopmat_operands.plan(self, kernel, caps, w, axis or {})
-        for op in kernel.walk():
-            for i, v in enumerate(op.operands):
-                if id(v) in self.matrix and not self._matrix_use(op, i, v):
-                    self.blocked_uses.add(id(v))
 
     def _reset(self):
         self.epilogue: dict[int, tuple] = {}       # id(elementwise op) -> (config, operand kinds)
@@ -118,6 +157,28 @@ class Plan:
         self.carried: dict[int, dict] = {}         # id(for op) -> {position: config}
         self.matrix: dict[int, object] = {}        # id(value) -> config
         self.loop_of_yield: dict[int, object] = {}  # id(yield op) -> its for op
+        self.reductions: dict[int, tuple] = {}     # id(reduce op) -> (config, tile groups): coopmat2_reduce
+        self.reduced: dict[int, object] = {}       # id(result of such a reduce) -> the reduce op
+        self.elided: set[int] = set()              # expand_dims / broadcast ops nothing lowers
+        self.wants_granule: set = set()            # flexible configs a reduction could not run on
+
+    def _elide_reduced_broadcasts(self, kernel):
+        """`m[:, None]` broadcasts of a matrix-layout reduction that only matrix-layout ops use
+        (they read the reduced tiles themselves): their expand_dims and broadcast emit nothing."""
+        uses: dict[int, list] = {}
+        for op in kernel.walk():
+            for i, v in enumerate(op.operands):
+                uses.setdefault(id(v), []).append((op, i))
+        reduced_uses = {(id(op), i) for op in kernel.walk() if id(op) in self.epilogue
+                        for i, k in enumerate(self.epilogue[id(op)][1]) if k == "reduced"}
+        for op in kernel.walk():
+            if op.name == "broadcast" and uses.get(id(op.result)) and \
+                    all((id(u), i) in reduced_uses for u, i in uses[id(op.result)]):
+                self.elided.add(id(op))
+        for op in kernel.walk():
+            if op.name in ("expand_dims", "reshape") and id(op.operands[0]) in self.reduced and \
+                    uses.get(id(op.result)) and all(id(u) in self.elided for u, _ in uses[id(op.result)]):
+                self.elided.add(id(op))
 
     def _loop_candidates(self, kernel) -> dict[int, dict]:
         out: dict[int, dict] = {}
@@ -163,7 +224,7 @@ class Plan:
     def _matrix_use(self, op, i: int, v) -> bool:
         cfg = self.matrix[id(v)]
         if op.name == "dot":
-            return i == 2 and same_layout(self.dots.get(id(op)), cfg)
+            return i == 2 and same_layout(self.dots.get(id(op)), cfg) or i == 0 and id(op) in self.a_from_matrix
         if op.name == "for":
             return same_layout(self.carried.get(id(op), {}).get(i - 3), cfg)
         if op.name == "yield" and id(op) in self.loop_of_yield:
@@ -172,6 +233,8 @@ class Plan:
             return self.epilogue[id(op)][1][i] == "matrix"
         if op.name == "store":
             return i == 1 and id(op) in self.stores
+        if op.name == "reduce":
+            return id(op) in self.reductions
         return False
 
     def needs_blocked(self, value) -> bool:
@@ -195,7 +258,12 @@ def lower_dot_coopmat(lw, op, cfg):
     direct = [None if ld is None else
               coopmat_operands.DirectOperand(lw, ld, lw.coop_plan.direct[id(ld)], use, t, rows, cols)
               for ld, use, t, rows, cols in zip(direct, "ab", (ta, tb), (cfg.m, cfg.k), (cfg.k, cfg.n))]
+    a_tiles = None
+    if id(op) in lw.coop_plan.a_from_matrix:     # A's accumulator tiles become A matrices
+        coopmat2_functions.enable(em, "CooperativeMatrixConversionsNV")
+        a_tiles = [em.op("OpCooperativeMatrixConvertNV", ta, c) for c in a.coop.ids]
     staged = [d is None for d in direct]
+    staged[0] = staged[0] and a_tiles is None
     # Double-buffered staging where shared memory allows: consecutive coopmat dots (the K
     # loop) alternate between two halves, so one barrier per dot suffices, because a write to
     # a half is always separated from the last reads of that half by another dot's barrier.
@@ -222,6 +290,8 @@ def lower_dot_coopmat(lw, op, cfg):
         em.barrier()
     how = {(True, True): "A/B staged", (False, True): "A from memory, B staged",
            (True, False): "A staged, B from memory", (False, False): "A/B from memory"}[tuple(staged)]
+    if a_tiles is not None:
+        how = how.replace("A from memory", "A converted from its accumulator tiles (OpCooperativeMatrixConvertNV)")
     lw.note(op, how + (" (double-buffered)" if any(staged) and double else "") + ", " + coopmat2.describe(cfg))
 
     layout = em.cu(ROW_MAJOR)
@@ -232,11 +302,13 @@ def lower_dot_coopmat(lw, op, cfg):
 
     def mma(by_elements: bool):
         out = []
-        for t, c in zip(tiles.index, acc.ids):
+        for j, (t, c) in enumerate(zip(tiles.index, acc.ids)):
             r0, c0 = tiles.row_col(em, t)
             for tk in range(K // cfg.k):
                 kk = em.ci(tk * cfg.k)
-                if direct[0] is not None:
+                if a_tiles is not None:         # one subgroup: tile j is tile row j // (N / n)
+                    am = a_tiles[(j // (N // cfg.n)) * (K // cfg.k) + tk]
+                elif direct[0] is not None:
                     am = (direct[0].load_by_elements if by_elements else direct[0].load)(r0, kk)
                 else:
                     a_off = em.iadd(a_base, em.iadd(em.imul(r0, em.ci(K)), kk))

@@ -17,7 +17,10 @@ matrices; every other elementwise op (maximum for relu, exp, sigmoid, ...) runs 
 element over the invocation's own components (OpCooperativeMatrixLengthKHR, access chains
 into a Function variable), which is exact for ops that do not depend on the element's
 position: an elementwise op of matrices of one type pairs components of the same index,
-because the mapping of components to (row, column) belongs to the type.
+because the mapping of components to (row, column) belongs to the type.  Where the device
+reports VK_NV_cooperative_matrix2's per-element operations (on granule-shaped tiles) those ops
+are one OpCooperativeMatrixPerElementOpNV each instead (coopmat2_functions), which also lets
+an operand be computed from the element's position (coopmat2_position: masks, tl.where).
 
 A store of a matrix-layout value goes out with OpCooperativeMatrixStoreKHR when its pointer
 tile is provably strided (coopmat_affine.py) and, for masked stores, the subgroup's tile is
@@ -37,7 +40,7 @@ from __future__ import annotations
 from ..ir import types as T
 from ..ir.core import Operation
 from ..ir.ops import OP_INFO
-from . import coopmat2, coopmat_affine, remat
+from . import coopmat2, coopmat2_functions, coopmat2_position, coopmat2_reduce, coopmat_affine, remat
 from .coopmat_values import ROW_MAJOR, CoopValue, _shared_array, _stage, _Tiles, tile_type, to_blocked
 from .values import LV
 
@@ -94,15 +97,30 @@ def _native_cast(src: T.DType, dst: T.DType) -> str | None:
 
 
 def operand_kinds(plan, op, cfg, legal):
-    """('matrix' | 'uniform' | 'vector', ...) for an elementwise op that can stay in matrix
-    layout with configuration cfg, else None."""
+    """('matrix' | 'uniform' | 'vector' | 'reduced' | 'position', ...) for an elementwise op that
+    can stay in matrix layout with configuration cfg, else None ('reduced': a broadcast of an NV
+    reduction's tiles, coopmat2_reduce; 'position': evaluated inside an NV per-element function,
+    coopmat2_position)."""
     ty = op.result.type
-    if OP_INFO[op.name].category != "elementwise" or op.name in _NO_MATRIX or len(ty.shape) != 2:
+    # operands evaluated per element from their position (coopmat2_position): where the device
+    # runs per-element functions on these tiles
+    per_element = coopmat2_functions.reported(plan.caps, "per_element_operations")
+    positional = per_element and coopmat2_functions.granule_shape(cfg)
+    if per_element and not positional and _needs_position(plan, op, ty, cfg):
+        plan.wants_granule.add(cfg)             # coopmat.Plan plans again with granule tiles
+    if OP_INFO[op.name].category != "elementwise" or len(ty.shape) != 2:
+        return None
+    if op.name in _NO_MATRIX and not (op.name == "select" and positional):
         return None
     if ty.elem.name not in legal or ty.elem.name == "bf16":
         return None
     kinds, elems = [], set()
-    for v in op.operands:
+    for i, v in enumerate(op.operands):
+        if op.name == "select" and i == 0:      # tl.where's condition: only a position one
+            if v.type.shape != ty.shape or not coopmat2_position.expression(v):
+                return None
+            kinds.append("position")
+            continue
         if v.type.elem.is_bool or v.type.elem.name == "bf16":
             return None
         if id(v) in plan.matrix:
@@ -110,8 +128,13 @@ def operand_kinds(plan, op, cfg, legal):
                 return None
             kinds.append("matrix")
             elems.add(v.type.elem)
+        elif _reduced_matrix(plan, v, ty.shape, cfg) is not None:
+            kinds.append("reduced")             # m[:, None] of a reduction on the matrices
+            elems.add(v.type.elem)
         elif _uniform_source(v) is not None:
             kinds.append("uniform")
+        elif positional and v.type.shape == ty.shape and coopmat2_position.expression(v):
+            kinds.append("position")            # a mask or index tile, computed per element
         elif _vector_source(v, ty.shape) is not None and v.type.elem.name in legal:
             kinds.append("vector")
         else:
@@ -123,6 +146,29 @@ def operand_kinds(plan, op, cfg, legal):
     if elems != {ty.elem} and op.name != "fma":
         return None                         # per-element pairing needs one component type
     return kinds
+
+
+def _needs_position(plan, op, ty, cfg) -> bool:
+    """op has a matrix operand and one that only a position operand could be (a `tl.where`
+    condition, a mask tile)."""
+    if OP_INFO[op.name].category != "elementwise" or len(ty.shape) != 2:
+        return False
+    if not any(id(v) in plan.matrix for v in op.operands):
+        return False
+    for i, v in enumerate(op.operands):
+        if id(v) in plan.matrix or _uniform_source(v) is not None or _vector_source(v, ty.shape) is not None:
+            continue
+        if v.type.shape == ty.shape and coopmat2_position.expression(v):
+            return op.name != "select" or i == 0 or not v.type.elem.is_bool
+    return False
+
+
+def _reduced_matrix(plan, v, shape, cfg):
+    """The matrix-layout reduce whose result broadcast back is `v`, for tiles of cfg's shape."""
+    red = coopmat2_reduce.reduced_source(plan, v, shape)
+    if red is None or (plan.reductions[id(red)][0].m, plan.reductions[id(red)][0].n) != (cfg.m, cfg.n):
+        return None
+    return red
 
 
 def plan(p, kernel, caps, axis) -> None:
@@ -138,6 +184,9 @@ def plan(p, kernel, caps, axis) -> None:
                     and not op.operands[0].type.elem.global_address:     # addresses: blocked stores
                 p.stores[id(op)] = cfg
                 p.store_layout[id(op)] = coopmat_affine.strided(op.operands[0], axis, pt.nbytes, cfg.m, cfg.n)
+            continue
+        if op.name == "reduce":
+            coopmat2_reduce.plan(p, op, caps)
             continue
         if len(op.results) != 1 or id(op.result) in p.matrix or op.name not in OP_INFO:
             continue
@@ -187,21 +236,36 @@ def lower_elementwise(lw, op, cfg, kinds) -> None:
     ty = op.result.type
     M, N = ty.shape
     tiles = _Tiles(lw, cfg, M, N)
-    in_elem = op.operands[0].type.elem
+    in_elem = ty.elem if op.name == "select" else op.operands[0].type.elem   # (where's condition is bool)
     tc_in = tile_type(em, cfg, in_elem)
     tc_out = tile_type(em, cfg, ty.elem)
     args = []          # per operand: list of per-tile matrix ids, or a scalar id
     for v, kind in zip(op.operands, kinds):
         if kind == "matrix":
             args.append(lw.get(v).coop.ids)
+        elif kind == "reduced":
+            args.append(lw.get(_reduced_matrix(lw.coop_plan, v, ty.shape, cfg).result).coop.ids)
         elif kind == "uniform":
             args.append(_scalar_id(lw, v, v.type.elem))
+        elif kind == "position":
+            args.append(None)                   # computed inside the element function
         else:
             args.append(_vector_matrices(lw, v, ty.shape, tile_type(em, cfg, v.type.elem), tiles, cfg))
     name = op.name
     native = (_FLOAT_NATIVE if ty.elem.is_float else _INT_NATIVE).get(name)
     out = []
-    if name == "cast":
+    if "position" in kinds:
+        values = [v for v, k in zip(op.operands, kinds) if k == "position"]
+        leaves = coopmat2_position.leaves(lw, values)
+        leaf_ids = [lw.get(x).regs[0] for x in leaves]
+        scalar_types = [em.type_of(v.type.elem) for v in op.operands]
+        for j, t in enumerate(tiles.index):
+            r0, c0 = tiles.row_col(em, t)
+            out.append(coopmat2_functions.per_element(
+                lw, op, in_elem, ty.elem, tc_out, [a[j] if isinstance(a, list) else a for a in args], kinds,
+                scalar_types, (N, leaves, leaf_ids, r0, c0)))
+        lw.note(op, "OpCooperativeMatrixPerElementOpNV, position operands computed per element")
+    elif name == "cast":
         inst = _native_cast(in_elem, ty.elem)
         if ty.elem.name == "f16" and lw.caps.rounding_rte_float16:
             lw.rte_float16 = True       # the module's RoundingModeRTE 16 makes it round to even
@@ -221,6 +285,13 @@ def lower_elementwise(lw, op, cfg, kinds) -> None:
             y = y if isinstance(y, list) else [em.op("OpCompositeConstruct", tc_in, y)] * len(tiles.index)
             out = [em.op(native, tc_out, a, b) for a, b in zip(x, y)]
         lw.note(op, "on cooperative matrices")
+    elif _per_element_nv(lw, op, cfg, in_elem, ty.elem, kinds):
+        scalar_types = [em.type_of(v.type.elem) for v in op.operands]
+        out = [coopmat2_functions.per_element(lw, op, in_elem, ty.elem, tc_out,
+                                              [a[j] if isinstance(a, list) else a for a in args],
+                                              kinds, scalar_types)
+               for j in range(len(tiles.index))]
+        lw.note(op, "OpCooperativeMatrixPerElementOpNV")
     else:
         out = [_per_element(lw, op, in_elem, ty.elem, tc_in, tc_out,
                             [a[j] if isinstance(a, list) else a for a in args], kinds)
@@ -229,6 +300,16 @@ def lower_elementwise(lw, op, cfg, kinds) -> None:
     cv = CoopValue(cfg, tc_out, out)
     regs = to_blocked(lw, cv, ty) if lw.coop_plan.needs_blocked(op.result) else None
     lw.bind(op, LV(regs, False, coop=cv))
+
+
+def _per_element_nv(lw, op, cfg, in_elem, out_elem, kinds) -> bool:
+    """OpCooperativeMatrixPerElementOpNV can do op: the device reports per-element operations,
+    the tiles have a granule shape (coopmat2_functions.granule_shape), and the result and every
+    matrix operand have one type (the instruction's rule)."""
+    if not coopmat2_functions.reported(lw.caps, "per_element_operations") or in_elem != out_elem \
+            or not coopmat2_functions.granule_shape(cfg):
+        return False
+    return all(k == "uniform" or v.type.elem == in_elem for v, k in zip(op.operands, kinds))
 
 
 def _per_element(lw, op, in_elem, out_elem, tc_in, tc_out, args, kinds) -> int:

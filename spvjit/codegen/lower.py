@@ -13,7 +13,7 @@ from ..ir.core import Block, KernelIR, Operation
 from ..ir.ops import NO_FLOAT64, OP_INFO
 from .emitter import Emitter
 from .layout import IndexMap, broadcast_map, identity_map, regs, trans_map, vec_width
-from . import block_loops, coopmat, coopmat_epilogue, dot_trans, elementwise_runs, global_pointers, remat
+from . import block_loops, coopmat, coopmat2_reduce, coopmat_epilogue, dot_trans, elementwise_runs, global_pointers, remat
 from .atomics import lower_atomic
 from .gather import lower_gather, lower_histogram
 from .reduce import lower_dot, lower_reduce
@@ -57,6 +57,7 @@ class Lowerer:
         self.rte_float16 = False   # a conversion relies on the RoundingModeRTE 16 execution mode
         self.global_addresses = False   # follows gptr addresses (global_pointers.finish_module)
         self.current_op = None
+        self.side_functions: dict = {}   # functions the entry point calls, by key (coopmat2_functions)
         self.env: dict[int, LV] = {}
         self._valid: dict[tuple[int, int], int | None] = {}
         self.loc = None
@@ -175,6 +176,9 @@ class Lowerer:
     def lower_op(self, op):
         self.loc = op.loc
         self.current_op = op
+        if id(op) in self.coop_plan.elided:     # m[:, None] read by matrix ops as reduced tiles
+            self.bind(op, LV(None, False))
+            return
         handler = getattr(self, "op_" + op.name, None)
         if handler is None:
             info = OP_INFO.get(op.name)
@@ -513,6 +517,10 @@ class Lowerer:
         lower_gather(self, op)
 
     def op_reduce(self, op):
+        planned = self.coop_plan.reductions.get(id(op))
+        if planned is not None:                  # on the cooperative matrices (NV reductions)
+            coopmat2_reduce.lower_reduce(self, op, *planned)
+            return
         lower_reduce(self, op)
 
     def op_barrier(self, op):

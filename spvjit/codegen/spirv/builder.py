@@ -11,6 +11,7 @@ struct types are not, because each struct carries its own decorations.
 from __future__ import annotations
 
 import struct
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import grammar as g
@@ -327,6 +328,19 @@ class ModuleBuilder:
         fid = self.new_id()
         self._fn = _Function(fid, [self._inst("OpFunction", ret_type, fid, (control, fn_type))])
         return fid
+
+    @contextmanager
+    def side_function(self):
+        """Build another function while one is open (a callee the open function refers to, such
+        as a cooperative-matrix combine function): the open function is set aside, the body of
+        the `with` begins and ends the other one, and the open function resumes."""
+        saved, self._fn = self._fn, None
+        try:
+            yield
+            if self._fn is not None:
+                raise ValueError(f"side_function(): function %{self._fn.id} was not ended")
+        finally:
+            self._fn = saved
 
     def function_parameter(self, type_id: int) -> int:
         fn = self._function("function_parameter")
