@@ -68,39 +68,34 @@ def combine(em, kind: str, elem: T.DType, ct: int, x: int, y: int) -> int:
 def combine_function(lw, kind: str, elem: T.DType) -> int:
     """The OpFunction (elem, elem) -> elem that combines two partial results of a `kind`
     reduction."""
-    em = lw.em
-    ct = em.type_of(elem)
-
-    def build():
-        b = em.b
-        fid = b.begin_function(ct, b.type_function(ct, [ct, ct]))
-        x, y = b.function_parameter(ct), b.function_parameter(ct)
-        b.label()
-        em.op("OpReturnValue", None, combine(em, kind, elem, ct, x, y))
-        b.end_function()
-        b.name(fid, f"combine_{kind}_{elem.name}")
-        return fid
-
-    return _cached(lw, ("combine", kind, elem.name), build)
+    return _combining(lw, "combine", kind, elem)
 
 
 def pair_function(lw, kind: str, elem: T.DType) -> int:
     """The element function (row, col, x, y) -> combine(x, y): two matrices combined per element."""
+    return _combining(lw, "pair", kind, elem)
+
+
+def _combining(lw, role: str, kind: str, elem: T.DType) -> int:
+    """combine(x, y) as a function: (x, y) for a reduction ("combine"), or with the element's
+    (row, col) first, as a per-element operation calls it ("pair")."""
     em = lw.em
     ct = em.type_of(elem)
+    position = [em.u32, em.u32] if role == "pair" else []
 
     def build():
         b = em.b
-        fid = b.begin_function(ct, b.type_function(ct, [em.u32, em.u32, ct, ct]))
-        b.function_parameter(em.u32), b.function_parameter(em.u32)
+        fid = b.begin_function(ct, b.type_function(ct, position + [ct, ct]))
+        for t in position:
+            b.function_parameter(t)
         x, y = b.function_parameter(ct), b.function_parameter(ct)
         b.label()
         em.op("OpReturnValue", None, combine(em, kind, elem, ct, x, y))
         b.end_function()
-        b.name(fid, f"pair_{kind}_{elem.name}")
+        b.name(fid, f"{role}_{kind}_{elem.name}")
         return fid
 
-    return _cached(lw, ("pair", kind, elem.name), build)
+    return _cached(lw, (role, kind, elem.name), build)
 
 
 _SCALAR_KINDS = ("uniform", "position")
