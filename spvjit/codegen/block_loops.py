@@ -10,7 +10,8 @@ accumulator's vec4 register blocks:
     A and B read by the loop itself where they are affine loads (dot_operands.py), else
     A staged in shared memory (A[i, k] at word i*K + k), B in a Function-storage array of vec4
     acc[c] (vec4, c over C's register blocks) <- C's registers
-    for k in 0, U, 2U, ... < K:                (U copies of the step per trip: W where W | K)
+    for k in 0, U, 2U, ... < K:                (U copies of the step per trip: W where W | K,
+                                                on CPU drivers while the body stays small)
         for each block c (row i = c // R, column block cb = c % R):
             acc[c] += A[i, k] * B_blocks[k*R + cb]
 
@@ -45,13 +46,31 @@ def _shape(op):
     return M, N, K
 
 
-def copies(K: int, w: int) -> int:
+MAX_BODY_MULADDS = 256
+     # vec4 multiply-adds in one trip of the loop (accumulator blocks x copies of the step) up
+     # to which a CPU driver gets W copies; bigger accumulators get 4.  lavapipe's compile time
+     # follows the body's size, not its basic blocks (splitting the rows over several k loops of
+     # the same total size gained nothing): tutorial 06's dK/dV at 32x64 blocks, HEAD_DIM 64
+     # (accumulators of 64 and 128 blocks) compiled in 63 s of CPU with 8 copies, 44 s with 4,
+     # the forward at 32x32 in 25 s -> 18 s, with the same or better run time (fewer
+     # accumulators spilled and reloaded per multiply-add); 256 keeps the tutorial matmul's
+     # 32x32x32 (32 blocks x 8) as it was
+
+
+def copies(K: int, w: int, blocks: int = 0, cpu: bool = False) -> int:
     """Copies of the k step per trip: W where it divides K (then each lane loads one of the W
     A elements of a row that the trip needs, and subgroup broadcasts hand them out), else the
-    largest of STEP_COPIES that divides K."""
-    if w > 1 and K % w == 0:
+    largest of STEP_COPIES that divides K.  On CPU drivers W only while `blocks` (the
+    accumulator's vec4 register blocks) times W stays within MAX_BODY_MULADDS."""
+    if w > 1 and K % w == 0 and not (cpu and blocks * w > MAX_BODY_MULADDS):
         return w
     return next(u for u in STEP_COPIES if K % u == 0)
+
+
+def dot_copies(op, w: int, target) -> int:
+    """copies() for `op` (a dot lowered as a loop over k) on `target`."""
+    M, N, K = _shape(op)
+    return copies(K, w, M * N // (4 * w), getattr(target, "cpu", False))
 
 
 def loops_dot(op, w: int, target, vectorize: bool = True) -> bool:
@@ -124,10 +143,9 @@ def looped_dots(kernel, w: int, target, vectorize: bool = True) -> frozenset:
     return frozenset(looped)
 
 
-def trips_visits(op, w: int) -> int:
+def trips_visits(op, w: int, target) -> int:
     """Loop-header visits of `op` lowered as a loop over k: K/U trips plus the final check."""
-    K = _shape(op)[2]
-    return K // copies(K, w) + 1
+    return _shape(op)[2] // dot_copies(op, w, target) + 1
 
 
 def is_looped(lw, op) -> bool:
@@ -187,7 +205,7 @@ def lower_dot_looped(lw, op):
     wt = em.type_of(work)
     v4 = em.b.type_vector(wt, 4)
     R = N // (4 * W)                  # vec4 register blocks per row of C (and of B)
-    U = copies(K, W)
+    U = dot_copies(op, W, lw.caps)
     an = analysis(lw)
     a_load = an.operand_load(op, 0)
     b_read = an.operand_read(op, 1)

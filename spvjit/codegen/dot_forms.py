@@ -39,7 +39,7 @@ def extra_visits(w: int, target, kernel, vectorize: bool = True):
         if op.name != "dot" or len(op.operands[0].type.shape) != 2 or len(op.operands[1].type.shape) != 2:
             return 0
         if id(op) in looped:
-            return block_loops.trips_visits(op, w)
+            return block_loops.trips_visits(op, w, target)
         if sg.get("whole") and sg.get("broadcast") and _plan(layout, op) is not None:
             return 0
         return op.operands[0].type.shape[1] + 1
