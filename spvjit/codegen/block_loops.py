@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from ..ir import types as T
 from .loop_status import status_binding
-from . import dot_operands, dot_reader, subgroup
+from . import dot_operands, dot_reader, staged_pairs, subgroup
 from .values import LV
 
 STEP_COPIES = (4, 2, 1)
@@ -249,6 +249,15 @@ def lower_dot_looped(lw, op):
             if ku not in steps:
                 steps[ku] = ra.a_step(ku, K)
             return ra.a_element(bases[i], i, ku, K, steps[ku])
+    elif staged_pairs.applies(lw, a_t, U):   # f16 A -> shared memory as packed halves
+        lw.note(op, "A in shared memory as f16 pairs, two rows and 4 steps per uvec4")
+        em.barrier()
+        staged_pairs.store(lw, a.regs, M, K)
+        em.barrier()
+        pairs = staged_pairs.Reader(lw, M)
+
+        def a_at(i, k, u, ku):
+            return pairs.at(i, k, u)
     else:                             # A -> shared memory, word i*K + k (its flat index)
         if not (K % 4 or U % 4):
             lw.note(op, "A read from shared memory 4 steps per uvec4")
