@@ -47,30 +47,50 @@ def _shape(op):
 
 
 MAX_BODY_MULADDS = 256
-     # vec4 multiply-adds in one trip of the loop (accumulator blocks x copies of the step) up
-     # to which a CPU driver gets W copies; bigger accumulators get 4.  lavapipe's compile time
-     # follows the body's size, not its basic blocks (splitting the rows over several k loops of
-     # the same total size gained nothing): tutorial 06's dK/dV at 32x64 blocks, HEAD_DIM 64
-     # (accumulators of 64 and 128 blocks) compiled in 63 s of CPU with 8 copies, 44 s with 4,
-     # the forward at 32x32 in 25 s -> 18 s, with the same or better run time (fewer
-     # accumulators spilled and reloaded per multiply-add); 256 keeps the tutorial matmul's
-     # 32x32x32 (32 blocks x 8) as it was
+     # vec4 multiply-adds in one trip of a dot's loop (accumulator blocks x copies of the step)
+     # up to which a CPU driver gets W copies; bigger bodies get 4 where A is staged or where
+     # the kernel's looped dots are many (MAX_KERNEL_MULADDS).  A staged A costs M per-lane
+     # shared loads per 4 steps, each a loop over the lanes on lavapipe 22.3; the forward of
+     # tutorial 06 at 32x32 blocks, HEAD_DIM 64, compiled in 25 s of driver CPU with 8 copies
+     # and 18 s with 4, with the same or better run time (fewer accumulator copies per step
+     # are carried around the loop, but no fewer multiply-adds).  Where the loop reads A
+     # itself (vec4 texel fetches, no loops) a lone dot keeps W: the tutorial matmul's
+     # 64x64x32 ran 10-15% slower with 4 steps per trip (a helper's measurement,
+     # docs/PERFORMANCE.md) for a small gain in compile time
+MAX_KERNEL_MULADDS = 1024
+     # the looped dots of a kernel together, at W copies, above which their big bodies get 4
+     # copies also where the loop reads A: tutorial 06's dK/dV at 32x64 blocks (four dots,
+     # 3072 at 8 copies) compiled in 47 s with 8 copies on its two dots that read A and 37 s
+     # with 4; the tutorial matmul (one dot, 1024) is left as it was
 
 
-def copies(K: int, w: int, blocks: int = 0, cpu: bool = False) -> int:
+def copies(K: int, w: int, blocks: int = 0, small_body: bool = False) -> int:
     """Copies of the k step per trip: W where it divides K (then each lane loads one of the W
     A elements of a row that the trip needs, and subgroup broadcasts hand them out), else the
-    largest of STEP_COPIES that divides K.  On CPU drivers W only while `blocks` (the
+    largest of STEP_COPIES that divides K.  With `small_body` W only while `blocks` (the
     accumulator's vec4 register blocks) times W stays within MAX_BODY_MULADDS."""
-    if w > 1 and K % w == 0 and not (cpu and blocks * w > MAX_BODY_MULADDS):
+    if w > 1 and K % w == 0 and not (small_body and blocks * w > MAX_BODY_MULADDS):
         return w
     return next(u for u in STEP_COPIES if K % u == 0)
 
 
-def dot_copies(op, w: int, target) -> int:
-    """copies() for `op` (a dot lowered as a loop over k) on `target`."""
+def dot_copies(op, w: int, target, reads: dot_operands.Analysis) -> int:
+    """copies() for `op` (a dot lowered as a loop over k) on `target`: small bodies on CPU
+    drivers where A is staged (the loop does not read it from memory itself) or where the
+    kernel's looped dots are many (`reads`: plan_dot_reads, which knows both)."""
     M, N, K = _shape(op)
-    return copies(K, w, M * N // (4 * w), getattr(target, "cpu", False))
+    small = getattr(target, "cpu", False) and (reads.operand_load(op, 0) is None or reads.crowded)
+    return copies(K, w, M * N // (4 * w), small)
+
+
+def _crowded(kernel, looped, w: int) -> bool:
+    """The looped dots' bodies at W copies together exceed MAX_KERNEL_MULADDS."""
+    total = 0
+    for op in kernel.walk():
+        if id(op) in looped:
+            M, N, _ = _shape(op)
+            total += M * N // (4 * w) * w
+    return total > MAX_KERNEL_MULADDS
 
 
 def loops_dot(op, w: int, target, vectorize: bool = True) -> bool:
@@ -143,9 +163,10 @@ def looped_dots(kernel, w: int, target, vectorize: bool = True) -> frozenset:
     return frozenset(looped)
 
 
-def trips_visits(op, w: int, target) -> int:
-    """Loop-header visits of `op` lowered as a loop over k: K/U trips plus the final check."""
-    return _shape(op)[2] // dot_copies(op, w, target) + 1
+def trips_visits(op, w: int, target, reads: dot_operands.Analysis) -> int:
+    """Loop-header visits of `op` lowered as a loop over k: K/U trips plus the final check
+    (`reads`: plan_dot_reads, which dot_copies asks)."""
+    return _shape(op)[2] // dot_copies(op, w, target, reads) + 1
 
 
 def is_looped(lw, op) -> bool:
@@ -159,8 +180,10 @@ def plan_dot_reads(kernel, w: int, target, coop_dots=(), vectorize: bool = True)
     themselves; decided before lowering, so the shared scratch can be sized for what is staged."""
     looped = looped_dots(kernel, w, target, vectorize) - frozenset(coop_dots)
     sg = subgroup.available(target, w)
-    return dot_operands.Analysis(kernel, lambda op: id(op) in looped,
-                                 bool(sg.get("whole") and sg.get("broadcast")))
+    an = dot_operands.Analysis(kernel, lambda op: id(op) in looped,
+                               bool(sg.get("whole") and sg.get("broadcast")))
+    an.crowded = _crowded(kernel, looped, w)      # for dot_copies
+    return an
 
 
 def analysis(lw) -> dot_operands.Analysis:
@@ -205,9 +228,9 @@ def lower_dot_looped(lw, op):
     wt = em.type_of(work)
     v4 = em.b.type_vector(wt, 4)
     R = N // (4 * W)                  # vec4 register blocks per row of C (and of B)
-    U = dot_copies(op, W, lw.caps)
     an = analysis(lw)
     a_load = an.operand_load(op, 0)
+    U = dot_copies(op, W, lw.caps, an)
     b_read = an.operand_read(op, 1)
     b_load, b_transposed = b_read if b_read else (None, False)
     a_mode = "shared"
