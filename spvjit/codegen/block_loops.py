@@ -8,7 +8,8 @@ whose layouts allow it becomes one loop over k instead, its body a fixed sequenc
 accumulator's vec4 register blocks:
 
     A and B read by the loop itself where they are affine loads (dot_operands.py), else
-    A staged in shared memory (A[i, k] at word i*K + k), B in a Function-storage array of vec4
+    A staged in shared memory (A[i, k] at word i*K + k; an f16 A as packed halves, two rows
+    per uvec4, staged_pairs.py), B in a Function-storage array of vec4
     acc[c] (vec4, c over C's register blocks) <- C's registers
     for k in 0, U, 2U, ... < K:                (U copies of the step per trip: W where W | K,
                                                 on CPU drivers while the body stays small)
