@@ -47,17 +47,19 @@ def _shape(op):
     return M, N, K
 
 
-MAX_BODY_MULADDS = 256
+MAX_BODY_MULADDS = 128
      # vec4 multiply-adds in one trip of a dot's loop (accumulator blocks x copies of the step)
      # up to which a CPU driver gets W copies; bigger bodies get 4 where A is staged or where
-     # the kernel's looped dots are many (MAX_KERNEL_MULADDS).  A staged A costs M per-lane
-     # shared loads per 4 steps, each a loop over the lanes on lavapipe 22.3; the forward of
+     # the kernel's looped dots are many (MAX_KERNEL_MULADDS).  Every copy of the step reads A
+     # for each row: a staged A is M per-lane shared loads per 4 steps, each a loop over the
+     # lanes on lavapipe 22.3, an A the loop reads is M vec4 texel fetches.  The forward of
      # tutorial 06 at 32x32 blocks, HEAD_DIM 64, compiled in 25 s of driver CPU with 8 copies
-     # and 18 s with 4, with the same or better run time (fewer accumulator copies per step
-     # are carried around the loop, but no fewer multiply-adds).  Where the loop reads A
-     # itself (vec4 texel fetches, no loops) a lone dot keeps W: the tutorial matmul's
-     # 64x64x32 ran 10-15% slower with 4 steps per trip (a helper's measurement,
-     # docs/PERFORMANCE.md) for a small gain in compile time
+     # everywhere, 18 s with 4 on its P V (a limit of 256) and 12.7 s with 4 on its Q K^T too
+     # (128; 14.2 s at 256 in the same alternating runs), with the same or better run time
+     # (fewer accumulator copies carried around the loop per step, no fewer multiply-adds).
+     # Where the loop reads A itself a lone dot keeps
+     # W: the tutorial matmul's 64x64x32 ran 10-15% slower with 4 steps per trip (a helper's
+     # measurement, docs/PERFORMANCE.md) for a small gain in compile time
 MAX_KERNEL_MULADDS = 1024
      # the looped dots of a kernel together, at W copies, above which their big bodies get 4
      # copies also where the loop reads A: tutorial 06's dK/dV at 32x64 blocks (four dots,
