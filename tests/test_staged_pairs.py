@@ -71,8 +71,9 @@ def test_packed_f16_a_matches_numpy(mode, M, N, K, mask_cols, always_loop):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_f32_a_keeps_word_staging(mode, always_loop):
-    got, want = _run(mode, 16, 32, 32, sl.float32, 25)
+@pytest.mark.parametrize("M,N", [(16, 32), (64, 64)])     # 8 and (a big body) 4 steps per trip
+def test_f32_a_keeps_word_staging(mode, M, N, always_loop):
+    got, want = _run(mode, M, N, 32, sl.float32, 25)
     # f32 A and B: K = 32 products of f32 values, another order of additions than numpy's
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-5)
 
