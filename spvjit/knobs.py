@@ -39,6 +39,9 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("SPVJIT_DISABLE_COOPMAT", "flag", False, "never use cooperative matrices", lowering=True),
     Knob("SPVJIT_DISABLE_COOPMAT2", "flag", False, "never use VK_NV_cooperative_matrix2 (flexible "
          "matrix dimensions); VK_KHR_cooperative_matrix stays", lowering=True),
+    Knob("SPVJIT_CPU_COOPMAT", "flag", False, "CPU drivers (Mesa 26.1's lavapipe): compile for the cooperative "
+         "matrices they emulate; off by default, as there they compile and run slower than the blocked "
+         "path (scripts/coopmat-env turns it on, to test that path)", lowering=True),
     Knob("SPVJIT_DISABLE_TUNING", "flag", False, "ignore the block sizes `spvjit tune` stored"),
     Knob("SPVJIT_PRINT_AUTOTUNING", "flag", False, "print each autotuning result"),
     Knob("SPVJIT_DEBUG", "flag", False, "check tl.device_assert on the device too, as Triton's "

@@ -109,6 +109,9 @@ def _coopmat_device_when_required(request):
         pytest.fail(f"SPVJIT_REQUIRE_COOPMAT=1 but the device {caps.name} ({caps.driver_name} "
                     f"{caps.driver_info}) reports no VK_KHR_cooperative_matrix configurations; "
                     "run the test through scripts/coopmat-env", pytrace=False)
+    if not get_device().kernel_caps.cooperative_matrix:
+        pytest.fail(f"SPVJIT_REQUIRE_COOPMAT=1 but kernels for {caps.name} leave its emulated cooperative "
+                    "matrices alone; set SPVJIT_CPU_COOPMAT=1 (scripts/coopmat-env run does)", pytrace=False)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -161,7 +161,7 @@ def test_kloop_accumulator_is_carried_as_cooperative_matrices(monkeypatch, acc_f
 
 def _coopmat_device_or_skip():
     dev = get_device()
-    if not dev.caps.cooperative_matrix:
+    if not dev.kernel_caps.cooperative_matrix:
         if spvjit.knobs.get("SPVJIT_REQUIRE_COOPMAT"):
             pytest.fail(f"{dev.caps.name} reports no cooperative matrices, and SPVJIT_REQUIRE_COOPMAT is set")
         pytest.skip(f"{dev.caps.name} has no cooperative matrices (run under scripts/coopmat-env)")
@@ -197,7 +197,7 @@ def test_kloop_matmul_on_a_coopmat_device(M, N, K, BM, BN, BK, acc_f16, warps, m
 
 def test_i8_kloop_matmul_on_a_coopmat_device(monkeypatch):
     dev = _coopmat_device_or_skip()
-    if not any(c.a_type == "i8" for c in dev.caps.cooperative_matrix):
+    if not any(c.a_type == "i8" for c in dev.kernel_caps.cooperative_matrix):
         pytest.skip("no i8 cooperative matrices")
     monkeypatch.delenv("SPVJIT_DISABLE_COOPMAT", raising=False)
     rng = np.random.default_rng(3)

@@ -109,7 +109,7 @@ def test_target_without_coopmat2_gets_the_khr_shapes(monkeypatch):
 # ---- on a device with flexible dimensions (Mesa 26.1 lavapipe) -----------------------------
 
 def _flexible_device_or_skip():
-    caps = get_device().caps
+    caps = get_device().kernel_caps
     cm2 = caps.cooperative_matrix2
     if cm2 is None or not cm2.has("flexible_dimensions"):
         if spvjit.knobs.get("SPVJIT_REQUIRE_COOPMAT") and caps.cooperative_matrix:

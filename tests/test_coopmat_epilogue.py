@@ -200,7 +200,7 @@ def test_unaligned_stride_falls_back_to_element_stores(monkeypatch):
 
 def _coopmat_device_or_skip():
     dev = get_device()
-    if not dev.caps.cooperative_matrix:
+    if not dev.kernel_caps.cooperative_matrix:
         pytest.skip(f"{dev.caps.name} has no cooperative matrices (run under scripts/coopmat-env)")
     return dev
 

@@ -102,7 +102,7 @@ def test_transposed_weight_loads_column_major(monkeypatch):
 @pytest.mark.parametrize("backwards", [False, True])
 def test_direct_loads_on_a_coopmat_device(monkeypatch, backwards):
     dev = get_device()
-    if not dev.caps.cooperative_matrix:
+    if not dev.kernel_caps.cooperative_matrix:
         pytest.skip(f"{dev.caps.name} has no cooperative matrices (run under scripts/coopmat-env)")
     monkeypatch.delenv("SPVJIT_DISABLE_COOPMAT", raising=False)
     rng = np.random.default_rng(5)

@@ -84,7 +84,7 @@ def test_quantized_loop_stays_on_matrices(monkeypatch):
 @pytest.mark.parametrize("M,N,K,BM,BN", [(16, 16, 64, 16, 16), (32, 48, 96, 16, 16)])
 def test_quantized_matmul_on_a_coopmat_device(monkeypatch, M, N, K, BM, BN):
     dev = get_device()
-    if not any(c.a_type == "i8" for c in dev.caps.cooperative_matrix):
+    if not any(c.a_type == "i8" for c in dev.kernel_caps.cooperative_matrix):
         pytest.skip(f"{dev.caps.name} has no i8 cooperative matrices (run under scripts/coopmat-env)")
     monkeypatch.delenv("SPVJIT_DISABLE_COOPMAT", raising=False)
     rng = np.random.default_rng(9)

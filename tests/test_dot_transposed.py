@@ -93,7 +93,7 @@ def _trans_notes(form, M, N, K):
     spec, _ = dot_of_trans.specialize(args, dict(M=M, N=N, K=K, FORM=form))
     kernel = _build_ir(dot_of_trans, spec, optimize=True)
     notes = {}
-    compile_kernel(kernel, Target.of(dev.caps), spec.num_warps, spec.divisibility or {}, notes)
+    compile_kernel(kernel, Target.of(dev.kernel_caps), spec.num_warps, spec.divisibility or {}, notes)
     return [notes.get(id(op), "") for op in kernel.walk() if op.name == "trans"]
 
 

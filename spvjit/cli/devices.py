@@ -7,7 +7,7 @@ import sys
 
 from spvjit.loop_limit import loop_iteration_limit
 from spvjit.runtime import DeviceError, choose_device, get_device, list_devices
-from spvjit.runtime.capabilities import SUBGROUP_OPS
+from spvjit.runtime.capabilities import SUBGROUP_OPS, for_kernels
 
 
 def add_parser(subparsers):
@@ -83,7 +83,9 @@ def describe(caps, selected: bool, loop_limit=_UNPROBED) -> list[str]:
     lines = [f"{mark} [{caps.index}] {caps.name}{tail}"]
     lines += [f"    {key:<18}{value}" for key, value in rows]
     if caps.cooperative_matrix:
-        lines.append(f"    {'coop matrix':<18}{len(caps.cooperative_matrix)} configurations (MxNxK A*B+C->R)")
+        unused = "" if for_kernels(caps).cooperative_matrix else \
+            "; emulated on this CPU driver, so kernels do not use them (SPVJIT_CPU_COOPMAT=1 to use them)"
+        lines.append(f"    {'coop matrix':<18}{len(caps.cooperative_matrix)} configurations (MxNxK A*B+C->R){unused}")
         for c in caps.cooperative_matrix:
             sat = ", saturating" if c.saturating else ""
             lines.append(f"      {c.m}x{c.n}x{c.k} {c.a_type}*{c.b_type}+{c.c_type}->{c.result_type}"

@@ -145,6 +145,33 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
         visits = loop_budget.header_visits(kernel, extra=extra)
         if visits is None or visits + 1 > loop_limit:
             loop_budget.add_exit_checks(kernel)     # adds the hidden status buffer parameter
+    try:
+        return _build(kernel, caps, w, param_div, notes, program_loop, loop_limit, extra, True)
+    except _CoopSharedOverflow as e:
+        # Each coopmat dot fits shared memory on its own, but a kernel with several (the
+        # attention backward's four at 32x64 blocks on Mesa 26.1: 35-44 KiB of 32) may not;
+        # the same kernel without cooperative matrices fits, so it is built that way.
+        if notes is not None:
+            notes.clear()
+        ck = _build(kernel, caps, w, param_div, notes, program_loop, loop_limit, extra, False)
+        if notes is not None:
+            why = f"not on cooperative matrices ({e.shared} bytes of shared memory with them)"
+            for op in kernel.walk():
+                if op.name == "dot":
+                    notes[id(op)] = why + ("; " + notes[id(op)] if id(op) in notes else "")
+        return ck
+
+
+class _CoopSharedOverflow(LoweringError):
+    """The cooperative-matrix arrays and the scratch together exceed the device's shared memory."""
+
+    def __init__(self, message: str, shared: int):
+        super().__init__(message)
+        self.shared = shared
+
+
+def _build(kernel, caps, w, param_div, notes, program_loop, loop_limit, extra, use_coopmat: bool):
+    """The SPIR-V module of `kernel` (already rewritten for the loop budget); reads the IR only."""
     b = ModuleBuilder(version=(1, 3))
     b.capability("Shader")
     b.memory_model("Logical", "GLSL450")
@@ -166,7 +193,7 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
             bd.read_only = bd.write_only = False
             written = None if written is None else written | {bd.index}
     axis = axis_info.analyze(kernel, param_div or {})
-    coop_plan = coopmat.Plan(kernel, caps, w, axis)
+    coop_plan = coopmat.Plan(kernel, caps if use_coopmat else None, w, axis)
     cpu = caps.cpu
     if cpu:
         # lavapipe reads per-lane addresses 2-3x faster through texel buffers than storage buffers
@@ -215,8 +242,9 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
         global_pointers.finish_module(b)
     shared = scratch * 4 + getattr(mem, "coop_shared_bytes", 0)
     if shared > max_shared:
-        raise LoweringError(f"kernel {kernel.name} needs {shared} bytes of shared memory (cooperative-matrix "
-                            f"staging included); the device has {max_shared}; use smaller blocks")
+        raise _CoopSharedOverflow(f"kernel {kernel.name} needs {shared} bytes of shared memory "
+                                  f"(cooperative-matrix staging included); the device has {max_shared}; "
+                                  "use smaller blocks", shared)
     b.end_function()
     b.entry_point("GLCompute", fn, "main")
     b.execution_mode(fn, "LocalSize", w, 1, 1)

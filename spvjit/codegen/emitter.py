@@ -100,6 +100,13 @@ class Emitter:
     def op(self, name: str, rtype: int | None, *operands) -> int:
         return self.b.emit(name, rtype, *operands)
 
+    def exact(self, value: int) -> int:
+        """`value` (a float instruction's result) decorated NoContraction, which drivers built
+        on NIR read as `exact`: no value-changing rewrite.  Narrowing conversions need it: Mesa
+        26.1's lavapipe folded f64(f32(x)) into x, dropping the rounding to f32."""
+        self.b.decorate(value, "NoContraction")
+        return value
+
     def ext(self, rtype: int, inst: str, *operands) -> int:
         return self.b.ext_inst(rtype, self.glsl, inst, *operands)
 

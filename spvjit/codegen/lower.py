@@ -120,7 +120,7 @@ class Lowerer:
         the execution mode when `rte_float16` is set); else float_math's explicit rounding."""
         if self.caps.rounding_rte_float16:
             self.rte_float16 = True
-            return self.em.op("OpFConvert", self.em.type_of_f16(), x)
+            return self.em.exact(self.em.op("OpFConvert", self.em.type_of_f16(), x))
         from .float_math import f32_to_f16
         return f32_to_f16(self.em, x)
 
@@ -417,11 +417,14 @@ class Lowerer:
                 x, src = f64_to_f32_odd(em, x), T.f32
             if dst.name == "bf16":
                 if src.name != "f32":
-                    x = em.op("OpFConvert", em.f32, x)
+                    x = em.exact(em.op("OpFConvert", em.f32, x))
                 return em.round_bf16(x)
             if dst.name == "f16" and src.bits > 16:
-                return self.f32_to_f16(x if em.type_of(src) == em.f32 else em.op("OpFConvert", em.f32, x))
-            return x if em.type_of(src) == rt else em.op("OpFConvert", rt, x)
+                return self.f32_to_f16(x if em.type_of(src) == em.f32 else em.exact(em.op("OpFConvert", em.f32, x)))
+            if em.type_of(src) == rt:
+                return x
+            v = em.op("OpFConvert", rt, x)
+            return em.exact(v) if dst.bits < src.bits else v
         if src.is_float:
             return em.op("OpConvertFToS" if dst.is_signed else "OpConvertFToU", rt, x)
         if dst.is_float:

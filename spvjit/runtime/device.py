@@ -13,7 +13,7 @@ import threading
 import weakref
 from contextlib import contextmanager
 
-from .capabilities import FEATURE_STRUCTS, ChainLink, build_chain
+from .capabilities import FEATURE_STRUCTS, ChainLink, build_chain, for_kernels
 from .commands import CommandBatch
 from .descriptors import DescriptorCache
 from .errors import DeviceError, check
@@ -159,6 +159,12 @@ class Device:
 
     def __repr__(self):
         return f"<spvjit Device {self.caps.index}: {self.caps.name}>"
+
+    @property
+    def kernel_caps(self):
+        """What kernels are compiled for: `caps`, less a CPU driver's emulated cooperative
+        matrices unless SPVJIT_CPU_COOPMAT=1 (capabilities.for_kernels)."""
+        return for_kernels(self.caps)
 
     # -- public API --------------------------------------------------------
     def create_pipeline(self, spirv: bytes, bindings, push_constant_size: int = 0,

@@ -59,7 +59,7 @@ def coopmat_f16_available() -> bool:
     """Whether this device multiplies f16 into f32 on cooperative matrices (and may)."""
     if spvjit.knobs.get("SPVJIT_DISABLE_COOPMAT"):
         return False
-    caps = spvjit.get_device().caps
+    caps = spvjit.get_device().kernel_caps
     return any(c.scope == "subgroup" and (c.a_type, c.b_type, c.c_type, c.result_type) == ("f16", "f16", "f32", "f32")
                for c in caps.cooperative_matrix)
 

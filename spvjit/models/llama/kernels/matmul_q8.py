@@ -83,7 +83,7 @@ def i8_available() -> bool:
     accumulator shares (and may: SPVJIT_DISABLE_COOPMAT)."""
     if spvjit.knobs.get("SPVJIT_DISABLE_COOPMAT"):
         return False
-    cms = [c for c in spvjit.get_device().caps.cooperative_matrix if c.scope == "subgroup"]
+    cms = [c for c in spvjit.get_device().kernel_caps.cooperative_matrix if c.scope == "subgroup"]
     f32 = {(c.m, c.n) for c in cms if c.result_type == "f32"}
     return any((c.a_type, c.b_type, c.c_type, c.result_type) == ("i8", "i8", "i32", "i32") and (c.m, c.n) in f32
                for c in cms)
