@@ -8,6 +8,7 @@ import pytest
 
 import spvjit
 import spvjit.language as sl
+from spvjit.codegen import block_loops
 from spvjit.codegen.compiler import compile_kernel
 from spvjit.codegen.spirv.tools import disassemble
 from spvjit.codegen.target import Target
@@ -161,6 +162,66 @@ def test_the_dot_reads_its_operands_only_where_they_are_affine_loads():
         assert "loop over k" in by_name["dot"] and want in by_name["dot"], (variant, by_name["dot"])
 
 
+@pytest.mark.parametrize("variant,steps", [("tutorial", 8), ("a_used_twice", 4)])
+def test_a_staged_big_accumulator_takes_4_steps_per_trip(variant, steps):
+    """64x64 accumulators (128 vec4 blocks per lane on 8 lanes): where A is staged in shared
+    memory each copy of the k step is 64 per-lane shared loads, so a trip takes 4 steps, not W
+    (block_loops.MAX_BODY_MULADDS); where the loop reads A itself the trip keeps W steps."""
+    target = Target.of(get_device().caps)
+    if not target.cpu or target.subgroup_size != 8:
+        pytest.skip("the rule applies on CPU drivers; sized for 8-lane lavapipe")
+    t = spvjit.tensor(np.zeros((64, 64), np.float32))
+    target = dataclasses.replace(target, dot_unroll_limit=0)
+    _, by_name, _ = _lowered_notes(kloop_dot, target, t, t, t, 64, 64, 64, BM=64, BN=64, BK=32,
+                                   VARIANT=variant)
+    assert f"loop over k ({32 // steps} trips of {steps} steps)" in by_name["dot"], by_name["dot"]
+    spec, _ = kloop_dot.specialize([t, t, t, 64, 64, 64], dict(BM=64, BN=64, BK=32, VARIANT=variant))
+    kernel = _build_ir(kloop_dot, spec, optimize=True)
+    dot = next(op for op in kernel.walk() if op.name == "dot")
+    gpu = dataclasses.replace(target, device_type="discrete")     # unmeasured there: W copies
+    reads = block_loops.plan_dot_reads(kernel, 8, gpu)
+    assert block_loops.dot_copies(dot, 8, gpu, reads) == 8
+    reads.crowded = True          # as in a kernel of several big looped dots: 4 wherever A comes from
+    assert block_loops.dot_copies(dot, 8, target, reads) == 4
+
+
+@spvjit.kernel
+def three_dots(a_ptr, b_ptr, c_ptr, M: sl.constexpr, N: sl.constexpr, K: sl.constexpr):
+    """Three looped dots whose A the loops read (vec4 along k), summed: a kernel whose looped
+    bodies together pass block_loops.MAX_KERNEL_MULADDS, as attention's backward does."""
+    rm = sl.arange(0, M)
+    rn = sl.arange(0, N)
+    rk = sl.arange(0, K)
+    acc = sl.zeros((M, N), dtype=sl.float32)
+    for t in sl.static_range(3):
+        a = sl.load(a_ptr + t * M * K + rm[:, None] * K + rk[None, :])
+        b = sl.load(b_ptr + t * K * N + rk[:, None] * N + rn[None, :])
+        acc += sl.dot(a, b)
+    sl.store(c_ptr + rm[:, None] * N + rn[None, :], acc)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_many_big_looped_dots_take_4_steps_and_match_numpy(mode, always_loop):
+    """32x64 accumulators (64 vec4 blocks on 8 lanes, 512 multiply-adds per trip of 8 steps),
+    three dots: 1536 > 1024, so each trip takes 4 steps although the loops read A."""
+    M, N, K = 32, 64, 32
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal((3, M, K)).astype(np.float32)
+    b = rng.standard_normal((3, K, N)).astype(np.float32)
+    c = spvjit.empty((M, N), np.float32)
+    launch(three_dots, mode)[(1,)](spvjit.tensor(a), spvjit.tensor(b), c, M=M, N=N, K=K)
+    # 3 x 32 f32 products of N(0,1) terms, summed in another order than numpy: |err| < 1e-4
+    want = sum(a[t].astype(np.float64) @ b[t] for t in range(3))
+    np.testing.assert_allclose(c.numpy(), want, atol=1e-4, rtol=1e-5)
+    target = Target.of(get_device().caps)
+    if mode == "device" and target.cpu and target.subgroup_size == 8:
+        ta, tb = spvjit.tensor(a), spvjit.tensor(b)
+        _, _, notes = _lowered_notes(three_dots, dataclasses.replace(target, dot_unroll_limit=0),
+                                     ta, tb, c, M=M, N=N, K=K)
+        dots = [n for n in notes.values() if "loop over k" in n]
+        assert len(dots) == 3 and all("(8 trips of 4 steps)" in n and "A read as vec4" in n for n in dots), dots
+
+
 @pytest.mark.parametrize("BM,BN,BK,variant,loops", [
     (32, 32, 32, "tutorial", True),         # 4096 per lane, both operands read by the loop: a loop
     (32, 32, 32, "a_used_twice", False),    # A would be staged: stays unrolled
@@ -189,7 +250,9 @@ def test_dots_below_the_limit_loop_where_the_loop_reads_both_operands(BM, BN, BK
     visits = dot_forms.extra_visits(ck.workgroup_size, target, kernel)
     dot = next(op for op in kernel.walk() if op.name == "dot")
     unrolled = 0 if "register blocks" in by_name["dot"] else BK + 1     # a staged dot loops over k
-    assert visits(dot) == (BK // block_loops.copies(BK, ck.workgroup_size) + 1 if loops else unrolled)
+    W, a_staged = ck.workgroup_size, variant == "a_used_twice"     # the loop reads A unless used twice
+    want = BK // block_loops.copies(BK, W, BM * BN // (4 * W), a_staged) + 1 if loops else unrolled     # one dot
+    assert visits(dot) == want and (not loops or f"{want - 1} trips" in by_name["dot"]), by_name["dot"]
     # measured on CPU drivers only: a GPU target keeps the shape rule alone (same SPIR-V as before)
     gpu = dataclasses.replace(target, device_type="discrete")
     assert block_loops.looped_dots(kernel, ck.workgroup_size, gpu) == frozenset()

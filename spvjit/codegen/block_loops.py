@@ -8,9 +8,11 @@ whose layouts allow it becomes one loop over k instead, its body a fixed sequenc
 accumulator's vec4 register blocks:
 
     A and B read by the loop itself where they are affine loads (dot_operands.py), else
-    A staged in shared memory (A[i, k] at word i*K + k), B in a Function-storage array of vec4
+    A staged in shared memory (A[i, k] at word i*K + k; an f16 A as packed halves, two rows
+    per uvec4, staged_pairs.py), B in a Function-storage array of vec4
     acc[c] (vec4, c over C's register blocks) <- C's registers
-    for k in 0, U, 2U, ... < K:                (U copies of the step per trip: W where W | K)
+    for k in 0, U, 2U, ... < K:                (U copies of the step per trip: W where W | K,
+                                                on CPU drivers while the body stays small)
         for each block c (row i = c // R, column block cb = c % R):
             acc[c] += A[i, k] * B_blocks[k*R + cb]
 
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 from ..ir import types as T
 from .loop_status import status_binding
-from . import dot_operands, dot_reader, subgroup
+from . import dot_operands, dot_reader, staged_pairs, subgroup
 from .values import LV
 
 STEP_COPIES = (4, 2, 1)
@@ -45,13 +47,53 @@ def _shape(op):
     return M, N, K
 
 
-def copies(K: int, w: int) -> int:
+MAX_BODY_MULADDS = 128
+     # vec4 multiply-adds in one trip of a dot's loop (accumulator blocks x copies of the step)
+     # up to which a CPU driver gets W copies; bigger bodies get 4 where A is staged or where
+     # the kernel's looped dots are many (MAX_KERNEL_MULADDS).  Every copy of the step reads A
+     # for each row: a staged A is M per-lane shared loads per 4 steps, each a loop over the
+     # lanes on lavapipe 22.3, an A the loop reads is M vec4 texel fetches.  The forward of
+     # tutorial 06 at 32x32 blocks, HEAD_DIM 64, compiled in 25 s of driver CPU with 8 copies
+     # everywhere, 18 s with 4 on its P V (a limit of 256) and 12.7 s with 4 on its Q K^T too
+     # (128; 14.2 s at 256 in the same alternating runs), with the same or better run time
+     # (fewer accumulator copies carried around the loop per step, no fewer multiply-adds).
+     # Where the loop reads A itself a lone dot keeps
+     # W: the tutorial matmul's 64x64x32 ran 10-15% slower with 4 steps per trip (a helper's
+     # measurement, docs/PERFORMANCE.md) for a small gain in compile time
+MAX_KERNEL_MULADDS = 1024
+     # the looped dots of a kernel together, at W copies, above which their big bodies get 4
+     # copies also where the loop reads A: tutorial 06's dK/dV at 32x64 blocks (four dots,
+     # 3072 at 8 copies) compiled in 47 s with 8 copies on its two dots that read A and 37 s
+     # with 4; the tutorial matmul (one dot, 1024) is left as it was
+
+
+def copies(K: int, w: int, blocks: int = 0, small_body: bool = False) -> int:
     """Copies of the k step per trip: W where it divides K (then each lane loads one of the W
     A elements of a row that the trip needs, and subgroup broadcasts hand them out), else the
-    largest of STEP_COPIES that divides K."""
-    if w > 1 and K % w == 0:
+    largest of STEP_COPIES that divides K.  With `small_body` W only while `blocks` (the
+    accumulator's vec4 register blocks) times W stays within MAX_BODY_MULADDS."""
+    if w > 1 and K % w == 0 and not (small_body and blocks * w > MAX_BODY_MULADDS):
         return w
     return next(u for u in STEP_COPIES if K % u == 0)
+
+
+def dot_copies(op, w: int, target, reads: dot_operands.Analysis) -> int:
+    """copies() for `op` (a dot lowered as a loop over k) on `target`: small bodies on CPU
+    drivers where A is staged (the loop does not read it from memory itself) or where the
+    kernel's looped dots are many (`reads`: plan_dot_reads, which knows both)."""
+    M, N, K = _shape(op)
+    small = getattr(target, "cpu", False) and (reads.operand_load(op, 0) is None or reads.crowded)
+    return copies(K, w, M * N // (4 * w), small)
+
+
+def _crowded(kernel, looped, w: int) -> bool:
+    """The looped dots' bodies at W copies together exceed MAX_KERNEL_MULADDS."""
+    total = 0
+    for op in kernel.walk():
+        if id(op) in looped:
+            M, N, _ = _shape(op)
+            total += M * N // (4 * w) * w
+    return total > MAX_KERNEL_MULADDS
 
 
 def loops_dot(op, w: int, target, vectorize: bool = True) -> bool:
@@ -124,10 +166,10 @@ def looped_dots(kernel, w: int, target, vectorize: bool = True) -> frozenset:
     return frozenset(looped)
 
 
-def trips_visits(op, w: int) -> int:
-    """Loop-header visits of `op` lowered as a loop over k: K/U trips plus the final check."""
-    K = _shape(op)[2]
-    return K // copies(K, w) + 1
+def trips_visits(op, w: int, target, reads: dot_operands.Analysis) -> int:
+    """Loop-header visits of `op` lowered as a loop over k: K/U trips plus the final check
+    (`reads`: plan_dot_reads, which dot_copies asks)."""
+    return _shape(op)[2] // dot_copies(op, w, target, reads) + 1
 
 
 def is_looped(lw, op) -> bool:
@@ -141,8 +183,10 @@ def plan_dot_reads(kernel, w: int, target, coop_dots=(), vectorize: bool = True)
     themselves; decided before lowering, so the shared scratch can be sized for what is staged."""
     looped = looped_dots(kernel, w, target, vectorize) - frozenset(coop_dots)
     sg = subgroup.available(target, w)
-    return dot_operands.Analysis(kernel, lambda op: id(op) in looped,
-                                 bool(sg.get("whole") and sg.get("broadcast")))
+    an = dot_operands.Analysis(kernel, lambda op: id(op) in looped,
+                               bool(sg.get("whole") and sg.get("broadcast")))
+    an.crowded = _crowded(kernel, looped, w)      # for dot_copies
+    return an
 
 
 def analysis(lw) -> dot_operands.Analysis:
@@ -187,9 +231,9 @@ def lower_dot_looped(lw, op):
     wt = em.type_of(work)
     v4 = em.b.type_vector(wt, 4)
     R = N // (4 * W)                  # vec4 register blocks per row of C (and of B)
-    U = copies(K, W)
     an = analysis(lw)
     a_load = an.operand_load(op, 0)
+    U = dot_copies(op, W, lw.caps, an)
     b_read = an.operand_read(op, 1)
     b_load, b_transposed = b_read if b_read else (None, False)
     a_mode = "shared"
@@ -231,6 +275,15 @@ def lower_dot_looped(lw, op):
             if ku not in steps:
                 steps[ku] = ra.a_step(ku, K)
             return ra.a_element(bases[i], i, ku, K, steps[ku])
+    elif staged_pairs.applies(lw, a_t, U):   # f16 A -> shared memory as packed halves
+        lw.note(op, "A in shared memory as f16 pairs, two rows and 4 steps per uvec4")
+        em.barrier()
+        staged_pairs.store(lw, a.regs, M, K)
+        em.barrier()
+        pairs = staged_pairs.Reader(lw, M)
+
+        def a_at(i, k, u, ku):
+            return pairs.at(i, k, u)
     else:                             # A -> shared memory, word i*K + k (its flat index)
         if not (K % 4 or U % 4):
             lw.note(op, "A read from shared memory 4 steps per uvec4")

@@ -32,6 +32,7 @@ def extra_visits(w: int, target, kernel, vectorize: bool = True):
     without a Lowerer: cooperative-matrix dots never meet a loop limit (it is gone in the
     Mesa 26 lavapipe that has them), so only looped, register-block and staged dots count."""
     looped = block_loops.looped_dots(kernel, w, target, vectorize)
+    reads = block_loops.plan_dot_reads(kernel, w, target, (), vectorize) if looped else None
     sg = subgroup.available(target, w)
     layout = _Layout(w, vectorize)
 
@@ -39,7 +40,7 @@ def extra_visits(w: int, target, kernel, vectorize: bool = True):
         if op.name != "dot" or len(op.operands[0].type.shape) != 2 or len(op.operands[1].type.shape) != 2:
             return 0
         if id(op) in looped:
-            return block_loops.trips_visits(op, w)
+            return block_loops.trips_visits(op, w, target, reads)
         if sg.get("whole") and sg.get("broadcast") and _plan(layout, op) is not None:
             return 0
         return op.operands[0].type.shape[1] + 1
