@@ -96,6 +96,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.coopmat)
 
 
+@pytest.fixture
+def always_loop(monkeypatch):
+    """Every dot whose layout allows it becomes a loop, so small tiles exercise the loop form
+    (test_big_tiles.py, test_staged_pairs.py)."""
+    monkeypatch.setenv("SPVJIT_DOT_UNROLL_LIMIT", "0")
+
+
 @pytest.fixture(autouse=True)
 def _coopmat_device_when_required(request):
     """In the coopmat stage a coopmat test on a device without cooperative matrices fails."""

@@ -22,12 +22,6 @@ def launch(kernel, mode):
     return spvjit.interpret(kernel) if mode == "interpreter" else kernel
 
 
-@pytest.fixture
-def always_loop(monkeypatch):
-    """Every dot whose layout allows it becomes a loop, so small tiles exercise the loop form."""
-    monkeypatch.setenv("SPVJIT_DOT_UNROLL_LIMIT", "0")
-
-
 @spvjit.kernel
 def tile_dot(a_ptr, b_ptr, c_ptr, M: sl.constexpr, N: sl.constexpr, K: sl.constexpr, OUT: sl.constexpr):
     rm = sl.arange(0, M)

@@ -19,12 +19,6 @@ def launch(kernel, mode):
     return spvjit.interpret(kernel) if mode == "interpreter" else kernel
 
 
-@pytest.fixture
-def always_loop(monkeypatch):
-    """Every dot whose layout allows it becomes a loop, so small tiles exercise the loop form."""
-    monkeypatch.setenv("SPVJIT_DOT_UNROLL_LIMIT", "0")
-
-
 @spvjit.kernel
 def computed_a_dot(x_ptr, b_ptr, c_ptr, mask_cols, M: sl.constexpr, N: sl.constexpr, K: sl.constexpr,
                    DT: sl.constexpr):
