@@ -127,7 +127,7 @@ def test_each_way_of_reading_a_matches_numpy(needs_device, always_loop, K, BK, w
     M, N = 45, 70
     a, b = _operands(M, N, K, np.float32, seed=11)
     ta, tb, c = spvjit.tensor(a), spvjit.tensor(b), spvjit.zeros((M, N), np.float32)
-    target = dataclasses.replace(Target.of(get_device().caps), dot_unroll_limit=0)
+    target = dataclasses.replace(Target.of(get_device().kernel_caps), dot_unroll_limit=0)
     _, by_name, _ = _lowered_notes(kloop_dot, target, ta, tb, c, M, N, K, BM=BM, BN=BN, BK=BK,
                                    VARIANT="tutorial")
     assert want in by_name["dot"], by_name["dot"]
@@ -146,7 +146,7 @@ def _lowered_notes(jitfn, target, *args, **kwargs):
 
 
 def test_the_dot_reads_its_operands_only_where_they_are_affine_loads():
-    target = dataclasses.replace(Target.of(get_device().caps), dot_unroll_limit=0)
+    target = dataclasses.replace(Target.of(get_device().kernel_caps), dot_unroll_limit=0)
     t = spvjit.tensor(np.zeros((64, 64), np.float32))
     for variant, want in [("tutorial", "A read as vec4 in the loop, B loaded in the loop"),
                           ("a_used_twice", "A in shared memory, B loaded in the loop"),
@@ -161,7 +161,7 @@ def test_a_staged_big_accumulator_takes_4_steps_per_trip(variant, steps):
     """64x64 accumulators (128 vec4 blocks per lane on 8 lanes): where A is staged in shared
     memory each copy of the k step is 64 per-lane shared loads, so a trip takes 4 steps, not W
     (block_loops.MAX_BODY_MULADDS); where the loop reads A itself the trip keeps W steps."""
-    target = Target.of(get_device().caps)
+    target = Target.of(get_device().kernel_caps)
     if not target.cpu or target.subgroup_size != 8:
         pytest.skip("the rule applies on CPU drivers; sized for 8-lane lavapipe")
     t = spvjit.tensor(np.zeros((64, 64), np.float32))
@@ -207,7 +207,7 @@ def test_many_big_looped_dots_take_4_steps_and_match_numpy(mode, always_loop):
     # 3 x 32 f32 products of N(0,1) terms, summed in another order than numpy: |err| < 1e-4
     want = sum(a[t].astype(np.float64) @ b[t] for t in range(3))
     np.testing.assert_allclose(c.numpy(), want, atol=1e-4, rtol=1e-5)
-    target = Target.of(get_device().caps)
+    target = Target.of(get_device().kernel_caps)
     if mode == "device" and target.cpu and target.subgroup_size == 8:
         ta, tb = spvjit.tensor(a), spvjit.tensor(b)
         _, _, notes = _lowered_notes(three_dots, dataclasses.replace(target, dot_unroll_limit=0),
@@ -231,7 +231,7 @@ def test_dots_below_the_limit_loop_where_the_loop_reads_both_operands(BM, BN, BK
     still becomes a loop over k where both operands are loads the loop reads itself; the
     loop budget's visit counts (extra_visits) follow the same choice."""
     from spvjit.codegen import block_loops, dot_forms
-    target = Target.of(get_device().caps)
+    target = Target.of(get_device().kernel_caps)
     if not target.cpu:
         pytest.skip("the operand-aware rule applies on CPU drivers (8-lane lavapipe here)")
     assert target.dot_unroll_limit == 8192
@@ -322,7 +322,7 @@ def test_a_read_as_vec4_through_storage_buffers(needs_device, dt):
     M = N = K = 64
     a, b = _operands(M, N, K, dt, seed=5)
     ta, tb, c = spvjit.tensor(a), spvjit.tensor(b), spvjit.empty((M, N), np.float32)
-    target = dataclasses.replace(Target.of(get_device().caps), max_texel_buffer_elements=0)
+    target = dataclasses.replace(Target.of(get_device().kernel_caps), max_texel_buffer_elements=0)
     spec, _ = tile_dot.specialize([ta, tb, c], dict(M=M, N=N, K=K, OUT=sl.float32))
     notes = {}
     kernel = _build_ir(tile_dot, spec, optimize=True)
@@ -370,7 +370,7 @@ def test_a_loaded_before_the_loop_is_read_by_the_dot_only_when_nothing_writes_in
     buf[:32 * 32] = q.ravel()                  # q's rows, then room for o when o is q's memory
     tq, tk = spvjit.tensor(buf), spvjit.tensor(k)
     o = tq if write == 2 else spvjit.zeros((32, 64), np.float32)
-    target = dataclasses.replace(Target.of(get_device().caps), dot_unroll_limit=0)
+    target = dataclasses.replace(Target.of(get_device().kernel_caps), dot_unroll_limit=0)
     _, by_name, _ = _lowered_notes(outer_operand_dot, target, tq, tk, o, 3, WRITE=write)
     assert "loop over k" in by_name["dot"], by_name["dot"]
     assert ("A in shared memory" in by_name["dot"]) == bool(write), by_name["dot"]
@@ -409,7 +409,7 @@ def test_one_load_read_by_two_dots_one_through_trans(store_between, always_loop)
     x = rng.standard_normal((trips * 32, 32)).astype(np.float32)
     a, b = (rng.standard_normal((32, 32)).astype(np.float32) for _ in range(2))
     tx, c1, c2 = spvjit.tensor(x), spvjit.zeros((32, 32), np.float32), spvjit.zeros((32, 32), np.float32)
-    target = dataclasses.replace(Target.of(get_device().caps), dot_unroll_limit=0)
+    target = dataclasses.replace(Target.of(get_device().kernel_caps), dot_unroll_limit=0)
     _, _, notes = _lowered_notes(shared_operand_dots, target, tx, tx, tx, c1, c2, n_rows, trips,
                                  STORE_BETWEEN=store_between)
     text = "\n".join(notes.values())

@@ -78,7 +78,7 @@ def _longest_same_opcode_run(spirv: bytes, opcodes) -> int:
 def _spirv(BM, BN):
     t = spvjit.tensor(np.zeros(BM * BN, np.float32))
     spec, _ = chain.specialize([t, t, t, t, t, 0.5], dict(BM=BM, BN=BN))
-    ck = compile_kernel(_build_ir(chain, spec, optimize=True), Target.of(get_device().caps),
+    ck = compile_kernel(_build_ir(chain, spec, optimize=True), Target.of(get_device().kernel_caps),
                         spec.num_warps, spec.divisibility or {})
     return ck, ck.workgroup_size
 

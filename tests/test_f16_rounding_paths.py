@@ -50,7 +50,7 @@ def test_f32_and_int_to_f16_round_to_nearest_even(rte):
     out, out_i = spvjit.empty(x.size, np.float16), spvjit.empty(x.size, np.float16)
     args = [spvjit.tensor(x), spvjit.tensor(ints), out, out_i, x.size]
     spec, _ = to_f16.specialize(args, {"BLOCK": 1024})
-    target = dataclasses.replace(Target.of(dev.caps), rounding_rte_float16=rte)
+    target = dataclasses.replace(Target.of(dev.kernel_caps), rounding_rte_float16=rte)
     ck = compile_kernel(_build_ir(to_f16, spec, optimize=True), target, spec.num_warps, spec.divisibility or {})
     for hook in compile_hooks:          # spirv-val, as for every module the suite compiles
         hook(ck)

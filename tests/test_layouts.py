@@ -98,7 +98,7 @@ def test_gpu_matvec_rows_per_subgroup():
 # ---- the GPU layouts compiled for a 32-lane GPU: their shape --------------------------------
 
 def _compile_for_gpu32(jitfn, *args, **kwargs):
-    target = dataclasses.replace(Target.of(get_device().caps), device_type="discrete", subgroup_size=32,
+    target = dataclasses.replace(Target.of(get_device().kernel_caps), device_type="discrete", subgroup_size=32,
                                  max_texel_buffer_elements=0)
     spec, _ = jitfn.specialize(list(args), dict(kwargs))
     ck = compile_kernel(_build_ir(jitfn, spec, optimize=True), target, spec.num_warps, spec.divisibility or {})

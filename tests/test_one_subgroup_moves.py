@@ -78,7 +78,7 @@ def _notes(jitfn, args, kwargs):
     spec, _ = jitfn.specialize(args, kwargs)
     kernel = _build_ir(jitfn, spec, optimize=True)
     notes = {}
-    compile_kernel(kernel, Target.of(dev.caps), spec.num_warps, spec.divisibility or {}, notes)
+    compile_kernel(kernel, Target.of(dev.kernel_caps), spec.num_warps, spec.divisibility or {}, notes)
     return [(op.name, notes.get(id(op), "")) for op in kernel.walk()]
 
 

@@ -99,7 +99,7 @@ def test_a_64x64_transpose_takes_a_quarter_of_the_shared_accesses():
     """trans of a 64x64 f32 tile on 8 lanes: 512 registers per lane.  Word by word that was 512
     Workgroup stores and 512 loads per trans; as uvec4 (each lane's 4x4 blocks, stored in
     destination order) it is 128 of each."""
-    target = Target.of(get_device().caps)
+    target = Target.of(get_device().kernel_caps)
     if not target.cpu or target.subgroup_size != 8:
         pytest.skip("counts worked out for one 8-lane subgroup (lavapipe)")
     t = spvjit.tensor(np.zeros((64, 64), np.float32))
@@ -120,7 +120,7 @@ def test_the_looped_dot_reads_staged_a_four_steps_per_uvec4(needs_device, monkey
     M, N, K, BM, BN = 45, 70, 40, 32, 32
     a, b = _operands(M, N, K, np.float32, seed=3)
     ta, tb, c = spvjit.tensor(a), spvjit.tensor(b), spvjit.zeros((M, N), np.float32)
-    target = dataclasses.replace(Target.of(get_device().caps), dot_unroll_limit=0)
+    target = dataclasses.replace(Target.of(get_device().kernel_caps), dot_unroll_limit=0)
     _, notes = _compile(kloop_dot, target, ta, tb, c, M, N, K, BM=BM, BN=BN, BK=BK, VARIANT="a_used_twice")
     assert "A in shared memory" in notes["dot"] and "4 steps per uvec4" in notes["dot"], notes["dot"]
     grid = (spvjit.cdiv(M, BM), spvjit.cdiv(N, BN))
@@ -157,7 +157,7 @@ def test_staged_row_reductions_read_four_words_at_a_time(needs_device, M, N, dt,
     want = {"sum": lambda a: a.sum(axis=1), "max": lambda a: a.max(axis=1),
             "argmax": lambda a: a.argmax(axis=1).astype(np.int32)}[kind](xs)
     y = spvjit.empty((M,), want.dtype)
-    target = Target.of(get_device().caps)
+    target = Target.of(get_device().kernel_caps)
     ck, notes = _compile(reduce_rows, target, spvjit.tensor(xs), y, M=M, N=N, KIND=kind)
     if target.cpu and target.subgroup_size == 8:
         assert "shared memory" in notes["reduce"], notes["reduce"]

@@ -77,7 +77,7 @@ def _notes_and_loads(M, N, K, dt, limit):
     t = spvjit.tensor(np.zeros((M * max(N, K),), np.float32))
     spec, _ = computed_a_dot.specialize([t, t, t, K], dict(M=M, N=N, K=K, DT=dt))
     kernel = _build_ir(computed_a_dot, spec, optimize=True)
-    target = dataclasses.replace(Target.of(get_device().caps), dot_unroll_limit=limit)
+    target = dataclasses.replace(Target.of(get_device().kernel_caps), dot_unroll_limit=limit)
     notes = {}
     ck = compile_kernel(kernel, target, spec.num_warps, spec.divisibility or {}, notes)
     dot = next(op for op in kernel.walk() if op.name == "dot")
