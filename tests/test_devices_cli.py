@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from spvjit import knobs as spvjit_knobs
+
 NO_DRIVER = {"VK_ICD_FILENAMES": "/nonexistent.json", "VK_DRIVER_FILES": "/nonexistent.json"}
 
 
@@ -70,6 +72,9 @@ def test_devices_json(has_device):
                 "max_shared_memory", "cooperative_matrix", "memory_heaps", "extensions"):
         assert key in dev
     assert isinstance(dev["cooperative_matrix"], list)
+    uses = dev["kernels_use_cooperative_matrices"]   # a CPU driver's only with SPVJIT_CPU_COOPMAT=1
+    assert uses == (bool(dev["cooperative_matrix"])
+                    and (dev["device_type"] != "cpu" or spvjit_knobs.get("SPVJIT_CPU_COOPMAT")))
     cm2 = dev["cooperative_matrix2"]      # null where the device lacks VK_NV_cooperative_matrix2
     if cm2 is not None:
         assert isinstance(cm2["features"], list) and isinstance(cm2["flexible"], list)

@@ -124,6 +124,8 @@ def run(args) -> int:
     if args.json:
         info = [c.to_dict() for c in devices]
         for c, d in zip(devices, info):
+            # false for a CPU driver's emulated matrices unless SPVJIT_CPU_COOPMAT=1 (for_kernels)
+            d["kernels_use_cooperative_matrices"] = bool(for_kernels(c).cooperative_matrix)
             if c.index == selected:
                 d["loop_iteration_limit"] = limit
         print(json.dumps({"selected": selected, "devices": info}, indent=2))
