@@ -31,15 +31,14 @@ def extra_visits(w: int, target, kernel, vectorize: bool = True):
     will be lowered (the choice depends on the dots' operands).  The choice repeats `form`
     without a Lowerer: cooperative-matrix dots never meet a loop limit (it is gone in the
     Mesa 26 lavapipe that has them), so only looped, register-block and staged dots count."""
-    looped = block_loops.looped_dots(kernel, w, target, vectorize)
-    reads = block_loops.plan_dot_reads(kernel, w, target, (), vectorize) if looped else None
+    reads = block_loops.plan_dot_reads(kernel, w, target, (), vectorize)   # knows the looped dots
     sg = subgroup.available(target, w)
     layout = _Layout(w, vectorize)
 
     def visits(op) -> int:
         if op.name != "dot" or len(op.operands[0].type.shape) != 2 or len(op.operands[1].type.shape) != 2:
             return 0
-        if id(op) in looped:
+        if reads.looped(op):
             return block_loops.trips_visits(op, w, target, reads)
         if sg.get("whole") and sg.get("broadcast") and _plan(layout, op) is not None:
             return 0

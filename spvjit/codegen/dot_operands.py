@@ -56,13 +56,18 @@ def _users(kernel) -> tuple[dict[int, list], dict[int, object], dict[int, Operat
 _WRITES = ("store", "atomic_rmw", "atomic_cas")
 
 
+def _may_write(op) -> bool:
+    """`op`, or an op in its regions, writes memory."""
+    return op.name in _WRITES or any(o.name in _WRITES for r in op.regions for o in r.walk())
+
+
 def _writes_between(block, first, last) -> bool:
     """Whether an op after `first` and before `last` in `block` may write memory."""
     inside = False
     for op in block.ops:
         if op is last:
             return False
-        if inside and (op.name in _WRITES or any(o.name in _WRITES for r in op.regions for o in _walk(r))):
+        if inside and _may_write(op):
             return True
         inside = inside or op is first
     return True                       # `last` not in the block: assume the worst
@@ -88,15 +93,8 @@ def _reread_check(block_of, owner_of):
                 return False
         if _writes_between(home, load, holder):
             return False
-        return holder is dot or not any(o.name in _WRITES for r in holder.regions for o in _walk(r))
+        return holder is dot or not _may_write(holder)     # (holder: a loop or branch op)
     return ok
-
-
-def _walk(block):
-    for op in block.ops:
-        yield op
-        for region in op.regions:
-            yield from _walk(region)
 
 
 class Analysis:
