@@ -153,6 +153,19 @@ def test_without_the_features_nothing_changes(monkeypatch):
     assert "%uint_16 %uint_32 %uint_2" in text          # the 16x32 flexible accumulator
 
 
+def test_reductions_without_per_element_operations_merge_tiles_component_by_component(monkeypatch):
+    """Reductions reported but not per-element operations: the max/min of a row of two 8x8
+    tiles merges them over the invocation's components (coopmat_values.by_components), then
+    reduces on the matrices; sum merges them with OpFAdd on matrices."""
+    _with_coopmat2(monkeypatch)
+    ck = _compile(_reductions_ir(8, 16, 8, 1), lavapipe26_target(("flexible_dimensions", "reductions")),
+                  num_warps=1)
+    text = disassemble(ck.spirv)
+    assert text.count("OpCooperativeMatrixReduceNV") == 3            # sum, max, min of the one tile row
+    assert "OpCooperativeMatrixPerElementOpNV" not in text
+    assert text.count("OpCooperativeMatrixLengthKHR") >= 2           # the max and the min merges
+
+
 @spvjit.kernel
 def max_sub_exp2(a_ptr, b_ptr, c_ptr, K, BM: sl.constexpr, BN: sl.constexpr, BK: sl.constexpr,
                  PLAIN: sl.constexpr):

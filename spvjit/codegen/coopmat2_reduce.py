@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from ..ir import types as T
 from . import coopmat2_functions as fns
-from .coopmat_values import ROW_MAJOR, CoopValue, _shared_array, _Tiles
+from .coopmat_values import ROW_MAJOR, CoopValue, _shared_array, _Tiles, by_components
 from .values import LV
 
 KINDS = ("sum", "max", "min")
@@ -105,18 +105,8 @@ def _merge(lw, kind, elem, tc, x, y):
         return em.op("OpCooperativeMatrixPerElementOpNV", tc, x, fns.pair_function(lw, kind, elem), y)
     # the invocation's own components, index by index (one type: the same positions)
     ct = em.type_of(elem)
-    pc = em.b.type_pointer("Function", ct)
-    xv, yv, out = em.local_var(tc, x), em.local_var(tc, y), em.local_var(tc)
-    length = em.op("OpBitcast", em.i32, em.op("OpCooperativeMatrixLengthKHR", em.u32, tc))
-
-    def body(i):
-        a = em.op("OpLoad", ct, em.op("OpAccessChain", pc, xv, i))
-        b = em.op("OpLoad", ct, em.op("OpAccessChain", pc, yv, i))
-        em.op("OpStore", None, em.op("OpAccessChain", pc, out, i), fns.combine(em, kind, elem, ct, a, b))
-
-    with lw.scope():
-        em.counted_loop(length, body)
-    return em.load_var(tc, out)
+    return by_components(lw, elem, elem, tc, tc, [x, y], ["matrix", "matrix"],
+                         lambda a, b: fns.combine(em, kind, elem, ct, a, b))
 
 
 def lower_reduce(lw, op, cfg, groups) -> None:

@@ -41,7 +41,8 @@ from ..ir import types as T
 from ..ir.core import Operation
 from ..ir.ops import OP_INFO
 from . import coopmat2, coopmat2_functions, coopmat2_position, coopmat2_reduce, coopmat_affine, remat
-from .coopmat_values import ROW_MAJOR, CoopValue, _shared_array, _stage, _Tiles, tile_type, to_blocked
+from .coopmat_values import (ROW_MAJOR, CoopValue, _shared_array, _stage, _Tiles, by_components, tile_type,
+                             to_blocked)
 from .values import LV
 
 SCOPE_SUBGROUP = 3
@@ -262,7 +263,7 @@ def lower_elementwise(lw, op, cfg, kinds) -> None:
         for j, t in enumerate(tiles.index):
             r0, c0 = tiles.row_col(em, t)
             out.append(coopmat2_functions.per_element(
-                lw, op, in_elem, ty.elem, tc_out, [a[j] if isinstance(a, list) else a for a in args], kinds,
+                lw, op, in_elem, ty.elem, tc_out, _tile_args(args, j), kinds,
                 scalar_types, (N, leaves, leaf_ids, r0, c0)))
         lw.note(op, "OpCooperativeMatrixPerElementOpNV, position operands computed per element")
     elif name == "cast":
@@ -287,19 +288,22 @@ def lower_elementwise(lw, op, cfg, kinds) -> None:
         lw.note(op, "on cooperative matrices")
     elif _per_element_nv(lw, op, cfg, in_elem, ty.elem, kinds):
         scalar_types = [em.type_of(v.type.elem) for v in op.operands]
-        out = [coopmat2_functions.per_element(lw, op, in_elem, ty.elem, tc_out,
-                                              [a[j] if isinstance(a, list) else a for a in args],
-                                              kinds, scalar_types)
+        out = [coopmat2_functions.per_element(lw, op, in_elem, ty.elem, tc_out, _tile_args(args, j), kinds,
+                                              scalar_types)
                for j in range(len(tiles.index))]
         lw.note(op, "OpCooperativeMatrixPerElementOpNV")
     else:
-        out = [_per_element(lw, op, in_elem, ty.elem, tc_in, tc_out,
-                            [a[j] if isinstance(a, list) else a for a in args], kinds)
+        out = [_per_element(lw, op, in_elem, ty.elem, tc_in, tc_out, _tile_args(args, j), kinds)
                for j in range(len(tiles.index))]
         lw.note(op, "per element of cooperative matrices")
     cv = CoopValue(cfg, tc_out, out)
     regs = to_blocked(lw, cv, ty) if lw.coop_plan.needs_blocked(op.result) else None
     lw.bind(op, LV(regs, False, coop=cv))
+
+
+def _tile_args(args, j: int) -> list:
+    """The operands for tile j: a matrix operand's j-th tile id, a scalar as it is."""
+    return [a[j] if isinstance(a, list) else a for a in args]
 
 
 def _per_element_nv(lw, op, cfg, in_elem, out_elem, kinds) -> bool:
@@ -314,30 +318,8 @@ def _per_element_nv(lw, op, cfg, in_elem, out_elem, kinds) -> bool:
 
 def _per_element(lw, op, in_elem, out_elem, tc_in, tc_out, args, kinds) -> int:
     """op applied to each of this invocation's components of one tile."""
-    em = lw.em
-    b = em.b
-    ct_in, ct_out = em.type_of(in_elem), em.type_of(out_elem)
-    p_in, p_out = b.type_pointer("Function", ct_in), b.type_pointer("Function", ct_out)
-    vars_ = []
-    for a, kind in zip(args, kinds):
-        if kind == "uniform":
-            vars_.append(None)
-        else:
-            var = em.local_var(tc_in)
-            em.store_var(var, a)
-            vars_.append(var)
-    out_var = em.local_var(tc_out)
-    length = em.op("OpBitcast", em.i32, em.op("OpCooperativeMatrixLengthKHR", em.u32, tc_in))
-
-    def body(i):
-        xs = [em.op("OpLoad", ct_in, em.op("OpAccessChain", p_in, var, i)) if var is not None else a
-              for var, a in zip(vars_, args)]
-        r = lw.scalar_op(op, in_elem, out_elem, *xs)
-        em.op("OpStore", None, em.op("OpAccessChain", p_out, out_var, i), r)
-
-    with lw.scope():
-        em.counted_loop(length, body)
-    return em.load_var(tc_out, out_var)
+    return by_components(lw, in_elem, out_elem, tc_in, tc_out, args, kinds,
+                         lambda *xs: lw.scalar_op(op, in_elem, out_elem, *xs))
 
 
 # ---- lowering: stores ------------------------------------------------------------------------------

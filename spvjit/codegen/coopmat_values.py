@@ -181,3 +181,35 @@ def to_blocked(lw, cv: CoopValue, ty: T.TileType) -> list[int]:
         idx = lw.flat_or_zero(r, M * N)
         out.append(em.op("OpLoad", ct, em.op("OpAccessChain", pc, c_sh, idx)))
     return out
+
+
+def by_components(lw, in_elem: T.DType, out_elem: T.DType, tc_in: int, tc_out: int, args, kinds,
+                  scalar_fn) -> int:
+    """A tile of type tc_out whose components are scalar_fn(the args' same-index components):
+    a loop over this invocation's components (OpCooperativeMatrixLengthKHR, access chains
+    into Function variables).  Exact for position-independent functions of matrices of one
+    type, whose components pair index by index.  `kinds[i] == "uniform"`: args[i] is a scalar
+    passed as it is."""
+    em = lw.em
+    b = em.b
+    ct_in, ct_out = em.type_of(in_elem), em.type_of(out_elem)
+    p_in, p_out = b.type_pointer("Function", ct_in), b.type_pointer("Function", ct_out)
+    vars_ = []
+    for a, kind in zip(args, kinds):
+        if kind == "uniform":
+            vars_.append(None)
+        else:
+            var = em.local_var(tc_in)
+            em.store_var(var, a)
+            vars_.append(var)
+    out_var = em.local_var(tc_out)
+    length = em.op("OpBitcast", em.i32, em.op("OpCooperativeMatrixLengthKHR", em.u32, tc_in))
+
+    def body(i):
+        xs = [em.op("OpLoad", ct_in, em.op("OpAccessChain", p_in, var, i)) if var is not None else a
+              for var, a in zip(vars_, args)]
+        em.op("OpStore", None, em.op("OpAccessChain", p_out, out_var, i), scalar_fn(*xs))
+
+    with lw.scope():
+        em.counted_loop(length, body)
+    return em.load_var(tc_out, out_var)

@@ -33,11 +33,6 @@ def applies(lw, a_t: T.TileType, U: int) -> bool:
             and lw.vec(M * K) == 4)
 
 
-def words(M: int, K: int) -> int:
-    """Scratch words the packed A takes (half of M*K)."""
-    return M * K // 2
-
-
 def store(lw, regs: list[int], M: int, K: int):
     """A's f16 registers (blocked layout, v=4) into the scratch as packed quads (see above)."""
     em, W = lw.em, lw.W

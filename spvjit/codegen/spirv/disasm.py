@@ -9,7 +9,6 @@ shown as numbers of their type.
 from __future__ import annotations
 
 import array
-
 import struct
 from collections import deque
 
