@@ -73,7 +73,6 @@ def test_attention_rows_built_without_them_on_a_coopmat_device(monkeypatch):
     # (SOFTMAX=False, on cooperative matrices, is not run here: lavapipe 26.1 took 354 s to
     # compile it cold, against 8.5 s for this one; the coopmat numerics of such dots are in
     # test_coopmat_epilogue.py and test_coopmat_operands.py at smaller tiles)
-    softmax = True
     dev = get_device()
     if not dev.kernel_caps.cooperative_matrix:
         pytest.skip(f"{dev.caps.name} has no cooperative matrices (run under scripts/coopmat-env)")
@@ -86,13 +85,12 @@ def test_attention_rows_built_without_them_on_a_coopmat_device(monkeypatch):
     q, k, v = (rng.standard_normal((L, D)).astype(np.float16) for _ in range(3))
     out = spvjit.zeros((M, D), np.float32)
     attention_rows[(1,)](spvjit.tensor(q), spvjit.tensor(k), spvjit.tensor(v), out, L, M=M, BN=BN, D=D,
-                         SOFTMAX=softmax)
+                         SOFTMAX=True)
     ref = np.zeros((M, D))
     qf, kf, vf = (x.astype(np.float64) for x in (q, k, v))
     for start in range(0, L, BN):
         s = qf[:M] @ kf[start:start + BN].T / 16
-        if softmax:
-            s -= s.max(axis=1, keepdims=True)
+        s -= s.max(axis=1, keepdims=True)
         p = np.exp(s).astype(np.float16).astype(np.float64)   # the kernel rounds p to f16
         ref += p @ vf[start:start + BN]
     # p rounded to f16 in both (a rounding boundary may differ by one ulp, 2**-11 relative,
