@@ -63,7 +63,8 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("SPVJIT_COOPMAT_MIRROR", "str", "", "scripts/coopmat-env: the Debian mirror to build it from",
          shown_default="the host's apt mirror"),
     Knob("SPVJIT_TRITON_FULL", "flag", False, "tests: run every device parametrization of the "
-         "Triton-compatibility suite (tests/triton_compat), not the default subset"),
+         "Triton-compatibility suite (tests/triton_compat), not the default subset, and tutorial 06's "
+         "backward at Triton's own block sizes (minutes of compile on lavapipe)"),
 )}
 
 

@@ -10,6 +10,7 @@ import pytest
 
 import spvjit as triton
 import spvjit.language as tl
+from spvjit import knobs
 
 MODES = ["device", "interpreter"]
 LOG2E = 1.4426950408889634
@@ -186,8 +187,11 @@ def _attention_reference(q, k, v, do, sm_scale, causal):
     return o, dq, dk, dv
 
 
-def attention(q, k, v, do, sm_scale, causal, mode, BLOCK_M=16, BLOCK_N=16):
-    """Host glue: forward, then the backward kernels, as the tutorial's autograd function runs them."""
+def attention(q, k, v, do, sm_scale, causal, mode, BLOCK_M=16, BLOCK_N=16, bwd_blocks=None):
+    """Host glue: forward, then the backward kernels, as the tutorial's autograd function runs them
+    (`bwd_blocks`: ((BLOCK_M1, BLOCK_N1), (BLOCK_M2, BLOCK_N2)) of dK/dV and dQ, as the
+    tutorial's own; the forward's blocks by default)."""
+    (m1, n1), (m2, n2) = bwd_blocks or ((BLOCK_M, BLOCK_N), (BLOCK_M, BLOCK_N))
     Z, H, N_CTX, HEAD_DIM = q.shape
     tq, tk, tv, tdo = (triton.tensor(x) for x in (q, k, v, do))
     o = triton.empty_like(tq)
@@ -200,11 +204,12 @@ def attention(q, k, v, do, sm_scale, causal, mode, BLOCK_M=16, BLOCK_N=16):
     launch(attn_bwd_preprocess, mode)[grid](o, tdo, delta, N_CTX, BLOCK_M=BLOCK_M, HEAD_DIM=HEAD_DIM)
     dq, dk, dv = triton.empty_like(tq), triton.empty_like(tk), triton.empty_like(tv)
     common = (tq.stride(0), tq.stride(1), tq.stride(2), tq.stride(3), H, N_CTX)
-    launch(attn_bwd_dkdv, mode)[(triton.cdiv(N_CTX, BLOCK_N), Z * H)](
+    launch(attn_bwd_dkdv, mode)[(triton.cdiv(N_CTX, n1), Z * H)](
         tq, tk, tv, sm_scale, tdo, dk, dv, lse, delta, *common,
-        BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM, CAUSAL=causal)
-    launch(attn_bwd_dq, mode)[grid](tq, tk, tv, sm_scale, tdo, dq, lse, delta, *common,
-                                    BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM, CAUSAL=causal)
+        BLOCK_M=m1, BLOCK_N=n1, HEAD_DIM=HEAD_DIM, CAUSAL=causal)
+    launch(attn_bwd_dq, mode)[(triton.cdiv(N_CTX, m2), Z * H)](
+        tq, tk, tv, sm_scale, tdo, dq, lse, delta, *common,
+        BLOCK_M=m2, BLOCK_N=n2, HEAD_DIM=HEAD_DIM, CAUSAL=causal)
     return o.numpy(), dq.numpy(), dk.numpy(), dv.numpy()
 
 
@@ -224,6 +229,27 @@ def test_fused_attention_forward_and_backward(mode, causal):
     # makes: P (and dS) before their dots and every output, each 2^-11 relative.  With
     # |v|, |do| < ~2.5 that is a few 1e-3 absolute at most, so 1e-2 (Triton's own test's
     # tolerance for this tutorial) has headroom while a wrong mask or scale is off by >0.05.
+    for name, g, w in zip(("out", "dq", "dk", "dv"), got, want):
+        np.testing.assert_allclose(g.astype(np.float64), w, atol=1e-2, rtol=0, err_msg=name)
+
+
+@pytest.mark.parametrize("mode", ["interpreter", "device"])
+def test_backward_at_the_tutorials_own_blocks(mode):
+    """The tutorial runs its backward at BLOCK_M1=32 x BLOCK_N1=128 (dK/dV) and BLOCK_M2=128 x
+    BLOCK_N2=32 (dQ).  At HEAD_DIM 16 half of those dots have 16-wide rows, narrower than
+    lavapipe's 8 lanes x vec4: they run as loops over k with each lane on its own row of C
+    (block_loops._RowGroups); unrolled, dK/dV took lavapipe 489 s and 10.8 GB to compile.
+    The device run still compiles for about 2 minutes on lavapipe 22.3, so it runs with the
+    whole Triton port (SPVJIT_TRITON_FULL=1); tests/test_narrow_looped_dots.py covers the
+    same lowering at small sizes in every run."""
+    if mode == "device" and not knobs.get("SPVJIT_TRITON_FULL"):
+        pytest.skip("minutes of lavapipe compile: runs with SPVJIT_TRITON_FULL=1")
+    Z, H, N_CTX, HEAD_DIM = 1, 2, 256, 16
+    rng = np.random.default_rng(9)
+    q, k, v, do = (rng.normal(0.0, 0.5, (Z, H, N_CTX, HEAD_DIM)).astype(np.float16) for _ in range(4))
+    got = attention(q, k, v, do, 0.5, True, mode, 32, 32, bwd_blocks=((32, 128), (128, 32)))
+    want = _attention_reference(q, k, v, do, 0.5, True)
+    # the tolerance of test_fused_attention_forward_and_backward, for the same reasons
     for name, g, w in zip(("out", "dq", "dk", "dv"), got, want):
         np.testing.assert_allclose(g.astype(np.float64), w, atol=1e-2, rtol=0, err_msg=name)
 

@@ -20,9 +20,11 @@ The condition is that C's rows span whole vec4 blocks of every lane, N % (4W) ==
 blocks per row): then register block c of every lane lies in row c // R, so A[i, k] is one
 uniform shared-memory word, and the B elements the block needs (row k, the same columns) are
 block k*R + c % R of B *in the same lane* (B's layout has the same period), read from the
-Function array with a uniform index.  The accumulators stay SSA values (loop phis), so the
-loop adds no memory traffic for them.  Code size: one multiply-add per register block per
-copy of the step, M*N/(4W)*U, instead of M*N*K/W.
+Function array with a uniform index.  Narrower rows (N < 4W: a block spans P = 4W/N rows, one
+per group of N/4 lanes) loop too, with A read per lane and B only from memory (_RowGroups).
+The accumulators stay SSA values (loop phis), so the loop adds no memory traffic for them.
+Code size: one multiply-add per register block per copy of the step, M*N/(4W)*U, instead of
+M*N*K/W.
 
 Loop-header visits (lavapipe before Mesa 26 counts them against a per-invocation budget, see
 loop_budget.py): K/U + 1 per dot; `dot_forms.extra_visits` tells loop_budget's counters, and where the
@@ -108,13 +110,24 @@ def loops_dot(op, w: int, target, vectorize: bool = True) -> bool:
 
 
 def _loopable(op, w: int, vectorize: bool) -> bool:
-    """C's rows span whole vec4 blocks of every lane (N % 4W == 0), 32-bit or narrower types."""
+    """C's vec4 register blocks each lie in whole rows, 32-bit or narrower types: a row spans
+    whole vec4 blocks of every lane (N % 4W == 0), or a block spans P = 4W/N whole rows (N a
+    power of two below 4W; M and K multiples of P, so that C and B have the vec4 layout)."""
     mnk = _shape(op)
     if mnk is None or not vectorize:
         return False
     if any(v.type.elem.bits > 32 for v in op.operands):
         return False                  # 64-bit dots (f64 accumulation) keep the unrolled forms
-    return mnk[1] % (4 * w) == 0
+    M, N, K = mnk
+    if N % (4 * w) == 0:
+        return True
+    P = _rows_per_block(N, w)
+    return N % 4 == 0 and (4 * w) % N == 0 and M % P == 0 and K % P == 0
+
+
+def _rows_per_block(N: int, w: int) -> int:
+    """P: the rows of C (and of B) that one vec4 register block holds across the lanes."""
+    return max(1, 4 * w // N)
 
 
 MIN_TRIPS_BELOW_LIMIT = 4
@@ -123,14 +136,37 @@ MIN_TRIPS_BELOW_LIMIT = 4
      # measured faster unrolled
 
 
-def _in_window(op, w: int, target) -> bool:
+MIN_TRIPS_DOT_HEAVY = 2
+     # the same in a dot-heavy kernel (dot_heavy): tutorial 06's backward at Triton's own
+     # blocks, HEAD_DIM 16, has four dots of 8192 multiply-adds per lane, two of them over
+     # K = 16 (2 trips of 8 steps); unrolled, lavapipe took 489 s and 10.8 GB to compile its
+     # dK/dV
+
+
+def dot_heavy(kernel, w: int, target) -> bool:
+    """The kernel's dots, unrolled, would make more than twice Target.dot_unroll_limit
+    multiply-adds per lane: then the window below asks for fewer trips."""
+    limit = getattr(target, "dot_unroll_limit", None)
+    if limit is None:
+        return False
+    total = 0
+    for op in kernel.walk():
+        if op.name == "dot" and _shape(op) is not None:
+            M, N, K = _shape(op)
+            total += M * N * K // w
+    return total > 2 * limit
+
+
+def _in_window(op, w: int, target, heavy: bool = False) -> bool:
     """The operand-aware rule's size window: on CPU drivers (where it was measured: the
     per-lane memory accesses of the unrolled form's operands are loops over the lanes there),
-    above a quarter of the limit, and at least MIN_TRIPS_BELOW_LIMIT trips of the loop."""
+    above a quarter of the limit, and at least MIN_TRIPS_BELOW_LIMIT trips of the loop
+    (MIN_TRIPS_DOT_HEAVY in a dot-heavy kernel)."""
     limit = getattr(target, "dot_unroll_limit", None)
     M, N, K = _shape(op)
+    trips = MIN_TRIPS_DOT_HEAVY if heavy else MIN_TRIPS_BELOW_LIMIT
     return (getattr(target, "cpu", False) and limit is not None and M * N * K > (limit // 4) * w
-            and K >= MIN_TRIPS_BELOW_LIMIT * copies(K, w))
+            and K >= trips * copies(K, w))
 
 
 def looped_dots(kernel, w: int, target, vectorize: bool = True) -> frozenset:
@@ -146,12 +182,13 @@ def looped_dots(kernel, w: int, target, vectorize: bool = True) -> frozenset:
     register on lavapipe.  loop_budget counts visits from this same set (dot_forms.extra_visits)."""
     looped = set()
     window = []
+    heavy = dot_heavy(kernel, w, target)
     for op in kernel.walk():
         if op.name != "dot" or not _loopable(op, w, vectorize):
             continue
-        if loops_dot(op, w, target, vectorize):
+        if loops_dot(op, w, target, vectorize) and not _narrow(op, w):
             looped.add(id(op))
-        elif _in_window(op, w, target):
+        elif loops_dot(op, w, target, vectorize) or _in_window(op, w, target, heavy):
             window.append(op)
     if window:
         ids = {id(op) for op in window}
@@ -181,12 +218,25 @@ def is_looped(lw, op) -> bool:
 def plan_dot_reads(kernel, w: int, target, coop_dots=(), vectorize: bool = True) -> dot_operands.Analysis:
     """Which dots are loops over k (not on cooperative matrices) and which loads they read
     themselves; decided before lowering, so the shared scratch can be sized for what is staged."""
-    looped = looped_dots(kernel, w, target, vectorize) - frozenset(coop_dots)
+    looped = set(looped_dots(kernel, w, target, vectorize) - frozenset(coop_dots))
     sg = subgroup.available(target, w)
-    an = dot_operands.Analysis(kernel, lambda op: id(op) in looped,
-                               bool(sg.get("whole") and sg.get("broadcast")))
+    broadcast_ok = bool(sg.get("whole") and sg.get("broadcast"))
+    while True:
+        an = dot_operands.Analysis(kernel, lambda op, ids=frozenset(looped): id(op) in ids, broadcast_ok)
+        # a narrow dot reads B only from memory (its lanes do not hold the B rows they need);
+        # dropping one can unfuse a load another shared, so until nothing changes
+        drop = {id(op) for op in kernel.walk() if id(op) in looped and _narrow(op, w)
+                and an.operand_read(op, 1) is None}
+        if not drop:
+            break
+        looped -= drop
     an.crowded = _crowded(kernel, looped, w)      # for dot_copies
     return an
+
+
+def _narrow(op, w: int) -> bool:
+    """C's rows are narrower than the lanes' vec4 blocks (N < 4W, see _loopable)."""
+    return _shape(op)[1] < 4 * w
 
 
 def analysis(lw) -> dot_operands.Analysis:
@@ -230,7 +280,9 @@ def lower_dot_looped(lw, op):
     work = T.f32 if out_dt.is_float else T.i32        # products formed in the accumulator's width
     wt = em.type_of(work)
     v4 = em.b.type_vector(wt, 4)
-    R = N // (4 * W)                  # vec4 register blocks per row of C (and of B)
+    R = max(1, N // (4 * W))          # vec4 register blocks per row of C (and of B)
+    P = _rows_per_block(N, W)         # rows per block: 1, or 4W/N where a row spans N/4 lanes
+    rows = _RowGroups(em, lw.lane, P, N)
     an = analysis(lw)
     a_load = an.operand_load(op, 0)
     U = dot_copies(op, W, lw.caps, an)
@@ -241,7 +293,7 @@ def lower_dot_looped(lw, op):
         ra = dot_reader.Reader(lw, an, a_load, 1, work)
         if U % 4 == 0 and ra.a_vec4_ok():
             a_mode = "vec4"           # A[i, k..k+3] is one fetch at a uniform address
-        elif U == W and lw.sg.get("whole"):
+        elif U == W and lw.sg.get("whole") and P == 1:
             a_mode = "lane"           # one element per lane, then subgroup broadcasts
         else:
             a_mode = "element"        # one load at a uniform address per element
@@ -252,11 +304,12 @@ def lower_dot_looped(lw, op):
                    else "B in a Function array"))
 
     if a_load is not None:
-        bases = ra.row_bases(M, K)
+        bases = rows.pointers(ra.row_bases(M, K))
         steps = {}                    # per trip: what all rows share, and what each row loaded
 
         def a_at(i, k, u, ku):
-            """A[i, k + u] (k the trip's first step, ku = k + u as an id)."""
+            """A[row i, k + u] (k the trip's first step, ku = k + u as an id; i a row, or with
+            P > 1 a group of P rows, the lane's own among them)."""
             if a_mode == "vec4":
                 g = u // 4
                 if (k, g) not in steps:
@@ -264,18 +317,18 @@ def lower_dot_looped(lw, op):
                     steps[(k, g)] = (kg, ra.a_step(kg, K))
                 if (k, g, i) not in steps:
                     kg, shared = steps[(k, g)]
-                    steps[(k, g, i)] = ra.a_vec4(bases[i], i, kg, K, shared)
+                    steps[(k, g, i)] = ra.a_vec4(bases[i], lambda: rows.offset(i, K), kg, shared)
                 return steps[(k, g, i)][u % 4]
             if a_mode == "lane":
                 if k not in steps:
                     steps[k] = ra.a_lane_step(k)
                 if (k, i) not in steps:
-                    steps[(k, i)] = ra.a_lane_element(bases[i], i, k, K, steps[k])
+                    steps[(k, i)] = ra.a_lane_element(bases[i], lambda: rows.offset(i, K), k, steps[k])
                 return subgroup.broadcast(lw, work, steps[(k, i)], u)
             if ku not in steps:
                 steps[ku] = ra.a_step(ku, K)
-            return ra.a_element(bases[i], i, ku, K, steps[ku])
-    elif staged_pairs.applies(lw, a_t, U):   # f16 A -> shared memory as packed halves
+            return ra.a_element(bases[i], lambda: rows.offset(i, K), ku, steps[ku])
+    elif P == 1 and staged_pairs.applies(lw, a_t, U):   # f16 A -> shared memory as packed halves
         lw.note(op, "A in shared memory as f16 pairs, two rows and 4 steps per uvec4")
         em.barrier()
         staged_pairs.store(lw, a.regs, M, K)
@@ -294,16 +347,19 @@ def lower_dot_looped(lw, op):
 
         def a_at(i, k, u, ku):
             if K % 4 or U % 4:
-                return mem.from_word(mem.scratch_load(em.iadd(ku, em.ci(i * K))), work)
+                return mem.from_word(mem.scratch_load(em.iadd(ku, rows.offset(i, K))), work)
             # a trip starts at a multiple of U, so A[i, k+4g .. k+4g+3] is scratch quad
-            # i*K/4 + k/4 + g: one uvec4 load at a uniform address for 4 steps
+            # i*K/4 + k/4 + g: one uvec4 load (at a uniform address where P == 1) for 4 steps
             g = u // 4
             if k not in quads:
                 quads[k] = em.op("OpShiftRightArithmetic", em.i32, k, em.ci(2))
             if (k, i, g) not in quads:
-                const = i * (K // 4) + g
-                quads[(k, i, g)] = mem.load_values4(quads[k] if const == 0 else em.iadd(quads[k], em.ci(const)),
-                                                    work, 0)
+                if P == 1:
+                    const = i * (K // 4) + g
+                    quad = quads[k] if const == 0 else em.iadd(quads[k], em.ci(const))
+                else:
+                    quad = em.iadd(quads[k], em.iadd(rows.offset(i, K // 4), em.ci(g)))
+                quads[(k, i, g)] = mem.load_values4(quad, work, 0)
             return quads[(k, i, g)][u % 4]
 
     if b_load is not None:
@@ -335,7 +391,7 @@ def lower_dot_looped(lw, op):
         ks = [k if u == 0 else em.iadd(k, em.ci(u)) for u in range(U)]
         b_blocks = [[b_at(cb, ks[u]) for cb in range(R)] for u in range(U)]
         out = list(accs)
-        for i in range(M):
+        for i in range(M // P):       # rows (P == 1), else groups of P rows, one per lane
             avs = [a_at(i, k, u, ks[u]) for u in range(U)]
             for cb in range(R):
                 c = i * R + cb
@@ -358,6 +414,41 @@ def lower_dot_looped(lw, op):
         for e in range(4):
             out.append(lw.convert(em.op("OpCompositeExtract", wt, final[c], e), work, out_dt))
     lw.bind(op, LV(out, False))
+
+
+class _RowGroups:
+    """Which row of A a lane's C register block i needs.  Where C's rows span whole vec4
+    blocks of every lane (P == 1) block row i is the same in every lane: A[i, k] is one
+    uniform value.  Where a row is narrower (N < 4W: N/4 lanes per row, P = 4W/N rows per
+    block) lane l's block i lies in row i*P + l // (N/4), and A is read per lane."""
+
+    def __init__(self, em, lane: int, P: int, N: int):
+        self.em, self.P = em, P
+        self.lane_row = (em.op("OpShiftRightLogical", em.i32, lane, em.ci((N // 4).bit_length() - 1))
+                         if P > 1 else None)
+        self.is_row = [em.op("OpIEqual", em.bool, self.lane_row, em.ci(j)) for j in range(1, P)]
+        self._offsets = {}
+
+    def offset(self, i: int, scale: int) -> int:
+        """id of (block i's row in this lane) * scale."""
+        em = self.em
+        if self.P == 1:
+            return em.ci(i * scale)
+        if (i, scale) not in self._offsets:
+            self._offsets[(i, scale)] = em.iadd(em.ci(i * self.P * scale), em.imul(self.lane_row, em.ci(scale)))
+        return self._offsets[(i, scale)]
+
+    def pointers(self, per_row: list[int]) -> list[int]:
+        """Per block: the uniform per-row values (A's row pointers) chosen for this lane's row."""
+        if self.P == 1:
+            return per_row
+        em, out = self.em, []
+        for i in range(len(per_row) // self.P):
+            v = per_row[i * self.P]
+            for j, cond in enumerate(self.is_row, start=1):
+                v = em.select(em.i32, cond, per_row[i * self.P + j], v)
+            out.append(v)
+        return out
 
 
 def phi_loop(em, count: int, step: int, value_type: int, inits: list[int], body):

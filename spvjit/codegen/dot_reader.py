@@ -29,6 +29,7 @@ class Reader:
         self.other = other if other is not None else em.const(self.dt, 0)
         self.vec4 = axis == 0 and ptr_v.type.shape[0] > 1 and mem._vectorizable(lw, load, self.bd)
         self.shape = ptr_v.type.shape
+        self._ids = {}                          # ids of _column / _row_of_registers, made once
         if transposed:
             self._column_bases(ptr_v)
 
@@ -38,11 +39,37 @@ class Reader:
         pointer tile's expression (remat.py) once, before the k loop."""
         lw, em = self.lw, self.lw.em
         rows, cols = self.shape                 # x's shape: B is [cols, rows]
-        numel = rows * cols
         self.col_bases = []
         for r in range(4 * max(1, rows // (4 * lw.W))):
-            n = lw.flat(r, numel)               # row 0 of B: the column index itself
+            n = self._column(r)                 # row 0 of B: the column index itself
             self.col_bases.append(remat.evaluate(lw, ptr_v, em.imul(n, em.ci(cols))))
+
+    def _b_columns(self) -> int:
+        return self.shape[0] if self.transposed else self.shape[1]
+
+    def _column(self, r: int) -> int:
+        """The column of B that this lane's B register r holds (B's blocked layout, v=4).
+        Where B's rows are narrower than the lanes' vec4 blocks (N < 4W), a block spans
+        4W/N rows and register r of lane l lies in row l // (N/4): its column is the flat
+        index modulo N (N is then a power of two)."""
+        lw, em = self.lw, self.lw.em
+        n = self._b_columns()
+        flat = lw.flat(r, self.shape[0] * self.shape[1])
+        if n >= 4 * lw.W:
+            return flat
+        if ("col", r) not in self._ids:       # once per dot, where first used
+            self._ids[("col", r)] = em.op("OpBitwiseAnd", em.i32, flat, em.ci(n - 1))
+        return self._ids[("col", r)]
+
+    def _row_of_registers(self):
+        """The row of B this lane's register block 0 lies in (0 where a row spans every lane)."""
+        lw, em = self.lw, self.lw.em
+        n = self._b_columns()
+        if n >= 4 * lw.W:
+            return None
+        if "row" not in self._ids:
+            self._ids["row"] = em.op("OpShiftRightLogical", em.i32, lw.lane, em.ci((n // 4).bit_length() - 1))
+        return self._ids["row"]
 
     def _masked(self, g, idx):
         """(predicate or None, safe index) for flat element g of the operand."""
@@ -60,6 +87,10 @@ class Reader:
 
     # ---- A: rows i, element (i, k) at a uniform address ----------------------------------------
     def row_bases(self, rows: int, cols: int) -> list[int]:
+        """The pointer of A[i, 0] for each row i, handed out by a subgroup broadcast from the
+        lane that holds it.  (Recomputing it from the pointer tile's expression instead, where
+        it is one, made tutorial 06's dK/dV compile 10% faster on lavapipe 22.3 but the f32
+        matmul of benchmarks/kernels.py run 28% slower: 27.5 -> 20 GFLOP/s at 64x64x32.)"""
         from .layout import lane_np, reg_np
         lw = self.lw
         va = lw.vec(rows * cols)
@@ -94,22 +125,25 @@ class Reader:
             shared = remat.evaluate(lw, m.operands[0], k)
         return k, em.imul(k, self.stride), shared
 
-    def a_lane_element(self, base_i: int, i: int, k0: int, cols: int, step) -> int:
+    def a_lane_element(self, base_i: int, row_flat, k0: int, step) -> int:
         k, off, shared_pred = step
-        pred, idx = self._a_index(base_i, i, k, cols, (off, shared_pred))
+        pred, idx = self._a_index(base_i, row_flat, k, (off, shared_pred))
         return self._finish(pred, self.lw.mem.load_elem(self.bd, idx))
 
-    def _a_index(self, base_i: int, i: int, k: int, cols: int, step) -> tuple:
-        """(mask predicate or None, element index) of A[i, k] for a k step."""
+    def _a_index(self, base_i: int, row_flat, k: int, step) -> tuple:
+        """(mask predicate or None, element index) of A[i, k] for a k step; `base_i` is the
+        pointer of A[i, 0] and `row_flat()` emits the id of its flat index i * K (uniform where
+        every lane reads row i, per lane where the lanes of a C register block hold several
+        rows), needed only for a mask that is not a row broadcast."""
         em = self.lw.em
         off, shared_pred = step
         idx = em.iadd(base_i, off)
         if shared_pred is not None:
             return shared_pred, em.select(em.i32, shared_pred, idx, em.ci(0))
-        return self._masked(em.iadd(em.ci(i * cols), k), idx)
+        return self._masked(em.iadd(row_flat(), k), idx)
 
-    def a_element(self, base_i: int, i: int, k: int, cols: int, step) -> int:
-        pred, idx = self._a_index(base_i, i, k, cols, step)
+    def a_element(self, base_i: int, row_flat, k: int, step) -> int:
+        pred, idx = self._a_index(base_i, row_flat, k, step)
         return self._finish(pred, self.lw.mem.load_elem(self.bd, idx))
 
     def a_vec4_ok(self) -> bool:
@@ -117,34 +151,37 @@ class Reader:
         then A[i, k..k+3] is one vec4 fetch at a uniform address."""
         return self.axis == 1 and self.lw.mem._vectorizable(self.lw, self.load, self.bd)
 
-    def a_vec4(self, base_i: int, i: int, k: int, cols: int, step) -> list[int]:
-        """A[i, k..k+3] in every lane (k a multiple of 4): one fetch at a uniform address."""
+    def a_vec4(self, base_i: int, row_flat, k: int, step) -> list[int]:
+        """A[i, k..k+3] (k a multiple of 4): one fetch, at a uniform address where every lane
+        reads row i."""
         em, mem = self.lw.em, self.lw.mem
-        pred, idx = self._a_index(base_i, i, k, cols, step)
+        pred, idx = self._a_index(base_i, row_flat, k, step)
         q = em.op("OpShiftRightArithmetic", em.i32, idx, em.ci(2))
         return [self._finish(pred, v) for v in mem.load_vec4(self.bd, q)]
 
     # ---- B: row k, this lane's 4 columns of block cb -------------------------------------------
     def b_block(self, cb: int, k: int, cols: int) -> list[int]:
-        lw, em, mem = self.lw, self.lw.em, self.lw.mem
-        off = em.imul(k, self.stride)
-        numel = self.shape[0] * self.shape[1]
+        em, mem = self.lw.em, self.lw.mem
         if self.transposed:                     # B[k, n] = x[n, k]: x's flat index n * K + k
+            off = em.imul(k, self.stride)
             out = []
             for e in range(4):
-                n = lw.flat(4 * cb + e, numel)
+                n = self._column(4 * cb + e)
                 idx = em.iadd(self.col_bases[4 * cb + e], off)
                 pred, idx = self._masked(em.iadd(em.imul(n, em.ci(self.shape[1])), k), idx)
                 out.append(self._finish(pred, mem.load_elem(self.bd, idx)))
             return out
+        # this lane's pointer registers are row r0's (0, or the lane's row where N < 4W)
+        r0 = self._row_of_registers()
+        off = em.imul(k if r0 is None else em.op("OpISub", em.i32, k, r0), self.stride)
         if self.vec4:
             idx = em.iadd(self.ptr.regs[4 * cb], off)
-            pred, idx = self._masked(em.iadd(em.imul(k, em.ci(cols)), lw.flat(4 * cb, numel)), idx)
+            pred, idx = self._masked(em.iadd(em.imul(k, em.ci(cols)), self._column(4 * cb)), idx)
             q = em.op("OpShiftRightArithmetic", em.i32, idx, em.ci(2))
             return [self._finish(pred, v) for v in mem.load_vec4(self.bd, q)]
         out = []
         for e in range(4):
             idx = em.iadd(self.ptr.regs[4 * cb + e], off)
-            pred, idx = self._masked(em.iadd(em.imul(k, em.ci(cols)), lw.flat(4 * cb + e, numel)), idx)
+            pred, idx = self._masked(em.iadd(em.imul(k, em.ci(cols)), self._column(4 * cb + e)), idx)
             out.append(self._finish(pred, mem.load_elem(self.bd, idx)))
         return out

@@ -1,0 +1,99 @@
+"""Dots whose rows are narrower than the lanes' vec4 blocks (N < 4W: 16, 8 or 4 columns on
+lavapipe's 8 lanes) as loops over k (codegen/block_loops.py, `_RowGroups`): each lane works on
+its own row of a register block, reads A per lane and B from memory.  Results against numpy on
+the device and in the interpreter, for each way of reading A, with B through trans, and the
+fallback where B cannot be read by the loop."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+import spvjit
+import spvjit.language as sl
+from spvjit.codegen.target import Target
+from spvjit.runtime import get_device
+from test_big_tiles import _lowered_notes, _operands, kloop_dot, launch
+
+MODES = ["device", "interpreter"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("BN", [16, 8, 4])
+@pytest.mark.parametrize("variant", ["tutorial", "a_used_twice", "b_not_affine"])
+def test_narrow_looped_dot_matches_numpy(mode, BN, variant, always_loop):
+    # partial tiles and a K tail of 8 (the masks recomputed per lane); 40 f32 products of N(0,1)
+    # terms per element, summed in another order than numpy: |err| < 1e-4
+    BM, BK = 32, 16
+    M, N, K = 45, 3 * BN + 1, 40
+    a, b = _operands(M, N, K, np.float32, seed=BN)
+    c = spvjit.zeros((M, N), np.float32)
+    grid = (spvjit.cdiv(M, BM), spvjit.cdiv(N, BN))
+    launch(kloop_dot, mode)[grid](spvjit.tensor(a), spvjit.tensor(b), c, M, N, K, BM=BM, BN=BN, BK=BK,
+                                  VARIANT=variant)
+    np.testing.assert_allclose(c.numpy(), a.astype(np.float64) @ b, atol=1e-4, rtol=1e-5)
+
+
+def _notes(BN, BK, K, variant):
+    target = dataclasses.replace(Target.of(get_device().kernel_caps), dot_unroll_limit=0)
+    if not (target.cpu and target.subgroup_size == 8):
+        pytest.skip("the notes below are those of lavapipe's 8-lane programs")
+    t = spvjit.tensor(np.zeros((64, 64), np.float32))
+    _, by_name, _ = _lowered_notes(kloop_dot, target, t, t, t, 64, 64, K, BM=32, BN=BN, BK=BK,
+                                   VARIANT=variant)
+    return by_name["dot"]
+
+
+@pytest.mark.parametrize("BN,BK,K,variant,want", [
+    (16, 16, 40, "tutorial", "A read as vec4 in the loop, B loaded in the loop"),
+    (8, 16, 37, "tutorial", "A loaded in the loop"),          # rows not 4-aligned; no broadcasts
+    (16, 16, 40, "a_used_twice", "A in shared memory, B loaded in the loop"),
+    (4, 16, 40, "a_used_twice", "A in shared memory, B loaded in the loop"),
+])
+def test_narrow_dots_loop_over_k(needs_device, BN, BK, K, variant, want):
+    note = _notes(BN, BK, K, variant)
+    assert "loop over k" in note and want in note, note
+
+
+def test_a_narrow_dot_whose_b_the_loop_cannot_read_stays_unrolled(needs_device):
+    """A lane of a narrow dot does not hold the B rows it needs, so without B read from memory
+    the dot keeps an unrolled form (its result is checked in test_narrow_looped_dot_matches_numpy)."""
+    note = _notes(16, 16, 40, "b_not_affine")
+    assert "loop over k" not in note, note
+
+
+@spvjit.kernel
+def narrow_attention_step(q_ptr, k_ptr, v_ptr, o_ptr, M: sl.constexpr, N: sl.constexpr, D: sl.constexpr):
+    """P = Q K^T, O = P.to(f16) V: B through a trans, and a computed f16 A (attention's shapes,
+    with N keys and D columns narrower than 4W)."""
+    rm = sl.arange(0, M)
+    rn = sl.arange(0, N)
+    rd = sl.arange(0, D)
+    q = sl.load(q_ptr + rm[:, None] * D + rd[None, :])
+    k = sl.load(k_ptr + rn[:, None] * D + rd[None, :])
+    v = sl.load(v_ptr + rn[:, None] * D + rd[None, :])
+    p = sl.dot(q, sl.trans(k))
+    o = sl.dot(p.to(sl.float16), v)
+    sl.store(o_ptr + rm[:, None] * D + rd[None, :], o)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_narrow_attention_step_matches_numpy(mode, always_loop):
+    M, N, D = 32, 16, 16
+    rng = np.random.default_rng(5)
+    q, k, v = (rng.normal(0.0, 0.5, s).astype(np.float16) for s in ((M, D), (N, D), (N, D)))
+    o = spvjit.empty((M, D), np.float32)
+    launch(narrow_attention_step, mode)[(1,)](spvjit.tensor(q), spvjit.tensor(k), spvjit.tensor(v), o,
+                                              M=M, N=N, D=D)
+    p = q.astype(np.float64) @ k.astype(np.float64).T
+    want = p.astype(np.float32).astype(np.float16).astype(np.float64) @ v.astype(np.float64)
+    # P rounded to f16 on both sides (|P| < ~4, so 2^-11 relative is < 2e-3); a P element on the
+    # other side of a rounding boundary moves O by at most one f16 ulp of P times |v| (< 2.5),
+    # summed over 16 terms with random signs: 2e-2 leaves headroom, a wrong row is off by > 0.1
+    np.testing.assert_allclose(o.numpy(), want, atol=2e-2, rtol=0)
+    target = Target.of(get_device().kernel_caps) if mode == "device" else None
+    if target is not None and target.cpu and target.subgroup_size == 8:
+        args = [spvjit.tensor(q), spvjit.tensor(k), spvjit.tensor(v), o]
+        _, _, notes = _lowered_notes(narrow_attention_step, dataclasses.replace(target, dot_unroll_limit=0),
+                                     *args, M=M, N=N, D=D)
+        dots = [n for n in notes.values() if "loop over k" in n]
+        assert len(dots) == 2 and "through trans" in dots[0] and "A in shared memory" in dots[1], dots
