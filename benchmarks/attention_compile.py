@@ -3,6 +3,7 @@
 
     .venv/bin/python benchmarks/attention_compile.py [--reps 3] [--blocks 16x16,32x64]
         [--head-dim 16] [--ctx 64] [--only attn_bwd_dkdv] [--speed-ctx 1024]
+        [--speed-bwd 32x128,128x32]
 
 The kernels are tests/test_triton_tutorials.py's, unchanged (causal).  For each block size
 and kernel: the SPIR-V size in words, spvjit's own compile seconds, and the driver's
@@ -10,7 +11,9 @@ and kernel: the SPIR-V size in words, spvjit's own compile seconds, and the driv
 starts from an empty SPVJIT_CACHE_DIR and a fresh JITFunction), with the process CPU seconds
 of that first dispatch beside its wall time: on a shared machine the wall time mostly says
 how busy the host was.  Medians of --reps.  Then the forward at --speed-ctx tokens (Z=1,
-H=2) against numpy's float32 softmax(Q K^T) V measured in the same run.
+H=2) against numpy's float32 softmax(Q K^T) V measured in the same run, and with --speed-bwd
+the backward (dK/dV, then dQ, at the two block pairs given; the tutorial's own are 32x128 and
+128x32) against numpy's float32 gradients from the same softmax.
 """
 from __future__ import annotations
 
@@ -114,6 +117,37 @@ def forward_speed(n_ctx, head_dim, bm, bn):
     return do_bench(run, rep=5), do_bench_wall(reference, rep=5), err
 
 
+def backward_speed(n_ctx, head_dim, dkdv_blocks, dq_blocks):
+    """(spvjit ms of dK/dV plus dQ, numpy ms, max |error| of dq, dk, dv) of the causal backward
+    at n_ctx tokens, from the forward's lse and Delta = rowsum(O * dO)."""
+    inp = Inputs(n_ctx, head_dim, 16, 16, seed=2)
+    inp.launcher("attn_fwd", tut.attn_fwd)()
+    q, k, v, do = (x[0].astype(np.float32) for x in inp.host)
+    delta = (inp.o.numpy()[0].astype(np.float32) * do).sum(-1)
+    inp.delta = spvjit.tensor(delta.reshape(inp.Z * inp.H, n_ctx).astype(np.float32))
+    runs = []
+    for name, (bm, bn) in (("attn_bwd_dkdv", dkdv_blocks), ("attn_bwd_dq", dq_blocks)):
+        inp.meta.update(BLOCK_M=bm, BLOCK_N=bn)
+        runs.append(inp.launcher(name, getattr(tut, name)))
+    for run in runs:
+        run()
+    mask = np.tril(np.ones((n_ctx, n_ctx), bool))
+    scale = np.float32(0.5)
+
+    def reference():
+        s = np.where(mask, np.einsum("hmd,hnd->hmn", q, k) * scale, -np.inf)
+        p = np.exp(s - s.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        dv = np.swapaxes(p, -1, -2) @ do
+        ds = p * (do @ np.swapaxes(v, -1, -2) - delta[..., None])
+        return ds @ k * scale, np.swapaxes(ds, -1, -2) @ q * scale, dv
+
+    want = reference()
+    got = (inp.dq.numpy()[0], inp.dk.numpy()[0], inp.dv.numpy()[0])
+    err = max(float(np.abs(g.astype(np.float32) - w).max()) for g, w in zip(got, want))
+    return do_bench(lambda: [run() for run in runs], rep=5), do_bench_wall(reference, rep=5), err
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3, help="cold compiles per kernel (median)")
@@ -122,7 +156,19 @@ def main(argv=None) -> int:
     ap.add_argument("--ctx", type=int, default=64, help="N_CTX of the compile runs")
     ap.add_argument("--only", help="comma-separated kernel names (default: all three)")
     ap.add_argument("--speed-ctx", type=int, default=1024, help="N_CTX of the forward's speed run (0: skip)")
+    ap.add_argument("--speed-bwd", help="dK/dV and dQ blocks (like 32x128,128x32): also time the "
+                    "backward at --speed-ctx tokens")
     args = ap.parse_args(argv)
+    bwd = None
+    if args.speed_bwd:
+        try:
+            bwd = [tuple(int(x) for x in b.lower().split("x")) for b in args.speed_bwd.split(",")]
+            if len(bwd) != 2 or any(len(b) != 2 or min(b) <= 0 for b in bwd):
+                raise ValueError
+        except ValueError:
+            ap.error(f"--speed-bwd: expected two pairs like 32x128,128x32, got {args.speed_bwd!r}")
+        if not args.speed_ctx:
+            ap.error("--speed-bwd needs --speed-ctx > 0")
     try:
         blocks = [tuple(int(x) for x in b.lower().split("x")) for b in args.blocks.split(",")]
         if any(len(b) != 2 or min(b) <= 0 for b in blocks):
@@ -157,6 +203,16 @@ def main(argv=None) -> int:
               f"({flops / ms / 1e6:.2f} GFLOP/s), numpy {ref_ms:.2f} ms, ratio {ref_ms / ms:.2f}; "
               f"max |error| {err:.1e}")
         if err > 1e-2:      # f16 output and P rounded to f16: errors stay ~1e-3
+            print("WRONG RESULT")
+            return 1
+    if bwd:
+        ms, ref_ms, err = backward_speed(args.speed_ctx, args.head_dim, *bwd)
+        # five matmuls of 2*N*N*D flops per head, 2 heads; causal masking skips half
+        flops = 5 * (2 * 2 * args.speed_ctx ** 2 * args.head_dim) / 2
+        print(f"backward N_CTX={args.speed_ctx} blocks dK/dV {bwd[0][0]}x{bwd[0][1]}, dQ {bwd[1][0]}x{bwd[1][1]}: "
+              f"spvjit {ms:.2f} ms ({flops / ms / 1e6:.2f} GFLOP/s), numpy {ref_ms:.2f} ms, "
+              f"ratio {ref_ms / ms:.2f}; max |error| {err:.1e}")
+        if err > 2e-2:      # f16 dq/dk/dv and dS rounded to f16 (the test's tolerance is 1e-2 at N_CTX 64)
             print("WRONG RESULT")
             return 1
     return 0

@@ -50,11 +50,16 @@ def test_attention_compile_script(needs_device):
     import subprocess
     script = str(BENCH / "attention_compile.py")
     run = subprocess.run([sys.executable, script, "--reps", "1", "--only", "attn_bwd_dq", "--ctx", "32",
-                          "--speed-ctx", "32"], capture_output=True, text=True, timeout=600)
+                          "--speed-ctx", "32", "--speed-bwd", "16x16,16x16"], capture_output=True, text=True,
+                         timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "attn_bwd_dq" in run.stdout and "WRONG" not in run.stdout and "ratio" in run.stdout
+    assert "backward N_CTX=32" in run.stdout, run.stdout
     bad = subprocess.run([sys.executable, script, "--blocks", "16"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--blocks: expected pairs" in bad.stderr
+    bad = subprocess.run([sys.executable, script, "--speed-bwd", "32x128"], capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and "--speed-bwd: expected two pairs" in bad.stderr
 
 
 def test_shared_transpose_script(needs_device):
