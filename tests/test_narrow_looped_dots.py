@@ -97,3 +97,30 @@ def test_narrow_attention_step_matches_numpy(mode, always_loop):
                                      *args, M=M, N=N, D=D)
         dots = [n for n in notes.values() if "loop over k" in n]
         assert len(dots) == 2 and "through trans" in dots[0] and "A in shared memory" in dots[1], dots
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_tutorial_attention_forward_at_32x32_blocks_loops_its_dots(mode):
+    """Tutorial 06's forward at 32x32 blocks, HEAD_DIM 16: four dots of 2048 multiply-adds per
+    lane, a quarter of the limit, none of them alone a reason to loop.  Together they make the
+    kernel dot-heavy (block_loops.dot_heavy), so each is a loop over k: it compiled in 7.9 s
+    instead of 40.5 s on lavapipe 22.3, and ran faster.  (The backward kernels at 32x32 loop
+    the same way; their device compile, about 20 s, is left to the benchmark.)"""
+    from test_triton_tutorials import _attention_reference, attn_fwd
+    Z, H, N_CTX, HEAD_DIM = 1, 2, 64, 16
+    rng = np.random.default_rng(17)
+    q, k, v, do = (rng.normal(0.0, 0.5, (Z, H, N_CTX, HEAD_DIM)).astype(np.float16) for _ in range(4))
+    tq, tk, tv = (spvjit.tensor(x) for x in (q, k, v))
+    o = spvjit.empty_like(tq)
+    lse = spvjit.empty((Z * H, N_CTX), np.float32)
+    args = [tq, tk, tv, 0.5, lse, o, *[t.stride(i) for t in (tq, tk, tv, o) for i in range(4)], H, N_CTX]
+    meta = dict(HEAD_DIM=HEAD_DIM, BLOCK_M=32, BLOCK_N=32, CAUSAL=True)
+    launch(attn_fwd, mode)[(N_CTX // 32, Z * H)](*args, **meta)
+    want = _attention_reference(q, k, v, do, 0.5, True)[0]
+    # the tolerance of test_fused_attention_forward_and_backward, for the same reasons
+    np.testing.assert_allclose(o.numpy().astype(np.float64), want, atol=1e-2, rtol=0)
+    target = Target.of(get_device().kernel_caps) if mode == "device" else None
+    if target is not None and target.cpu and target.subgroup_size == 8:
+        _, _, notes = _lowered_notes(attn_fwd, target, *args, **meta)
+        dots = [n for n in notes.values() if "loop over k" in n or "register blocks" in n or "staging" in n]
+        assert len(dots) == 4 and all("loop over k" in n for n in dots), dots

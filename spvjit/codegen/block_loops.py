@@ -137,36 +137,46 @@ MIN_TRIPS_BELOW_LIMIT = 4
 
 
 MIN_TRIPS_DOT_HEAVY = 2
-     # the same in a dot-heavy kernel (dot_heavy): tutorial 06's backward at Triton's own
-     # blocks, HEAD_DIM 16, has four dots of 8192 multiply-adds per lane, two of them over
-     # K = 16 (2 trips of 8 steps); unrolled, lavapipe took 489 s and 10.8 GB to compile its
-     # dK/dV
+     # the same in a dot-heavy kernel (dot_heavy), whose window also starts at a quarter of
+     # the limit itself and takes a staged A: tutorial 06 at HEAD_DIM 16 (K = 16: 2 trips of 8
+     # steps).  Its backward at Triton's own blocks (four dots of 8192 multiply-adds per lane)
+     # took lavapipe 22.3 489 s and 10.8 GB to compile dK/dV unrolled, 62-70 s looped; at
+     # 32x32 blocks (four dots of 2048) its forward took 40.5 s unrolled, 7.9 s looped (and
+     # ran faster: ratio to numpy 1.20 against 0.90 in one run)
 
 
 def dot_heavy(kernel, w: int, target) -> bool:
-    """The kernel's dots, unrolled, would make more than twice Target.dot_unroll_limit
-    multiply-adds per lane: then the window below asks for fewer trips."""
+    """The kernel has several dots which, unrolled, would make at least Target.dot_unroll_limit
+    multiply-adds per lane together: then the window below is wider.  A lone dot keeps the
+    measured rule (16x512x8 and 32x128x16 ran as fast or faster unrolled).  At half the limit
+    the llama runner's prefill attention (two dots of 2048 at BQ=8, BT=32, D=64) looped too,
+    and ran 11% slower (53.9 against 48.3 ms for 512 rows of 9 heads), for 1.8 s of compile
+    instead of 5.3; tutorial 06's dQ at 32x32 blocks, HEAD_DIM 16 (three dots of 2048, 6144)
+    would have compiled in 10.5 s instead of 49.7."""
     limit = getattr(target, "dot_unroll_limit", None)
     if limit is None:
         return False
-    total = 0
+    total, count = 0, 0
     for op in kernel.walk():
         if op.name == "dot" and _shape(op) is not None:
             M, N, K = _shape(op)
             total += M * N * K // w
-    return total > 2 * limit
+            count += 1
+    return count > 1 and total >= limit
 
 
 def _in_window(op, w: int, target, heavy: bool = False) -> bool:
     """The operand-aware rule's size window: on CPU drivers (where it was measured: the
     per-lane memory accesses of the unrolled form's operands are loops over the lanes there),
-    above a quarter of the limit, and at least MIN_TRIPS_BELOW_LIMIT trips of the loop
-    (MIN_TRIPS_DOT_HEAVY in a dot-heavy kernel)."""
+    above a quarter of the limit, and at least MIN_TRIPS_BELOW_LIMIT trips of the loop (in a
+    dot-heavy kernel from a quarter of the limit itself, and MIN_TRIPS_DOT_HEAVY trips)."""
     limit = getattr(target, "dot_unroll_limit", None)
+    if not getattr(target, "cpu", False) or limit is None:
+        return False
     M, N, K = _shape(op)
-    trips = MIN_TRIPS_DOT_HEAVY if heavy else MIN_TRIPS_BELOW_LIMIT
-    return (getattr(target, "cpu", False) and limit is not None and M * N * K > (limit // 4) * w
-            and K >= trips * copies(K, w))
+    if heavy:
+        return M * N * K >= (limit // 4) * w and K >= MIN_TRIPS_DOT_HEAVY * copies(K, w)
+    return M * N * K > (limit // 4) * w and K >= MIN_TRIPS_BELOW_LIMIT * copies(K, w)
 
 
 def looped_dots(kernel, w: int, target, vectorize: bool = True) -> frozenset:
@@ -179,7 +189,9 @@ def looped_dots(kernel, w: int, target, vectorize: bool = True) -> frozenset:
     step at a time: the tutorial matmul 32x32x32 (4096 multiply-adds per lane) compiled in
     2.8 s instead of 20.5 s and ran 7.6 instead of 5.5 GFLOP per CPU-second as a loop, while a
     loop whose operands had to be staged first pays a scalar loop over the lanes per staged
-    register on lavapipe.  loop_budget counts visits from this same set (dot_forms.extra_visits)."""
+    register on lavapipe.  In a dot-heavy kernel (dot_heavy: attention's several dots) the
+    window is wider and a staged A no longer keeps a dot unrolled (see MIN_TRIPS_DOT_HEAVY).
+    loop_budget counts visits from this same set (dot_forms.extra_visits)."""
     looped = set()
     window = []
     heavy = dot_heavy(kernel, w, target)
@@ -198,7 +210,7 @@ def looped_dots(kernel, w: int, target, vectorize: bool = True) -> frozenset:
             if an.operand_load(op, 1) is None:
                 continue
             M, N, K = _shape(op)
-            if an.operand_load(op, 0) is not None or M * N * K >= limit * w:
+            if an.operand_load(op, 0) is not None or M * N * K >= limit * w or heavy:
                 looped.add(id(op))
     return frozenset(looped)
 
