@@ -12,7 +12,7 @@ import spvjit
 import spvjit.language as sl
 from spvjit.codegen.target import Target
 from spvjit.runtime import get_device
-from test_big_tiles import _lowered_notes, _operands, kloop_dot, launch
+from test_big_tiles import _kloop_matches_numpy, _lowered_notes, kloop_dot, launch
 
 MODES = ["device", "interpreter"]
 
@@ -21,16 +21,8 @@ MODES = ["device", "interpreter"]
 @pytest.mark.parametrize("BN", [16, 8, 4])
 @pytest.mark.parametrize("variant", ["tutorial", "a_used_twice", "b_not_affine"])
 def test_narrow_looped_dot_matches_numpy(mode, BN, variant, always_loop):
-    # partial tiles and a K tail of 8 (the masks recomputed per lane); 40 f32 products of N(0,1)
-    # terms per element, summed in another order than numpy: |err| < 1e-4
-    BM, BK = 32, 16
-    M, N, K = 45, 3 * BN + 1, 40
-    a, b = _operands(M, N, K, np.float32, seed=BN)
-    c = spvjit.zeros((M, N), np.float32)
-    grid = (spvjit.cdiv(M, BM), spvjit.cdiv(N, BN))
-    launch(kloop_dot, mode)[grid](spvjit.tensor(a), spvjit.tensor(b), c, M, N, K, BM=BM, BN=BN, BK=BK,
-                                  VARIANT=variant)
-    np.testing.assert_allclose(c.numpy(), a.astype(np.float64) @ b, atol=1e-4, rtol=1e-5)
+    # partial tiles and a K tail of 8 (the masks recomputed per lane)
+    _kloop_matches_numpy(mode, variant, (32, BN, 16), (45, 3 * BN + 1, 40), seed=BN)
 
 
 def _notes(BN, BK, K, variant):
