@@ -8,7 +8,7 @@ import pytest
 
 import spvjit
 import spvjit.language as sl
-from spvjit.codegen import block_loops
+from spvjit.codegen import dot_loop_plan
 from spvjit.codegen.compiler import compile_kernel
 from spvjit.codegen.spirv.tools import disassemble
 from spvjit.codegen.target import Target
@@ -160,7 +160,7 @@ def test_the_dot_reads_its_operands_only_where_they_are_affine_loads():
 def test_a_staged_big_accumulator_takes_4_steps_per_trip(variant, steps):
     """64x64 accumulators (128 vec4 blocks per lane on 8 lanes): where A is staged in shared
     memory each copy of the k step is 64 per-lane shared loads, so a trip takes 4 steps, not W
-    (block_loops.MAX_BODY_MULADDS); where the loop reads A itself the trip keeps W steps."""
+    (dot_loop_plan.MAX_BODY_MULADDS); where the loop reads A itself the trip keeps W steps."""
     target = Target.of(get_device().kernel_caps)
     if not target.cpu or target.subgroup_size != 8:
         pytest.skip("the rule applies on CPU drivers; sized for 8-lane lavapipe")
@@ -173,16 +173,16 @@ def test_a_staged_big_accumulator_takes_4_steps_per_trip(variant, steps):
     kernel = _build_ir(kloop_dot, spec, optimize=True)
     dot = next(op for op in kernel.walk() if op.name == "dot")
     gpu = dataclasses.replace(target, device_type="discrete")     # unmeasured there: W copies
-    reads = block_loops.plan_dot_reads(kernel, 8, gpu)
-    assert block_loops.dot_copies(dot, 8, gpu, reads) == 8
+    reads = dot_loop_plan.plan_dot_reads(kernel, 8, gpu)
+    assert dot_loop_plan.dot_copies(dot, 8, gpu, reads) == 8
     reads.crowded = True          # as in a kernel of several big looped dots: 4 wherever A comes from
-    assert block_loops.dot_copies(dot, 8, target, reads) == 4
+    assert dot_loop_plan.dot_copies(dot, 8, target, reads) == 4
 
 
 @spvjit.kernel
 def three_dots(a_ptr, b_ptr, c_ptr, M: sl.constexpr, N: sl.constexpr, K: sl.constexpr):
     """Three looped dots whose A the loops read (vec4 along k), summed: a kernel whose looped
-    bodies together pass block_loops.MAX_KERNEL_MULADDS, as attention's backward does."""
+    bodies together pass dot_loop_plan.MAX_KERNEL_MULADDS, as attention's backward does."""
     rm = sl.arange(0, M)
     rn = sl.arange(0, N)
     rk = sl.arange(0, K)
@@ -230,7 +230,7 @@ def test_dots_below_the_limit_loop_where_the_loop_reads_both_operands(BM, BN, BK
     """Below Target.dot_unroll_limit (8192 per lane, the default), a dot above a quarter of it
     still becomes a loop over k where both operands are loads the loop reads itself; the
     loop budget's visit counts (extra_visits) follow the same choice."""
-    from spvjit.codegen import block_loops, dot_forms
+    from spvjit.codegen import dot_forms
     target = Target.of(get_device().kernel_caps)
     if not target.cpu:
         pytest.skip("the operand-aware rule applies on CPU drivers (8-lane lavapipe here)")
@@ -245,11 +245,11 @@ def test_dots_below_the_limit_loop_where_the_loop_reads_both_operands(BM, BN, BK
     dot = next(op for op in kernel.walk() if op.name == "dot")
     unrolled = 0 if "register blocks" in by_name["dot"] else BK + 1     # a staged dot loops over k
     W, a_staged = ck.workgroup_size, variant == "a_used_twice"     # the loop reads A unless used twice
-    want = BK // block_loops.copies(BK, W, BM * BN // (4 * W), a_staged) + 1 if loops else unrolled     # one dot
+    want = BK // dot_loop_plan.copies(BK, W, BM * BN // (4 * W), a_staged) + 1 if loops else unrolled     # one dot
     assert visits(dot) == want and (not loops or f"{want - 1} trips" in by_name["dot"]), by_name["dot"]
     # measured on CPU drivers only: a GPU target keeps the shape rule alone (same SPIR-V as before)
     gpu = dataclasses.replace(target, device_type="discrete")
-    assert block_loops.looped_dots(kernel, ck.workgroup_size, gpu) == frozenset()
+    assert dot_loop_plan.looped_dots(kernel, ck.workgroup_size, gpu) == frozenset()
 
 
 @pytest.mark.parametrize("mode", MODES)

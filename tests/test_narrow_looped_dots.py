@@ -95,7 +95,7 @@ def test_narrow_attention_step_matches_numpy(mode, always_loop):
 def test_tutorial_attention_forward_at_32x32_blocks_loops_its_dots(mode):
     """Tutorial 06's forward at 32x32 blocks, HEAD_DIM 16: four dots of 2048 multiply-adds per
     lane, a quarter of the limit, none of them alone a reason to loop.  Together they make the
-    kernel dot-heavy (block_loops.dot_heavy), so each is a loop over k: it compiled in 7.9 s
+    kernel dot-heavy (dot_loop_plan.dot_heavy), so each is a loop over k: it compiled in 7.9 s
     instead of 40.5 s on lavapipe 22.3, and ran faster.  (The backward kernels at 32x32 loop
     the same way; their device compile, about 20 s, is left to the benchmark.)"""
     from test_triton_tutorials import _attention_reference, attn_fwd

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from .. import knobs
 from ..ir.core import KernelIR
 from ..ir.ops import OP_INFO, ops_of
-from . import axis_info, block_loops, coopmat, debug_print, dot_forms, global_pointers, loop_budget, subgroup
+from . import axis_info, coopmat, debug_print, dot_forms, dot_loop_plan, global_pointers, loop_budget, subgroup
 from .atomics import mark_native_atomics
 from .emitter import Emitter
 from .layout import choose_workgroup, regs
@@ -207,7 +207,7 @@ def _build(kernel, caps, w, param_div, notes, program_loop, loop_limit, extra, u
     mem = Memory(em, bindings, push)
     mem.wide_stores = cpu and caps.int64
     mem.declare(_float_atomic_bindings(kernel, bindings))
-    dot_reads = block_loops.plan_dot_reads(kernel, w, caps, coop_plan.dots)
+    dot_reads = dot_loop_plan.plan_dot_reads(kernel, w, caps, coop_plan.dots)
     scratch = _scratch_words(kernel, w, coop_plan.dots, dot_reads)
     max_shared = caps.max_shared_memory
     if scratch * 4 > max_shared:

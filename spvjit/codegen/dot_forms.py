@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import block_loops, subgroup
+from . import block_loops, dot_loop_plan, subgroup
 from .layout import flat_np, lane_np, reg_np, regs, vec_width
 
 
@@ -31,7 +31,7 @@ def extra_visits(w: int, target, kernel, vectorize: bool = True):
     will be lowered (the choice depends on the dots' operands).  The choice repeats `form`
     without a Lowerer: cooperative-matrix dots never meet a loop limit (it is gone in the
     Mesa 26 lavapipe that has them), so only looped, register-block and staged dots count."""
-    reads = block_loops.plan_dot_reads(kernel, w, target, (), vectorize)   # knows the looped dots
+    reads = dot_loop_plan.plan_dot_reads(kernel, w, target, (), vectorize)   # knows the looped dots
     sg = subgroup.available(target, w)
     layout = _Layout(w, vectorize)
 
@@ -39,7 +39,7 @@ def extra_visits(w: int, target, kernel, vectorize: bool = True):
         if op.name != "dot" or len(op.operands[0].type.shape) != 2 or len(op.operands[1].type.shape) != 2:
             return 0
         if reads.looped(op):
-            return block_loops.trips_visits(op, w, target, reads)
+            return dot_loop_plan.trips_visits(op, w, target, reads)
         if sg.get("whole") and sg.get("broadcast") and _plan(layout, op) is not None:
             return 0
         return op.operands[0].type.shape[1] + 1

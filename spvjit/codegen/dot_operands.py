@@ -111,7 +111,7 @@ class Analysis:
         self.looped = wants_loop
         self.fused: dict[int, list] = {}       # id(load op) -> [(dot op, operand index, k axis, transposed)]
         self.transposes: set[int] = set()      # ids of trans ops read through their fused load
-        self.crowded = False                   # many looped dots (block_loops.plan_dot_reads sets it)
+        self.crowded = False                   # many looped dots (dot_loop_plan.plan_dot_reads sets it)
         users, block_of, owner_of = _users(kernel)
         reread_ok = _reread_check(block_of, owner_of)
 

@@ -31,7 +31,7 @@ class Target:
     loop_iteration_limit: int | None = None   # loop-header visits per invocation (lavapipe < Mesa 26:
                                               # 65535); measured by spvjit/loop_limit.py, not in DeviceCaps
     dot_unroll_limit: int | None = 8192    # multiply-adds per lane above which a dot is a loop over k
-                                           # (block_loops.py); None: always unrolled.  The compiler
+                                           # (dot_loop_plan.py); None: always unrolled.  The compiler
                                            # sets it from SPVJIT_DOT_UNROLL_LIMIT
 
     @property
