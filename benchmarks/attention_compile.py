@@ -127,7 +127,7 @@ def backward_speed(n_ctx, head_dim, dkdv_blocks, dq_blocks):
     inp.delta = spvjit.tensor(delta.reshape(inp.Z * inp.H, n_ctx).astype(np.float32))
     runs = []
     for name, (bm, bn) in (("attn_bwd_dkdv", dkdv_blocks), ("attn_bwd_dq", dq_blocks)):
-        inp.meta.update(BLOCK_M=bm, BLOCK_N=bn)
+        inp.meta = dict(inp.meta, BLOCK_M=bm, BLOCK_N=bn)     # a launcher keeps the dict it saw
         runs.append(inp.launcher(name, getattr(tut, name)))
     for run in runs:
         run()

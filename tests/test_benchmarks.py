@@ -50,7 +50,7 @@ def test_attention_compile_script(needs_device):
     import subprocess
     script = str(BENCH / "attention_compile.py")
     run = subprocess.run([sys.executable, script, "--reps", "1", "--only", "attn_bwd_dq", "--ctx", "32",
-                          "--speed-ctx", "32", "--speed-bwd", "16x16,16x16"], capture_output=True, text=True,
+                          "--speed-ctx", "32", "--speed-bwd", "16x32,32x16"], capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "attn_bwd_dq" in run.stdout and "WRONG" not in run.stdout and "ratio" in run.stdout
