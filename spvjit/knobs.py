@@ -52,7 +52,7 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("SPVJIT_DOT_UNROLL_LIMIT", "int", 8192, "a `dot` with more multiply-adds per invocation "
          "than this runs as a loop over k instead of unrolled, and, on CPU drivers, so does one above a "
          "quarter of it whose operands are both loads the loop reads itself, with at least four trips "
-         "of the loop, or, in a kernel whose several dots together reach it, one from a quarter "
+         "of the loop, or, in a kernel whose several dots together reach three quarters of it, one from a quarter "
          "of it whose B the loop reads, with two trips (codegen/dot_loop_plan.py)", minimum=0,
          lowering=True),
     Knob("SPVJIT_REQUIRE_COOPMAT", "flag", False, "tests: fail, instead of skipping, where the "

@@ -116,3 +116,21 @@ def test_tutorial_attention_forward_at_32x32_blocks_loops_its_dots(mode):
         _, _, notes = _lowered_notes(attn_fwd, target, *args, **meta)
         dots = [n for n in notes.values() if "loop over k" in n or "register blocks" in n or "staging" in n]
         assert len(dots) == 4 and all("loop over k" in n for n in dots), dots
+
+
+def test_tutorial_dq_at_32x32_blocks_loops_its_three_dots(needs_device):
+    """dQ at 32x32 blocks, HEAD_DIM 16: three dots of 2048 multiply-adds per lane (6144, three
+    quarters of the limit) make it dot-heavy; looped it compiled in 10.7 s instead of 45-50 s
+    on lavapipe 22.3 and the backward ran faster.  (Two such dots, as in the llama runner's
+    prefill attention, stay unrolled: they ran 11% slower looped.)  The result is checked
+    against numpy by benchmarks/attention_compile.py --speed-bwd 32x32,32x32."""
+    from test_triton_tutorials import attn_bwd_dq
+    target = Target.of(get_device().kernel_caps)
+    if not (target.cpu and target.subgroup_size == 8):
+        pytest.skip("the notes below are those of lavapipe's 8-lane programs")
+    t = spvjit.tensor(np.zeros((1, 2, 64, 16), np.float16))
+    m = spvjit.empty((2, 64), np.float32)
+    _, _, notes = _lowered_notes(attn_bwd_dq, target, t, t, t, 0.5, t, t, m, m, *(t.stride(i) for i in range(4)), 2, 64,
+                                 BLOCK_M=32, BLOCK_N=32, HEAD_DIM=16, CAUSAL=True)
+    dots = [n for n in notes.values() if "loop over k" in n or "register blocks" in n or "staging" in n]
+    assert len(dots) == 3 and all("loop over k" in n for n in dots), dots
