@@ -12,7 +12,7 @@ import spvjit
 import spvjit.language as sl
 from spvjit.codegen.target import Target
 from spvjit.runtime import get_device
-from test_big_tiles import _kloop_matches_numpy, _lowered_notes, kloop_dot, launch
+from test_big_tiles import _kloop_matches_numpy, _lowered_notes, _operands, kloop_dot, launch
 
 MODES = ["device", "interpreter"]
 
@@ -134,3 +134,35 @@ def test_tutorial_dq_at_32x32_blocks_loops_its_three_dots(needs_device):
                                  BLOCK_M=32, BLOCK_N=32, HEAD_DIM=16, CAUSAL=True)
     dots = [n for n in notes.values() if "loop over k" in n or "register blocks" in n or "staging" in n]
     assert len(dots) == 3 and all("loop over k" in n for n in dots), dots
+
+
+@pytest.mark.parametrize("BN,variant", [(64, "tutorial"), (32, "a_used_twice"), (16, "tutorial")])
+def test_narrow_looped_dot_in_gpu_layouts(needs_device, BN, variant):
+    """The same lowering with a GPU's lanes: 4 warps are 128 invocations (16 subgroups of 8 on
+    lavapipe, tests/test_gpu_layouts.py), so every row narrower than 512 is narrow (P = 8, 16
+    or 32 rows per block); run on the real device against numpy."""
+    from spvjit.codegen.compiler import compile_kernel
+    from spvjit.compiler import DeviceKernel, _build_ir
+    from spvjit.launch import launch_on_device
+    from test_gpu_layouts import gpu_like_target
+    from spvjit.codegen import compile_hooks
+    BM, BK = 64, 32
+    M, N, K = 70, 2 * BN + 3, 72
+    a, b = _operands(M, N, K, np.float32, seed=BN)
+    ta, tb, c = spvjit.tensor(a), spvjit.tensor(b), spvjit.zeros((M, N), np.float32)
+    args, kwargs = [ta, tb, c, M, N, K], dict(BM=BM, BN=BN, BK=BK, VARIANT=variant)
+    spec, _ = kloop_dot.specialize(args, kwargs)
+    notes = {}
+    kernel = _build_ir(kloop_dot, spec, optimize=True)
+    ck = compile_kernel(kernel, dataclasses.replace(gpu_like_target(), dot_unroll_limit=0), spec.num_warps,
+                        spec.divisibility or {}, notes)
+    note = next(notes[id(op)] for op in kernel.walk() if op.name == "dot")
+    assert ck.workgroup_size == 128 and "loop over k" in note, (ck.workgroup_size, note)
+    for hook in compile_hooks:       # spirv-val
+        hook(ck)
+    dev = get_device()
+    pipe = dev.create_pipeline(ck.spirv, [bd.kind for bd in ck.bindings], ck.push_size)
+    grid = (spvjit.cdiv(M, BM), spvjit.cdiv(N, BN), 1)
+    launch_on_device(DeviceKernel(ck, pipe), spec, grid, dev, "kloop_dot")
+    # <= 72 f32 products of N(0,1) terms, summed in another order than numpy: |err| < 1e-4
+    np.testing.assert_allclose(c.numpy(), a.astype(np.float64) @ b, atol=1e-4, rtol=1e-5)
