@@ -33,7 +33,7 @@ kernel carries the hidden status buffer the loop checks at its exit that it ran 
 from __future__ import annotations
 
 from ..ir import types as T
-from .dot_loop_plan import _rows_per_block, _shape, dot_copies, plan_dot_reads
+from .dot_loop_plan import dot_copies, dot_shape, plan_dot_reads, rows_per_block
 from .loop_status import status_binding
 from . import dot_operands, dot_reader, staged_pairs, subgroup
 from .values import LV
@@ -78,7 +78,7 @@ def _skip(lw, op, ids, why: str) -> bool:
 
 def lower_dot_looped(lw, op):
     em, mem, W = lw.em, lw.mem, lw.W
-    M, N, K = _shape(op)
+    M, N, K = dot_shape(op)
     a_t, c_t = op.operands[0].type, op.operands[2].type
     a, b, acc = (lw.get(v) for v in op.operands)
     in_dt, out_dt = a_t.elem, c_t.elem
@@ -86,7 +86,7 @@ def lower_dot_looped(lw, op):
     wt = em.type_of(work)
     v4 = em.b.type_vector(wt, 4)
     R = max(1, N // (4 * W))          # vec4 register blocks per row of C (and of B)
-    P = _rows_per_block(N, W)         # rows per block: 1, or 4W/N where a row spans N/4 lanes
+    P = rows_per_block(N, W)         # rows per block: 1, or 4W/N where a row spans N/4 lanes
     rows = _RowGroups(em, lw.lane, P, N)
     an = analysis(lw)
     a_load = an.operand_load(op, 0)
@@ -168,7 +168,7 @@ def lower_dot_looped(lw, op):
             return quads[(k, i, g)][u % 4]
 
     if b_load is not None:
-        rb = dot_reader.Reader(lw, an, b_load, 1 if b_transposed else 0, work, b_transposed)
+        rb = dot_reader.Reader(lw, an, b_load, 1 if b_transposed else 0, work, b_transposed, rows.lane_row)
 
         def b_at(cb, k):
             return em.op("OpCompositeConstruct", v4, *rb.b_block(cb, k, N))
@@ -231,7 +231,6 @@ class _RowGroups:
         self.em, self.P = em, P
         self.lane_row = (em.op("OpShiftRightLogical", em.i32, lane, em.ci((N // 4).bit_length() - 1))
                          if P > 1 else None)
-        self.is_row = [em.op("OpIEqual", em.bool, self.lane_row, em.ci(j)) for j in range(1, P)]
         self._offsets = {}
 
     def offset(self, i: int, scale: int) -> int:
@@ -248,9 +247,10 @@ class _RowGroups:
         if self.P == 1:
             return per_row
         em, out = self.em, []
+        is_row = [em.op("OpIEqual", em.bool, self.lane_row, em.ci(j)) for j in range(1, self.P)]
         for i in range(len(per_row) // self.P):
             v = per_row[i * self.P]
-            for j, cond in enumerate(self.is_row, start=1):
+            for j, cond in enumerate(is_row, start=1):
                 v = em.select(em.i32, cond, per_row[i * self.P + j], v)
             out.append(v)
         return out

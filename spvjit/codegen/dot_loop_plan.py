@@ -15,7 +15,8 @@ STEP_COPIES = (4, 2, 1)
      # copies of the k step per loop trip (the largest that divides K)
 
 
-def _shape(op):
+def dot_shape(op):
+    """(M, N, K) of a 2-D dot, else None (batched dots)."""
     a_t, b_t = op.operands[0].type, op.operands[1].type
     if len(a_t.shape) != 2 or len(b_t.shape) != 2:
         return None
@@ -57,7 +58,7 @@ def dot_copies(op, w: int, target, reads: dot_operands.Analysis) -> int:
     """copies() for `op` (a dot lowered as a loop over k) on `target`: small bodies on CPU
     drivers where A is staged (the loop does not read it from memory itself) or where the
     kernel's looped dots are many (`reads`: plan_dot_reads, which knows both)."""
-    M, N, K = _shape(op)
+    M, N, K = dot_shape(op)
     small = getattr(target, "cpu", False) and (reads.operand_load(op, 0) is None or reads.crowded)
     return copies(K, w, M * N // (4 * w), small)
 
@@ -67,7 +68,7 @@ def _crowded(kernel, looped, w: int) -> bool:
     total = 0
     for op in kernel.walk():
         if id(op) in looped:
-            M, N, _ = _shape(op)
+            M, N, _ = dot_shape(op)
             total += M * N // (4 * w) * w
     return total > MAX_KERNEL_MULADDS
 
@@ -78,7 +79,7 @@ def loops_dot(op, w: int, target, vectorize: bool = True) -> bool:
     the operand-aware rule below the limit)."""
     if not _loopable(op, w, vectorize):
         return False
-    M, N, K = _shape(op)
+    M, N, K = dot_shape(op)
     limit = getattr(target, "dot_unroll_limit", None)
     return limit is not None and M * N * K > limit * w
 
@@ -87,7 +88,7 @@ def _loopable(op, w: int, vectorize: bool) -> bool:
     """C's vec4 register blocks each lie in whole rows, 32-bit or narrower types: a row spans
     whole vec4 blocks of every lane (N % 4W == 0), or a block spans P = 4W/N whole rows (N a
     power of two below 4W; M and K multiples of P, so that C and B have the vec4 layout)."""
-    mnk = _shape(op)
+    mnk = dot_shape(op)
     if mnk is None or not vectorize:
         return False
     if any(v.type.elem.bits > 32 for v in op.operands):
@@ -95,11 +96,11 @@ def _loopable(op, w: int, vectorize: bool) -> bool:
     M, N, K = mnk
     if N % (4 * w) == 0:
         return True
-    P = _rows_per_block(N, w)
+    P = rows_per_block(N, w)
     return N % 4 == 0 and (4 * w) % N == 0 and M % P == 0 and K % P == 0
 
 
-def _rows_per_block(N: int, w: int) -> int:
+def rows_per_block(N: int, w: int) -> int:
     """P: the rows of C (and of B) that one vec4 register block holds across the lanes."""
     return max(1, 4 * w // N)
 
@@ -132,8 +133,9 @@ def dot_heavy(kernel, w: int, target) -> bool:
         return False
     total, count = 0, 0
     for op in kernel.walk():
-        if op.name == "dot" and _shape(op) is not None:
-            M, N, K = _shape(op)
+        mnk = dot_shape(op) if op.name == "dot" else None
+        if mnk is not None:
+            M, N, K = mnk
             total += M * N * K // w
             count += 1
     return count > 1 and 4 * total >= 3 * limit
@@ -147,7 +149,7 @@ def _in_window(op, w: int, target, heavy: bool = False) -> bool:
     limit = getattr(target, "dot_unroll_limit", None)
     if not getattr(target, "cpu", False) or limit is None:
         return False
-    M, N, K = _shape(op)
+    M, N, K = dot_shape(op)
     if heavy:
         return M * N * K >= (limit // 4) * w and K >= MIN_TRIPS_DOT_HEAVY * copies(K, w)
     return M * N * K > (limit // 4) * w and K >= MIN_TRIPS_BELOW_LIMIT * copies(K, w)
@@ -172,9 +174,10 @@ def looped_dots(kernel, w: int, target, vectorize: bool = True) -> frozenset:
     for op in kernel.walk():
         if op.name != "dot" or not _loopable(op, w, vectorize):
             continue
-        if loops_dot(op, w, target, vectorize) and not _narrow(op, w):
+        big = loops_dot(op, w, target, vectorize)
+        if big and not _narrow(op, w):
             looped.add(id(op))
-        elif loops_dot(op, w, target, vectorize) or _in_window(op, w, target, heavy):
+        elif big or _in_window(op, w, target, heavy):     # a big narrow dot: only with B read
             window.append(op)
     if window:
         ids = {id(op) for op in window}
@@ -183,7 +186,7 @@ def looped_dots(kernel, w: int, target, vectorize: bool = True) -> frozenset:
         for op in window:
             if an.operand_load(op, 1) is None:
                 continue
-            M, N, K = _shape(op)
+            M, N, K = dot_shape(op)
             if an.operand_load(op, 0) is not None or M * N * K >= limit * w or heavy:
                 looped.add(id(op))
     return frozenset(looped)
@@ -192,7 +195,7 @@ def looped_dots(kernel, w: int, target, vectorize: bool = True) -> frozenset:
 def trips_visits(op, w: int, target, reads: dot_operands.Analysis) -> int:
     """Loop-header visits of `op` lowered as a loop over k: K/U trips plus the final check
     (`reads`: plan_dot_reads, which dot_copies asks)."""
-    return _shape(op)[2] // dot_copies(op, w, target, reads) + 1
+    return dot_shape(op)[2] // dot_copies(op, w, target, reads) + 1
 
 
 def plan_dot_reads(kernel, w: int, target, coop_dots=(), vectorize: bool = True) -> dot_operands.Analysis:
@@ -216,4 +219,4 @@ def plan_dot_reads(kernel, w: int, target, coop_dots=(), vectorize: bool = True)
 
 def _narrow(op, w: int) -> bool:
     """C's rows are narrower than the lanes' vec4 blocks (N < 4W, see _loopable)."""
-    return _shape(op)[1] < 4 * w
+    return dot_shape(op)[1] < 4 * w

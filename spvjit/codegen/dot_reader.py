@@ -13,9 +13,13 @@ from .dot_operands import Analysis, _Id
 class Reader:
     """Emits the loads of one fused dot operand; `prepare` runs before the k loop."""
 
-    def __init__(self, lw, analysis: Analysis, load, axis: int, work, transposed: bool = False):
+    def __init__(self, lw, analysis: Analysis, load, axis: int, work, transposed: bool = False,
+                 lane_row=None):
         self.lw, self.load, self.axis, self.work = lw, load, axis, work
         self.transposed = transposed
+        # B's rows narrower than the lanes' vec4 blocks (N < 4W): the id of this lane's row in
+        # a register block (block_loops._RowGroups.lane_row); None where a row spans every lane
+        self.lane_row = lane_row
         em, mem = lw.em, lw.mem
         ptr_v = load.operands[0]
         self.ptr = lw.get(ptr_v)
@@ -29,7 +33,7 @@ class Reader:
         self.other = other if other is not None else em.const(self.dt, 0)
         self.vec4 = axis == 0 and ptr_v.type.shape[0] > 1 and mem._vectorizable(lw, load, self.bd)
         self.shape = ptr_v.type.shape
-        self._ids = {}                          # ids of _column / _row_of_registers, made once
+        self._columns = {}                      # ids of _column for narrow rows, made once
         if transposed:
             self._column_bases(ptr_v)
 
@@ -44,32 +48,19 @@ class Reader:
             n = self._column(r)                 # row 0 of B: the column index itself
             self.col_bases.append(remat.evaluate(lw, ptr_v, em.imul(n, em.ci(cols))))
 
-    def _b_columns(self) -> int:
-        return self.shape[0] if self.transposed else self.shape[1]
-
     def _column(self, r: int) -> int:
         """The column of B that this lane's B register r holds (B's blocked layout, v=4).
         Where B's rows are narrower than the lanes' vec4 blocks (N < 4W), a block spans
         4W/N rows and register r of lane l lies in row l // (N/4): its column is the flat
         index modulo N (N is then a power of two)."""
         lw, em = self.lw, self.lw.em
-        n = self._b_columns()
-        flat = lw.flat(r, self.shape[0] * self.shape[1])
-        if n >= 4 * lw.W:
-            return flat
-        if ("col", r) not in self._ids:       # once per dot, where first used
-            self._ids[("col", r)] = em.op("OpBitwiseAnd", em.i32, flat, em.ci(n - 1))
-        return self._ids[("col", r)]
-
-    def _row_of_registers(self):
-        """The row of B this lane's register block 0 lies in (0 where a row spans every lane)."""
-        lw, em = self.lw, self.lw.em
-        n = self._b_columns()
-        if n >= 4 * lw.W:
-            return None
-        if "row" not in self._ids:
-            self._ids["row"] = em.op("OpShiftRightLogical", em.i32, lw.lane, em.ci((n // 4).bit_length() - 1))
-        return self._ids["row"]
+        numel = self.shape[0] * self.shape[1]
+        if self.lane_row is None:
+            return lw.flat(r, numel)
+        if r not in self._columns:            # once per dot, where first used
+            n = self.shape[0] if self.transposed else self.shape[1]
+            self._columns[r] = em.op("OpBitwiseAnd", em.i32, lw.flat(r, numel), em.ci(n - 1))
+        return self._columns[r]
 
     def _masked(self, g, idx):
         """(predicate or None, safe index) for flat element g of the operand."""
@@ -171,8 +162,8 @@ class Reader:
                 pred, idx = self._masked(em.iadd(em.imul(n, em.ci(self.shape[1])), k), idx)
                 out.append(self._finish(pred, mem.load_elem(self.bd, idx)))
             return out
-        # this lane's pointer registers are row r0's (0, or the lane's row where N < 4W)
-        r0 = self._row_of_registers()
+        # this lane's pointer registers are row 0's, or the lane's own row where N < 4W
+        r0 = self.lane_row
         off = em.imul(k if r0 is None else em.op("OpISub", em.i32, k, r0), self.stride)
         if self.vec4:
             idx = em.iadd(self.ptr.regs[4 * cb], off)
