@@ -109,17 +109,25 @@ def kloop_matmul(a_ptr, b_ptr, c_ptr, M, N, K, BM: sl.constexpr, BN: sl.constexp
     sl.store(c_ptr + rm[:, None] * N + rn[None, :], acc.to(sl.float32), mask=(rm[:, None] < M) & (rn[None, :] < N))
 
 
-@spvjit.kernel
-def kloop_matmul_i8(a_ptr, b_ptr, c_ptr, K, BM: sl.constexpr, BN: sl.constexpr, BK: sl.constexpr):
+@spvjit.jit
+def kloop_acc(a_ptr, b_ptr, K, BM: sl.constexpr, BN: sl.constexpr, BK: sl.constexpr, ACC: sl.constexpr):
+    """A @ B for row-major A [BM, K] and B [K, BN] (K a multiple of BK), one dot per BK step,
+    accumulated in ACC: the loop the K-loop test kernels share."""
     rm = sl.arange(0, BM)
     rn = sl.arange(0, BN)
     rk = sl.arange(0, BK)
-    acc = sl.zeros((BM, BN), dtype=sl.int32)
+    acc = sl.zeros((BM, BN), dtype=ACC)
     for k in range(0, K, BK):
         a = sl.load(a_ptr + rm[:, None] * K + (k + rk)[None, :])
         b = sl.load(b_ptr + (k + rk)[:, None] * BN + rn[None, :])
         acc = sl.dot(a, b, acc)
-    sl.store(c_ptr + rm[:, None] * BN + rn[None, :], acc)
+    return acc
+
+
+@spvjit.kernel
+def kloop_matmul_i8(a_ptr, b_ptr, c_ptr, K, BM: sl.constexpr, BN: sl.constexpr, BK: sl.constexpr):
+    acc = kloop_acc(a_ptr, b_ptr, K, BM, BN, BK, sl.int32)
+    sl.store(c_ptr + sl.arange(0, BM)[:, None] * BN + sl.arange(0, BN)[None, :], acc)
 
 
 def _kloop_args(M, N, K, rng=None):

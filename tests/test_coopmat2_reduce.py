@@ -21,6 +21,7 @@ from spvjit.codegen.spirv.disasm import workgroup_accesses
 from spvjit.codegen.spirv.tools import disassemble, validate
 from spvjit.runtime import CoopMatConfig, get_device
 from spvjit.runtime.capabilities import CoopMat2, FlexConfig
+from test_coopmat import kloop_acc
 
 pytestmark = pytest.mark.coopmat
 
@@ -43,15 +44,10 @@ def dot_reductions(a_ptr, b_ptr, r_ptr, c_ptr, K, BM: sl.constexpr, BN: sl.const
                    AXIS: sl.constexpr, BCAST: sl.constexpr, ACC_F16: sl.constexpr = False):
     rm = sl.arange(0, BM)
     rn = sl.arange(0, BN)
-    rk = sl.arange(0, BK)
     if ACC_F16:
-        acc = sl.zeros((BM, BN), dtype=sl.float16)
+        acc = kloop_acc(a_ptr, b_ptr, K, BM, BN, BK, sl.float16)
     else:
-        acc = sl.zeros((BM, BN), dtype=sl.float32)
-    for k in range(0, K, BK):
-        a = sl.load(a_ptr + rm[:, None] * K + (k + rk)[None, :])
-        b = sl.load(b_ptr + (k + rk)[:, None] * BN + rn[None, :])
-        acc = sl.dot(a, b, acc)
+        acc = kloop_acc(a_ptr, b_ptr, K, BM, BN, BK, sl.float32)
     s = sl.sum(acc, AXIS)
     mx = sl.max(acc, AXIS)
     mn = sl.min(acc, AXIS)
@@ -171,12 +167,7 @@ def max_sub_exp2(a_ptr, b_ptr, c_ptr, K, BM: sl.constexpr, BN: sl.constexpr, BK:
                  PLAIN: sl.constexpr):
     rm = sl.arange(0, BM)
     rn = sl.arange(0, BN)
-    rk = sl.arange(0, BK)
-    acc = sl.zeros((BM, BN), dtype=sl.float32)
-    for k in range(0, K, BK):
-        a = sl.load(a_ptr + rm[:, None] * K + (k + rk)[None, :])
-        b = sl.load(b_ptr + (k + rk)[:, None] * BN + rn[None, :])
-        acc = sl.dot(a, b, acc)
+    acc = kloop_acc(a_ptr, b_ptr, K, BM, BN, BK, sl.float32)
     if PLAIN:
         sl.store(c_ptr + rm[:, None] * BN + rn[None, :], acc)
     else:
@@ -315,12 +306,7 @@ def dot_per_element(a_ptr, b_ptr, c_ptr, r_ptr, K, alpha, BM: sl.constexpr, BN: 
                     BK: sl.constexpr, EPI: sl.constexpr):
     rm = sl.arange(0, BM)
     rn = sl.arange(0, BN)
-    rk = sl.arange(0, BK)
-    acc = sl.zeros((BM, BN), dtype=sl.float32)
-    for k in range(0, K, BK):
-        a = sl.load(a_ptr + rm[:, None] * K + (k + rk)[None, :])
-        b = sl.load(b_ptr + (k + rk)[:, None] * BN + rn[None, :])
-        acc = sl.dot(a, b, acc)
+    acc = kloop_acc(a_ptr, b_ptr, K, BM, BN, BK, sl.float32)
     if EPI == "exp":
         e = sl.exp(acc * 0.25)
     elif EPI == "exp2":
