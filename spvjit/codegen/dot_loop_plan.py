@@ -193,8 +193,9 @@ def looped_dots(kernel, w: int, target, vectorize: bool = True) -> frozenset:
 
 
 def trips_visits(op, w: int, target, reads: dot_operands.Analysis) -> int:
-    """Loop-header visits of `op` lowered as a loop over k: K/U trips plus the final check
-    (`reads`: plan_dot_reads, which dot_copies asks)."""
+    """Loop-header visits of `op` lowered as a loop over k, at most: K/U trips, plus one for
+    a final check that the rotated loop (block_loops.phi_loop) no longer makes, kept as
+    a margin (`reads`: plan_dot_reads, which dot_copies asks)."""
     return dot_shape(op)[2] // dot_copies(op, w, target, reads) + 1
 
 
