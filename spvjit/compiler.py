@@ -77,12 +77,12 @@ def compile(jitfn, spec, target):
     return result
 
 
-def _build_ir(jitfn, spec, optimize: bool):
+def _build_ir(jitfn, spec, optimize: bool, dump: bool = True):
     kernel = build_ir(jitfn, spec.kinds)
     verify(kernel)
     if optimize:
         kernel = run_passes(kernel)
-    if "ir" in knobs.get("SPVJIT_DUMP"):
+    if dump and "ir" in knobs.get("SPVJIT_DUMP"):
         print(print_kernel(kernel), file=sys.stderr)
     return kernel
 
@@ -129,7 +129,8 @@ def _lower(jitfn, spec, dev, show_lowering: bool):
     notes = {} if show_lowering else None
     try:
         target = device_target(dev)
-        ck = compile_kernel(kernel, target, spec.num_warps, spec.divisibility or {}, notes)
+        ck = compile_kernel(kernel, target, spec.num_warps, spec.divisibility or {}, notes,
+                            assume_nonneg=spec.assume_nonneg)
     except LoweringError as e:
         raise CompilationError(f"in kernel {jitfn.__name__}: {e}") from None
     if notes is not None:

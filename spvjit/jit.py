@@ -20,6 +20,7 @@ from .ir import types as T
 from .ir.printer import print_kernel
 from .language.core import constexpr
 from .launch import check_grid, launch_on_device
+from .launch_facts import specialize_for_launch
 from .runtime import get_device
 
 
@@ -43,6 +44,7 @@ class Specialization:
     runtime: list[tuple[str, object]]   # (name, value) of non-constexpr args, in order
     num_warps: int
     divisibility: dict = None        # int args known divisible by 16 (lets loads vectorize)
+    assume_nonneg: bool = False      # launch_facts: this launch's wanted scalars are >= 0
 
     def key(self) -> tuple:
         """What the compiled code depends on, by value: equal keys compile to the same code,
@@ -60,7 +62,7 @@ class Specialization:
                     what = repr(what)
             items.append((name, kind, what))
         div = tuple(sorted((self.divisibility or {}).items()))
-        return (tuple(items), self.num_warps, div)
+        return (tuple(items), self.num_warps, div) + ((("assume_nonneg",),) if self.assume_nonneg else ())
 
 
 def _pow2_bucket(v: int) -> int:
@@ -84,6 +86,7 @@ class JITFunction(KernelFunction):
                                 if _is_constexpr_annotation(p.annotation)}
         self.force_interpret = interpret
         self._compiled: dict[tuple, object] = {}
+        self._launch_facts: dict[tuple, object] = {}     # launch_facts.specialize_for_launch
         self.compile_seconds: list[float] = []
 
     def __repr__(self) -> str:
@@ -173,6 +176,7 @@ class JITFunction(KernelFunction):
             run_interpreted(compiler.compile(self, spec, compiler.INTERPRETER), spec.runtime, grid)
             return
         dev = get_device()
+        spec = specialize_for_launch(self, spec, grid)
         launch_on_device(compiler.compile(self, spec, dev), spec, grid, dev, self.__name__)
 
     def _grid(self, grid, bound) -> tuple[int, int, int]:

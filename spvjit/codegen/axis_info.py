@@ -10,7 +10,7 @@ divisibility by 16, as in Triton.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import gcd
 
 BIG = 1 << 30
@@ -34,13 +34,82 @@ def _last(ty) -> int:
     return ty.shape[-1] if ty.shape else 1
 
 
-def analyze(kernel, param_div: dict[str, int]) -> dict[int, Info]:
-    info: dict[int, Info] = {}
+class _Facts(dict):
+    """id(value) -> Info, and the ids of the values the launch promises are >= 0."""
+    assumed: frozenset = frozenset()
+
+
+def analyze(kernel, param_div: dict[str, int], assume_nonneg: bool = False) -> dict[int, Info]:
+    """The facts of every value of `kernel`.  `assume_nonneg`: the launch checked, for every
+    program of its grid, that the scalars nonneg_wanted names are >= 0 (launch_facts.py)."""
+    info = _analyze(kernel, param_div, frozenset())
+    if assume_nonneg:
+        wanted = nonneg_wanted(kernel, info)
+        if wanted:
+            info = _analyze(kernel, param_div, frozenset(id(v) for v in wanted))
+    return info
+
+
+def _analyze(kernel, param_div, assumed: frozenset) -> _Facts:
+    info = _Facts()
+    info.assumed = assumed
     for p in kernel.params:
         d = 16 if p.value.type.is_pointer else param_div.get(p.name, 1)
-        info[id(p.value)] = Info(1, d, BIG)
+        info[id(p.value)] = Info(1, d, BIG, id(p.value) in assumed)
     _block(kernel.body, info)
     return info
+
+
+def nonneg_wanted(kernel, info) -> list:
+    """The scalars that, were each >= 0 in every program, would let a `%` keep its operand's
+    runs (the `mod` rule needs x >= 0): Triton's `(pid_n * BLOCK_N + arange) % N` has runs of
+    4 wherever pid_n >= 0, which the tutorial's grouped pid_n is in its own grid but not in
+    every grid (an oversized one makes it negative).  The launch checks them on the host, so
+    only scalars of the kernel's top level count (computed once per program, from its ids, the
+    arguments and constants; never copied by loop unrolling, so a compile finds the same set)."""
+    top = {id(p.value) for p in kernel.params}
+    top |= {id(r) for op in kernel.body.ops for r in op.results}
+    found = {}
+    for op in kernel.walk():
+        if op.name != "mod" or not op.results:
+            continue
+        res = op.results[0]
+        if not (res.type.elem.is_int and res.type.elem.is_signed):
+            continue
+        x, y = (_get(info, v) for v in op.operands)
+        if x.nonneg or y.const < _last(res.type) or min(x.contig, x.div, y.div) < 2:
+            continue
+        roots = _scalar_roots(op.operands[0], info)
+        if roots is None or any(id(v) not in top for v in roots):
+            continue        # only scalars of the kernel's top level: the host can compute them
+        for v in roots:
+            found[id(v)] = v
+    return list(found.values())
+
+
+# ops whose result is >= 0 where their operands are (the tile ops that carry a scalar into a
+# tile, sums and products; wrap-around is ignored, as the rules above ignore it)
+_NONNEG_FROM_OPERANDS = ("splat", "broadcast", "expand_dims", "cast", "add", "mul")
+
+
+def _scalar_roots(v, info):
+    """The scalars not known to be >= 0 that tile or scalar `v` is built from through
+    _NONNEG_FROM_OPERANDS, or None where `v` also depends on a tile not known to be >= 0."""
+    if _get(info, v).nonneg:
+        return []
+    if not v.type.shape:
+        return [v]
+    op = v.owner
+    if getattr(op, "name", None) not in _NONNEG_FROM_OPERANDS or (
+            op.name == "cast" and not op.operands[0].type.elem.is_int):
+        return None
+    out = []
+    for x in op.operands:
+        roots = _scalar_roots(x, info)
+        if roots is None:
+            return None
+        out += roots
+    return out
 
 
 def _get(info, v) -> Info:
@@ -172,7 +241,7 @@ def _op(op, info):
             info[id(r)] = c
         return
     if res is not None:
-        info[id(res)] = out
+        info[id(res)] = replace(out, nonneg=True) if id(res) in info.assumed else out
 
 
 def _meet(x: Info, y: Info) -> Info:

@@ -170,6 +170,8 @@ def lower_dot_looped(lw, op):
 
     if b_load is not None:
         rb = dot_reader.Reader(lw, an, b_load, 1 if b_transposed else 0, work, b_transposed, rows.lane_row)
+        if rb.vec4 and not b_transposed:
+            lw.note(op, "B read as vec4")
 
         def b_at(cb, k):
             return em.op("OpCompositeConstruct", v4, *rb.b_block(cb, k, N))

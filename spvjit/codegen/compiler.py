@@ -126,12 +126,14 @@ def _param_access(kernel: KernelIR, ptr_params) -> tuple[set[int] | None, set[in
 
 
 def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict | None = None,
-                   notes: dict | None = None, program_loop: bool = True) -> CompiledKernel:
+                   notes: dict | None = None, program_loop: bool = True,
+                   assume_nonneg: bool = False) -> CompiledKernel:
     """`caps`: a DeviceCaps or a Target.  `notes`, when given a dict, collects the lowering
     choice of each op (SPVJIT_DUMP=lowered).  On a target with a loop_iteration_limit, the
     kernel is first rewritten in place (loop_budget.py: small loop bodies unrolled, exit
     checks and a hidden status buffer where the limit could cut a loop).  `program_loop=False`
-    forbids running several programs per workgroup."""
+    forbids running several programs per workgroup.  `assume_nonneg`: the launch checked that
+    the scalars axis_info.nonneg_wanted names are >= 0 in every program (launch_facts.py)."""
     caps = Target.of(caps)
     # before loop unrolling copies any print; asserts are checked in debug builds, as in Triton
     debug_print.add_print_buffer(kernel, asserts=knobs.get("SPVJIT_DEBUG"))
@@ -146,14 +148,14 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
         if visits is None or visits + 1 > loop_limit:
             loop_budget.add_exit_checks(kernel)     # adds the hidden status buffer parameter
     try:
-        return _build(kernel, caps, w, param_div, notes, program_loop, loop_limit, extra, True)
+        return _build(kernel, caps, w, param_div, notes, program_loop, loop_limit, extra, True, assume_nonneg)
     except _CoopSharedOverflow as e:
         # Each coopmat dot fits shared memory on its own, but a kernel with several (the
         # attention backward's four at 32x64 blocks on Mesa 26.1: 35-44 KiB of 32) may not;
         # the same kernel without cooperative matrices fits, so it is built that way.
         if notes is not None:
             notes.clear()
-        ck = _build(kernel, caps, w, param_div, notes, program_loop, loop_limit, extra, False)
+        ck = _build(kernel, caps, w, param_div, notes, program_loop, loop_limit, extra, False, assume_nonneg)
         if notes is not None:
             why = f"not on cooperative matrices ({e.shared} bytes of shared memory with them)"
             for op in kernel.walk():
@@ -170,7 +172,8 @@ class _CoopSharedOverflow(LoweringError):
         self.shared = shared
 
 
-def _build(kernel, caps, w, param_div, notes, program_loop, loop_limit, extra, use_coopmat: bool):
+def _build(kernel, caps, w, param_div, notes, program_loop, loop_limit, extra, use_coopmat: bool,
+           assume_nonneg: bool = False):
     """The SPIR-V module of `kernel` (already rewritten for the loop budget); reads the IR only."""
     b = ModuleBuilder(version=(1, 3))
     b.capability("Shader")
@@ -192,7 +195,7 @@ def _build(kernel, caps, w, param_div, notes, program_loop, loop_limit, extra, u
         if bd.name == debug_print.PRINT_PARAM:   # written through atomics the IR does not show
             bd.read_only = bd.write_only = False
             written = None if written is None else written | {bd.index}
-    axis = axis_info.analyze(kernel, param_div or {})
+    axis = axis_info.analyze(kernel, param_div or {}, assume_nonneg)
     coop_plan = coopmat.Plan(kernel, caps if use_coopmat else None, w, axis)
     cpu = caps.cpu
     if cpu:
