@@ -28,6 +28,10 @@ MAX_PROGRAMS = 1 << 20
      # grids above this many programs are not checked (the check is numpy arrays of this
      # length per scalar: 4 MiB each); they launch the plain specialization
 
+MAX_REMEMBERED = 256
+     # answers kept per specialization, by (grid, integer arguments): a kernel launched with
+     # ever new arguments (a decode position) recomputes instead of growing without bound
+
 _BINARY = ("add", "sub", "mul", "floordiv", "mod", "maximum", "minimum")
 
 
@@ -65,6 +69,8 @@ class NonnegFacts:
                             if isinstance(v, (int, np.integer)) and not isinstance(v, bool)))
         key = (tuple(grid), ints)
         if key not in self._seen:
+            if len(self._seen) >= MAX_REMEMBERED:
+                self._seen.clear()
             self._seen[key] = self._compute(tuple(grid), dict(ints))
         return self._seen[key]
 
