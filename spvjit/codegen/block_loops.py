@@ -103,9 +103,12 @@ def lower_dot_looped(lw, op):
             a_mode = "lane"           # one element per lane, then subgroup broadcasts
         else:
             a_mode = "element"        # one load at a uniform address per element
+    elif P > 1 and _shuffles_a(lw, M, K, U):
+        a_mode = "shuffle"            # a computed A stays in its registers (_shuffled_a)
     lw.note(op, f"loop over k ({K // U} trips of {U} steps), vec4 register blocks; "
                 + {"vec4": "A read as vec4 in the loop", "lane": "A read by lane and broadcast",
-                   "element": "A loaded in the loop", "shared": "A in shared memory"}[a_mode] + ", "
+                   "element": "A loaded in the loop", "shared": "A in shared memory",
+                   "shuffle": "A exchanged by subgroup shuffles"}[a_mode] + ", "
                 + ("B loaded in the loop" + (" through trans" if b_transposed else "") if b_load
                    else "B in a Function array"))
 
@@ -134,6 +137,8 @@ def lower_dot_looped(lw, op):
             if ku not in steps:
                 steps[ku] = ra.a_step(ku, K)
             return ra.a_element(bases[i], lambda: rows.offset(i, K), ku, steps[ku])
+    elif a_mode == "shuffle":
+        a_at = _shuffled_a(lw, a.regs, in_dt, work, rows, K)
     elif P == 1 and staged_pairs.applies(lw, a_t, U):   # f16 A -> shared memory as packed halves
         lw.note(op, "A in shared memory as f16 pairs, two rows and 4 steps per uvec4")
         em.barrier()
@@ -222,6 +227,50 @@ def lower_dot_looped(lw, op):
         for e in range(4):
             out.append(lw.convert(em.op("OpCompositeExtract", wt, final[c], e), work, out_dt))
     lw.bind(op, LV(out, False))
+
+
+def _shuffles_a(lw, M: int, K: int, U: int) -> bool:
+    """Whether a narrow dot's computed A can reach the lanes that need it by subgroup shuffles
+    instead of shared memory: the workgroup is one subgroup that shuffles, A's layout holds
+    A[r, c..c+3] (c % 4 == 0) in one lane as a vec4 register block, and a trip's steps (a
+    multiple of 4) stay within one block of 4W elements (K divides 4W)."""
+    W = lw.W
+    return bool(lw.sg.get("whole") and lw.sg.get("shuffle") and lw.vec(M * K) == 4
+                and U % 4 == 0 and (4 * W) % K == 0)
+
+
+def _shuffled_a(lw, regs: list[int], in_dt, work, rows: _RowGroups, K: int):
+    """a_at for a narrow dot's A held in the registers of its own layout (layout.flat_np,
+    v = 4): A[r, k+u] (k a trip's first step, a multiple of 4) is register
+    4*(r*K // 4W) + u % 4 of lane ((r*K) % 4W)/4 + k/4 + u//4, since K divides 4W.  Lane l
+    needs row i*P + lane_row of group i: one shuffle per row of the group, and a select of
+    its own.  lavapipe 22.3 turns each shuffle into a loop over the lanes without branches,
+    each per-lane shared-memory access into a loop with an `if` per lane: tutorial 06's dK/dV
+    at 32x128 blocks compiled in 49 s of driver CPU instead of 73, its 32x32 kernels in 6-8 s
+    instead of 8-12 (docs/PERFORMANCE.md)."""
+    em, W, P = lw.em, lw.W, rows.P
+    wt = em.type_of(work)
+    vals = [lw.convert(r, in_dt, work) for r in regs]
+    is_row = [em.op("OpIEqual", em.bool, rows.lane_row, em.ci(j)) for j in range(1, P)]
+    lanes = {}
+
+    def source_lane(k: int, first: int) -> int:
+        """id of k/4 + first (k the trip's first step)."""
+        if k not in lanes:
+            lanes[k] = em.op("OpShiftRightArithmetic", em.i32, k, em.ci(2))
+        if (k, first) not in lanes:
+            lanes[(k, first)] = lanes[k] if first == 0 else em.iadd(lanes[k], em.ci(first))
+        return lanes[(k, first)]
+
+    def a_at(i, k, u, ku):
+        out = None
+        for j in range(P):
+            r = i * P + j
+            x = subgroup.shuffle(lw, work, vals[4 * (r * K // (4 * W)) + u % 4],
+                                 source_lane(k, (r * K) % (4 * W) // 4 + u // 4))
+            out = x if out is None else em.select(wt, is_row[j - 1], x, out)
+        return out
+    return a_at
 
 
 class _RowGroups:
