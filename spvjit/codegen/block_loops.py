@@ -229,13 +229,22 @@ def lower_dot_looped(lw, op):
     lw.bind(op, LV(out, False))
 
 
+SHUFFLES_BEFORE_MESA = (26, 0)
+     # llvmpipe versions below this take a narrow dot's A by shuffles: Mesa 22.3 compiled
+     # tutorial 06's dK/dV at 32x128 in 44 s with them against 68 s staged, Mesa 26.1 in 85 s
+     # against 30 s (its shared-memory accesses are cheap, its shuffles are not)
+
+
 def _shuffles_a(lw, M: int, K: int, U: int) -> bool:
-    """Whether a narrow dot's computed A can reach the lanes that need it by subgroup shuffles
-    instead of shared memory: the workgroup is one subgroup that shuffles, A's layout holds
-    A[r, c..c+3] (c % 4 == 0) in one lane as a vec4 register block, and a trip's steps (a
-    multiple of 4) stay within one block of 4W elements (K divides 4W)."""
-    W = lw.W
-    return bool(lw.sg.get("whole") and lw.sg.get("shuffle") and lw.vec(M * K) == 4
+    """Whether a narrow dot's computed A reaches the lanes that need it by subgroup shuffles
+    instead of shared memory: on llvmpipe before SHUFFLES_BEFORE_MESA, where the workgroup is
+    one subgroup that shuffles, A's layout holds A[r, c..c+3] (c % 4 == 0) in one lane as a
+    vec4 register block, and a trip's steps (a multiple of 4) stay within one block of 4W
+    elements (K divides 4W)."""
+    W, target = lw.W, lw.caps
+    mesa = getattr(target, "mesa_version", None)
+    return bool(target.cpu and mesa is not None and mesa < SHUFFLES_BEFORE_MESA
+                and lw.sg.get("whole") and lw.sg.get("shuffle") and lw.vec(M * K) == 4
                 and U % 4 == 0 and (4 * W) % K == 0)
 
 

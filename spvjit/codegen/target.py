@@ -8,6 +8,7 @@ its reading in runtime/capabilities.py.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 
 
@@ -30,6 +31,7 @@ class Target:
     cooperative_matrix2: object = None     # runtime CoopMat2 (VK_NV_cooperative_matrix2), None: absent
     loop_iteration_limit: int | None = None   # loop-header visits per invocation (lavapipe < Mesa 26:
                                               # 65535); measured by spvjit/loop_limit.py, not in DeviceCaps
+    driver_info: str = ""                  # VkPhysicalDeviceDriverProperties.driverInfo ("Mesa 22.3.6 ...")
     dot_unroll_limit: int | None = 8192    # multiply-adds per lane above which a dot is a loop over k
                                            # (dot_loop_plan.py); None: always unrolled.  The compiler
                                            # sets it from SPVJIT_DOT_UNROLL_LIMIT
@@ -37,6 +39,13 @@ class Target:
     @property
     def cpu(self) -> bool:
         return self.device_type == "cpu"
+
+    @property
+    def mesa_version(self) -> tuple[int, int] | None:
+        """(major, minor) of a Mesa driver, from driverInfo (lavapipe 22.3 reports driverVersion
+        0.0.1, so the version is read there); None for other drivers."""
+        m = re.match(r"Mesa (\d+)\.(\d+)", self.driver_info)
+        return (int(m.group(1)), int(m.group(2))) if m else None
 
     @classmethod
     def of(cls, caps) -> "Target":
