@@ -35,6 +35,9 @@ MAX_REMEMBERED = 256
 _BINARY = ("add", "sub", "mul", "floordiv", "mod", "maximum", "minimum")
 
 
+_UNSEEN = object()
+
+
 def specialize_for_launch(jitfn, spec, grid: tuple[int, int, int]):
     """`spec`, or `spec` assuming its wanted scalars >= 0 where they are in every program."""
     facts = jitfn._launch_facts.get(spec.key(), _UNSEEN)
@@ -44,9 +47,6 @@ def specialize_for_launch(jitfn, spec, grid: tuple[int, int, int]):
     if facts is not None and facts.hold(grid, dict(spec.runtime)):
         return replace(spec, assume_nonneg=True)
     return spec
-
-
-_UNSEEN = object()
 
 
 class NonnegFacts:
@@ -95,19 +95,20 @@ class NonnegFacts:
             raise _Unknown
         dt = value_dtype(v.type.elem)
         op = v.owner
+        name = getattr(op, "name", None)        # None for a kernel parameter
         if id(v) in self.params:
             if self.params[id(v)] not in args:
                 raise _Unknown
             out = np.asarray(args[self.params[id(v)]]).astype(dt)
-        elif getattr(op, "name", None) == "constant" and type(op.attrs["value"]) is int:
+        elif name == "constant" and type(op.attrs["value"]) is int:
             out = np.asarray(op.attrs["value"]).astype(dt)
-        elif getattr(op, "name", None) == "program_id":
+        elif name == "program_id":
             out = pids[op.attrs["axis"]].astype(dt)
-        elif getattr(op, "name", None) == "num_programs":
+        elif name == "num_programs":
             out = np.asarray(grid[op.attrs["axis"]]).astype(dt)
-        elif getattr(op, "name", None) == "cast" and op.operands[0].type.elem.is_int:
+        elif name == "cast" and op.operands[0].type.elem.is_int:
             out = self._value(op.operands[0], env, grid, pids, args).astype(dt)
-        elif getattr(op, "name", None) in _BINARY:
+        elif name in _BINARY:
             a, b = (self._value(x, env, grid, pids, args) for x in op.operands)
             if op.name in ("floordiv", "mod") and np.any(b == 0):
                 raise _Unknown                # undefined on the device: assume nothing

@@ -137,11 +137,12 @@ def test_each_way_of_reading_a_matches_numpy(needs_device, always_loop, K, BK, w
     np.testing.assert_allclose(c.numpy(), a.astype(np.float64) @ b, atol=1e-4, rtol=1e-5)
 
 
-def _lowered_notes(jitfn, target, *args, **kwargs):
+def _lowered_notes(jitfn, target, *args, assume_nonneg=False, **kwargs):
     spec, _ = jitfn.specialize(list(args), dict(kwargs))
     notes = {}
     kernel = _build_ir(jitfn, spec, optimize=True)
-    ck = compile_kernel(kernel, target, spec.num_warps, spec.divisibility or {}, notes)
+    ck = compile_kernel(kernel, target, spec.num_warps, spec.divisibility or {}, notes,
+                        assume_nonneg=assume_nonneg)
     return ck, {op.name: notes.get(id(op), "") for op in kernel.walk() if op.name in ("dot", "load")}, notes
 
 

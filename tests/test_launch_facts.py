@@ -12,11 +12,11 @@ import spvjit
 import spvjit.language as tl
 from spvjit import launch_facts
 from spvjit.codegen import axis_info
-from spvjit.codegen.compiler import compile_kernel
 from spvjit.codegen.target import Target
 from spvjit.compiler import _build_ir
 from spvjit.runtime import get_device
 
+from test_big_tiles import _lowered_notes
 from tutorial_kernels import matmul_kernel
 
 
@@ -39,14 +39,11 @@ def _assumed(jitfn) -> list[bool]:
     return [("assume_nonneg",) in key for key in jitfn._compiled]
 
 
-def _load_notes(assume: bool, n: int) -> list[str]:
+def _load_note(assume: bool, n: int) -> str:
     x, out = spvjit.tensor(np.zeros(2 * n, np.float32)), spvjit.empty((8 * 32,), np.float32)
-    spec, _ = wrapped_rows.specialize([x, out, 3, n], dict(BLOCK=32))
-    kernel = _build_ir(wrapped_rows, spec, optimize=True)
-    notes = {}
-    compile_kernel(kernel, Target.of(get_device().kernel_caps), spec.num_warps, spec.divisibility, notes,
-                   assume_nonneg=assume)
-    return [notes[id(op)] for op in kernel.walk() if op.name == "load"]
+    _, by_name, _ = _lowered_notes(wrapped_rows, Target.of(get_device().kernel_caps), x, out, 3, n,
+                                   BLOCK=32, assume_nonneg=assume)
+    return by_name["load"]
 
 
 def test_the_wanted_scalar_is_the_programs_offset(needs_device):
@@ -57,8 +54,8 @@ def test_the_wanted_scalar_is_the_programs_offset(needs_device):
     kernel = _build_ir(wrapped_rows, spec, optimize=True)
     wanted = axis_info.nonneg_wanted(kernel, axis_info.analyze(kernel, spec.divisibility))
     assert [v.owner.name for v in wanted] == ["mul"]
-    assert any("scalar" in n for n in _load_notes(False, 64))
-    assert all("vec4" in n for n in _load_notes(True, 64))
+    assert "scalar" in _load_note(False, 64)
+    assert "vec4" in _load_note(True, 64)
 
 
 @pytest.mark.parametrize("shift, programs, assumed", [(0, 8, True), (2, 8, False), (-3, 4, True)])
@@ -152,11 +149,10 @@ def test_the_tutorial_matmul_reads_b_as_vec4_and_matches_numpy(needs_device):
     # f16 output: a relative error of 2^-11 per element, on sums of 128 products
     np.testing.assert_allclose(c.numpy().astype(np.float32), a @ b, rtol=2e-3, atol=2e-2)
     assert _assumed(matmul_kernel) == [True]
+    ta, tb = spvjit.tensor(a), spvjit.tensor(b)
     for assume in (False, True):
-        _, spec = _matmul_facts(m, n, k)
-        kernel = _build_ir(matmul_kernel, spec, optimize=True)
-        notes = {}
-        compile_kernel(kernel, Target.of(get_device().kernel_caps), spec.num_warps, spec.divisibility,
-                       notes, assume_nonneg=assume)
-        dot = next(op for op in kernel.walk() if op.name == "dot")
-        assert ("B read as vec4" in notes[id(dot)]) == assume, notes[id(dot)]
+        _, by_name, _ = _lowered_notes(matmul_kernel, Target.of(get_device().kernel_caps),
+                                       ta, tb, c, m, n, k, k, 1, n, 1, n, 1, BLOCK_SIZE_M=64,
+                                       BLOCK_SIZE_N=64, BLOCK_SIZE_K=32, GROUP_SIZE_M=8,
+                                       ACTIVATION="", assume_nonneg=assume)
+        assert ("B read as vec4" in by_name["dot"]) == assume, by_name["dot"]

@@ -242,7 +242,7 @@ def _shuffles_a(lw, M: int, K: int, U: int) -> bool:
     vec4 register block, and a trip's steps (a multiple of 4) stay within one block of 4W
     elements (K divides 4W)."""
     W, target = lw.W, lw.caps
-    mesa = getattr(target, "mesa_version", None)
+    mesa = target.mesa_version
     return bool(target.cpu and mesa is not None and mesa < SHUFFLES_BEFORE_MESA
                 and lw.sg.get("whole") and lw.sg.get("shuffle") and lw.vec(M * K) == 4
                 and U % 4 == 0 and (4 * W) % K == 0)
@@ -260,7 +260,6 @@ def _shuffled_a(lw, regs: list[int], in_dt, work, rows: _RowGroups, K: int):
     em, W, P = lw.em, lw.W, rows.P
     wt = em.type_of(work)
     vals = [lw.convert(r, in_dt, work) for r in regs]
-    is_row = [em.op("OpIEqual", em.bool, rows.lane_row, em.ci(j)) for j in range(1, P)]
     lanes = {}
 
     def source_lane(k: int, first: int) -> int:
@@ -272,13 +271,10 @@ def _shuffled_a(lw, regs: list[int], in_dt, work, rows: _RowGroups, K: int):
         return lanes[(k, first)]
 
     def a_at(i, k, u, ku):
-        out = None
-        for j in range(P):
-            r = i * P + j
-            x = subgroup.shuffle(lw, work, vals[4 * (r * K // (4 * W)) + u % 4],
-                                 source_lane(k, (r * K) % (4 * W) // 4 + u // 4))
-            out = x if out is None else em.select(wt, is_row[j - 1], x, out)
-        return out
+        per_row = [subgroup.shuffle(lw, work, vals[4 * (r * K // (4 * W)) + u % 4],
+                                    source_lane(k, (r * K) % (4 * W) // 4 + u // 4))
+                   for r in range(i * P, (i + 1) * P)]
+        return rows.own(per_row, wt)
     return a_at
 
 
@@ -292,6 +288,8 @@ class _RowGroups:
         self.em, self.P = em, P
         self.lane_row = (em.op("OpShiftRightLogical", em.i32, lane, em.ci((N // 4).bit_length() - 1))
                          if P > 1 else None)
+        # emitted here, before the k loop, for own(): lane_row == j for j = 1 .. P-1
+        self._is_row = [em.op("OpIEqual", em.bool, self.lane_row, em.ci(j)) for j in range(1, P)]
         self._offsets = {}
 
     def offset(self, i: int, scale: int) -> int:
@@ -303,18 +301,19 @@ class _RowGroups:
             self._offsets[(i, scale)] = em.iadd(em.ci(i * self.P * scale), em.imul(self.lane_row, em.ci(scale)))
         return self._offsets[(i, scale)]
 
+    def own(self, values: list[int], type_id: int) -> int:
+        """Of P values, one per row of a register block, the one of this lane's row."""
+        v = values[0]
+        for j, cond in enumerate(self._is_row, start=1):
+            v = self.em.select(type_id, cond, values[j], v)
+        return v
+
     def pointers(self, per_row: list[int]) -> list[int]:
         """Per block: the uniform per-row values (A's row pointers) chosen for this lane's row."""
         if self.P == 1:
             return per_row
-        em, out = self.em, []
-        is_row = [em.op("OpIEqual", em.bool, self.lane_row, em.ci(j)) for j in range(1, self.P)]
-        for i in range(len(per_row) // self.P):
-            v = per_row[i * self.P]
-            for j, cond in enumerate(is_row, start=1):
-                v = em.select(em.i32, cond, per_row[i * self.P + j], v)
-            out.append(v)
-        return out
+        P = self.P
+        return [self.own(per_row[i * P:(i + 1) * P], self.em.i32) for i in range(len(per_row) // P)]
 
 
 def phi_loop(em, count: int, step: int, value_type: int, inits: list[int], body):
