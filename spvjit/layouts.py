@@ -68,8 +68,9 @@ def max_warps(caps) -> int:
 
 def lanes(caps, num_warps: int, tile_elems: int) -> int:
     """W the compiler will pick for a kernel whose biggest tile has `tile_elems` elements
-    (its own rule, codegen/layout.choose_workgroup: one subgroup on CPU drivers,
-    num_warps * 32 elsewhere, never more lanes than the tile's power of two)."""
+    (its own rule, codegen/layout.choose_workgroup: one subgroup on CPU drivers except big
+    tiles on llvmpipe from Mesa 26, num_warps * 32 elsewhere, never more lanes than the
+    tile's power of two)."""
     return choose_workgroup(tile_elems, num_warps, Target.of(caps))
 
 

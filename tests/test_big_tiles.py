@@ -15,6 +15,8 @@ from spvjit.codegen.target import Target
 from spvjit.compiler import _build_ir
 from spvjit.runtime import get_device
 
+pytestmark = pytest.mark.usefixtures("one_subgroup")     # their notes are one subgroup's
+
 MODES = ["device", "interpreter"]
 
 

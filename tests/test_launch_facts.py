@@ -19,6 +19,8 @@ from spvjit.runtime import get_device
 from test_big_tiles import _lowered_notes
 from tutorial_kernels import matmul_kernel
 
+pytestmark = pytest.mark.usefixtures("one_subgroup")     # their notes are one subgroup's
+
 
 @spvjit.jit
 def wrapped_rows(x_ptr, out_ptr, shift, N, BLOCK: tl.constexpr):

@@ -94,16 +94,31 @@ def regs(numel: int, w: int) -> int:
     return max(1, -(-numel // w))
 
 
+SPREAD_FROM_MESA = (26, 0)
+     # llvmpipe from this version runs a program over num_warps * 32 lanes where its biggest
+     # tile would hold more than SPREAD_ABOVE_REGS registers per lane on one subgroup.  Mesa
+     # 26.1 (2-core AVX2 host) compiled tutorial 06's dK/dV at Triton's 32x128 blocks in 4.6 s
+     # instead of 196 s that way, dQ at 128x32 in 3.5 s, the tutorial matmul's 64x64x32 in 2.1 s
+     # instead of 43.6 s, and ran them as fast (backward 78 against 74 ms, matmul 5.3 against
+     # 5.7 GFLOP/s).  Mesa 22.3 compiled dK/dV in 2.5 s too but ran the backward 3.3x slower
+     # (431 against 131 ms) and the matmul 10x (its per-lane shared-memory accesses inside
+     # control flow are loops over the lanes), so it keeps one subgroup (docs/PERFORMANCE.md)
+SPREAD_ABOVE_REGS = 256
+     # 32x32 tiles (128 registers per lane on 8 lanes) stay on one subgroup: tutorial 06's
+     # forward at 32x32 blocks ran 29.3 ms over 32 lanes against 19.4 ms on one subgroup
+
+
 def choose_workgroup(max_numel: int, num_warps: int, caps) -> int:
     """W, the lanes of one program.
 
     GPUs: num_warps * 32 as in Triton.  CPU drivers (lavapipe) run a workgroup
     as a loop over SIMD subgroups and pay dearly for barriers, so there one
-    program is one subgroup and all exchanges become subgroup ops.  Never more
+    program is one subgroup and all exchanges become subgroup ops, except where
+    spread_over_warps says a big tile is cheaper spread as on a GPU.  Never more
     lanes than the largest tile has elements.
     """
     sg = caps.subgroup_size
-    if caps.cpu and sg:
+    if caps.cpu and sg and not spread_over_warps(max_numel, caps):
         want = sg
     else:
         want = num_warps * 32
@@ -111,6 +126,20 @@ def choose_workgroup(max_numel: int, num_warps: int, caps) -> int:
     while biggest < max_numel:
         biggest *= 2
     return max(1, min(want, biggest, caps.max_workgroup_invocations))
+
+
+def spread_over_warps(max_numel: int, caps) -> bool:
+    """On a CPU driver, whether a kernel whose biggest tile has `max_numel` elements runs
+    num_warps * 32 lanes instead of one subgroup: llvmpipe from SPREAD_FROM_MESA, where one
+    subgroup would hold more than SPREAD_ABOVE_REGS of the tile's registers per lane (LLVM's
+    register allocation and scheduling grow faster than linearly with the values live in
+    one lane; tiles spread over more lanes cost that driver no run time).  Not where kernels
+    take the driver's emulated cooperative matrices (SPVJIT_CPU_COOPMAT=1): their dots are
+    planned per subgroup, and the llama prompt matmul on them took minutes to compile spread."""
+    mesa = getattr(caps, "mesa_version", None)
+    sg = caps.subgroup_size
+    return bool(caps.cpu and sg and mesa is not None and mesa >= SPREAD_FROM_MESA
+                and not getattr(caps, "cooperative_matrix", ()) and max_numel > SPREAD_ABOVE_REGS * sg)
 
 
 def tile_numel(shape) -> int:

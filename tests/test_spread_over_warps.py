@@ -1,0 +1,94 @@
+"""Big tiles spread over num_warps * 32 lanes on llvmpipe from Mesa 26 (codegen/layout.py,
+spread_over_warps): the rule itself, and tutorial 06's backward at Triton's own blocks compiled
+that way and run on the device against numpy.
+
+On Mesa 22.3 the device test makes the rule apply by lowering its version floor: the spread
+lowering is the GPUs' several-subgroup one, run there as 16 subgroups of 8 lanes (slower on
+that driver, which is why it keeps one subgroup, but the same SPIR-V semantics)."""
+import numpy as np
+import pytest
+
+import spvjit as triton
+from spvjit.codegen import compile_hooks, layout
+from spvjit.codegen.layout import choose_workgroup
+from spvjit.codegen.target import Target
+
+import test_triton_tutorials as tut
+
+
+def _cpu(mesa: str) -> Target:
+    return Target(device_type="cpu", subgroup_size=8, driver_info=mesa)
+
+
+@pytest.mark.parametrize("driver,numel,num_warps,want", [
+    ("Mesa 26.1.6", 128 * 32, 4, 128),      # tutorial 06's backward blocks: as on a GPU
+    ("Mesa 26.1.6", 64 * 64, 1, 32),        # num_warps decides the lanes, as in Triton
+    ("Mesa 26.1.6", 256 * 8, 4, 8),         # 256 registers per lane on 8 lanes: one subgroup
+    ("Mesa 26.1.6", 32 * 32, 8, 8),         # tutorial 06's forward at 32x32 stays on one
+    ("Mesa 22.3.6", 128 * 32, 4, 8),        # 22.3 ran the spread backward 3.3x slower
+    ("llvmpipe", 128 * 32, 4, 8),           # no Mesa version: the measured rule does not apply
+])
+def test_the_rule(driver, numel, num_warps, want):
+    assert choose_workgroup(numel, num_warps, _cpu(driver)) == want
+
+
+def test_not_with_the_drivers_cooperative_matrices():
+    """SPVJIT_CPU_COOPMAT=1 hands kernels Mesa 26.1's emulated cooperative matrices: their
+    dots are planned per subgroup, so such kernels stay on one."""
+    from spvjit.runtime.capabilities import CoopMatConfig
+    f16 = CoopMatConfig(8, 8, 8, "float16", "float16", "float16", "float16", False, "subgroup")
+    with_coopmat = Target(device_type="cpu", subgroup_size=8, driver_info="Mesa 26.1.6",
+                          cooperative_matrix=(f16,))
+    assert choose_workgroup(128 * 32, 4, with_coopmat) == 8
+
+
+def test_gpus_keep_num_warps():
+    gpu = Target(device_type="discrete", subgroup_size=32)
+    assert choose_workgroup(128 * 32, 4, gpu) == 128 and choose_workgroup(64, 4, gpu) == 64
+
+
+def test_tutorial_backward_spread_over_warps(needs_device, monkeypatch, tmp_path):
+    """dK/dV at 32x128 and dQ at 128x32 (HEAD_DIM 16, causal), compiled over 128 lanes, against
+    numpy's gradients.  Fresh JITFunctions and cache directory: the one-subgroup modules other
+    tests compile for the same specializations are neither reused nor replaced."""
+    device_target = Target.of(triton.runtime.get_device().kernel_caps)
+    if device_target.mesa_version is None or not device_target.cpu:
+        pytest.skip("the rule is llvmpipe's")
+    monkeypatch.setattr(layout, "SPREAD_FROM_MESA", (0, 0))
+    monkeypatch.setenv("SPVJIT_CACHE_DIR", str(tmp_path))
+    lanes = {}
+    hook = lambda ck: lanes.__setitem__(ck.name, ck.workgroup_size)  # noqa: E731
+    compile_hooks.append(hook)
+    try:
+        got, want = _backward(triton.JITFunction(tut.attn_bwd_dkdv.fn), triton.JITFunction(tut.attn_bwd_dq.fn))
+    finally:
+        compile_hooks.remove(hook)
+    assert lanes["attn_bwd_dkdv"] == 128 and lanes["attn_bwd_dq"] == 128, lanes
+    # test_triton_tutorials' tolerance for this tutorial: f16 roundings of P, dS and the
+    # outputs (a few 1e-3), while a wrong mask or scale is off by > 0.05
+    for name, g, w in zip(("dq", "dk", "dv"), got, want):
+        np.testing.assert_allclose(g.astype(np.float64), w, atol=1e-2, rtol=0, err_msg=name)
+
+
+def _backward(dkdv, dq_kernel):
+    """The tutorial's backward at its own blocks, from the forward's lse and Delta; returns
+    ((dq, dk, dv), numpy's)."""
+    Z, H, N_CTX, HEAD_DIM, scale = 1, 2, 256, 16, 0.5
+    rng = np.random.default_rng(12)
+    q, k, v, do = (rng.normal(0.0, 0.5, (Z, H, N_CTX, HEAD_DIM)).astype(np.float16) for _ in range(4))
+    tq, tk, tv, tdo = (triton.tensor(x) for x in (q, k, v, do))
+    o, lse = triton.empty_like(tq), triton.empty((Z * H, N_CTX), np.float32)
+    strides = [t.stride(i) for t in (tq, tk, tv, o) for i in range(4)]
+    grid = (triton.cdiv(N_CTX, 16), Z * H)
+    tut.attn_fwd[grid](tq, tk, tv, scale, lse, o, *strides, H, N_CTX, HEAD_DIM=HEAD_DIM, BLOCK_M=16,
+                       BLOCK_N=16, CAUSAL=True)
+    delta = triton.empty_like(lse)
+    tut.attn_bwd_preprocess[grid](o, tdo, delta, N_CTX, BLOCK_M=16, HEAD_DIM=HEAD_DIM)
+    dq, dk, dv = triton.empty_like(tq), triton.empty_like(tk), triton.empty_like(tv)
+    common = (tq.stride(0), tq.stride(1), tq.stride(2), tq.stride(3), H, N_CTX)
+    dkdv[(N_CTX // 128, Z * H)](tq, tk, tv, scale, tdo, dk, dv, lse, delta, *common,
+                                BLOCK_M=32, BLOCK_N=128, HEAD_DIM=HEAD_DIM, CAUSAL=True)
+    dq_kernel[(N_CTX // 128, Z * H)](tq, tk, tv, scale, tdo, dq, lse, delta, *common,
+                                     BLOCK_M=128, BLOCK_N=32, HEAD_DIM=HEAD_DIM, CAUSAL=True)
+    _, *want = tut._attention_reference(q, k, v, do, scale, True)
+    return (dq.numpy(), dk.numpy(), dv.numpy()), want
