@@ -33,8 +33,8 @@ def test_the_rule(driver, numel, num_warps, want):
 
 
 def test_not_with_the_drivers_cooperative_matrices():
-    """SPVJIT_CPU_COOPMAT=1 hands kernels Mesa 26.1's emulated cooperative matrices: their
-    dots are planned per subgroup, so such kernels stay on one."""
+    """SPVJIT_CPU_COOPMAT=1 hands kernels Mesa 26.1's emulated cooperative matrices: kernels
+    sized and measured on one subgroup, which the spread form was not measured with."""
     from spvjit.runtime.capabilities import CoopMatConfig
     f16 = CoopMatConfig(8, 8, 8, "float16", "float16", "float16", "float16", False, "subgroup")
     with_coopmat = Target(device_type="cpu", subgroup_size=8, driver_info="Mesa 26.1.6",

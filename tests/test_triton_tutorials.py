@@ -242,7 +242,7 @@ def _spreads(numel: int) -> bool:
 
 
 @pytest.mark.parametrize("mode", ["interpreter", "device"])
-def test_backward_at_the_tutorials_own_blocks(mode):
+def test_backward_at_the_tutorials_own_blocks(mode, request):
     """The tutorial runs its backward at BLOCK_M1=32 x BLOCK_N1=128 (dK/dV) and BLOCK_M2=128 x
     BLOCK_N2=32 (dQ).  At HEAD_DIM 16 half of those dots have 16-wide rows, narrower than
     lavapipe's 8 lanes x vec4: they run as loops over k with each lane on its own row of C
@@ -251,6 +251,8 @@ def test_backward_at_the_tutorials_own_blocks(mode):
     whole Triton port (SPVJIT_TRITON_FULL=1); tests/test_narrow_looped_dots.py covers the
     same lowering at small sizes in every run.  From Mesa 26 the kernels spread over 128
     lanes and compile in seconds (codegen/layout.spread_over_warps): it always runs there."""
+    if mode == "device":
+        request.getfixturevalue("needs_device")
     if mode == "device" and not knobs.get("SPVJIT_TRITON_FULL") and not _spreads(128 * 32):
         pytest.skip("minutes of lavapipe compile: runs with SPVJIT_TRITON_FULL=1")
     Z, H, N_CTX, HEAD_DIM = 1, 2, 256, 16

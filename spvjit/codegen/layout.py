@@ -134,8 +134,9 @@ def spread_over_warps(max_numel: int, caps) -> bool:
     subgroup would hold more than SPREAD_ABOVE_REGS of the tile's registers per lane (LLVM's
     register allocation and scheduling grow faster than linearly with the values live in
     one lane; tiles spread over more lanes cost that driver no run time).  Not where kernels
-    take the driver's emulated cooperative matrices (SPVJIT_CPU_COOPMAT=1): their dots are
-    planned per subgroup, and the llama prompt matmul on them took minutes to compile spread."""
+    take the driver's emulated cooperative matrices (SPVJIT_CPU_COOPMAT=1): their kernels
+    (the llama prompt matmul's CPU blocks, the coopmat tests) were sized and measured on one
+    subgroup, and the spread form was not measured with them."""
     mesa = getattr(caps, "mesa_version", None)
     sg = caps.subgroup_size
     return bool(caps.cpu and sg and mesa is not None and mesa >= SPREAD_FROM_MESA
