@@ -49,46 +49,29 @@ def test_gpus_keep_num_warps():
 
 def test_tutorial_backward_spread_over_warps(needs_device, monkeypatch, tmp_path):
     """dK/dV at 32x128 and dQ at 128x32 (HEAD_DIM 16, causal), compiled over 128 lanes, against
-    numpy's gradients.  Fresh JITFunctions and cache directory: the one-subgroup modules other
-    tests compile for the same specializations are neither reused nor replaced."""
+    numpy's gradients, through test_triton_tutorials' host glue.  Fresh JITFunctions and cache
+    directory: the one-subgroup modules other tests compile for the same specializations are
+    neither reused nor replaced."""
     device_target = Target.of(triton.runtime.get_device().kernel_caps)
     if device_target.mesa_version is None or not device_target.cpu:
         pytest.skip("the rule is llvmpipe's")
     monkeypatch.setattr(layout, "SPREAD_FROM_MESA", (0, 0))
     monkeypatch.setenv("SPVJIT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(tut, "attn_bwd_dkdv", triton.JITFunction(tut.attn_bwd_dkdv.fn))
+    monkeypatch.setattr(tut, "attn_bwd_dq", triton.JITFunction(tut.attn_bwd_dq.fn))
     lanes = {}
     hook = lambda ck: lanes.__setitem__(ck.name, ck.workgroup_size)  # noqa: E731
     compile_hooks.append(hook)
+    Z, H, N_CTX, HEAD_DIM = 1, 2, 256, 16
+    rng = np.random.default_rng(12)
+    q, k, v, do = (rng.normal(0.0, 0.5, (Z, H, N_CTX, HEAD_DIM)).astype(np.float16) for _ in range(4))
     try:
-        got, want = _backward(triton.JITFunction(tut.attn_bwd_dkdv.fn), triton.JITFunction(tut.attn_bwd_dq.fn))
+        got = tut.attention(q, k, v, do, 0.5, True, "device", 16, 16, bwd_blocks=((32, 128), (128, 32)))
     finally:
         compile_hooks.remove(hook)
     assert lanes["attn_bwd_dkdv"] == 128 and lanes["attn_bwd_dq"] == 128, lanes
+    want = tut._attention_reference(q, k, v, do, 0.5, True)
     # test_triton_tutorials' tolerance for this tutorial: f16 roundings of P, dS and the
     # outputs (a few 1e-3), while a wrong mask or scale is off by > 0.05
-    for name, g, w in zip(("dq", "dk", "dv"), got, want):
+    for name, g, w in zip(("out", "dq", "dk", "dv"), got, want):
         np.testing.assert_allclose(g.astype(np.float64), w, atol=1e-2, rtol=0, err_msg=name)
-
-
-def _backward(dkdv, dq_kernel):
-    """The tutorial's backward at its own blocks, from the forward's lse and Delta; returns
-    ((dq, dk, dv), numpy's)."""
-    Z, H, N_CTX, HEAD_DIM, scale = 1, 2, 256, 16, 0.5
-    rng = np.random.default_rng(12)
-    q, k, v, do = (rng.normal(0.0, 0.5, (Z, H, N_CTX, HEAD_DIM)).astype(np.float16) for _ in range(4))
-    tq, tk, tv, tdo = (triton.tensor(x) for x in (q, k, v, do))
-    o, lse = triton.empty_like(tq), triton.empty((Z * H, N_CTX), np.float32)
-    strides = [t.stride(i) for t in (tq, tk, tv, o) for i in range(4)]
-    grid = (triton.cdiv(N_CTX, 16), Z * H)
-    tut.attn_fwd[grid](tq, tk, tv, scale, lse, o, *strides, H, N_CTX, HEAD_DIM=HEAD_DIM, BLOCK_M=16,
-                       BLOCK_N=16, CAUSAL=True)
-    delta = triton.empty_like(lse)
-    tut.attn_bwd_preprocess[grid](o, tdo, delta, N_CTX, BLOCK_M=16, HEAD_DIM=HEAD_DIM)
-    dq, dk, dv = triton.empty_like(tq), triton.empty_like(tk), triton.empty_like(tv)
-    common = (tq.stride(0), tq.stride(1), tq.stride(2), tq.stride(3), H, N_CTX)
-    dkdv[(N_CTX // 128, Z * H)](tq, tk, tv, scale, tdo, dk, dv, lse, delta, *common,
-                                BLOCK_M=32, BLOCK_N=128, HEAD_DIM=HEAD_DIM, CAUSAL=True)
-    dq_kernel[(N_CTX // 128, Z * H)](tq, tk, tv, scale, tdo, dq, lse, delta, *common,
-                                     BLOCK_M=128, BLOCK_N=32, HEAD_DIM=HEAD_DIM, CAUSAL=True)
-    _, *want = tut._attention_reference(q, k, v, do, scale, True)
-    return (dq.numpy(), dk.numpy(), dv.numpy()), want

@@ -137,10 +137,9 @@ def spread_over_warps(max_numel: int, caps) -> bool:
     take the driver's emulated cooperative matrices (SPVJIT_CPU_COOPMAT=1): their kernels
     (the llama prompt matmul's CPU blocks, the coopmat tests) were sized and measured on one
     subgroup, and the spread form was not measured with them."""
-    mesa = getattr(caps, "mesa_version", None)
-    sg = caps.subgroup_size
+    mesa, sg = caps.mesa_version, caps.subgroup_size
     return bool(caps.cpu and sg and mesa is not None and mesa >= SPREAD_FROM_MESA
-                and not getattr(caps, "cooperative_matrix", ()) and max_numel > SPREAD_ABOVE_REGS * sg)
+                and not caps.cooperative_matrix and max_numel > SPREAD_ABOVE_REGS * sg)
 
 
 def tile_numel(shape) -> int:
