@@ -17,11 +17,10 @@ from dataclasses import dataclass, field, replace
 
 from . import cache, knobs
 from .codegen import compile_hooks
-from .codegen.compiler import CompiledKernel, compile_kernel
-from .codegen.atomics import mark_native_atomics
+from .codegen.compiler import CompiledKernel, compile_kernel, rewrite_for_target
 from .codegen.dot_forms import extra_visits
 from .codegen.debug_print import PRINT_PARAM, print_table
-from .codegen.loop_budget import STATUS_PARAM, VisitCounter, unroll_for_budget
+from .codegen.loop_budget import STATUS_PARAM, VisitCounter
 from .codegen.spirv.tools import disassemble
 from .codegen.target import Target
 from .codegen.values import LoweringError
@@ -100,8 +99,8 @@ def _compile_for_device(jitfn, spec, dev, key) -> DeviceKernel:
         # loops whose trip counts follow from the arguments share the budget of a program loop:
         # the launcher counts their header visits per launch, from the IR as it was lowered
         if kernel is None:
-            kernel = unroll_for_budget(mark_native_atomics(_build_ir(jitfn, spec, optimize=True),
-                                                           device_target(dev)))
+            kernel, _ = rewrite_for_target(_build_ir(jitfn, spec, optimize=True), device_target(dev),
+                                           spec.num_warps)
         visits = VisitCounter(kernel, extra_visits(ck.workgroup_size, device_target(dev), kernel))
     prints = None
     if any(bd.name == PRINT_PARAM for bd in ck.bindings):

@@ -105,18 +105,14 @@ def always_loop(monkeypatch):
 
 @pytest.fixture
 def one_subgroup(monkeypatch, tmp_path):
-    """Kernels stay on one subgroup on llvmpipe from Mesa 26 too, where tiles of more than 256
-    registers per lane would spread over num_warps * 32 lanes (codegen/layout.py), for tests
-    that read the one-subgroup lowering's choices (test_big_tiles.py, test_launch_facts.py).
-    Their modules go to a cache directory of their own, not to the suite's; on devices that
-    keep one subgroup anyway nothing changes."""
-    from spvjit.codegen import layout
-    from spvjit.codegen.target import Target
-    if _device_available():
-        from spvjit.runtime import get_device
-        if not layout.spread_over_warps(1 << 30, Target.of(get_device().kernel_caps)):
-            return
+    """Kernels keep their whole tiles on one subgroup, for tests that read the one-subgroup
+    lowering's choices (test_big_tiles.py, test_launch_facts.py): on llvmpipe from Mesa 26,
+    tiles of more than 256 registers per lane would spread over num_warps * 32 lanes
+    (codegen/layout.py), and before it they would be cut into slices (codegen/chunking.py).
+    Their modules go to a cache directory of their own, not to the suite's."""
+    from spvjit.codegen import chunking, layout
     monkeypatch.setattr(layout, "SPREAD_FROM_MESA", (1 << 30, 0))
+    monkeypatch.setattr(chunking, "CHUNK_ABOVE_REGS", 1 << 30)
     monkeypatch.setenv("SPVJIT_CACHE_DIR", str(tmp_path))
 
 

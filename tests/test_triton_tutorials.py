@@ -233,12 +233,28 @@ def test_fused_attention_forward_and_backward(mode, causal):
         np.testing.assert_allclose(g.astype(np.float64), w, atol=1e-2, rtol=0, err_msg=name)
 
 
-def _spreads(numel: int) -> bool:
-    """Whether the device runs a kernel whose biggest tile has `numel` elements over several
-    subgroups (codegen/layout.spread_over_warps)."""
-    from spvjit.codegen.layout import spread_over_warps
+def _compiles_in_seconds(name: str, block_m: int, block_n: int) -> bool:
+    """Whether the device compiles tutorial 06's `name` at these blocks (HEAD_DIM 16) without
+    minutes of driver time: its big tiles spread over several subgroups (llvmpipe from Mesa 26,
+    codegen/layout.spread_over_warps), are cut into slices (before it, codegen/chunking.py), or
+    the device is not llvmpipe."""
+    from spvjit.codegen.chunking import max_numel
+    from spvjit.codegen.compiler import rewrite_for_target
     from spvjit.codegen.target import Target
-    return spread_over_warps(numel, Target.of(triton.get_device().kernel_caps))
+    from spvjit.compiler import _build_ir
+    target = Target.of(triton.get_device().kernel_caps)
+    if not target.cpu:
+        return True
+    jf = globals()[name]
+    t = triton.tensor(np.zeros((1, 1, 256, 16), np.float16))
+    f = triton.tensor(np.zeros((1, 256), np.float32))
+    outs = [t, t] if name == "attn_bwd_dq" else [t, t, t]      # DO, DQ or DO, DK, DV
+    args = [t, t, t, 0.5] + outs + [f, f, t.stride(0), t.stride(1), t.stride(2), t.stride(3), 1, 256]
+    spec, _ = jf.specialize(args, dict(BLOCK_M=block_m, BLOCK_N=block_n, HEAD_DIM=16, CAUSAL=True))
+    kernel = _build_ir(jf, spec, optimize=True)
+    whole = max_numel(kernel)
+    _, w = rewrite_for_target(kernel, target, spec.num_warps)
+    return w > target.subgroup_size or max_numel(kernel) < whole
 
 
 @pytest.mark.parametrize("mode", ["interpreter", "device"])
@@ -247,13 +263,15 @@ def test_backward_at_the_tutorials_own_blocks(mode, request):
     BLOCK_N2=32 (dQ).  At HEAD_DIM 16 half of those dots have 16-wide rows, narrower than
     lavapipe's 8 lanes x vec4: they run as loops over k with each lane on its own row of C
     (block_loops._RowGroups); unrolled, dK/dV took lavapipe 489 s and 10.8 GB to compile.
-    The device run still compiles for 1-5 minutes on lavapipe 22.3, so there it runs with the
-    whole Triton port (SPVJIT_TRITON_FULL=1); tests/test_narrow_looped_dots.py covers the
-    same lowering at small sizes in every run.  From Mesa 26 the kernels spread over 128
-    lanes and compile in seconds (codegen/layout.spread_over_warps): it always runs there."""
+    On lavapipe 22.3 the kernels run as loops over four slices of their 128 rows
+    (codegen/chunking.py) and compile in about 35 s together on a 2-core machine; from Mesa
+    26 they spread over 128 lanes (codegen/layout.spread_over_warps) and compile in seconds.
+    Where a CPU driver does neither (its emulated cooperative matrices) the device run takes
+    minutes of compile, and runs with the whole Triton port (SPVJIT_TRITON_FULL=1)."""
     if mode == "device":
         request.getfixturevalue("needs_device")
-    if mode == "device" and not knobs.get("SPVJIT_TRITON_FULL") and not _spreads(128 * 32):
+    if mode == "device" and not knobs.get("SPVJIT_TRITON_FULL") and not (
+            _compiles_in_seconds("attn_bwd_dkdv", 32, 128) and _compiles_in_seconds("attn_bwd_dq", 128, 32)):
         pytest.skip("minutes of lavapipe compile: runs with SPVJIT_TRITON_FULL=1")
     Z, H, N_CTX, HEAD_DIM = 1, 2, 256, 16
     rng = np.random.default_rng(9)
@@ -266,12 +284,16 @@ def test_backward_at_the_tutorials_own_blocks(mode, request):
 
 
 @pytest.mark.parametrize("kernel_name,block_m,block_n", [("attn_bwd_dq", 128, 32), ("attn_bwd_dkdv", 32, 128)])
-def test_triton_backward_blocks_fit_32k_of_shared_memory(kernel_name, block_m, block_n):
+def test_triton_backward_blocks_fit_32k_of_shared_memory(kernel_name, block_m, block_n, monkeypatch):
     """Triton's own backward blocks at HEAD_DIM 64 (BLOCK_M2=128 x BLOCK_N2=32 for dQ,
     BLOCK_M1=32 x BLOCK_N1=128 for dK/dV) on lavapipe's 8-lane workgroups: the looped dots
     read q, k, v, do, kT, vT themselves, so only the computed operands (dS, or P^T and dS^T)
     are staged: 128 x 32 words, 16 KiB, where staging every operand asked for 40-48 KiB and
-    the kernels were refused.  spvjit's side only: the driver needs minutes for these sizes."""
+    the kernels were refused.  spvjit's side only: the driver needs minutes for these sizes.
+    Whole tiles: at these sizes the target's tiles would otherwise be cut into slices of 16
+    rows (codegen/chunking.py), each staging 16 x 32 words."""
+    from spvjit.codegen import chunking
+    monkeypatch.setattr(chunking, "CHUNK_ABOVE_REGS", 1 << 30)
     from spvjit.codegen.compiler import compile_kernel
     from spvjit.codegen.target import Target
     from spvjit.compiler import _build_ir

@@ -8,6 +8,7 @@ from ..ir.core import KernelIR
 from ..ir.ops import OP_INFO, ops_of
 from . import axis_info, coopmat, debug_print, dot_forms, dot_loop_plan, global_pointers, loop_budget, subgroup
 from .atomics import mark_native_atomics
+from .chunking import chunk_big_tiles, max_numel
 from .emitter import Emitter
 from .layout import choose_workgroup, regs
 from .lower import LoweringError, Lowerer, LV
@@ -31,14 +32,6 @@ class CompiledKernel:
     scratch_bytes: int
     capabilities: frozenset[str]
     program_loop: bool = False       # each workgroup runs push word PROGRAMS_WORD programs in turn
-
-
-def _max_numel(kernel: KernelIR) -> int:
-    best = 1
-    for op in kernel.walk():
-        for v in list(op.results) + list(op.operands):
-            best = max(best, v.type.numel if v.type.shape else 1)
-    return best
 
 
 def _scratch_words(kernel: KernelIR, w: int, coop_dots=(), dot_reads=None) -> int:
@@ -138,10 +131,7 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
     # before loop unrolling copies any print; asserts are checked in debug builds, as in Triton
     debug_print.add_print_buffer(kernel, asserts=knobs.get("SPVJIT_DEBUG"))
     loop_limit = caps.loop_iteration_limit
-    mark_native_atomics(kernel, caps)      # before the loop budget: native ones have no retry loop
-    w = choose_workgroup(_max_numel(kernel), num_warps, caps)
-    if loop_limit is not None:
-        kernel = loop_budget.unroll_for_budget(kernel)
+    kernel, w = rewrite_for_target(kernel, caps, num_warps)
     extra = dot_forms.extra_visits(w, caps, kernel)      # the loops a dot's lowering adds
     if loop_limit is not None:
         visits = loop_budget.header_visits(kernel, extra=extra)
@@ -162,6 +152,20 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
                 if op.name == "dot":
                     notes[id(op)] = why + ("; " + notes[id(op)] if id(op) in notes else "")
         return ck
+
+
+def rewrite_for_target(kernel: KernelIR, caps, num_warps: int) -> tuple[KernelIR, int]:
+    """(the kernel rewritten in place for `caps`, W): native atomics marked (before the loop
+    budget: those have no retry loop), the lanes chosen, big tiles cut into slices on one
+    subgroup of a CPU driver (chunking.py), small loop bodies unrolled where the driver limits
+    loop-header visits.  The launch's visit counter replays this on a disk-cache hit."""
+    caps = Target.of(caps)
+    mark_native_atomics(kernel, caps)
+    w = choose_workgroup(max_numel(kernel), num_warps, caps)
+    kernel = chunk_big_tiles(kernel, w, caps)
+    if caps.loop_iteration_limit is not None:
+        kernel = loop_budget.unroll_for_budget(kernel)
+    return kernel, w
 
 
 class _CoopSharedOverflow(LoweringError):

@@ -103,6 +103,7 @@ SPREAD_FROM_MESA = (26, 0)
      # 5.7 GFLOP/s).  Mesa 22.3 compiled dK/dV in 2.5 s too but ran the backward 3.3x slower
      # (431 against 131 ms) and the matmul 10x (its per-lane shared-memory accesses inside
      # control flow are loops over the lanes), so it keeps one subgroup (docs/PERFORMANCE.md)
+     # and cuts such tiles into slices instead (chunking.py)
 SPREAD_ABOVE_REGS = 256
      # 32x32 tiles (128 registers per lane on 8 lanes) stay on one subgroup: tutorial 06's
      # forward at 32x32 blocks ran 29.3 ms over 32 lanes against 19.4 ms on one subgroup
