@@ -119,7 +119,8 @@ def _compile_for_device(jitfn, spec, dev, key) -> DeviceKernel:
 def device_target(dev) -> Target:
     """What the lowering may assume about `dev`, with the settings that change lowering."""
     return replace(Target.of(dev.kernel_caps), loop_iteration_limit=loop_iteration_limit(dev),
-                   dot_unroll_limit=knobs.get("SPVJIT_DOT_UNROLL_LIMIT"))
+                   dot_unroll_limit=knobs.get("SPVJIT_DOT_UNROLL_LIMIT"),
+                   chunk_big_tiles=not knobs.get("SPVJIT_WHOLE_TILES"))
 
 
 def _lower(jitfn, spec, dev, show_lowering: bool):

@@ -211,6 +211,7 @@ def _plan(kernel, target, num_warps=4):
     (dataclasses.replace(MESA_22, driver_info="Mesa 26.1.6"), None),       # spread over 128 lanes instead
     (dataclasses.replace(MESA_22, cooperative_matrix=(F16_8X8,)), None),   # sized for one subgroup
     (Target(device_type="discrete", subgroup_size=32), None),              # a GPU: num_warps lanes
+    (dataclasses.replace(MESA_22, chunk_big_tiles=False), None),           # SPVJIT_WHOLE_TILES=1
 ])
 def test_the_rule_on_the_tutorial_backward(target, want):
     assert _plan(_attention_ir("attn_bwd_dkdv", 32, 128), target) == want
@@ -222,6 +223,15 @@ def test_the_rule_leaves_small_tiles_and_cuts_the_matmul_on_the_axis_with_fewest
     assert _plan(_matmul_ir(64, 64, 64, 64, 64, 32)[0], MESA_22) == (64, 4)
     # 128x128: B off any axis holds 512 per lane, over the bound: no plan
     assert _plan(_matmul_ir(128, 128, 32, 128, 128, 32)[0], MESA_22) is None
+
+
+def test_whole_tiles_knob_reaches_the_target(needs_device, monkeypatch):
+    from spvjit.compiler import device_target, target_key
+    dev = spvjit.get_device()
+    cut_key = target_key(dev)
+    assert device_target(dev).chunk_big_tiles
+    monkeypatch.setenv("SPVJIT_WHOLE_TILES", "1")
+    assert not device_target(dev).chunk_big_tiles and target_key(dev) != cut_key
 
 
 def test_rewrite_for_target_cuts_on_mesa_22_only():

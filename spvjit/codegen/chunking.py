@@ -5,7 +5,7 @@ llvmpipe compiles one subgroup's code, and LLVM's register allocation and schedu
 faster than linearly with the values live in a lane.  From Mesa 26 such kernels spread over
 more lanes instead (layout.spread_over_warps); before it, where the spread form runs 2-10x
 slower, they are cut into slices.  Tutorial 06's dK/dV at Triton's 32x128 blocks (tiles of
-128x32: 512 registers per lane) compiled on Mesa 22.3 in 20 s as four slices of 32 rows
+128x32: 512 registers per lane) compiled on Mesa 22.3 in 17 s as four slices of 32 rows
 instead of 107 s (docs/PERFORMANCE.md, "Big tiles in slices").
 """
 from __future__ import annotations
@@ -32,12 +32,13 @@ def max_numel(kernel: KernelIR) -> int:
 def plan_chunks(kernel: KernelIR, w: int, caps):
     """(axis, slices) to cut `kernel` into on `caps` at W lanes, or None: only on a CPU
     driver running one subgroup per program, without the driver's emulated cooperative
-    matrices (their kernels were sized for one subgroup), where the biggest tile holds more
+    matrices (their kernels were sized for one subgroup) and unless SPVJIT_WHOLE_TILES asks
+    for whole tiles (caps.chunk_big_tiles), where the biggest tile holds more
     than CHUNK_ABOVE_REGS per lane.  The fewest slices that bring every tile to
     CHUNK_TO_REGS per lane on the cut axis and leave none above CHUNK_ABOVE_REGS off it, on
     the axis that needs fewest; None where no axis can."""
     sg = caps.subgroup_size
-    if not (caps.cpu and sg and w == sg) or caps.cooperative_matrix:
+    if not (caps.cpu and sg and w == sg) or caps.cooperative_matrix or not caps.chunk_big_tiles:
         return None
     if max_numel(kernel) <= CHUNK_ABOVE_REGS * w:
         return None

@@ -35,6 +35,8 @@ class Target:
     dot_unroll_limit: int | None = 8192    # multiply-adds per lane above which a dot is a loop over k
                                            # (dot_loop_plan.py); None: always unrolled.  The compiler
                                            # sets it from SPVJIT_DOT_UNROLL_LIMIT
+    chunk_big_tiles: bool = True           # chunking.py may cut big tiles into slices; the compiler
+                                           # sets it off with SPVJIT_WHOLE_TILES
 
     @property
     def cpu(self) -> bool:
