@@ -63,12 +63,8 @@ def test_the_matmul_has_its_rows_and_columns_but_not_k():
     assert rows.dims[id(acc)] == 0
 
 
-def _attention_ir(name, bm, bn, head_dim=16):
-    t = spvjit.tensor(np.zeros((1, 1, 256, head_dim), np.float16))
-    f = spvjit.tensor(np.zeros((1, 256), np.float32))
-    outs = [t, t] if name == "attn_bwd_dq" else [t, t, t]
-    args = [t, t, t, 0.5] + outs + [f, f, t.stride(0), t.stride(1), t.stride(2), t.stride(3), 1, 256]
-    return _ir(getattr(tut, name), *args, BLOCK_M=bm, BLOCK_N=bn, HEAD_DIM=head_dim, CAUSAL=True)[0]
+def _attention_ir(name, bm, bn):
+    return tut.backward_ir(name, bm, bn, 16, 256)[0]
 
 
 @pytest.mark.parametrize("name,bm,bn,rows", [("attn_bwd_dkdv", 32, 128, 128), ("attn_bwd_dq", 128, 32, 128)])

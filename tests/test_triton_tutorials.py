@@ -233,6 +233,19 @@ def test_fused_attention_forward_and_backward(mode, causal):
         np.testing.assert_allclose(g.astype(np.float64), w, atol=1e-2, rtol=0, err_msg=name)
 
 
+def backward_ir(name: str, block_m: int, block_n: int, head_dim: int, n_ctx: int):
+    """(optimized tile IR, specialization) of the backward kernel `name` (attn_bwd_dkdv or
+    attn_bwd_dq) at these blocks, causal, for one head of n_ctx tokens."""
+    from spvjit.compiler import _build_ir
+    t = triton.tensor(np.zeros((1, 1, n_ctx, head_dim), np.float16))
+    f = triton.tensor(np.zeros((1, n_ctx), np.float32))
+    outs = [t, t] if name == "attn_bwd_dq" else [t, t, t]      # DO, DQ or DO, DK, DV
+    args = [t, t, t, 0.5] + outs + [f, f, t.stride(0), t.stride(1), t.stride(2), t.stride(3), 1, n_ctx]
+    jf = globals()[name]
+    spec, _ = jf.specialize(args, dict(BLOCK_M=block_m, BLOCK_N=block_n, HEAD_DIM=head_dim, CAUSAL=True))
+    return _build_ir(jf, spec, optimize=True), spec
+
+
 def _compiles_in_seconds(name: str, block_m: int, block_n: int) -> bool:
     """Whether the device compiles tutorial 06's `name` at these blocks (HEAD_DIM 16) without
     minutes of driver time: its big tiles spread over several subgroups (llvmpipe from Mesa 26,
@@ -241,17 +254,10 @@ def _compiles_in_seconds(name: str, block_m: int, block_n: int) -> bool:
     from spvjit.codegen.chunking import max_numel
     from spvjit.codegen.compiler import rewrite_for_target
     from spvjit.codegen.target import Target
-    from spvjit.compiler import _build_ir
     target = Target.of(triton.get_device().kernel_caps)
     if not target.cpu:
         return True
-    jf = globals()[name]
-    t = triton.tensor(np.zeros((1, 1, 256, 16), np.float16))
-    f = triton.tensor(np.zeros((1, 256), np.float32))
-    outs = [t, t] if name == "attn_bwd_dq" else [t, t, t]      # DO, DQ or DO, DK, DV
-    args = [t, t, t, 0.5] + outs + [f, f, t.stride(0), t.stride(1), t.stride(2), t.stride(3), 1, 256]
-    spec, _ = jf.specialize(args, dict(BLOCK_M=block_m, BLOCK_N=block_n, HEAD_DIM=16, CAUSAL=True))
-    kernel = _build_ir(jf, spec, optimize=True)
+    kernel, spec = backward_ir(name, block_m, block_n, 16, 256)
     whole = max_numel(kernel)
     _, w = rewrite_for_target(kernel, target, spec.num_warps)
     return w > target.subgroup_size or max_numel(kernel) < whole
@@ -296,17 +302,11 @@ def test_triton_backward_blocks_fit_32k_of_shared_memory(kernel_name, block_m, b
     monkeypatch.setattr(chunking, "CHUNK_ABOVE_REGS", 1 << 30)
     from spvjit.codegen.compiler import compile_kernel
     from spvjit.codegen.target import Target
-    from spvjit.compiler import _build_ir
-    jf = globals()[kernel_name]
-    t = triton.tensor(np.zeros((1, 1, 128, 64), np.float16))
-    f = triton.tensor(np.zeros((1, 128), np.float32))
-    outs = [t, t] if kernel_name == "attn_bwd_dq" else [t, t, t]      # DO, DQ or DO, DK, DV
-    args = [t, t, t, 0.5] + outs + [f, f, t.stride(0), t.stride(1), t.stride(2), t.stride(3), 1, 128]
-    spec, _ = jf.specialize(args, dict(BLOCK_M=block_m, BLOCK_N=block_n, HEAD_DIM=64, CAUSAL=True))
+    kernel, spec = backward_ir(kernel_name, block_m, block_n, 64, 128)
     target = Target(name="8-lane CPU", device_type="cpu", subgroup_size=8,
                     subgroup_ops=("basic", "vote", "arithmetic", "ballot", "shuffle"),
                     max_shared_memory=32768, max_workgroup_invocations=1024, max_texel_buffer_elements=1 << 27)
-    ck = compile_kernel(_build_ir(jf, spec, optimize=True), target, spec.num_warps, spec.divisibility or {})
+    ck = compile_kernel(kernel, target, spec.num_warps, spec.divisibility or {})
     assert ck.workgroup_size == 8
     assert ck.scratch_bytes == 128 * 32 * 4, ck.scratch_bytes
 
