@@ -106,7 +106,8 @@ def always_loop(monkeypatch):
 @pytest.fixture
 def one_subgroup(monkeypatch, tmp_path):
     """Kernels keep their whole tiles on one subgroup, for tests that read the one-subgroup
-    lowering's choices (test_big_tiles.py, test_launch_facts.py): on llvmpipe from Mesa 26,
+    lowering's choices on big tiles (test_big_tiles.py, test_launch_facts.py, the counts of
+    shared-memory accesses in test_shared_vec4.py and test_staged_pairs.py): on llvmpipe from Mesa 26,
     tiles of more than 256 registers per lane would spread over num_warps * 32 lanes
     (codegen/layout.py), and before it they would be cut into slices (codegen/chunking.py).
     Their modules go to a cache directory of their own, not to the suite's."""

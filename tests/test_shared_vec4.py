@@ -95,6 +95,7 @@ def _compile(jitfn, target, *args, **kwargs):
     return ck, {op.name: notes.get(id(op), "") for op in kernel.walk()}
 
 
+@pytest.mark.usefixtures("one_subgroup")      # whole 64x64 tiles, not slices of them
 def test_a_64x64_transpose_takes_a_quarter_of_the_shared_accesses():
     """trans of a 64x64 f32 tile on 8 lanes: 512 registers per lane.  Word by word that was 512
     Workgroup stores and 512 loads per trans; as uvec4 (each lane's 4x4 blocks, stored in
@@ -144,6 +145,7 @@ def reduce_rows(x_ptr, y_ptr, M: sl.constexpr, N: sl.constexpr, KIND: sl.constex
 @pytest.mark.parametrize("M,N,dt,kind", [(512, 8, np.float32, "sum"), (1024, 4, np.int32, "max"),
                                          (512, 16, np.float32, "argmax"), (512, 8, np.int64, "sum"),
                                          (512, 2, np.float32, "sum")])
+@pytest.mark.usefixtures("one_subgroup")      # whole tiles: slices of 128 rows would not stage
 def test_staged_row_reductions_read_four_words_at_a_time(needs_device, M, N, dt, kind):
     """More rows than one subgroup reduces (256) stage the tile; each row's N words are
     consecutive and 4-aligned (N % 4 == 0), so they come back a uvec4 at a time (N = 2: word

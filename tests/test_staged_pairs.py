@@ -84,6 +84,7 @@ def _notes_and_loads(M, N, K, dt, limit):
     return notes[id(dot)], workgroup_accesses(ck.spirv), ck
 
 
+@pytest.mark.usefixtures("one_subgroup")      # a whole 64x64 C, not slices of it
 @pytest.mark.parametrize("dt,packed", [(sl.float16, True), (sl.float32, False)])
 def test_the_packed_form_is_chosen_for_f16_and_halves_the_shared_accesses(dt, packed):
     """64x64 C, K = 32 on 8 lanes: with f16 A each lane stores 32 quads (two rows each) and
