@@ -240,6 +240,22 @@ def test_rewrite_for_target_cuts_on_mesa_22_only():
     assert w == 128 and chunking.max_numel(kernel) == 128 * 32
 
 
+def test_the_launch_counts_the_slices_loop_headers():
+    """On a loop-limited driver the launch counts a program's loop-header visits from the IR as
+    lowered (loop_budget.VisitCounter): four slices make four times the k loop's and the dot
+    loops' visits, plus the slice loop's own five (four trips and the failing check)."""
+    from spvjit.codegen.dot_forms import extra_visits
+    from spvjit.codegen.loop_budget import VisitCounter
+    limited = dataclasses.replace(MESA_22, loop_iteration_limit=65535)
+    counts = []
+    for target in (limited, dataclasses.replace(limited, chunk_big_tiles=False)):
+        kernel, spec, *_ = _matmul_ir(64, 64, 4096, 64, 64, 32)
+        kernel, w = rewrite_for_target(kernel, target, spec.num_warps)
+        counts.append(VisitCounter(kernel, extra_visits(w, target, kernel))(dict(spec.runtime)))
+    cut, whole = counts
+    assert whole > 4096 // 32 and cut == 4 * whole + 5, counts
+
+
 # ---------------------------------------------------------------------------------------------
 # on the device: the rule made to apply to small tiles, results against numpy
 # ---------------------------------------------------------------------------------------------
