@@ -18,7 +18,10 @@ atomics, barriers, prints or asserts, no early return, and no load after a store
 holding both), since slice c + 1 would read what slice c stored.  Values off the axis (scalars,
 the tiles of other axes) are recomputed by each slice with the same result: nothing on the
 axis can flow into them without a reduction over it.  Stores off the axis write the same
-values to the same places again.
+values to the same places again.  A load before the stores that reads, through another
+pointer, elements an earlier slice stored (two arguments naming overlapping memory) sees the
+new values; within one Triton program such a read already races with the other warps'
+stores, so no defined result changes.
 
 Why: codegen/chunking.py cuts big tiles this way on CPU drivers whose compile time grows
 faster than linearly with the registers a lane holds.
