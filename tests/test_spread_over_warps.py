@@ -75,3 +75,24 @@ def test_tutorial_backward_spread_over_warps(needs_device, monkeypatch, tmp_path
     # outputs (a few 1e-3), while a wrong mask or scale is off by > 0.05
     for name, g, w in zip(("out", "dq", "dk", "dv"), got, want):
         np.testing.assert_allclose(g.astype(np.float64), w, atol=1e-2, rtol=0, err_msg=name)
+
+
+def test_a_spread_kernel_that_overflows_shared_memory_keeps_one_subgroup():
+    """test_staged_pairs' computed A of 32x128 (4096 elements) spreads over 128 lanes on Mesa
+    26.1, where staging its A for the looped dot asks for 48 KiB of the 32 KiB: it is built on
+    one subgroup instead, which shuffles its exchanges (its tiles cut into slices), rather
+    than refused.  With 64 KiB of shared memory the spread form fits and is kept."""
+    import dataclasses
+    from spvjit.codegen.compiler import compile_kernel
+    from spvjit.compiler import _build_ir
+    from test_staged_pairs import computed_a_dot
+    import spvjit.language as tl
+    mesa26 = Target(device_type="cpu", subgroup_size=8, driver_info="Mesa 26.1.6", dot_unroll_limit=0,
+                    subgroup_ops=("basic", "vote", "arithmetic", "ballot", "shuffle"), max_shared_memory=32768)
+    lanes = []
+    for target in (mesa26, dataclasses.replace(mesa26, max_shared_memory=65536)):
+        t = triton.tensor(np.zeros(32 * 128, np.float32))
+        spec, _ = computed_a_dot.specialize([t, t, t, 77], dict(M=32, N=64, K=128, DT=tl.float16))
+        lanes.append(compile_kernel(_build_ir(computed_a_dot, spec, optimize=True), target,
+                                    spec.num_warps, spec.divisibility or {}).workgroup_size)
+    assert lanes == [8, 128], lanes

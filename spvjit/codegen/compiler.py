@@ -137,6 +137,26 @@ def compile_kernel(kernel: KernelIR, caps, num_warps: int = 4, param_div: dict |
         visits = loop_budget.header_visits(kernel, extra=extra)
         if visits is None or visits + 1 > loop_limit:
             loop_budget.add_exit_checks(kernel)     # adds the hidden status buffer parameter
+    args = (param_div, notes, program_loop, loop_limit)
+    try:
+        return _build_fitting(kernel, caps, w, args, extra, assume_nonneg)
+    except _ScratchOverflow:
+        # spread over several subgroups (layout.spread_over_warps) a tile's exchanges go through
+        # shared memory, which one subgroup shuffles instead: a kernel that stages too much
+        # spread keeps one subgroup, its big tiles cut into slices (chunking.py).  Only where
+        # nothing before the lowering depended on W: spreading drivers have no loop limit.
+        if not caps.cpu or w <= caps.subgroup_size or loop_limit is not None:
+            raise
+        if notes is not None:
+            notes.clear()
+        w = caps.subgroup_size
+        kernel = chunk_big_tiles(kernel, w, caps)
+        return _build_fitting(kernel, caps, w, args, dot_forms.extra_visits(w, caps, kernel), assume_nonneg)
+
+
+def _build_fitting(kernel, caps, w, args, extra, assume_nonneg) -> CompiledKernel:
+    """The kernel built at W lanes; without cooperative matrices where those overflow shared memory."""
+    param_div, notes, program_loop, loop_limit = args
     try:
         return _build(kernel, caps, w, param_div, notes, program_loop, loop_limit, extra, True, assume_nonneg)
     except _CoopSharedOverflow as e:
@@ -166,6 +186,10 @@ def rewrite_for_target(kernel: KernelIR, caps, num_warps: int) -> tuple[KernelIR
     if caps.loop_iteration_limit is not None:
         kernel = loop_budget.unroll_for_budget(kernel)
     return kernel, w
+
+
+class _ScratchOverflow(LoweringError):
+    """The shared scratch of the kernel's tiles exceeds the device's shared memory at this W."""
 
 
 class _CoopSharedOverflow(LoweringError):
@@ -218,7 +242,7 @@ def _build(kernel, caps, w, param_div, notes, program_loop, loop_limit, extra, u
     scratch = _scratch_words(kernel, w, coop_plan.dots, dot_reads)
     max_shared = caps.max_shared_memory
     if scratch * 4 > max_shared:
-        raise LoweringError(f"kernel {kernel.name} needs {scratch * 4} bytes of shared memory for its "
+        raise _ScratchOverflow(f"kernel {kernel.name} needs {scratch * 4} bytes of shared memory for its "
                             f"tiles with {w} invocations; the device has {max_shared}; use smaller blocks")
     mem.declare_scratch(scratch)
 
