@@ -55,8 +55,9 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          "of the loop, or, in a kernel whose several dots together reach three quarters of it, one from a quarter "
          "of it whose B the loop reads, with two trips (codegen/dot_loop_plan.py)", minimum=0,
          lowering=True),
-    Knob("SPVJIT_WHOLE_TILES", "flag", False, "CPU drivers before Mesa 26: keep tiles of more than "
-         "256 registers per lane whole instead of running the program over slices of them "
+    Knob("SPVJIT_WHOLE_TILES", "flag", False, "CPU drivers, where a program runs on one subgroup "
+         "(every kernel before Mesa 26): keep tiles of more than 256 registers per lane whole instead "
+         "of running the program over slices of them "
          "(codegen/chunking.py): several times the compile time, for up to 15% more speed on some "
          "kernels (the tutorial matmul at 64x64x32)", lowering=True),
     Knob("SPVJIT_REQUIRE_COOPMAT", "flag", False, "tests: fail, instead of skipping, where the "

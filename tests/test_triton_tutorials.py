@@ -290,22 +290,22 @@ def test_backward_at_the_tutorials_own_blocks(mode, request):
 
 
 @pytest.mark.parametrize("kernel_name,block_m,block_n", [("attn_bwd_dq", 128, 32), ("attn_bwd_dkdv", 32, 128)])
-def test_triton_backward_blocks_fit_32k_of_shared_memory(kernel_name, block_m, block_n, monkeypatch):
+def test_triton_backward_blocks_fit_32k_of_shared_memory(kernel_name, block_m, block_n):
     """Triton's own backward blocks at HEAD_DIM 64 (BLOCK_M2=128 x BLOCK_N2=32 for dQ,
     BLOCK_M1=32 x BLOCK_N1=128 for dK/dV) on lavapipe's 8-lane workgroups: the looped dots
     read q, k, v, do, kT, vT themselves, so only the computed operands (dS, or P^T and dS^T)
     are staged: 128 x 32 words, 16 KiB, where staging every operand asked for 40-48 KiB and
     the kernels were refused.  spvjit's side only: the driver needs minutes for these sizes.
-    Whole tiles: at these sizes the target's tiles would otherwise be cut into slices of 16
-    rows (codegen/chunking.py), each staging 16 x 32 words."""
-    from spvjit.codegen import chunking
-    monkeypatch.setattr(chunking, "CHUNK_ABOVE_REGS", 1 << 30)
+    Whole tiles (chunk_big_tiles=False, as SPVJIT_WHOLE_TILES=1): at these sizes the target's
+    tiles would otherwise be cut into slices of 16 rows (codegen/chunking.py), each staging
+    16 x 32 words."""
     from spvjit.codegen.compiler import compile_kernel
     from spvjit.codegen.target import Target
     kernel, spec = backward_ir(kernel_name, block_m, block_n, 64, 128)
     target = Target(name="8-lane CPU", device_type="cpu", subgroup_size=8,
                     subgroup_ops=("basic", "vote", "arithmetic", "ballot", "shuffle"),
-                    max_shared_memory=32768, max_workgroup_invocations=1024, max_texel_buffer_elements=1 << 27)
+                    max_shared_memory=32768, max_workgroup_invocations=1024, max_texel_buffer_elements=1 << 27,
+                    chunk_big_tiles=False)
     ck = compile_kernel(kernel, target, spec.num_warps, spec.divisibility or {})
     assert ck.workgroup_size == 8
     assert ck.scratch_bytes == 128 * 32 * 4, ck.scratch_bytes
