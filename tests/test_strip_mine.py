@@ -203,7 +203,7 @@ def _plan(kernel, target, num_warps=4):
 
 
 @pytest.mark.parametrize("target,want", [
-    (MESA_22, (128, 4)),                                                   # 512 -> 128 registers per lane
+    (MESA_22, (128, 8)),                                         # four dots: 512 -> 64 registers per lane
     (dataclasses.replace(MESA_22, driver_info="Mesa 26.1.6"), None),       # spread over 128 lanes instead
     (dataclasses.replace(MESA_22, cooperative_matrix=(F16_8X8,)), None),   # sized for one subgroup
     (Target(device_type="discrete", subgroup_size=32), None),              # a GPU: num_warps lanes
@@ -234,10 +234,33 @@ def test_rewrite_for_target_cuts_on_mesa_22_only():
     kernel = _attention_ir("attn_bwd_dkdv", 32, 128)
     _, w = rewrite_for_target(kernel, MESA_22, 4)
     loop = [op for op in kernel.body.ops if op.name == "for"]
-    assert w == 8 and len(loop) == 1 and chunking.max_numel(kernel) == 32 * 32
+    assert w == 8 and len(loop) == 1 and chunking.max_numel(kernel) == 16 * 32
+    assert loop[0].attrs["slices"] == 8
     kernel = _attention_ir("attn_bwd_dkdv", 32, 128)
     _, w = rewrite_for_target(kernel, dataclasses.replace(MESA_22, driver_info="Mesa 26.1.6"), 4)
     assert w == 128 and chunking.max_numel(kernel) == 128 * 32
+
+
+def test_a_slice_s_dots_are_sized_as_the_whole_program_s():
+    """dot_loop_plan counts a sliced dot as the work of all its slices: the cut dK/dV's four
+    dots (1024 multiply-adds per lane each, 16-row slices) are loops over k as the whole
+    program's would be; counted as one slice they fall below the window and unroll."""
+    from spvjit.codegen.dot_loop_plan import looped_dots, slice_repeats
+    kernel = _attention_ir("attn_bwd_dkdv", 32, 128)
+    _, w = rewrite_for_target(kernel, MESA_22, 4)
+    dots = [op for op in kernel.walk() if op.name == "dot"]
+    assert len(dots) == 4 and set(slice_repeats(kernel).values()) == {8}
+    assert looped_dots(kernel, w, MESA_22) == {id(op) for op in dots}
+    next(op for op in kernel.body.ops if op.name == "for").attrs["slices"] = 1
+    assert not looped_dots(kernel, w, MESA_22)
+
+
+def test_the_rule_cuts_a_lone_dot_to_128_registers():
+    """A kernel with one dot is cut to CHUNK_TO_REGS (the matmul ran slower in thinner
+    slices), one with several to CHUNK_TO_REGS_DOTS."""
+    assert chunking.CHUNK_TO_REGS_DOTS < chunking.CHUNK_TO_REGS
+    assert _plan(_matmul_ir(64, 64, 64, 64, 64, 32)[0], MESA_22) == (64, 4)
+    assert _plan(_attention_ir("attn_bwd_dq", 128, 32), MESA_22) == (128, 8)
 
 
 def test_the_launch_counts_the_slices_loop_headers():
@@ -268,6 +291,7 @@ def cut_small_tiles(needs_device, monkeypatch, tmp_path):
         pytest.skip("the rule is for one subgroup of a CPU driver without cooperative matrices")
     monkeypatch.setattr(chunking, "CHUNK_ABOVE_REGS", 64)
     monkeypatch.setattr(chunking, "CHUNK_TO_REGS", 32)
+    monkeypatch.setattr(chunking, "CHUNK_TO_REGS_DOTS", 32)
     monkeypatch.setenv("SPVJIT_CACHE_DIR", str(tmp_path))
     from spvjit.codegen import layout
     monkeypatch.setattr(layout, "SPREAD_FROM_MESA", (1 << 30, 0))     # one subgroup on Mesa 26 too

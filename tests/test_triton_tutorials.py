@@ -269,8 +269,9 @@ def test_backward_at_the_tutorials_own_blocks(mode, request):
     BLOCK_N2=32 (dQ).  At HEAD_DIM 16 half of those dots have 16-wide rows, narrower than
     lavapipe's 8 lanes x vec4: they run as loops over k with each lane on its own row of C
     (block_loops._RowGroups); unrolled, dK/dV took lavapipe 489 s and 10.8 GB to compile.
-    On lavapipe 22.3 the kernels run as loops over four slices of their 128 rows
-    (codegen/chunking.py) and compile in about 35 s together on a 2-core machine; from Mesa
+    On lavapipe 22.3 the kernels run as loops over eight slices of their 128 rows, their dots
+    as loops over k (codegen/chunking.py, dot_loop_plan.slice_repeats), and compile in about
+    13 s together on a 2-core machine; from Mesa
     26 they spread over 128 lanes (codegen/layout.spread_over_warps) and compile in seconds.
     Where a CPU driver does neither (its emulated cooperative matrices) the device run takes
     minutes of compile, and runs with the whole Triton port (SPVJIT_TRITON_FULL=1)."""
@@ -297,8 +298,8 @@ def test_triton_backward_blocks_fit_32k_of_shared_memory(kernel_name, block_m, b
     are staged: 128 x 32 words, 16 KiB, where staging every operand asked for 40-48 KiB and
     the kernels were refused.  spvjit's side only: the driver needs minutes for these sizes.
     Whole tiles (chunk_big_tiles=False, as SPVJIT_WHOLE_TILES=1): at these sizes the target's
-    tiles would otherwise be cut into slices of 16 rows (codegen/chunking.py), each staging
-    16 x 32 words."""
+    tiles would otherwise be cut into slices of 8 rows (codegen/chunking.py), each staging
+    8 x 32 words."""
     from spvjit.codegen.compiler import compile_kernel
     from spvjit.codegen.target import Target
     kernel, spec = backward_ir(kernel_name, block_m, block_n, 64, 128)

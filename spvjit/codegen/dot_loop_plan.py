@@ -73,15 +73,37 @@ def _crowded(kernel, looped, w: int) -> bool:
     return total > MAX_KERNEL_MULADDS
 
 
-def loops_dot(op, w: int, target, vectorize: bool = True) -> bool:
+def loops_dot(op, w: int, target, vectorize: bool = True, repeats: int = 1) -> bool:
     """Whether `op` (a dot) is lowered as a loop over k by its shape alone: more multiply-adds
-    per lane than Target.dot_unroll_limit, and layouts that allow it (see looped_dots for
-    the operand-aware rule below the limit)."""
+    per lane than Target.dot_unroll_limit (`repeats`: slices, see slice_repeats), and layouts
+    that allow it (see looped_dots for the operand-aware rule below the limit)."""
     if not _loopable(op, w, vectorize):
         return False
     M, N, K = dot_shape(op)
     limit = getattr(target, "dot_unroll_limit", None)
-    return limit is not None and M * N * K > limit * w
+    return limit is not None and M * N * K * repeats > limit * w
+
+
+def slice_repeats(kernel) -> dict:
+    """id(dot) -> how many slices of one program it computes: the product of the `slices` of
+    the strip-mine loops around it (chunking.py), 1 elsewhere.  The rules below size a slice's
+    dot as the whole program's: the cut exists to bound the registers a lane holds, and
+    unrolling the slice's dots would bring back the live values it removed.  Tutorial 06's
+    dK/dV at Triton's 32x128 blocks, cut into 16-row slices (four dots of 1024 multiply-adds
+    per lane each), compiled on lavapipe 22.3 in 7.2-7.6 s with its dots looped and 18-21 s
+    with them unrolled (docs/PERFORMANCE.md, "Big tiles in slices")."""
+    out: dict = {}
+
+    def visit(block, n: int) -> None:
+        for op in block.ops:
+            if op.name == "dot":
+                out[id(op)] = n
+            inner = n * op.attrs.get("slices", 1) if op.name == "for" else n
+            for region in op.regions:
+                visit(region, inner)
+
+    visit(kernel.body, 1)
+    return out
 
 
 def _loopable(op, w: int, vectorize: bool) -> bool:
@@ -132,16 +154,17 @@ def dot_heavy(kernel, w: int, target) -> bool:
     if limit is None:
         return False
     total, count = 0, 0
+    repeats = slice_repeats(kernel)
     for op in kernel.walk():
         mnk = dot_shape(op) if op.name == "dot" else None
         if mnk is not None:
             M, N, K = mnk
-            total += M * N * K // w
+            total += M * N * K * repeats[id(op)] // w
             count += 1
     return count > 1 and 4 * total >= 3 * limit
 
 
-def _in_window(op, w: int, target, heavy: bool = False) -> bool:
+def _in_window(op, w: int, target, heavy: bool = False, repeats: int = 1) -> bool:
     """The operand-aware rule's size window: on CPU drivers (where it was measured: the
     per-lane memory accesses of the unrolled form's operands are loops over the lanes there),
     above a quarter of the limit, and at least MIN_TRIPS_BELOW_LIMIT trips of the loop (in a
@@ -150,9 +173,10 @@ def _in_window(op, w: int, target, heavy: bool = False) -> bool:
     if not getattr(target, "cpu", False) or limit is None:
         return False
     M, N, K = dot_shape(op)
+    work = M * N * K * repeats
     if heavy:
-        return M * N * K >= (limit // 4) * w and K >= MIN_TRIPS_DOT_HEAVY * copies(K, w)
-    return M * N * K > (limit // 4) * w and K >= MIN_TRIPS_BELOW_LIMIT * copies(K, w)
+        return work >= (limit // 4) * w and K >= MIN_TRIPS_DOT_HEAVY * copies(K, w)
+    return work > (limit // 4) * w and K >= MIN_TRIPS_BELOW_LIMIT * copies(K, w)
 
 
 def looped_dots(kernel, w: int, target, vectorize: bool = True) -> frozenset:
@@ -171,13 +195,14 @@ def looped_dots(kernel, w: int, target, vectorize: bool = True) -> frozenset:
     looped = set()
     window = []
     heavy = dot_heavy(kernel, w, target)
+    repeats = slice_repeats(kernel)
     for op in kernel.walk():
         if op.name != "dot" or not _loopable(op, w, vectorize):
             continue
-        big = loops_dot(op, w, target, vectorize)
+        big = loops_dot(op, w, target, vectorize, repeats[id(op)])
         if big and not _narrow(op, w):
             looped.add(id(op))
-        elif big or _in_window(op, w, target, heavy):     # a big narrow dot: only with B read
+        elif big or _in_window(op, w, target, heavy, repeats[id(op)]):   # big narrow: only with B read
             window.append(op)
     if window:
         ids = {id(op) for op in window}
@@ -187,7 +212,7 @@ def looped_dots(kernel, w: int, target, vectorize: bool = True) -> frozenset:
             if an.operand_load(op, 1) is None:
                 continue
             M, N, K = dot_shape(op)
-            if an.operand_load(op, 0) is not None or M * N * K >= limit * w or heavy:
+            if an.operand_load(op, 0) is not None or M * N * K * repeats[id(op)] >= limit * w or heavy:
                 looped.add(id(op))
     return frozenset(looped)
 

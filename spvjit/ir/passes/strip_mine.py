@@ -168,7 +168,9 @@ def strip_mine(kernel: KernelIR, axis: RowAxis, chunks: int) -> KernelIR:
     region.ops = head + kept + [Operation("yield", [], [])]
     _slice_sources(region, axis, first_row.result, rows)
     bounds = [_constant(0), _constant(chunks), _constant(1)]
-    loop = Operation("for", [b.result for b in bounds], [], regions=[region], loc=ret.loc)
+    # `slices` tells codegen that the loop repeats one program's work (dot_loop_plan sizes
+    # a slice's dots as the whole program's)
+    loop = Operation("for", [b.result for b in bounds], [], {"slices": chunks}, regions=[region], loc=ret.loc)
     body.ops = hoisted + bounds + [loop, ret]
     return kernel
 
