@@ -9,6 +9,11 @@ wrapped offsets, masked K loop, f16 output), launched on N x N x N f32 inputs.  
 the cold compile time (spvjit's own, then lavapipe's at the first dispatch, with Mesa's shader
 cache off) and the SPIR-V size.  `--dot-unroll-limit` sets SPVJIT_DOT_UNROLL_LIMIT (the
 multiply-adds per invocation above which a dot becomes a loop over k) to compare both forms.
+
+On a shared host, run it on one core on each side for figures that hold still between runs:
+`LP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/tutorial_matmul.py`
+(the 2-core EPYC of 2026-12-03: two-thread medians spread 15-28 GFLOP/s over an hour, one-thread
+medians 13.9-14.7; docs/PERFORMANCE.md).
 """
 from __future__ import annotations
 
@@ -62,7 +67,9 @@ def main(argv=None) -> int:
     compiler.compile_hooks.append(lambda ck: words.append(len(ck.spirv) // 4))
     ref_ms = do_bench_wall(lambda: a @ b, rep=5)
     flops = 2 * n ** 3
-    print(f"device: {spvjit.get_device().caps.name}; {n}^3 f32 in, f16 out; numpy {flops / ref_ms / 1e6:.1f} GFLOP/s")
+    threads = os.environ.get("LP_NUM_THREADS", f"{os.cpu_count()} (all cores)")
+    print(f"device: {spvjit.get_device().caps.name}, {threads} threads; {n}^3 f32 in, f16 out; "
+          f"numpy {flops / ref_ms / 1e6:.1f} GFLOP/s")
     print(f"{'blocks':<10} {'spvjit compile':>15} {'driver':>8} {'SPIR-V words':>13} {'GFLOP/s':>8} {'ratio':>6}")
     for bm, bn, bk in configs:
         k = spvjit.JITFunction(matmul_kernel.fn)
