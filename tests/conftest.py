@@ -17,6 +17,7 @@ os.environ.setdefault("SPVJIT_CACHE_DIR", tempfile.mkdtemp(prefix="spvjit-test-c
 
 import spvjit
 from spvjit.codegen import compile_hooks
+from spvjit.codegen import compiler as _codegen_compiler
 from spvjit.codegen.spirv.tools import validate
 
 VALIDATED: list[str] = []
@@ -32,6 +33,22 @@ def _validate_hook(ck):
 
 
 compile_hooks.append(_validate_hook)
+
+
+def _validating(compile_kernel):
+    def compile_and_validate(*args, **kwargs):
+        ck = compile_kernel(*args, **kwargs)
+        _validate_hook(ck)
+        return ck
+    compile_and_validate.__wrapped__ = compile_kernel
+    return compile_and_validate
+
+
+# Tests that lower IR themselves call codegen's compile_kernel, which runs no hooks (the
+# launch runs them, on cache hits too): they get, through this module attribute, a version
+# that validates what it returns.  spvjit's own modules bound the original at `import spvjit`
+# above, so a launch's module is still validated once, by the hook.
+_codegen_compiler.compile_kernel = _validating(_codegen_compiler.compile_kernel)
 
 
 def _device_available() -> bool:

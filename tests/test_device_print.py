@@ -155,8 +155,6 @@ def test_several_subgroups_per_program(capsys):
     kernel = _build_ir(shows_values, spec, optimize=True)
     ck = compile_kernel(kernel, gpu_like_target(), spec.num_warps, spec.divisibility or {})
     assert ck.workgroup_size == 128
-    for hook in spvjit.codegen.compile_hooks:
-        hook(ck)
     dev = get_device()
     pipe = dev.create_pipeline(ck.spirv, [bd.kind for bd in ck.bindings], ck.push_size)
     dk = DeviceKernel(ck, pipe, prints=debug_print.print_table(kernel))

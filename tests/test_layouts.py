@@ -18,7 +18,6 @@ import pytest
 
 import spvjit
 from spvjit import layouts as L
-from spvjit.codegen import compile_hooks
 from spvjit.codegen.compiler import compile_kernel
 from spvjit.codegen.spirv.tools import disassemble
 from spvjit.codegen.target import Target
@@ -102,8 +101,6 @@ def _compile_for_gpu32(jitfn, *args, **kwargs):
                                  max_texel_buffer_elements=0)
     spec, _ = jitfn.specialize(list(args), dict(kwargs))
     ck = compile_kernel(_build_ir(jitfn, spec, optimize=True), target, spec.num_warps, spec.divisibility or {})
-    for hook in compile_hooks:       # spirv-val
-        hook(ck)
     return ck, disassemble(ck.spirv)
 
 
