@@ -15,6 +15,7 @@ import spvjit
 import spvjit.language as sl
 from spvjit import launch, loop_limit
 from spvjit.codegen import loop_budget
+from spvjit.codegen.compiler import compile_kernel   # conftest's: it passes modules through spirv-val
 from spvjit.ir.parser import parse
 from spvjit.ir.printer import print_kernel
 from spvjit.ir.verifier import verify
@@ -268,12 +269,6 @@ def fixed_loop(out_ptr):
     for i in range(0, 1000):
         c += i
     sl.store(out_ptr + sl.program_id(0), c)
-
-
-def compile_kernel(kernel, target):
-    """codegen's compile_kernel (which conftest makes pass its module through spirv-val)."""
-    from spvjit.codegen.compiler import compile_kernel as lower
-    return lower(kernel, target)
 
 
 @spvjit.kernel
